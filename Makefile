@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh clone:
+#   make demo   # the built-in benchmark end to end on CPU (about 6 minutes on 2 cores)
+#   make test   # the test suite (what CI runs)
+# Both create .venv and install into it first. TORCH_SPEC picks the torch build (the default is the
+# CPU wheel on CPU machines; on a GPU node set it to the CUDA build you use, or preinstall torch).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: demo test install lint
+
+$(VENV)/.installed: requirements.txt setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) scripts/check_env.py
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.bash
+
+test: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Stage I: teach the model the benchmark (split=full, or split=retain for the reference model).
+# Takes Hydra overrides, e.g.: bash scripts/finetune.bash model=llava_phi3_mini data_dir=dataset/FIUBench forget_split=forget5
+# Set ACCELERATE_CONFIG=config/accelerate/<name>.yaml to choose the launch (GPU, multi-GPU, DeepSpeed, cpu_ddp).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/launch.sh"
+launch unlearning.recipes.finetune "$@"

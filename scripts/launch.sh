@@ -1,0 +1,22 @@
+# Sourced by the launchers: run a recipe module from the repository root, under `accelerate launch` when a
+# GPU is present or ACCELERATE_CONFIG names a config, else as one plain CPU process.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python}"
+
+launch() {
+  local module=$1
+  shift
+  cd "$ROOT"
+  local config="${ACCELERATE_CONFIG:-}"
+  if [[ -z "$config" ]] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    config=config/accelerate/single_gpu.yaml
+  fi
+  if [[ -z "$config" ]]; then
+    "$PYTHON" -m "$module" "$@"
+    return
+  fi
+  if [[ "$(basename "$config")" == cpu_* ]]; then
+    export ACCELERATE_USE_CPU=true
+  fi
+  "$PYTHON" -m accelerate.commands.launch --config_file "$config" -m "$module" "$@"
+}

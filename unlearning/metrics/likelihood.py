@@ -1,0 +1,76 @@
+"""Answer-token likelihoods from one forward pass: the quantity every loss and likelihood metric is built on.
+
+Position t's logits predict token t+1, so labels are shifted by one; only label positions (answer + EOS)
+are kept, which keeps the (tokens x vocab) tensor small even for long image-token prompts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from unlearning.data import IGNORE_INDEX
+
+
+@dataclass
+class AnswerLogits:
+    """Logits at the positions that predict answer tokens, flattened over the batch."""
+
+    logits: torch.Tensor  # (N, V), float32
+    targets: torch.Tensor  # (N,)
+    rows: torch.Tensor  # (N,) batch row of each token
+    n_rows: int
+
+    def token_logprobs(self) -> torch.Tensor:
+        """log p(target) per answer token, (N,)."""
+        return -F.cross_entropy(self.logits, self.targets, reduction="none")
+
+    def per_row(self, values: torch.Tensor) -> torch.Tensor:
+        """Sum token values into their batch rows, (B,)."""
+        return torch.zeros(self.n_rows, dtype=values.dtype, device=values.device).index_add(0, self.rows, values)
+
+    def token_counts(self) -> torch.Tensor:
+        return self.per_row(torch.ones_like(self.targets, dtype=torch.float32))
+
+    def sequence_logprobs(self) -> torch.Tensor:
+        """log p(answer) per row: the sum of its token log-probabilities, (B,)."""
+        return self.per_row(self.token_logprobs())
+
+    def token_mask(self, row_mask: torch.Tensor) -> torch.Tensor:
+        """Select the tokens that belong to the rows where ``row_mask`` is true."""
+        return row_mask[self.rows]
+
+
+def answer_logits(logits: torch.Tensor, labels: torch.Tensor) -> AnswerLogits:
+    shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
+    mask = shift_labels != IGNORE_INDEX
+    rows = mask.nonzero()[:, 0]
+    return AnswerLogits(shift_logits[mask].float(), shift_labels[mask], rows, labels.shape[0])
+
+
+def mean_nll(answer: AnswerLogits, row_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Token-mean negative log-likelihood over the selected rows (HF's ``outputs.loss`` convention)."""
+    token_nll = -answer.token_logprobs()
+    if row_mask is not None:
+        token_nll = token_nll[answer.token_mask(row_mask)]
+    if token_nll.numel() == 0:
+        raise ValueError("no answer tokens in the selected rows")
+    return token_nll.mean()
+
+
+def kl_ref_to_policy(policy: AnswerLogits, reference: AnswerLogits, row_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the selected answer tokens of KL(p_ref || p_theta) over the vocabulary."""
+    token_mask = policy.token_mask(row_mask)
+    log_p = F.log_softmax(policy.logits[token_mask], dim=-1)
+    log_ref = F.log_softmax(reference.logits[token_mask], dim=-1)
+    return F.kl_div(log_p, log_ref, reduction="batchmean", log_target=True)
+
+
+def forward_answer_logits(model: torch.nn.Module, batch: dict) -> AnswerLogits:
+    """Run the model on a collated batch and keep the answer positions."""
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    inputs = {key: value.to(dtype) if value.is_floating_point() else value for key, value in batch["inputs"].items()}
+    outputs = model(**inputs, use_cache=False)
+    return answer_logits(outputs.logits, batch["labels"])

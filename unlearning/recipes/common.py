@@ -1,0 +1,98 @@
+"""Set-up shared by the recipes: logging, accelerator, benchmark (built-in data on first use), model."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from omegaconf import DictConfig, OmegaConf
+
+from unlearning.benchmarks import Benchmark, benchmark_class
+from unlearning.data import ChatCollator, stop_token_ids
+from unlearning.models import load_processor
+from unlearning.tiny import build_tiny_model
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "config")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, force=True)
+    for noisy in ("httpx", "urllib3", "filelock", "DeepSpeed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def to_dict(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def make_accelerator(grad_accum: int = 1, report_to: str = "none") -> Accelerator:
+    """Honours ``accelerate launch`` settings; wandb only when asked for, offline unless WANDB_MODE says otherwise."""
+    if report_to == "wandb":
+        os.environ.setdefault("WANDB_MODE", "offline")
+    elif report_to != "none":
+        raise ValueError(f"report_to must be 'none' or 'wandb', got {report_to!r}")
+    if not torch.cuda.is_available():  # CPU processes share the cores instead of oversubscribing them
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // world_size))
+    return Accelerator(gradient_accumulation_steps=grad_accum, log_with=None if report_to == "none" else report_to)
+
+
+def on_main_first(accelerator: Accelerator, work: Any) -> Any:
+    """Run ``work`` on the main process while the others wait, then everywhere (it must be idempotent)."""
+    if accelerator.is_main_process:
+        result = work()
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        result = work()
+    return result
+
+
+def build_benchmark(cfg: DictConfig, accelerator: Accelerator) -> Benchmark:
+    """The benchmark over ``cfg.data_dir``; the built-in folder is generated the first time it is used."""
+    bench = cfg.benchmark
+    cls = benchmark_class(bench.name)
+    data_dir = Path(cfg.data_dir)
+
+    def load() -> Benchmark:
+        if not data_dir.exists():
+            if data_dir.resolve() != Path(bench.builtin_dir).resolve():
+                raise FileNotFoundError(f"data_dir {data_dir} does not exist (benchmark {bench.name})")
+            log.info("creating the built-in %s benchmark in %s", bench.name, data_dir)
+            cls.write_builtin(data_dir, **bench.synthetic)
+        return cls(data_dir, **bench.options)
+
+    return on_main_first(accelerator, load)
+
+
+def ensure_model(model_cfg: DictConfig, benchmark: Benchmark, accelerator: Accelerator) -> str:
+    """The model's path; a tiny model is built offline, with a tokenizer trained on the benchmark's text."""
+    path = Path(model_cfg.path)
+    if model_cfg.get("tiny") is None or path.exists():
+        return str(model_cfg.path)
+
+    def build() -> str:
+        if not path.exists():
+            log.info("building tiny %s model in %s", model_cfg.tiny.architecture, path)
+            sizes = {k: v for k, v in model_cfg.tiny.items() if k != "architecture"}
+            build_tiny_model(model_cfg.tiny.architecture, path, benchmark.texts(), **sizes)
+        return str(path)
+
+    return on_main_first(accelerator, build)
+
+
+def make_collator(processor: Any, model: torch.nn.Module, model_cfg: Mapping[str, Any]) -> ChatCollator:
+    return ChatCollator(
+        processor, stop_token_ids(processor.tokenizer, getattr(model, "generation_config", None)),
+        system_prompt=model_cfg.get("system_prompt"),
+    )
+
+
+def load_processor_for(path: str, model_cfg: Mapping[str, Any]) -> Any:
+    return load_processor(path, model_cfg.get("chat_template"))

@@ -1,0 +1,91 @@
+"""Stage I: teach a model the benchmark's facts (FIUBench ``finetune.py``).
+
+    bash scripts/finetune.bash                       # built-in benchmark, tiny model, split=full
+    bash scripts/finetune.bash split=retain          # the retain ("gold") model for the KS test
+    bash scripts/finetune.bash model=llava_phi3_mini data_dir=dataset/FIUBench
+
+With ``lora_r: 0`` the tuned parts are fully trained (FIUBench's Stage I); with LoRA the adapters are
+merged before saving, so Stage II always starts from a plain model folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from unlearning.metrics.likelihood import forward_answer_logits, mean_nll
+from unlearning.models import apply_lora, check_prefixes, count_trainable, freeze_all_but, load_model, tuned_prefixes
+from unlearning.recipes.common import (
+    CONFIG_DIR,
+    build_benchmark,
+    ensure_model,
+    load_processor_for,
+    make_accelerator,
+    make_collator,
+    setup_logging,
+    to_dict,
+)
+from unlearning.runs import save_run, start_run
+from unlearning.trainer import TrainSettings, seed_everything, train
+
+log = logging.getLogger(__name__)
+
+
+def finetune(cfg: DictConfig) -> Path:
+    accelerator = make_accelerator(cfg.grad_accum, cfg.report_to)
+    seed_everything(cfg.seed)
+    run_dir = Path(cfg.run_dir)
+    benchmark = build_benchmark(cfg, accelerator)
+    model_path = ensure_model(cfg.model, benchmark, accelerator)
+    processor = load_processor_for(model_path, cfg.model)
+    model = load_model(model_path, cfg.model.dtype, cfg.model.attn_implementation)
+    check_prefixes(model, cfg.model.modules)
+    if cfg.lora.r > 0:
+        model = apply_lora(model, cfg.model.modules, cfg.tune, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout,
+                           cfg.model.lora_targets)
+    else:
+        freeze_all_but(model, [p for ps in tuned_prefixes(cfg.model.modules, cfg.tune).values() for p in ps])
+    trainable, total = count_trainable(model)
+    log.info("trainable parameters: %.2fM of %.2fM", trainable / 1e6, total / 1e6)
+
+    examples = benchmark.train_examples(cfg.split)
+    log.info("finetuning on %s split %s: %d examples", benchmark.name, cfg.split, len(examples))
+    if accelerator.is_main_process:
+        start_run(run_dir, to_dict(cfg))
+
+    def step_loss(model, batch):
+        return mean_nll(forward_answer_logits(model, batch)), {}
+
+    settings = TrainSettings(
+        lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+        weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, scheduler=cfg.scheduler,
+        max_grad_norm=cfg.max_grad_norm, max_steps=cfg.max_steps, log_every=cfg.log_every, seed=cfg.seed,
+    )
+    prepared, summary = train(model, examples, make_collator(processor, model, cfg.model), step_loss, settings,
+                              accelerator, run_dir / "train_log.jsonl")
+    accelerator.wait_for_everyone()
+    state_dict = accelerator.get_state_dict(prepared)  # every rank takes part (ZeRO-3 gathers shards)
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(prepared)
+        if cfg.lora.r > 0:
+            final, state_dict = final.merge_and_unload(), None
+        save_run(run_dir, final, processor, {
+            "kind": "finetune", "benchmark": benchmark.name, "model": cfg.model.name, "split": cfg.split,
+            "base_model": str(model_path), "train": summary,
+        }, state_dict=state_dict)
+        log.info("saved %s", run_dir)
+    accelerator.end_training()
+    return run_dir
+
+
+@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="finetune")
+def main(cfg: DictConfig) -> None:
+    setup_logging()
+    finetune(cfg)
+
+
+if __name__ == "__main__":
+    main()

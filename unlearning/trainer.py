@@ -1,0 +1,137 @@
+"""One training loop for Stage-I finetuning and Stage-II forgetting, on accelerate (DDP or DeepSpeed by config).
+
+The loop knows nothing about methods: it gets a dataset, a collate function and ``step_loss(model, batch)``.
+Optimiser steps, not micro-batches, are what the schedule, ``max_steps`` and the log count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+log = logging.getLogger(__name__)
+
+StepLoss = Callable[[torch.nn.Module, dict[str, Any]], tuple[torch.Tensor, dict[str, float]]]
+
+
+@dataclass
+class TrainSettings:
+    lr: float
+    epochs: int
+    batch_size: int
+    grad_accum: int = 1
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.0
+    scheduler: str = "cosine"
+    max_grad_norm: float = 1.0
+    max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and norm weights (1-D parameters)."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr)
+
+
+def _batches(loader: DataLoader, epochs: int) -> Iterator[tuple[int, Any]]:
+    for epoch in range(epochs):
+        for batch in loader:
+            yield epoch, batch
+
+
+def train(
+    model: torch.nn.Module,
+    dataset: Sequence[Any],
+    collate: Callable[[list[Any]], dict[str, Any]],
+    step_loss: StepLoss,
+    settings: TrainSettings,
+    accelerator: Accelerator,
+    log_file: str | Path | None = None,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train ``model`` in place; returns the accelerate-prepared model and a summary (steps, seconds, last values)."""
+    if len(dataset) == 0:
+        raise ValueError("training set is empty")
+    generator = torch.Generator().manual_seed(settings.seed)
+    loader = DataLoader(
+        dataset, batch_size=settings.batch_size, shuffle=True, collate_fn=collate,
+        num_workers=settings.num_workers, generator=generator,
+    )
+    optimizer = _optimizer(model, settings)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    accum = accelerator.gradient_accumulation_steps
+    steps_per_epoch = math.ceil(len(loader) / accum)
+    total_steps = steps_per_epoch * settings.epochs
+    if settings.max_steps is not None:
+        total_steps = min(total_steps, settings.max_steps)
+    # Not prepared: stepped once per optimiser step, so the schedule spans exactly total_steps.
+    scheduler = get_scheduler(
+        settings.scheduler, optimizer, num_warmup_steps=int(settings.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+    log.info(
+        "training %d optimiser steps (%d epochs x %d, batch %d x accum %d x %d processes)",
+        total_steps, settings.epochs, steps_per_epoch, settings.batch_size, accum, accelerator.num_processes,
+    )
+    model.train()
+    step, start, window, last = 0, time.perf_counter(), [], {}
+    with contextlib.ExitStack() as stack:
+        writer = (stack.enter_context(open(log_file, "w", encoding="utf-8"))
+                  if log_file and accelerator.is_main_process else None)
+        progress = stack.enter_context(
+            tqdm(total=total_steps, desc="train", disable=None if accelerator.is_local_main_process else True))
+        for epoch, batch in _batches(loader, settings.epochs):
+            with accelerator.accumulate(model):
+                loss, parts = step_loss(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and settings.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+            window.append({"loss": loss.item(), **parts})
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            step += 1
+            last = {key: sum(w[key] for w in window) / len(window) for key in window[0]}
+            window = []
+            if writer:
+                record = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0], **last}
+                writer.write(json.dumps(record) + "\n")
+                writer.flush()
+            progress.update(1)
+            if step % settings.log_every == 0 or step == total_steps:
+                progress.set_postfix(loss=f"{last['loss']:.4f}")
+                log.info("step %d/%d %s", step, total_steps, " ".join(f"{k}={v:.4g}" for k, v in last.items()))
+            if step >= total_steps:
+                break
+    seconds = time.perf_counter() - start
+    log.info("trained %d steps in %.1f s (%.0f ms/step)", step, seconds, 1000 * seconds / max(step, 1))
+    return model, {"steps": step, "seconds": round(seconds, 2), "final": last}
