@@ -19,6 +19,12 @@ from unlearning.registry import Registry
 
 class Benchmark(Protocol):
     name: str
+    table_columns: tuple[str, ...]  # results-table columns, in order
+
+    @staticmethod
+    def table_row(run: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+        """One results-table row from a run's ``run.json`` and ``eval/summary.json``."""
+        ...
 
     @classmethod
     def write_builtin(cls, out_dir: Path, **settings: Any) -> None:

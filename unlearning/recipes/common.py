@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from accelerate import Accelerator
@@ -14,12 +14,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from unlearning.benchmarks import Benchmark, benchmark_class
 from unlearning.data import ChatCollator, stop_token_ids
+from unlearning.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.models import load_processor
 from unlearning.tiny import build_tiny_model
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "config")
+BUILTIN_MARKER = "synthetic_settings.json"  # what the built-in data folder was generated with
+T = TypeVar("T")
 
 
 def setup_logging() -> None:
@@ -44,7 +47,7 @@ def make_accelerator(grad_accum: int = 1, report_to: str = "none") -> Accelerato
     return Accelerator(gradient_accumulation_steps=grad_accum, log_with=None if report_to == "none" else report_to)
 
 
-def on_main_first(accelerator: Accelerator, work: Any) -> Any:
+def on_main_first(accelerator: Accelerator, work: Callable[[], T]) -> T:
     """Run ``work`` on the main process while the others wait, then everywhere (it must be idempotent)."""
     if accelerator.is_main_process:
         result = work()
@@ -60,15 +63,26 @@ def build_benchmark(cfg: DictConfig, accelerator: Accelerator) -> Benchmark:
     cls = benchmark_class(bench.name)
     data_dir = Path(cfg.data_dir)
 
+    builtin = data_dir.resolve() == Path(bench.builtin_dir).resolve()
+    settings = to_dict(bench.synthetic)
+
     def load() -> Benchmark:
-        if not data_dir.exists():
-            if data_dir.resolve() != Path(bench.builtin_dir).resolve():
-                raise FileNotFoundError(f"data_dir {data_dir} does not exist (benchmark {bench.name})")
+        if builtin and not data_dir.exists():
             log.info("creating the built-in %s benchmark in %s", bench.name, data_dir)
-            cls.write_builtin(data_dir, **bench.synthetic)
+            atomic_write_dir(data_dir, lambda folder: _write_builtin(cls, folder, settings))
+        if not data_dir.exists():
+            raise FileNotFoundError(f"data_dir {data_dir} does not exist (benchmark {bench.name})")
+        if builtin and read_json(data_dir / BUILTIN_MARKER) != settings:
+            raise ValueError(f"{data_dir} was generated with other benchmark.synthetic settings than {settings}; "
+                             "delete the folder to regenerate it")
         return cls(data_dir, **bench.options)
 
     return on_main_first(accelerator, load)
+
+
+def _write_builtin(cls: type, folder: Path, settings: dict[str, Any]) -> None:
+    cls.write_builtin(folder, **settings)
+    atomic_write_json(folder / BUILTIN_MARKER, settings)
 
 
 def ensure_model(model_cfg: DictConfig, benchmark: Benchmark, accelerator: Accelerator) -> str:

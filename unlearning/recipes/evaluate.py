@@ -71,17 +71,14 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         summary = benchmark.evaluate(load, settings, run_dir / "eval",
                                      reference / "eval" if reference else None, accelerator)
         summaries.append(summary)
-        log.info("%s: %s", run_dir.name, _brief(summary))
+        log.info("%s: %s", run_dir.name, _brief(benchmark.table_row(info, summary)))
     accelerator.end_training()
     return summaries
 
 
-def _brief(summary: dict[str, Any]) -> str:
-    forget, retain = summary["forget"], summary["retain"]
-    quality = summary.get("forget_quality")
-    return (f"forget ROUGE-L {forget['rougeL_recall']:.3f}, retain ROUGE-L {retain['rougeL_recall']:.3f}, "
-            f"model utility {summary['model_utility']:.3f}, forget quality "
-            + ("n/a" if quality is None else f"{quality:.3g}"))
+def _brief(row: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
+                     for key, value in row.items() if key not in ("run", "method"))
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="eval")

@@ -51,7 +51,7 @@ def test_finetune_writes_a_complete_run(runs: Path):
     info = read_run(run)
     assert (info["kind"] == "finetune" and info["train"]["steps"] == 3 and info["git"] is not None) or True
     assert (run / "checkpoint" / "model.safetensors").is_file()
-    assert (run / "checkpoint" / "processor_config.json").is_file() or (run / "checkpoint" / "tokenizer.json").is_file()
+    assert (run / "checkpoint" / "tokenizer.json").is_file()
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and all(math.isfinite(r["loss"]) for r in log)
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -123,3 +123,21 @@ def test_evaluate_then_collect(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_pa
     assert (tmp_path / "results" / "fiubench.csv").read_text().count("\n") == 8
     assert "| model | run | method |" in (tmp_path / "results" / "fiubench.md").read_text()
     assert (tmp_path / "results" / "fiubench_tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_built_in_benchmark_is_generated_once_and_checked(tmp_path: Path, tiny_dir: Path):
+    from accelerate import Accelerator
+
+    from unlearning.recipes.common import BUILTIN_MARKER, build_benchmark
+
+    builtin = tmp_path / "builtin"
+    settings = ["benchmark.synthetic.n_identities=20", "benchmark.synthetic.qa_per_identity=2",
+                "benchmark.synthetic.image_size=32", f"benchmark.builtin_dir={builtin}"]
+    cfg = make_config("finetune", tmp_path, builtin, tiny_dir, *settings)
+    benchmark = build_benchmark(cfg, Accelerator(cpu=True))
+    assert len(benchmark.train_examples("full")) == 40 and (builtin / BUILTIN_MARKER).is_file()
+    changed = make_config("finetune", tmp_path, builtin, tiny_dir, *settings, "benchmark.synthetic.seed=5")
+    with pytest.raises(ValueError, match="delete the folder to regenerate"):
+        build_benchmark(changed, Accelerator(cpu=True))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_benchmark(make_config("finetune", tmp_path, tmp_path / "nope", tiny_dir), Accelerator(cpu=True))
