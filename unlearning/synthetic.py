@@ -5,7 +5,7 @@ Nothing here is test-only: the files written are read by the same loaders as the
 Everything is a pure function of the seed.
 
 Unlike the release, answers other than the name one mention the person's name ("juno fairbanks works as a
-violin maker."). A 5M-parameter model then learns image -> name -> fact, which it does in ~18 epochs;
+violin maker."). A 5M-parameter model then learns image -> name -> fact, which it does in ~20 epochs;
 with FIUBench's nameless answers it stays near chance on facts after 40 (measured on 2 CPU cores).
 """
 

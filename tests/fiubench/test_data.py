@@ -136,9 +136,15 @@ def test_unknown_split_lists_the_known_ones(fiu_dir: Path):
         FiuBench(fiu_dir).qas("forget7")
 
 
-def test_refusals_from_the_release_prompt_file_or_packaged(data_dir: Path):
+def test_packaged_refusals_when_the_data_has_no_prompt_file(data_dir: Path):
     own = load_refusals(data_dir)
     assert len(own) >= 10 and all(r.strip() for r in own)
+    forget = FiuBenchTask(data_dir).forget_examples("forget10", "refusal")
+    assert all(example.answer in own for example in forget)
+    assert forget == FiuBenchTask(data_dir).forget_examples("forget10", "refusal")  # seeded
+
+
+def test_refusals_from_the_release_prompt_file(data_dir: Path):
     shutil.copy(shared_fixture("fiubench", "prompt.json"), data_dir / "prompt.json")
     assert len(load_refusals(data_dir)) == 50
     task = FiuBenchTask(data_dir)

@@ -17,6 +17,7 @@ from unlearning.data import ChatCollator, stop_token_ids
 from unlearning.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.models import load_processor
 from unlearning.tiny import build_tiny_model
+from unlearning.trainer import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,15 @@ def ensure_model(model_cfg: DictConfig, benchmark: Benchmark, accelerator: Accel
         return str(path)
 
     return on_main_first(accelerator, build)
+
+
+def train_settings(cfg: DictConfig) -> TrainSettings:
+    """The loop's settings from a finetune/forget config's top-level knobs."""
+    return TrainSettings(
+        lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+        weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, scheduler=cfg.scheduler,
+        max_grad_norm=cfg.max_grad_norm, max_steps=cfg.max_steps, log_every=cfg.log_every, seed=cfg.seed,
+    )
 
 
 def make_collator(processor: Any, model: torch.nn.Module, model_cfg: Mapping[str, Any]) -> ChatCollator:

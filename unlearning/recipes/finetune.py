@@ -27,9 +27,10 @@ from unlearning.recipes.common import (
     make_collator,
     setup_logging,
     to_dict,
+    train_settings,
 )
 from unlearning.runs import save_run, start_run
-from unlearning.trainer import TrainSettings, seed_everything, train
+from unlearning.trainer import seed_everything, train
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,8 @@ def finetune(cfg: DictConfig) -> Path:
     def step_loss(model, batch):
         return mean_nll(forward_answer_logits(model, batch)), {}
 
-    settings = TrainSettings(
-        lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-        weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, scheduler=cfg.scheduler,
-        max_grad_norm=cfg.max_grad_norm, max_steps=cfg.max_steps, log_every=cfg.log_every, seed=cfg.seed,
-    )
-    prepared, summary = train(model, examples, make_collator(processor, model, cfg.model), step_loss, settings,
-                              accelerator, run_dir / "train_log.jsonl")
+    prepared, summary = train(model, examples, make_collator(processor, model, cfg.model), step_loss,
+                              train_settings(cfg), accelerator, run_dir / "train_log.jsonl")
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(prepared)  # every rank takes part (ZeRO-3 gathers shards)
     if accelerator.is_main_process:

@@ -29,9 +29,10 @@ from unlearning.recipes.common import (
     make_collator,
     setup_logging,
     to_dict,
+    train_settings,
 )
 from unlearning.runs import base_model_entry, find_unique_run, model_path_of, save_run, start_run
-from unlearning.trainer import TrainSettings, seed_everything, train
+from unlearning.trainer import seed_everything, train
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,9 @@ def forget(cfg: DictConfig) -> Path:
                 reference = forward_answer_logits(accelerator.unwrap_model(model), batch)
         return method.loss(policy, reference, batch["is_forget"])
 
-    settings = TrainSettings(
-        lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-        weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, scheduler=cfg.scheduler,
-        max_grad_norm=cfg.max_grad_norm, max_steps=cfg.max_steps, log_every=cfg.log_every, seed=cfg.seed,
-    )
     collate = PairedCollator(make_collator(processor, model, cfg.model))
     prepared, summary = train(model, PairedForgetSet(forget_set, retain_set, cfg.seed), collate, step_loss,
-                              settings, accelerator, run_dir / "train_log.jsonl")
+                              train_settings(cfg), accelerator, run_dir / "train_log.jsonl")
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(prepared)
     if accelerator.is_main_process:
