@@ -48,10 +48,20 @@ def test_unknown_override_is_rejected(common):
 
 
 def test_two_process_ddp_on_cpu(common):
-    """accelerate launch with the shipped cpu_ddp config really runs two synchronised processes."""
+    """accelerate launch with the shipped cpu_ddp config runs two processes, for training and for sharded eval."""
     root, overrides = common
-    result = run("bash", "scripts/finetune.bash", "split=retain", "max_steps=2", "run_name=ddp", *overrides,
-                 env={"ACCELERATE_CONFIG": "config/accelerate/cpu_ddp.yaml"})
+    ddp = {"ACCELERATE_CONFIG": "config/accelerate/cpu_ddp.yaml"}
+    result = run("bash", "scripts/finetune.bash", "split=retain", "max_steps=2", "run_name=ddp", *overrides, env=ddp)
     assert "x 2 processes" in result.stdout + result.stderr
-    info = json.loads((root / "runs" / "fiubench" / "tiny" / "ddp" / "run.json").read_text())
-    assert info["train"]["steps"] == 2
+    run_dir = root / "runs" / "fiubench" / "tiny" / "ddp"
+    assert json.loads((run_dir / "run.json").read_text())["train"]["steps"] == 2
+    evaluate = ("bash", "scripts/eval_everything.bash", f"run_dirs=[{run_dir}]", f"reference_run={run_dir}",
+                "eval.max_new_tokens=6", "eval.batch_size=4", "eval.overwrite=true", *overrides)
+    run(*evaluate, env=ddp)
+    sharded = json.loads((run_dir / "eval" / "retain15.json").read_text())["samples"]
+    run(*evaluate)
+    single = json.loads((run_dir / "eval" / "retain15.json").read_text())["samples"]
+    assert [s["uid"] for s in sharded] == [s["uid"] for s in single]
+    assert [s["generation"] for s in sharded] == [s["generation"] for s in single]
+    for a, b in zip(sharded, single, strict=True):
+        assert a["truth_ratio"] == pytest.approx(b["truth_ratio"], rel=1e-4)
