@@ -11,7 +11,7 @@ import contextlib
 import functools
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ class Example:
     answer: str
     image: Path | None = None
     uid: str = ""
-    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @functools.lru_cache(maxsize=256)

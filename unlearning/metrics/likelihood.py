@@ -31,9 +31,6 @@ class AnswerLogits:
         """Sum token values into their batch rows, (B,)."""
         return torch.zeros(self.n_rows, dtype=values.dtype, device=values.device).index_add(0, self.rows, values)
 
-    def token_counts(self) -> torch.Tensor:
-        return self.per_row(torch.ones_like(self.targets, dtype=torch.float32))
-
     def sequence_logprobs(self) -> torch.Tensor:
         """log p(answer) per row: the sum of its token log-probabilities, (B,)."""
         return self.per_row(self.token_logprobs())
