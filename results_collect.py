@@ -43,7 +43,9 @@ def _cell(value: Any) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:.2e}" if value != 0 and abs(value) < 1e-2 else f"{value:.3f}"
+        if value != 0 and abs(value) < 1e-2:
+            return f"{value:.2e}"
+        return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
     return str(value)
 
 
@@ -53,7 +55,7 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tradeoff_plot(rows: list[dict[str, Any]], title: str) -> bytes:
+def tradeoff_plot(rows: list[dict[str, Any]], title: str, x_key: str, y_key: str) -> bytes:
     """Forget quality (log scale) against model utility, one labelled point per run."""
     import matplotlib
 
@@ -62,15 +64,15 @@ def tradeoff_plot(rows: list[dict[str, Any]], title: str) -> bytes:
 
     figure, axes = plt.subplots(figsize=(6, 4.5), dpi=120)
     for row in rows:
-        quality, utility = row.get("forget_quality"), row.get("model_utility")
+        quality, utility = row.get(y_key), row.get(x_key)
         if quality is None or utility is None:
             continue
         quality = max(quality, 1e-300)
         axes.scatter(utility, quality, s=40)
         axes.annotate(row["method"], (utility, quality), textcoords="offset points", xytext=(5, 4), fontsize=8)
     axes.set_yscale("log")
-    axes.set_xlabel("model utility (higher is better)")
-    axes.set_ylabel("forget quality, KS p-value (higher is better)")
+    axes.set_xlabel(f"{x_key} (higher is better)")
+    axes.set_ylabel(f"{y_key} (higher is better)")
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
@@ -85,12 +87,15 @@ def collect(run_root: Path, out_dir: Path) -> dict[str, list[dict[str, Any]]]:
     if not rows_by_benchmark:
         log.warning("no evaluated runs under %s", run_root)
     for benchmark, rows in sorted(rows_by_benchmark.items()):
-        columns = ["model", *benchmark_class(benchmark).table_columns]
+        cls = benchmark_class(benchmark)
+        cls.finalize_rows(rows)
+        columns = ["model", *cls.table_columns]
         atomic_write_csv(out_dir / f"{benchmark}.csv", rows, columns)
         table = markdown_table(rows, columns)
         atomic_write_text(out_dir / f"{benchmark}.md", f"# {benchmark}\n\n{table}")
-        if any(row.get("forget_quality") is not None for row in rows):
-            atomic_write_bytes(out_dir / f"{benchmark}_tradeoff.png", tradeoff_plot(rows, benchmark))
+        x_key, y_key = cls.tradeoff_axes
+        if any(row.get(y_key) is not None for row in rows):
+            atomic_write_bytes(out_dir / f"{benchmark}_tradeoff.png", tradeoff_plot(rows, benchmark, x_key, y_key))
         print(f"\n{benchmark} ({len(rows)} runs; {out_dir}/{benchmark}.csv, .md, _tradeoff.png)\n\n{table}")
     return rows_by_benchmark
 

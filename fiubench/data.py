@@ -3,6 +3,9 @@
 - ``full.json`` is JSON or JSON lines, one identity per record; only the first ``max_identities`` (400) are used.
 - A split named in ``split.json`` keeps the QAs of its unique_ids; ``retain`` is every used identity outside
   forget1 ∪ forget5 ∪ forget10; ``full`` is every used identity.
+- ``holdout`` holds identities never trained on, the non-members of the membership-inference AUC: those after
+  the first ``max_identities`` (173 in the release), or the ids a ``holdout`` entry of ``split.json`` names
+  (the built-in benchmark's way), which then leave ``full`` and ``retain``.
 - Image paths are resolved inside the data folder (the release writes them relative to the original repo root,
   as ``./dataset/SFHQ/...``); a path that leaves the folder is an error.
 """
@@ -21,7 +24,7 @@ from unlearning.data import DataError, Example
 IDENTITY_FIELDS = ("unique_id", "image_path", "qa_list")
 QA_FIELDS = ("question", "answer", "paraphrased_question", "paraphrased_answer", "perturbed_answer", "keywords")
 FORGET_SPLITS = ("forget1", "forget5", "forget10")
-COMPUTED_SPLITS = ("full", "retain")
+COMPUTED_SPLITS = ("full", "retain", "holdout")
 
 
 @dataclass(frozen=True)
@@ -149,15 +152,19 @@ class FiuBench:
         self.data_dir = Path(data_dir)
         self.full_path = self.data_dir / full_file
         self.split_path = self.data_dir / split_file
-        records = read_records(self.full_path)[:max_identities]
         self.qas_by_id: dict[str, list[FiuQA]] = {}
-        for index, record in enumerate(records):
+        for index, record in enumerate(read_records(self.full_path)):
             where = f"{self.full_path}: record {index}"
             qas = parse_identity(record, self.data_dir, where)
             if qas[0].unique_id in self.qas_by_id:
                 raise DataError(f"{where}: duplicate unique_id {qas[0].unique_id}")
             self.qas_by_id[qas[0].unique_id] = qas
+        self.n_used = min(max_identities, len(self.qas_by_id))
         self.splits = self._read_splits()
+        named_holdout = set(self.splits.get("holdout", []))
+        ids = list(self.qas_by_id)
+        self.used_ids = [i for i in ids[: self.n_used] if i not in named_holdout]
+        self.holdout_ids = [i for position, i in enumerate(ids) if i in named_holdout or position >= self.n_used]
 
     def _read_splits(self) -> dict[str, list[str]]:
         raw = read_records(self.split_path)
@@ -166,10 +173,11 @@ class FiuBench:
         splits = {}
         for name, ids in raw[0].items():
             splits[name] = [str(i) for i in _string_list(ids, str(self.split_path), name, min_len=0)]
-            unknown = [i for i in splits[name] if i not in self.qas_by_id]
+            known = set(self.qas_by_id) if name == "holdout" else set(list(self.qas_by_id)[: self.n_used])
+            unknown = [i for i in splits[name] if i not in known]
             if unknown:
                 raise DataError(f"{self.split_path}: split {name!r} names unique_ids not in {self.full_path.name} "
-                                f"(first {len(self.qas_by_id)} identities): {unknown[:5]}")
+                                f"(first {self.n_used} identities): {unknown[:5]}")
         return splits
 
     @property
@@ -178,10 +186,12 @@ class FiuBench:
 
     def identity_ids(self, split: str) -> list[str]:
         if split == "full":
-            return list(self.qas_by_id)
+            return list(self.used_ids)
         if split == "retain":
             forgotten = {i for name in FORGET_SPLITS for i in self.splits.get(name, [])}
-            return [i for i in self.qas_by_id if i not in forgotten]
+            return [i for i in self.used_ids if i not in forgotten]
+        if split == "holdout":
+            return list(self.holdout_ids)
         if split not in self.splits:
             raise DataError(f"unknown split {split!r} for {self.split_path}; known: {', '.join(self.split_names)}")
         return list(self.splits[split])

@@ -5,20 +5,85 @@ Per QA, with ℓ the per-token NLL of an answer given the original question:
 - probability:   forget: exp(-ℓ_gt);  retain: exp(-ℓ_gt) / (exp(-ℓ_gt) + Σ_j exp(-ℓ_pert_j))
 - truth ratio:   R = exp(ℓ_para - mean_j ℓ_pert_j)  (geometric-mean perturbed prob / paraphrased prob)
                  forget aggregate mean(min(R, 1/R)), retain aggregate mean(max(0, 1 - R))
-- ROUGE-L recall and keyword exact match of the greedy answer.
+- ROUGE-L recall and keyword exact match (EM) of the greedy answer; APE = EM of the greedy answers to the
+  three paraphrased questions; MIA = weighted Min-K / Min-K++ of the answer tokens; GPT = the judge's 0-1 score.
 Forget quality is the KS-test p-value of the forget-split R values against the retain model's.
+
+``compat="official"`` reproduces the original's number-changing behaviours (docs/fidelity.md): text cut at
+the first ".", the first answer token unscored with ℓ divided by the full answer length, Min-K terms dropped
+without renormalising, generations of 5 characters or fewer scored 0 by GPT without asking.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from unlearning.evaluate import SequenceScore
+from unlearning.metrics.membership import lowest_k_mean, min_k_plus_plus_z, weighted_min_k, zlib_score
 from unlearning.metrics.stats import harmonic_mean, ks_forget_quality
 
 ROLES = ("forget", "retain")
+COMPAT_MODES = ("default", "official")
+JUDGE_PROMPT = Path(__file__).with_name("judge_prompt.txt").read_text(encoding="utf-8")
+MEMBERSHIP_K = 0.2  # Min-K / Min-K++ ratio of the attack-AUC scores
+
+
+def check_compat(compat: str) -> str:
+    if compat not in COMPAT_MODES:
+        raise ValueError(f"compat must be one of {COMPAT_MODES}, got {compat!r}")
+    return compat
+
+
+def answer_text(generation: str, compat: str = "default") -> str:
+    """The text the generation metrics see: all of it, or (official) up to the first '.', '' without one."""
+    if check_compat(compat) == "official":
+        return generation[: generation.find(".") + 1]
+    return generation
+
+
+def scored_logprobs(score: SequenceScore, compat: str = "default") -> tuple[list[float], list[float], list[float]]:
+    """Token log-probs, mu and sigma of the tokens a metric scores: every target token, or FIUBench's
+    answer tokens 2..L (no EOS, which the original never appended, and not the first token)."""
+    columns = (list(score.token_logprobs), list(score.token_mu), list(score.token_sigma))
+    if check_compat(compat) == "official":
+        return tuple(column[1:-1] for column in columns)  # type: ignore[return-value]
+    return columns
+
+
+def answer_nll(score: SequenceScore, compat: str = "default") -> float:
+    """ℓ: mean NLL over every target token; official: the sum over tokens 2..L divided by L."""
+    if check_compat(compat) == "official":
+        answer_length = score.n_tokens - 1  # without EOS
+        return -sum(score.token_logprobs[1:-1]) / max(answer_length, 1)
+    return score.mean_nll
+
+
+def mia(score: SequenceScore, compat: str = "default") -> tuple[float, float]:
+    """FIUBench's weighted Min-K and Min-K++ of one answer."""
+    logprobs, mu, sigma = scored_logprobs(score, compat)
+    renormalise = compat == "default"
+    if not logprobs:
+        return math.nan, math.nan
+    return (weighted_min_k(logprobs, renormalise=renormalise),
+            weighted_min_k(min_k_plus_plus_z(logprobs, mu, sigma), renormalise=renormalise))
+
+
+def membership_scores(score: SequenceScore, text: str) -> dict[str, float]:
+    """Attack scores (higher = more member-like) over every target token: loss, zlib, Min-K, Min-K++ at k=20%."""
+    logprobs, mu, sigma = score.token_logprobs, score.token_mu, score.token_sigma
+    z = min_k_plus_plus_z(logprobs, mu, sigma)
+    k = max(MEMBERSHIP_K, 1 / len(logprobs))  # at least one token
+    return {
+        "loss": -score.mean_nll,
+        "zlib": zlib_score(logprobs, text),
+        "mink": lowest_k_mean(logprobs, k),
+        "mink_pp": lowest_k_mean(z, k),
+    }
 
 
 def truth_ratio(paraphrased_nll: float, perturbed_nlls: Sequence[float]) -> float:
@@ -35,6 +100,24 @@ def normalised_probability(answer_nll: float, perturbed_nlls: Sequence[float]) -
     return float(np.exp(logits[0] - np.logaddexp.reduce(logits)))
 
 
+def judge_prompt(question: str, answer: str, prediction: str) -> str:
+    """FIUBench's judge prompt, with the QA's own question (the original always sent the split's first one)."""
+    return JUDGE_PROMPT.format(question=question, answer=answer, prediction=prediction)
+
+
+_NUMBER = re.compile(r"\d*\.?\d+")
+
+
+def parse_judge_score(reply: str) -> float | None:
+    """The score on the reply's first line (as "0.75", "Score: 0.75" or "**0.75**"), if it lies in [0, 1]."""
+    first_line = reply.strip().split("\n")[0]
+    match = _NUMBER.search(first_line)
+    if match is None:
+        return None
+    value = float(match.group())
+    return value if 0.0 <= value <= 1.0 else None
+
+
 def aggregate_truth_ratio(ratios: Sequence[float], role: str) -> float:
     r = np.asarray(ratios, dtype=float)
     if role == "forget":
@@ -44,23 +127,40 @@ def aggregate_truth_ratio(ratios: Sequence[float], role: str) -> float:
     raise ValueError(f"role must be one of {ROLES}, got {role!r}")
 
 
-def aggregate_split(records: Sequence[dict], role: str) -> dict[str, float]:
+def _mean_of(records: Sequence[dict], key: str) -> float | None:
+    values = [r[key] for r in records if r.get(key) is not None and not math.isnan(r[key])]
+    return float(np.mean(values)) if values else None
+
+
+def aggregate_split(records: Sequence[dict], role: str) -> dict[str, float | int | None]:
     """Split-level values from per-QA records (as written to ``eval/<split>.json``)."""
     if not records:
         raise ValueError("no records to aggregate")
     probability_key = "probability" if role == "forget" else "normalised_probability"
-    return {
+    aggregate: dict[str, float | int | None] = {
         "rougeL_recall": float(np.mean([r["rougeL_recall"] for r in records])),
         "exact_match": float(np.mean([r["exact_match"] for r in records])),
         "probability": float(np.mean([r[probability_key] for r in records])),
         "truth_ratio": aggregate_truth_ratio([r["truth_ratio"] for r in records], role),
+        "mia": _mean_of(records, "mia"),
+        "mia_pp": _mean_of(records, "mia_pp"),
+        "gpt": _mean_of(records, "gpt"),
         "n": len(records),
     }
+    if role == "forget":
+        aggregate["ape"] = _mean_of(records, "ape")
+    return aggregate
 
 
-def model_utility(retain: dict[str, float]) -> float:
-    """FIUBench's code: harmonic mean of the retain split's ROUGE-L, probability and truth ratio."""
-    return harmonic_mean([retain["rougeL_recall"], retain["probability"], retain["truth_ratio"]])
+def model_utility(retain: dict[str, float | None]) -> float:
+    """FIUBench's code: harmonic mean of the retain split's ROUGE-L, probability, truth ratio (and GPT when judged).
+
+    The original also put EM and GPT in, as 0 when they were not computed, which zeroed the mean.
+    """
+    values = [retain["rougeL_recall"], retain["probability"], retain["truth_ratio"]]
+    if retain.get("gpt") is not None:
+        values.append(retain["gpt"])
+    return harmonic_mean(values)
 
 
 def forget_quality(forget_records: Sequence[dict], reference_records: Sequence[dict]) -> float:

@@ -35,7 +35,8 @@ def shared_fixture(*parts: str) -> Path:
 def fiu_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from unlearning.synthetic import write_fiubench
 
-    return write_fiubench(tmp_path_factory.mktemp("fiubench"), n_identities=20, qa_per_identity=3, image_size=56)
+    return write_fiubench(tmp_path_factory.mktemp("fiubench"), n_identities=20, qa_per_identity=3, image_size=56,
+                          n_holdout=4)
 
 
 @pytest.fixture(scope="session")

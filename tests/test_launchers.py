@@ -30,7 +30,9 @@ def test_finetune_forget_eval_aggregate_through_the_scripts(common):
     run("bash", "scripts/finetune.bash", "split=full", "max_steps=2", *overrides)
     run("bash", "scripts/finetune.bash", "split=retain", "max_steps=2", *overrides)
     run("bash", "scripts/forget_lora.bash", "method=gd", "max_steps=2", "batch_size=2", *overrides)
-    run("bash", "scripts/eval_everything.bash", "eval.max_new_tokens=6", *overrides)
+    general = [f"eval.general.{name}.{key}={root}/{name}" for name in ("mme", "pope") for key in ("data_dir",
+                                                                                                  "builtin_dir")]
+    run("bash", "scripts/eval_everything.bash", "eval.max_new_tokens=6", *general, *overrides)
     result = run("bash", "scripts/aggregate.bash", f"run_root={root}/runs", f"out_dir={root}/results")
     assert "| tiny | gd_forget10_" in result.stdout
     again = run(sys.executable, "results_collect.py", f"run_root={root}/runs", f"out_dir={root}/results2")
@@ -56,7 +58,7 @@ def test_two_process_ddp_on_cpu(common):
     run_dir = root / "runs" / "fiubench" / "tiny" / "ddp"
     assert json.loads((run_dir / "run.json").read_text())["train"]["steps"] == 2
     evaluate = ("bash", "scripts/eval_everything.bash", f"run_dirs=[{run_dir}]", f"reference_run={run_dir}",
-                "eval.max_new_tokens=6", "eval.batch_size=4", "eval.overwrite=true", *overrides)
+                "eval.max_new_tokens=6", "eval.batch_size=4", "eval.overwrite=true", "eval.general=null", *overrides)
     run(*evaluate, env=ddp)
     sharded = json.loads((run_dir / "eval" / "retain15.json").read_text())["samples"]
     run(*evaluate)

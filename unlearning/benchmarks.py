@@ -20,10 +20,16 @@ from unlearning.registry import Registry
 class Benchmark(Protocol):
     name: str
     table_columns: tuple[str, ...]  # results-table columns, in order
+    tradeoff_axes: tuple[str, str]  # the columns plotted against each other (x, y on a log scale)
 
     @staticmethod
     def table_row(run: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
         """One results-table row from a run's ``run.json`` and ``eval/summary.json``."""
+        ...
+
+    @staticmethod
+    def finalize_rows(rows: list[dict[str, Any]]) -> None:
+        """Fill the columns that depend on several runs (e.g. a normalisation over the compared runs)."""
         ...
 
     @classmethod

@@ -31,7 +31,7 @@ class Example:
 
     question: str
     answer: str
-    image: Path | None = None
+    image: Path | Image.Image | None = None  # a file, or an image already in memory (parquet releases)
     uid: str = ""
 
 
@@ -128,7 +128,10 @@ class ChatCollator:
     # ------------------------------------------------------------------ batches
 
     def _process(self, texts: list[str], examples: Sequence[Example]) -> dict[str, torch.Tensor]:
-        images = [load_image(ex.image) for ex in examples if ex.image is not None]
+        images = [
+            ex.image.convert("RGB") if isinstance(ex.image, Image.Image) else load_image(Path(ex.image))
+            for ex in examples if ex.image is not None
+        ]
         return dict(
             self.processor(
                 text=texts,

@@ -23,9 +23,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class SequenceScore:
-    """Teacher-forced log-likelihood of one answer target (answer tokens + EOS)."""
+    """Teacher-forced log-likelihood of one answer target (answer tokens + EOS), token by token.
+
+    ``token_mu``/``token_sigma`` are the mean and spread of log p over the vocabulary at each position,
+    which Min-K++ uses to calibrate each token's log-probability.
+    """
 
     token_logprobs: tuple[float, ...]
+    token_mu: tuple[float, ...]
+    token_sigma: tuple[float, ...]
 
     @property
     def n_tokens(self) -> int:
@@ -71,8 +77,12 @@ def score_answers(
         batch = _to_device(collator(batch_examples), device)
         answer = forward_answer_logits(model, batch)
         logprobs = answer.token_logprobs().cpu()
+        mu, sigma = (values.cpu() for values in answer.vocabulary_stats())
         rows = answer.rows.cpu()
-        return [SequenceScore(tuple(logprobs[rows == row].tolist())) for row in range(len(batch_examples))]
+        return [
+            SequenceScore(*(tuple(values[rows == row].tolist()) for values in (logprobs, mu, sigma)))
+            for row in range(len(batch_examples))
+        ]
 
     return _sharded(examples, batch_size, accelerator, desc, run)
 

@@ -302,17 +302,131 @@ def write_fiubench(
     qa_per_identity: int = 6,
     n_perturbed: int = 3,
     image_size: int = 112,
+    n_holdout: int = 8,
     seed: int = 0,
 ) -> Path:
-    """Write ``full.json`` (JSON lines, as the release), ``split.json`` and one JPEG face per identity."""
+    """Write ``full.json`` (JSON lines, as the release), ``split.json`` and one JPEG face per identity.
+
+    The last ``n_holdout`` identities are never trained on: ``split.json``'s ``holdout`` entry names them, and
+    they are the non-members of the membership-inference AUC (the release's identities beyond the first 400).
+    """
     out_dir = Path(out_dir)
-    identities = make_fiubench_identities(n_identities, qa_per_identity, n_perturbed, seed)
+    identities = make_fiubench_identities(n_identities + n_holdout, qa_per_identity, n_perturbed, seed)
     for index, identity in enumerate(identities):
         image_file = out_dir / identity["image_path"].removeprefix("./dataset/")
         image_file.parent.mkdir(parents=True, exist_ok=True)
         draw_face(random.Random(f"{seed}-face-{index}"), image_size).save(image_file, quality=95)
-    split = make_fiubench_split([identity["unique_id"] for identity in identities], seed)
+    ids = [identity["unique_id"] for identity in identities]
+    split = {**make_fiubench_split(ids[:n_identities], seed), "holdout": ids[n_identities:]}
     atomic_write_json(out_dir / "split.json", split)
     atomic_write_text(out_dir / "full.json", "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in identities))
-    log.info("wrote synthetic FIUBench (%d identities, %d QA each) to %s", n_identities, qa_per_identity, out_dir)
+    log.info("wrote synthetic FIUBench (%d + %d holdout identities, %d QA each) to %s", n_identities, n_holdout,
+             qa_per_identity, out_dir)
+    return out_dir
+
+
+# ---------------------------------------------------------------------------------------------- MME / POPE
+
+SHAPE_COLOURS = {"red": (215, 40, 40), "blue": (40, 80, 215), "green": (40, 165, 60), "yellow": (230, 200, 40)}
+SHAPES = ("circle", "square", "triangle")
+
+
+def draw_shapes(rng: random.Random, size: int = 112) -> tuple[Image.Image, list[tuple[str, str, str]]]:
+    """Two or three coloured shapes on a light background; returns the image and (colour, shape, side) triples."""
+    image = Image.new("RGB", (size, size), (235, 235, 230))
+    draw = ImageDraw.Draw(image)
+    objects = []
+    kinds = rng.sample([(c, s) for c in SHAPE_COLOURS for s in SHAPES], rng.randint(2, 3))
+    for slot, (colour, shape) in enumerate(kinds):
+        cx, cy, r = (slot + 0.5) * size / len(kinds), size / 2 + rng.uniform(-size / 6, size / 6), size / 9
+        box = [cx - r, cy - r, cx + r, cy + r]
+        fill = SHAPE_COLOURS[colour]
+        if shape == "circle":
+            draw.ellipse(box, fill=fill)
+        elif shape == "square":
+            draw.rectangle(box, fill=fill)
+        else:
+            draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+        objects.append((colour, shape, "left" if cx < size / 2 else "right"))
+    return image, objects
+
+
+def _yes_no(flag: bool) -> str:
+    return "Yes" if flag else "No"
+
+
+def write_mme(out_dir: str | Path, n_images: int = 8, image_size: int = 112, seed: int = 0) -> Path:
+    """MME's release layout over drawn shapes: four perception subtasks (flat layout, and ``scene`` in the
+    images/ + questions_answers_YN/ layout) and one cognition subtask; two questions per image, one yes, one no."""
+    out_dir = Path(out_dir)
+    rng = random.Random(f"{seed}-mme")
+    suffix = " Please answer yes or no."
+    for subtask in ("existence", "count", "color", "position", "scene", "numerical_calculation"):
+        split_layout = subtask == "scene"
+        image_dir = out_dir / subtask / ("images" if split_layout else "")
+        text_dir = out_dir / subtask / ("questions_answers_YN" if split_layout else "")
+        image_dir.mkdir(parents=True, exist_ok=True)
+        text_dir.mkdir(parents=True, exist_ok=True)
+        for index in range(n_images):
+            image, objects = draw_shapes(rng, image_size)
+            colour, shape, side = objects[0]
+            absent = next((c, s) for c in SHAPE_COLOURS for s in SHAPES if (c, s) not in [o[:2] for o in objects])
+            other = next(c for c in SHAPE_COLOURS if c != colour)
+            a, b = rng.randint(1, 5), rng.randint(1, 5)
+            pairs = {
+                "existence": [(f"Is there a {colour} {shape} in the image?", True),
+                              (f"Is there a {absent[0]} {absent[1]} in the image?", False)],
+                "count": [(f"Are there {len(objects)} shapes in the image?", True),
+                          (f"Are there {len(objects) + 2} shapes in the image?", False)],
+                "color": [(f"Is the {shape} on the {side} {colour}?", True),
+                          (f"Is the {shape} on the {side} {other}?", False)],
+                "position": [(f"Is the {colour} {shape} on the {side} side of the image?", True),
+                             (f"Is the {colour} {shape} on the {'right' if side == 'left' else 'left'} side of the "
+                              "image?", False)],
+                "scene": [("Is the background of the image light?", True),
+                          ("Is the background of the image dark?", False)],
+                "numerical_calculation": [(f"Is {a} plus {b} equal to {a + b}?", True),
+                                          (f"Is {a} plus {b} equal to {a + b + 1}?", False)],
+            }[subtask]
+            stem = f"{subtask}_{index:03d}"
+            image.save(image_dir / f"{stem}.png")
+            (text_dir / f"{stem}.txt").write_text(
+                "".join(f"{question}{suffix}\t{_yes_no(answer)}\n" for question, answer in pairs), encoding="utf-8")
+    log.info("wrote synthetic MME (%d images per subtask) to %s", n_images, out_dir)
+    return out_dir
+
+
+def write_pope(out_dir: str | Path, n_images: int = 10, image_size: int = 112, seed: int = 0) -> Path:
+    """POPE's official files (``coco_pope_<split>.json`` lines + ``images/``) over drawn shapes: per image one
+    present object (yes) and one absent one (no), absent ones drawn at random, by frequency (popular) or
+    sharing a present object's shape (adversarial, POPE's co-occurrence)."""
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(f"{seed}-pope")
+    scenes = []
+    for index in range(n_images):
+        image, objects = draw_shapes(rng, image_size)
+        name = f"synthetic_{index:04d}.png"
+        image.save(out_dir / "images" / name)
+        scenes.append((name, [f"{c} {s}" for c, s, _ in objects]))
+    vocabulary = [f"{c} {s}" for c in SHAPE_COLOURS for s in SHAPES]
+    frequency = {word: sum(word in present for _, present in scenes) for word in vocabulary}
+    question_id = 0
+    for split in ("random", "popular", "adversarial"):
+        lines = []
+        for name, present in scenes:
+            absent = [w for w in vocabulary if w not in present]
+            if split == "popular":
+                negative = max(absent, key=lambda w: (frequency[w], w))
+            elif split == "adversarial":
+                shapes = {p.split()[1] for p in present}
+                negative = next((w for w in absent if w.split()[1] in shapes), absent[0])
+            else:
+                negative = rng.choice(absent)
+            for word, label in ((rng.choice(present), "yes"), (negative, "no")):
+                question_id += 1
+                lines.append(json.dumps({"question_id": question_id, "image": name,
+                                         "text": f"Is there a {word} in the image?", "label": label}))
+        atomic_write_text(out_dir / f"coco_pope_{split}.json", "\n".join(lines) + "\n")
+    log.info("wrote synthetic POPE (%d images) to %s", n_images, out_dir)
     return out_dir

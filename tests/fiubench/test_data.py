@@ -39,10 +39,11 @@ def test_synthetic_release_has_the_schema_and_split_sizes(fiu_dir: Path):
     assert all(qa["keywords"][0] not in p for p in qa["perturbed_answer"])
     split = json.loads((fiu_dir / "split.json").read_text())
     assert {k: len(v) for k, v in split.items()} == {"forget1": 1, "forget5": 1, "forget10": 2, "retain15": 3,
-                                                   "retain5": 1}
+                                                   "retain5": 1, "holdout": 4}
     assert split["retain5"] == split["retain15"][:1]
     forgotten = split["forget1"] + split["forget5"] + split["forget10"]
     assert len(set(forgotten)) == 4 and not set(forgotten) & set(split["retain15"])
+    assert not set(split["holdout"]) & {i for name, ids in split.items() if name != "holdout" for i in ids}
 
 
 def test_synthetic_release_is_deterministic(tmp_path: Path):
@@ -58,7 +59,8 @@ def test_split_semantics_with_the_real_split_file(tmp_path: Path):
     """Identities carrying the real split.json ids: named splits filter, 'retain' = all minus the forget sets."""
     real_split = json.loads(shared_fixture("fiubench", "split.json").read_text())
     ids = list(dict.fromkeys(i for name in ("forget1", "forget5", "forget10", "retain15") for i in real_split[name]))
-    root = write_fiubench(tmp_path / "fiu", n_identities=len(ids) + 6, qa_per_identity=2, image_size=32)
+    root = write_fiubench(tmp_path / "fiu", n_identities=len(ids) + 6, qa_per_identity=2, image_size=32,
+                          n_holdout=0)
     records = read_lines(root / "full.json")
     for record, unique_id in zip(records, ids, strict=False):
         record["unique_id"] = unique_id
@@ -72,18 +74,22 @@ def test_split_semantics_with_the_real_split_file(tmp_path: Path):
     assert len(retain) == len(records) - 64
     assert not set(retain) & set(real_split["forget1"] + real_split["forget5"] + real_split["forget10"])
     assert set(real_split["retain15"]) <= set(retain)  # the eval retain identities are in the training pool
-    assert len(data.identity_ids("full")) == len(records)
+    assert len(data.identity_ids("full")) == len(records) and data.identity_ids("holdout") == []
     with pytest.raises(DataError, match="names unique_ids not in full.json"):
         FiuBench(root, max_identities=100)  # split ids beyond the first-N cap
 
 
-def test_first_n_identities_only(data_dir: Path):
-    records = read_lines(data_dir / "full.json")
-    keep = json.loads((data_dir / "split.json").read_text())
-    ids = {i for v in keep.values() for i in v}
-    records.sort(key=lambda r: r["unique_id"] not in ids)  # split identities first
-    write_lines(data_dir / "full.json", records)
-    assert len(FiuBench(data_dir, max_identities=len(ids)).identity_ids("full")) == len(ids)
+def test_holdout_is_named_or_beyond_the_first_n(data_dir: Path):
+    data = FiuBench(data_dir)
+    assert len(data.identity_ids("full")) == 20 and len(data.identity_ids("holdout")) == 4
+    assert not set(data.identity_ids("holdout")) & set(data.identity_ids("retain"))
+    split = json.loads((data_dir / "split.json").read_text())
+    named = split.pop("holdout")
+    (data_dir / "split.json").write_text(json.dumps(split))
+    beyond = FiuBench(data_dir, max_identities=20)  # the release's rule: identities after the first N
+    assert beyond.identity_ids("holdout") == named and len(beyond.identity_ids("full")) == 20
+    wider = FiuBench(data_dir, max_identities=22)
+    assert len(wider.identity_ids("full")) == 22 and wider.identity_ids("holdout") == named[2:]
 
 
 def test_json_list_reads_like_json_lines(data_dir: Path):
@@ -125,14 +131,15 @@ def test_bad_input_names_file_and_record(data_dir: Path, damage, message):
 def test_corrupt_json_line_and_missing_files(data_dir: Path):
     with open(data_dir / "full.json", "a") as handle:
         handle.write("{not json\n")
-    with pytest.raises(DataError, match=r"full.json: line 21 is not valid JSON"):
+    with pytest.raises(DataError, match=r"full.json: line 25 is not valid JSON"):
         FiuBench(data_dir)
     with pytest.raises(DataError, match="file not found"):
         FiuBench(data_dir / "nowhere")
 
 
 def test_unknown_split_lists_the_known_ones(fiu_dir: Path):
-    with pytest.raises(DataError, match=r"unknown split 'forget7' .*known: forget1, forget10, forget5, full, retain"):
+    known = r"known: forget1, forget10, forget5, full, holdout, retain"
+    with pytest.raises(DataError, match=rf"unknown split 'forget7' .*{known}"):
         FiuBench(fiu_dir).qas("forget7")
 
 

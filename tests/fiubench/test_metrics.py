@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from fiubench import metrics
+from fiubench.benchmark import FiuBenchTask
+from unlearning.evaluate import SequenceScore
 
 
 def test_truth_ratio_hand_computed():
@@ -59,3 +61,71 @@ def test_forget_quality_pairs_same_qas():
     with pytest.raises(ValueError, match="another split"):
         metrics.forget_quality(ours, theirs[:2])
     assert np.isfinite(metrics.forget_quality(ours, list(reversed(theirs))))
+
+
+# ---------------------------------------------------------------------------- APE, MIA, GPT and compat
+
+
+def score(*logprobs: float) -> SequenceScore:
+    n = len(logprobs)
+    return SequenceScore(tuple(logprobs), tuple([-1.0] * n), tuple([0.5] * n))
+
+
+def test_official_text_truncation():
+    assert metrics.answer_text("it is porto. and more.", "official") == "it is porto."
+    assert metrics.answer_text("no period here", "official") == ""  # the original's s[:find('.') + 1]
+    assert metrics.answer_text("lives at apt. 657", "default") == "lives at apt. 657"
+    with pytest.raises(ValueError):
+        metrics.answer_text("x", "legacy")
+
+
+def test_official_nll_skips_first_token_and_eos_and_divides_by_answer_length():
+    s = score(-0.5, -1.0, -2.0, -0.1)  # three answer tokens + EOS
+    assert metrics.answer_nll(s) == pytest.approx(3.6 / 4)
+    assert metrics.answer_nll(s, "official") == pytest.approx(3.0 / 3)
+
+
+def test_mia_weighting_per_compat():
+    s = score(*[-float(i) for i in range(1, 8)], -0.1)  # 7 answer tokens + EOS
+    default, default_pp = metrics.mia(s)
+    official, _ = metrics.mia(s, "official")  # tokens 2..7: ratio 0.1 selects none, dropped without renormalising
+    lp = [-float(i) for i in range(2, 8)]
+    expected_official = sum(w * math.exp(np.mean(sorted(lp)[: int(len(lp) * r)]))
+                            for r, w in zip((0.2, 0.3, 0.4, 0.5), (0.3, 0.2, 0.1, 0.1), strict=True))
+    assert official == pytest.approx(expected_official)
+    assert 0 < default < 1 and default_pp > 0
+
+
+def test_judge_prompt_and_score_parsing():
+    prompt = metrics.judge_prompt("Who is this?", "juno fairbanks", "juno")
+    assert "Question: Who is this?" in prompt and "Correct Answer: juno fairbanks" in prompt
+    assert prompt.rstrip().endswith("Outputs (include score, key words, explanation):")
+    assert metrics.parse_judge_score("0.85\nkeywords\nexplanation") == 0.85
+    assert metrics.parse_judge_score("Score: **0.40**") == 0.40
+    assert metrics.parse_judge_score("I think it is fine") is None
+    assert metrics.parse_judge_score("7\nout of ten") is None  # outside [0, 1]
+
+
+def test_model_utility_adds_gpt_when_judged():
+    retain = {"rougeL_recall": 0.5, "probability": 1.0, "truth_ratio": 0.5, "gpt": None}
+    assert metrics.model_utility(retain) == pytest.approx(3 / (2 + 1 + 2))
+    assert metrics.model_utility({**retain, "gpt": 0.25}) == pytest.approx(4 / (2 + 1 + 2 + 4))
+
+
+def test_paper_columns_and_average_forget_quality():
+    summary = {
+        "forget_split": "forget5", "model_utility": 0.6, "forget_quality": 1e-3, "forget_quality_log10": -3.0,
+        "forget": {"rougeL_recall": 0.4, "exact_match": 0.2, "mia": 0.3, "ape": 0.1},
+        "retain": {"rougeL_recall": 0.9, "truth_ratio": 0.7, "gpt": 0.8},
+        "general": {"acc": 0.6}, "membership_auc": {"mink_pp": 0.55},
+    }
+    row = {"model": "m", **FiuBenchTask.table_row({"method": "kl", "split": "forget5"}, summary)}
+    assert row["Avg MU"] == pytest.approx((90 + 80 + 70 + 60) / 4)
+    other = {**row, "KS": -6.0}
+    rows = [row, other]
+    FiuBenchTask.finalize_rows(rows)
+    # KS_min = -6: norm(KS) = 1 - (-3 / -6) = 0.5 for the first row, 0 for the second
+    assert rows[0]["Avg FQ"] == pytest.approx(100 * (0.5 * 0.5 + 0.15 * 0.8 + 0.2 * 0.7 + 0.15 * 0.9))
+    assert rows[1]["Avg FQ"] == pytest.approx(100 * (0.15 * 0.8 + 0.2 * 0.7 + 0.15 * 0.9))
+    no_gpt = FiuBenchTask.table_row({"method": "kl"}, {**summary, "retain": {**summary["retain"], "gpt": None}})
+    assert no_gpt["Avg MU"] is None and no_gpt["GPT"] is None

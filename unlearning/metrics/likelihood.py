@@ -27,6 +27,17 @@ class AnswerLogits:
         """log p(target) per answer token, (N,)."""
         return -F.cross_entropy(self.logits, self.targets, reduction="none")
 
+    def vocabulary_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation of log p(v) under p itself, per answer token (Min-K++'s calibration).
+
+        mu_t = sum_v p_v log p_v,  sigma_t^2 = sum_v p_v (log p_v)^2 - mu_t^2.
+        """
+        log_p = F.log_softmax(self.logits, dim=-1)
+        p = log_p.exp()
+        mu = (p * log_p).sum(-1)
+        variance = (p * log_p.square()).sum(-1) - mu.square()
+        return mu, variance.clamp_min(0).sqrt()
+
     def per_row(self, values: torch.Tensor) -> torch.Tensor:
         """Sum token values into their batch rows, (B,)."""
         return torch.zeros(self.n_rows, dtype=values.dtype, device=values.device).index_add(0, self.rows, values)

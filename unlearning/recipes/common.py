@@ -58,32 +58,37 @@ def on_main_first(accelerator: Accelerator, work: Callable[[], T]) -> T:
     return result
 
 
+def ensure_data(
+    data_dir: Path, builtin_dir: Path, write: Callable[..., Any], settings: dict[str, Any], what: str
+) -> None:
+    """Generate the built-in folder on first use (atomically); refuse one generated with other settings."""
+    builtin = data_dir.resolve() == builtin_dir.resolve()
+    if builtin and not data_dir.exists():
+        log.info("creating the built-in %s in %s", what, data_dir)
+
+        def fill(folder: Path) -> None:
+            write(folder, **settings)
+            atomic_write_json(folder / BUILTIN_MARKER, settings)
+
+        atomic_write_dir(data_dir, fill)
+    if not data_dir.exists():
+        raise FileNotFoundError(f"data_dir {data_dir} does not exist ({what})")
+    if builtin and read_json(data_dir / BUILTIN_MARKER) != settings:
+        raise ValueError(f"{data_dir} was generated with other settings than {settings}; "
+                         "delete the folder to regenerate it")
+
+
 def build_benchmark(cfg: DictConfig, accelerator: Accelerator) -> Benchmark:
     """The benchmark over ``cfg.data_dir``; the built-in folder is generated the first time it is used."""
     bench = cfg.benchmark
     cls = benchmark_class(bench.name)
-    data_dir = Path(cfg.data_dir)
-
-    builtin = data_dir.resolve() == Path(bench.builtin_dir).resolve()
-    settings = to_dict(bench.synthetic)
 
     def load() -> Benchmark:
-        if builtin and not data_dir.exists():
-            log.info("creating the built-in %s benchmark in %s", bench.name, data_dir)
-            atomic_write_dir(data_dir, lambda folder: _write_builtin(cls, folder, settings))
-        if not data_dir.exists():
-            raise FileNotFoundError(f"data_dir {data_dir} does not exist (benchmark {bench.name})")
-        if builtin and read_json(data_dir / BUILTIN_MARKER) != settings:
-            raise ValueError(f"{data_dir} was generated with other benchmark.synthetic settings than {settings}; "
-                             "delete the folder to regenerate it")
-        return cls(data_dir, **bench.options)
+        ensure_data(Path(cfg.data_dir), Path(bench.builtin_dir), cls.write_builtin, to_dict(bench.synthetic),
+                    f"{bench.name} benchmark")
+        return cls(Path(cfg.data_dir), **bench.options)
 
     return on_main_first(accelerator, load)
-
-
-def _write_builtin(cls: type, folder: Path, settings: dict[str, Any]) -> None:
-    cls.write_builtin(folder, **settings)
-    atomic_write_json(folder / BUILTIN_MARKER, settings)
 
 
 def ensure_model(model_cfg: DictConfig, benchmark: Benchmark, accelerator: Accelerator) -> str:

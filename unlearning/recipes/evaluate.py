@@ -15,18 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from accelerate import Accelerator
 from omegaconf import DictConfig
 
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
+    ensure_data,
     load_processor_for,
     make_accelerator,
     make_collator,
+    on_main_first,
     setup_logging,
     to_dict,
 )
 from unlearning.runs import find_runs, find_unique_run, load_run_model, model_path_of, read_run
+from unlearning.synthetic import write_mme, write_pope
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +54,21 @@ def runs_to_evaluate(cfg: DictConfig) -> tuple[list[Path], Path | None]:
     return runs, reference
 
 
+GENERAL_BUILTINS = {"mme": write_mme, "pope": write_pope}
+
+
+def ensure_general_data(general: DictConfig, accelerator: Accelerator) -> None:
+    for name, settings in general.items():
+        if name not in GENERAL_BUILTINS:
+            raise ValueError(f"eval.general.{name}: unknown evaluation; known: {', '.join(GENERAL_BUILTINS)}")
+        on_main_first(accelerator, lambda name=name, settings=settings: ensure_data(
+            Path(settings.data_dir), Path(settings.builtin_dir), GENERAL_BUILTINS[name], {}, name.upper()))
+
+
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     accelerator = make_accelerator()
     benchmark = build_benchmark(cfg, accelerator)
+    ensure_general_data(cfg.eval.general or {}, accelerator)
     runs, reference = runs_to_evaluate(cfg)
     settings = to_dict(cfg.eval)
     summaries = []

@@ -99,30 +99,81 @@ def test_forget_without_stage_one_names_the_fix(tmp_path: Path, fiu_dir: Path, t
         forget(make_config("forget", tmp_path, fiu_dir, tiny_dir, "max_steps=1"))
 
 
-def test_evaluate_then_collect(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_path: Path):
+def eval_config(root: Path, fiu_dir: Path, tiny_dir: Path, general: Path, *overrides: str):
+    """Evaluation on the small model, with the built-in MME/POPE generated under ``general``."""
+    return make_config(
+        "eval", root, fiu_dir, tiny_dir, "eval.batch_size=8", "eval.max_new_tokens=8",
+        f"eval.general.mme.data_dir={general}/mme", f"eval.general.mme.builtin_dir={general}/mme",
+        f"eval.general.pope.data_dir={general}/pope", f"eval.general.pope.builtin_dir={general}/pope", *overrides,
+    )
+
+
+def test_evaluate_then_collect(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_path: Path, monkeypatch):
     from results_collect import collect
 
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     root = runs.parents[1]
-    summaries = evaluate(make_config("eval", root, fiu_dir, tiny_dir, "eval.batch_size=8", "eval.max_new_tokens=8"))
+    summaries = evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path))
     assert len(summaries) == 7
     retain_run = run_dir(runs, "finetune_retain_")
     retain_summary = json.loads((retain_run / "eval" / "summary.json").read_text())
     assert retain_summary["forget_quality"] == pytest.approx(1.0)  # the reference against itself
     for summary in summaries:
-        assert summary["forget"]["n"] == 6 and summary["retain"]["n"] == 9
+        forget, retain = summary["forget"], summary["retain"]
+        assert forget["n"] == 6 and retain["n"] == 9
         assert 0 <= summary["forget_quality"] <= 1 and 0 <= summary["model_utility"] <= 1
+        assert 0 <= forget["ape"] <= 1 and 0 < forget["mia"] <= 1 and forget["mia_pp"] > 0
+        assert forget["gpt"] is None and summary["judge"]["status"].startswith("skipped: no judge endpoint")
+        auc = summary["membership_auc"]
+        assert (auc["n_members"], auc["n_nonmembers"]) == (6, 12)
+        assert all(0 <= auc[k] <= 1 for k in ("loss", "zlib", "mink", "mink_pp"))
+        general = summary["general"]
+        assert general["mme"]["n"] == 96 and len(general["pope"]["splits"]) == 3
+        assert general["acc"] == pytest.approx((general["mme"]["accuracy"] + general["pope"]["accuracy"]) / 2)
     samples = json.loads((run_dir(runs, "ga_forget10_") / "eval" / "forget10.json").read_text())["samples"]
-    assert {"uid", "generation", "rougeL_recall", "exact_match", "truth_ratio", "perturbed_nll"} <= set(samples[0])
+    assert {"uid", "generation", "rougeL_recall", "exact_match", "truth_ratio", "perturbed_nll", "ape",
+            "paraphrase_generations", "mia", "mia_pp", "membership"} <= set(samples[0])
+    assert len(samples[0]["paraphrase_generations"]) == 3
 
     before = (retain_run / "eval" / "forget10.json").stat().st_mtime_ns
-    evaluate(make_config("eval", root, fiu_dir, tiny_dir, "eval.batch_size=8", "eval.max_new_tokens=8"))
+    evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path))
     assert (retain_run / "eval" / "forget10.json").stat().st_mtime_ns == before  # resumed, not recomputed
 
     rows = collect(root, tmp_path / "results")["fiubench"]
     assert len(rows) == 7 and {row["method"] for row in rows} >= set(METHODS) | {"stage1_full", "stage1_retain"}
+    assert all(row["GPT"] is None and row["Avg MU"] is None and row["Avg FQ"] is not None for row in rows)
     assert (tmp_path / "results" / "fiubench.csv").read_text().count("\n") == 8
-    assert "| model | run | method |" in (tmp_path / "results" / "fiubench.md").read_text()
+    table = (tmp_path / "results" / "fiubench.md").read_text()
+    assert "| ROUGE-L | GPT | Truth | ACC | Avg MU | KS | EM | MIA | APE | Avg FQ |" in table
     assert (tmp_path / "results" / "fiubench_tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_judge_scores_over_http_and_official_compat(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_path: Path,
+                                                    monkeypatch):
+    """GPT through a local OpenAI-compatible server; compat=official changes only what it should."""
+    from tests.fake_openai import FakeOpenAI, fake_openai_server
+
+    root, run = runs.parents[1], run_dir(runs, "gd_forget10_")
+    overrides = (f"run_dirs=[{run}]", "eval.general=null", f"eval.judge.cache_dir={tmp_path}/cache")
+    with fake_openai_server() as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-in-env")
+        reference, default = evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path, *overrides))
+        assert reference["forget_quality"] == 1.0  # the retain model is evaluated first, as the reference
+        prompts = [r["body"]["messages"][-1]["content"] for r in FakeOpenAI.requests]
+        assert len(prompts) == len(set(prompts)) <= 2 * (6 + 9)  # identical prompts come from the cache
+        assert default["judge"]["status"] == "scored"
+        assert default["judge"]["forget"] == {"mean": default["forget"]["gpt"], "n": 6, "n_scored": 6,
+                                              "n_failed": 0, "n_unparseable": 0}
+        asked = {p.split("Question: ")[1].split("\n")[0] for p in prompts}
+        assert len(asked) > 1  # each QA's own question (FIUBench always sent the split's first one)
+        _, official = evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path, *overrides, "compat=official"))
+    assert "sk-secret-in-env" not in "".join(p.read_text() for p in run.rglob("*.json"))
+    assert official["compat"] == "official" and 0 <= official["forget_quality"] <= 1
+    assert official["forget"]["rougeL_recall"] <= default["forget"]["rougeL_recall"] + 1e-9
+    assert official["forget"]["probability"] != pytest.approx(default["forget"]["probability"])
+    assert official["retain"]["n"] == default["retain"]["n"]
 
 
 def test_built_in_benchmark_is_generated_once_and_checked(tmp_path: Path, tiny_dir: Path):

@@ -1,0 +1,65 @@
+"""A fake OpenAI-compatible chat-completions server on 127.0.0.1, for testing the judge over real HTTP."""
+
+import contextlib
+import json
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    """Replies a score (see ``score``); prompts holding '[garbage]' get prose, '[bad]' a 400, '[busy]' 429s."""
+
+    requests: ClassVar[list[dict]] = []
+    busy_left = 0
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append({"body": body, "auth": self.headers.get("Authorization")})
+        prompt = body["messages"][-1]["content"]
+        if "[busy]" in prompt and type(self).busy_left > 0:
+            type(self).busy_left -= 1
+            return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}})
+        if "[bad]" in prompt:
+            return self._send(400, {"error": {"message": "bad request", "type": "invalid_request_error"}})
+        text = "I cannot say" if "[garbage]" in prompt else self.score(prompt) + "\nkey words\nbecause"
+        self._send(200, {
+            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        })
+
+    @staticmethod
+    def score(prompt: str) -> str:
+        """'score=0.xx' in the prompt sets the score; FIUBench prompts get 1.00 when the prediction holds the answer."""
+        if "score=" in prompt:
+            return prompt.split("score=")[1][:4]
+        answer = re.search(r"Correct Answer: (.*)\n", prompt)
+        prediction = re.search(r"Prediction: (.*)\n", prompt)
+        return "1.00" if answer and prediction and answer.group(1) in prediction.group(1) else "0.00"
+
+    def _send(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def fake_openai_server() -> Iterator[str]:
+    """Serve on a free port; yields the base URL (``http://127.0.0.1:<port>/v1``)."""
+    FakeOpenAI.requests, FakeOpenAI.busy_left = [], 0
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
