@@ -128,10 +128,14 @@ class ChatCollator:
     # ------------------------------------------------------------------ batches
 
     def _process(self, texts: list[str], examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        # One list of images per example: the batched layout every processor accepts (Mllama requires it).
         images = [
-            ex.image.convert("RGB") if isinstance(ex.image, Image.Image) else load_image(Path(ex.image))
-            for ex in examples if ex.image is not None
+            [ex.image.convert("RGB") if isinstance(ex.image, Image.Image) else load_image(Path(ex.image))]
+            if ex.image is not None else []
+            for ex in examples
         ]
+        if not any(images):
+            images = []
         return dict(
             self.processor(
                 text=texts,

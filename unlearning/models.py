@@ -36,11 +36,31 @@ def torch_dtype(name: str) -> torch.dtype:
         raise ValueError(f"model.dtype must be float32, float16 or bfloat16, got {name!r}") from None
 
 
-def load_processor(path: str | Path, chat_template: str | None = None) -> Any:
-    """The checkpoint's own processor; ``chat_template`` only fills in for checkpoints that ship none."""
-    processor = AutoProcessor.from_pretrained(str(path))
+def load_processor(
+    path: str | Path,
+    chat_template: str | None = None,
+    processor_class: str | None = None,
+    image_processor_overrides: Mapping[str, Any] | None = None,
+) -> Any:
+    """The checkpoint's own processor; ``chat_template`` only fills in for checkpoints that ship none.
+
+    ``processor_class`` names a class from ``unlearning.processors`` for folders AutoProcessor cannot load;
+    ``image_processor_overrides`` sets image-processor attributes (e.g. Idefics2's ``do_image_splitting``).
+    """
+    if processor_class:
+        from unlearning.processors import PROCESSORS
+
+        processor = PROCESSORS.get(processor_class).from_pretrained(str(path))
+    else:
+        processor = AutoProcessor.from_pretrained(str(path))
     if not hasattr(processor, "tokenizer"):
-        raise ValueError(f"{path}: AutoProcessor returned {type(processor).__name__}, not a multimodal processor")
+        raise ValueError(f"{path}: AutoProcessor returned {type(processor).__name__}, not a multimodal processor "
+                         "(set model.processor_class)")
+    for key, value in (image_processor_overrides or {}).items():
+        if not hasattr(processor.image_processor, key):
+            raise ValueError(f"model.image_processor_overrides.{key}: {type(processor.image_processor).__name__} "
+                             "has no such setting")
+        setattr(processor.image_processor, key, value)
     if getattr(processor, "chat_template", None) is None:
         if chat_template is None:
             raise ValueError(f"{path}: the processor has no chat template; set model.chat_template in its config")

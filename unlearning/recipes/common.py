@@ -124,4 +124,5 @@ def make_collator(processor: Any, model: torch.nn.Module, model_cfg: Mapping[str
 
 
 def load_processor_for(path: str, model_cfg: Mapping[str, Any]) -> Any:
-    return load_processor(path, model_cfg.get("chat_template"))
+    return load_processor(path, model_cfg.get("chat_template"), model_cfg.get("processor_class"),
+                          model_cfg.get("image_processor_overrides"))

@@ -1,0 +1,93 @@
+"""Each supported model family, as a tiny offline model of the same architecture, through the real code path:
+prompt construction and masking, one forget step through peft, and one evaluation."""
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from tests.conftest import SMALL_MODEL
+from unlearning.data import IGNORE_INDEX, ChatCollator, Example, stop_token_ids
+from unlearning.models import check_prefixes, load_model, load_processor
+from unlearning.recipes.common import CONFIG_DIR
+from unlearning.recipes.evaluate import evaluate
+from unlearning.recipes.forget import forget
+from unlearning.tiny import build_tiny_model
+
+# config name -> (tiny architecture, end-of-turn marker that closes every answer target)
+FAMILIES = {
+    "tiny": ("llava", "</s>"),  # LLaVA-1.5 / LLaVA-Phi-3 architecture
+    "tiny_qwen2_vl": ("qwen2_vl", "<|im_end|>"),
+    "tiny_idefics2": ("idefics2", "<end_of_utterance>"),
+    "tiny_mllama": ("mllama", "<|eot_id|>"),  # Llama-3.2-Vision
+}
+
+
+def model_config(name: str, *overrides: str):
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        return compose("forget", overrides=[f"model={name}", *overrides]).model
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family(request, tmp_path_factory, fiu_dir: Path) -> tuple[str, Path]:
+    from fiubench.benchmark import FiuBenchTask
+
+    name = request.param
+    architecture = FAMILIES[name][0]
+    sizes = SMALL_MODEL if architecture == "llava" else {"image_size": 56, "vocab_size": 600}
+    path = tmp_path_factory.mktemp(name) / "model"
+    return name, build_tiny_model(architecture, path, FiuBenchTask(fiu_dir).texts(), **sizes)
+
+
+def test_prompt_masking_and_module_paths(family, fiu_dir: Path):
+    name, path = family
+    cfg = model_config(name)
+    processor = load_processor(path, cfg.chat_template, cfg.processor_class, cfg.image_processor_overrides)
+    model = load_model(path)
+    check_prefixes(model, cfg.modules)
+    collator = ChatCollator(processor, stop_token_ids(processor.tokenizer, model.generation_config))
+    image = next((fiu_dir / "SFHQ").glob("*.jpg"))
+    batch = collator([Example("Who is this?", "juno fairbanks.", image, "a"), Example("Job?", "a florist.", None, "b")])
+    for row, answer in enumerate(("juno fairbanks.", "a florist.")):
+        labels = batch["labels"][row]
+        target = collator.tokenizer.decode(labels[labels != IGNORE_INDEX])
+        assert target.strip() == answer + FAMILIES[name][1]
+        assert collator.tokenizer.decode(batch["inputs"]["input_ids"][row]).count(collator.tokenizer.bos_token) == 1
+
+
+def test_one_forget_step_and_one_evaluation(family, fiu_dir: Path, tmp_path: Path):
+    name, path = family
+    common = [f"model={name}", f"model.path={path}", f"data_dir={fiu_dir}", f"run_root={tmp_path}"]
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        forget_cfg = compose("forget", overrides=[*common, f"model_path={path}", "method=kl", "max_steps=1",
+                                                  "batch_size=2", "lora.r=4", "lora.alpha=8"])
+    run = forget(forget_cfg)
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and log[0]["retain_kl"] >= 0
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        eval_cfg = compose("eval", overrides=[*common, f"run_dirs=[{run}]", f"reference_run={run}",
+                                              "eval.general=null", "eval.max_new_tokens=4", "eval.batch_size=8"])
+    (summary,) = evaluate(eval_cfg)
+    assert summary["forget"]["n"] == 6 and summary["retain"]["n"] == 9 and summary["forget_quality"] == 1.0
+    assert 0 <= summary["forget"]["rougeL_recall"] <= 1 and summary["forget"]["probability"] > 0
+
+
+def test_phi3_template_from_the_model_config(tiny_dir: Path, tiny_model):
+    """llava-phi-3-mini's processor may ship no template; the config's renders FIUBench's Phi-3 tags."""
+    cfg = model_config("llava_phi3_mini")
+    processor = load_processor(tiny_dir)
+    processor.chat_template = cfg.chat_template
+    collator = ChatCollator(processor, stop_token_ids(processor.tokenizer, tiny_model.generation_config))
+    example = Example("What is the job of the person?", "a florist.", Path("unused.jpg"), "p")
+    assert collator.prompt_text(example) == "<|user|>\n<image>\nWhat is the job of the person?<|end|>\n<|assistant|>\n"
+    rendered, _ = collator.target_text(example)
+    assert rendered.endswith("<|assistant|>\na florist.<|end|></s>")
+
+
+@pytest.mark.parametrize(("real", "tiny"), [("llava_1_5_7b", "tiny"), ("llava_phi3_mini", "tiny"),
+                                            ("qwen2_vl_7b", "tiny_qwen2_vl"), ("idefics2_8b", "tiny_idefics2"),
+                                            ("llama32_vision_11b", "tiny_mllama")])
+def test_real_configs_name_the_module_paths_their_tiny_twin_is_tested_with(real: str, tiny: str):
+    assert model_config(real).modules == model_config(tiny).modules
+    assert model_config(real).lora_targets == model_config(tiny).lora_targets
