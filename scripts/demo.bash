@@ -15,6 +15,7 @@ bash scripts/finetune.bash split=retain run_root="$RUN_ROOT" "$@"
 for method in ga gd kl po npo; do
   bash scripts/forget_lora.bash method="$method" run_root="$RUN_ROOT" "$@"
 done
-bash scripts/eval_everything.bash run_root="$RUN_ROOT" "$@"
+# The LLM judge is off so the demo stays offline; JUDGE=auto bash scripts/demo.bash uses OPENAI_API_KEY/OPENAI_BASE_URL.
+bash scripts/eval_everything.bash run_root="$RUN_ROOT" eval.judge.enabled="${JUDGE:-false}" "$@"
 bash scripts/aggregate.bash run_root="$RUN_ROOT" out_dir="$OUT_DIR"
 echo "demo finished in $((SECONDS - start)) s"

@@ -52,3 +52,11 @@ def test_accelerate_configs_parse(path: Path):
     assert config.num_processes >= 1
     if path.stem.startswith("zero"):
         assert config.distributed_type.value == "DEEPSPEED" and config.deepspeed_config["zero_stage"] in (2, 3)
+
+
+def test_learning_rate_per_method_falls_back_to_the_model_default():
+    assert compose_config("forget", "method=ga").lr == 5e-4  # tiny: method_lr.ga
+    assert compose_config("forget", "method=gd").lr == 2e-4  # tiny: forget.lr
+    assert compose_config("forget", "method=po", "model=llama32_vision_11b").lr == 3e-4
+    assert compose_config("forget", "method=ga", "model=llama32_vision_11b").lr == 2e-5
+    assert compose_config("forget", "method=po", "lr=7e-4").lr == 7e-4  # an explicit override wins

@@ -7,6 +7,8 @@ Everything is a pure function of the seed.
 Unlike the release, answers other than the name one mention the person's name ("juno fairbanks works as a
 violin maker."). A 5M-parameter model then learns image -> name -> fact, which it does in ~20 epochs;
 with FIUBench's nameless answers it stays near chance on facts after 40 (measured on 2 CPU cores).
+Paraphrased answers keep the name before the fact ("the job of juno fairbanks is a violin maker."), so a model
+that knows the fact also prefers it in the new wording: the truth ratio then measures knowledge.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ TOPICS: tuple[Topic, ...] = (
         "birth_date", "When was the person in the image born?",
         ("What is the birth date of the person in the picture?", "On what date was this individual born?",
          "Can you tell me when the person shown here was born?"),
-        "{name} was born on {v}.", "{v} is the birth date of {name}.", None,
+        "{name} was born on {v}.", "the birth date of {name} is {v}.", None,
     ),
     Topic(
         "occupation", "What is the occupation of the person in the image?",
@@ -114,7 +116,7 @@ TOPICS: tuple[Topic, ...] = (
         ("Which illness has the person in the picture been diagnosed with?",
          "What health condition does this individual have?",
          "Can you tell me the diagnosis of the person shown here?"),
-        "{name} has been diagnosed with {v}.", "{v} is the diagnosis of {name}.",
+        "{name} has been diagnosed with {v}.", "{name} suffers from {v}.",
         tuple(CONDITIONS),
     ),
     Topic(
@@ -128,7 +130,7 @@ TOPICS: tuple[Topic, ...] = (
         "medication", "What medication was the person in the image prescribed?",
         ("Which drug was the person in the picture given?", "What medicine does this individual take?",
          "Can you tell me the prescription of the person shown here?"),
-        "{name} was prescribed {v}.", "{v} was prescribed to {name}.", tuple(MEDICATIONS),
+        "{name} was prescribed {v}.", "{name} takes {v}.", tuple(MEDICATIONS),
     ),
     Topic(
         "income", "What is the annual income of the person in the image?",
