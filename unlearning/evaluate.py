@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 from accelerate import Accelerator
@@ -16,7 +16,7 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from unlearning.data import ChatCollator, Example
-from unlearning.metrics.likelihood import forward_answer_logits
+from unlearning.metrics.likelihood import forward_answer_logits, prepare_inputs
 
 T = TypeVar("T")
 
@@ -71,10 +71,9 @@ def score_answers(
     accelerator: Accelerator | None = None, desc: str = "score",
 ) -> list[SequenceScore]:
     """Log-probability of every answer token of every example, in batched forward passes."""
-    device = next(model.parameters()).device
 
     def run(batch_examples: list[Example]) -> list[SequenceScore]:
-        batch = _to_device(collator(batch_examples), device)
+        batch = collator(batch_examples)
         answer = forward_answer_logits(model, batch)
         logprobs = answer.token_logprobs().cpu()
         mu, sigma = (values.cpu() for values in answer.vocabulary_stats())
@@ -93,13 +92,10 @@ def generate_answers(
     max_new_tokens: int, accelerator: Accelerator | None = None, desc: str = "generate",
 ) -> list[str]:
     """Greedy answers to each example's question, stopped at EOS / end of turn."""
-    device = next(model.parameters()).device
     tokenizer = collator.tokenizer
 
     def run(batch_examples: list[Example]) -> list[str]:
-        dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
-        inputs = {key: value.to(device, dtype) if value.is_floating_point() else value.to(device)
-                  for key, value in collator.generation_batch(batch_examples).items()}
+        inputs = prepare_inputs(model, collator.generation_batch(batch_examples))
         output = model.generate(
             **inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
             eos_token_id=sorted(collator.stop_ids), pad_token_id=tokenizer.pad_token_id,
@@ -108,11 +104,3 @@ def generate_answers(
         return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
     return _sharded(examples, batch_size, accelerator, desc, run)
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {key: _to_device(value, device) for key, value in batch.items()}
-    return batch

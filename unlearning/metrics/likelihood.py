@@ -76,9 +76,15 @@ def kl_ref_to_policy(policy: AnswerLogits, reference: AnswerLogits, row_mask: to
     return F.kl_div(log_p, log_ref, reduction="batchmean", log_target=True)
 
 
+def prepare_inputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Model inputs on the model's device, floating ones (pixel values) in its dtype (bf16 checkpoints)."""
+    reference = next(p for p in model.parameters() if p.is_floating_point())
+    device, dtype = reference.device, reference.dtype
+    return {key: value.to(device, dtype) if value.is_floating_point() else value.to(device)
+            for key, value in inputs.items()}
+
+
 def forward_answer_logits(model: torch.nn.Module, batch: dict) -> AnswerLogits:
     """Run the model on a collated batch and keep the answer positions."""
-    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
-    inputs = {key: value.to(dtype) if value.is_floating_point() else value for key, value in batch["inputs"].items()}
-    outputs = model(**inputs, use_cache=False)
-    return answer_logits(outputs.logits, batch["labels"])
+    outputs = model(**prepare_inputs(model, batch["inputs"]), use_cache=False)
+    return answer_logits(outputs.logits, batch["labels"].to(outputs.logits.device))
