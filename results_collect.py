@@ -34,8 +34,8 @@ def collect_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
             log.info("skipping %s: not evaluated", run_dir)
             continue
         info = read_run(run_dir)
-        row = benchmark_class(info["benchmark"]).table_row(info, read_json(summary_path))
-        rows[info["benchmark"]].append({"model": info["model"], "run": run_dir.name, **row})
+        for row in benchmark_class(info["benchmark"]).table_rows(info, read_json(summary_path)):
+            rows[info["benchmark"]].append({"model": info["model"], "run": run_dir.name, **row})
     return rows
 
 
@@ -55,8 +55,9 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tradeoff_plot(rows: list[dict[str, Any]], title: str, x_key: str, y_key: str) -> bytes:
-    """Forget quality (log scale) against model utility, one labelled point per run."""
+def tradeoff_plot(rows: list[dict[str, Any]], title: str, x_key: str, y_key: str, log_y: bool = True,
+                  directions: tuple[str, str] = ("higher is better", "higher is better")) -> bytes:
+    """Forgetting (y) against utility (x), one labelled point per row."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,12 +68,15 @@ def tradeoff_plot(rows: list[dict[str, Any]], title: str, x_key: str, y_key: str
         quality, utility = row.get(y_key), row.get(x_key)
         if quality is None or utility is None:
             continue
-        quality = max(quality, 1e-300)
+        if log_y:
+            quality = max(quality, 1e-300)
         axes.scatter(utility, quality, s=40)
-        axes.annotate(row["method"], (utility, quality), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    axes.set_yscale("log")
-    axes.set_xlabel(f"{x_key} (higher is better)")
-    axes.set_ylabel(f"{y_key} (higher is better)")
+        axes.annotate(row.get("label") or row["method"], (utility, quality), textcoords="offset points",
+                      xytext=(5, 4), fontsize=7)
+    if log_y:
+        axes.set_yscale("log")
+    axes.set_xlabel(f"{x_key} ({directions[0]})")
+    axes.set_ylabel(f"{y_key} ({directions[1]})")
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
@@ -95,7 +99,9 @@ def collect(run_root: Path, out_dir: Path) -> dict[str, list[dict[str, Any]]]:
         atomic_write_text(out_dir / f"{benchmark}.md", f"# {benchmark}\n\n{table}")
         x_key, y_key = cls.tradeoff_axes
         if any(row.get(y_key) is not None for row in rows):
-            atomic_write_bytes(out_dir / f"{benchmark}_tradeoff.png", tradeoff_plot(rows, benchmark, x_key, y_key))
+            plot = tradeoff_plot(rows, benchmark, x_key, y_key, getattr(cls, "tradeoff_log_y", True),
+                                 getattr(cls, "tradeoff_directions", ("higher is better", "higher is better")))
+            atomic_write_bytes(out_dir / f"{benchmark}_tradeoff.png", plot)
         print(f"\n{benchmark} ({len(rows)} runs; {out_dir}/{benchmark}.csv, .md, _tradeoff.png)\n\n{table}")
     return rows_by_benchmark
 

@@ -50,14 +50,16 @@ class FiuBenchTask:
     )
 
     tradeoff_axes = ("MU (hmean)", "forget quality")  # x, y (log scale) of the results plot
+    needs_reference_run = True  # the retain model: forget quality is a KS test against it
+    uses_general_evals = True  # MME/POPE: the ACC column
 
     @staticmethod
-    def table_row(run: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    def table_rows(run: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
         """One results-table row from a run's ``run.json`` and ``eval/summary.json`` (Avg FQ: see finalize_rows)."""
         forget, retain = summary["forget"], summary["retain"]
         general = summary.get("general") or {}
         mu_parts = [retain["rougeL_recall"], retain.get("gpt"), retain["truth_ratio"], general.get("acc")]
-        return {
+        return [{
             "method": run.get("method") or f"stage1_{run['split']}",
             "forget_split": summary["forget_split"],
             "ROUGE-L": _percent(retain["rougeL_recall"]),
@@ -73,7 +75,7 @@ class FiuBenchTask:
             "forget ROUGE-L": _percent(forget["rougeL_recall"]),
             "forget quality": summary.get("forget_quality"),
             "MIA AUC (Min-K++)": (summary.get("membership_auc") or {}).get("mink_pp"),
-        }
+        }]
 
     @staticmethod
     def finalize_rows(rows: list[dict[str, Any]]) -> None:

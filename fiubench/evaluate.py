@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,7 @@ from accelerate import Accelerator
 from eval.general import run_general
 from fiubench import metrics
 from fiubench.data import FiuBench, FiuQA
-from unlearning.data import ChatCollator
-from unlearning.evaluate import generate_answers, score_answers
+from unlearning.evaluate import LazyModel, ModelLoader, cached_result, generate_answers, score_answers
 from unlearning.io import atomic_write_json, read_json
 from unlearning.metrics.judge import Judge, JudgeScores, JudgeSettings, judge_scores, judge_unavailable_reason
 from unlearning.metrics.membership import attack_auc
@@ -29,32 +28,6 @@ from unlearning.metrics.text import keyword_match, rouge_l_recall
 log = logging.getLogger(__name__)
 
 FILE_VERSION = 2
-ModelLoader = Callable[[], tuple[Any, ChatCollator]]
-
-
-class _Model:
-    """Loads the model the first time a part of the evaluation actually needs it."""
-
-    def __init__(self, load: ModelLoader) -> None:
-        self._load, self._loaded = load, None
-
-    def get(self) -> tuple[Any, ChatCollator]:
-        if self._loaded is None:
-            self._loaded = self._load()
-        return self._loaded
-
-
-def _cached(path: Path, fingerprint: dict, overwrite: bool, compute: Callable[[], dict],
-            accelerator: Accelerator | None) -> dict:
-    if not overwrite and path.is_file():
-        stored = read_json(path)
-        if stored.get("fingerprint") == fingerprint:
-            log.info("reusing %s", path)
-            return stored
-    result = {"fingerprint": fingerprint, **compute()}
-    if accelerator is None or accelerator.is_main_process:
-        atomic_write_json(path, result)
-    return result
 
 
 def evaluate_run(
@@ -62,7 +35,7 @@ def evaluate_run(
     reference_eval_dir: Path | None, accelerator: Accelerator | None,
 ) -> dict[str, Any]:
     compat = metrics.check_compat(settings.get("compat", "default"))
-    model = _Model(load_model)
+    model = LazyModel(load_model)
     judge_settings = JudgeSettings(**settings.get("judge", {}))
     judge_skipped = judge_unavailable_reason(judge_settings)
     judge = Judge(judge_settings) if judge_skipped is None else None
@@ -73,19 +46,19 @@ def evaluate_run(
     results = {}
     for role in metrics.ROLES:
         split = settings[f"{role}_split"]
-        results[role] = _cached(
+        results[role] = cached_result(
             out_dir / f"{split}.json", {**split_fingerprint, "split": split}, overwrite,
             lambda split=split, role=role: evaluate_split(data.qas(split), role, model, settings, judge,
                                                           accelerator, split),
             accelerator,
         )
     holdout = data.qas("holdout")
-    holdout_result = _cached(
+    holdout_result = cached_result(
         out_dir / "holdout.json", {"version": FILE_VERSION, "n": len(holdout)}, overwrite,
         lambda: {"samples": score_membership(holdout, model, settings, accelerator)}, accelerator,
     ) if holdout else None
     general = settings.get("general") or {}
-    general_result = _cached(
+    general_result = cached_result(
         out_dir / "general.json", {"version": FILE_VERSION, **general}, overwrite,
         lambda: run_general(*model.get(), general, settings["batch_size"], accelerator), accelerator,
     ) if general else None
@@ -110,7 +83,7 @@ def evaluate_run(
 
 
 def evaluate_split(
-    qas: Sequence[FiuQA], role: str, model: _Model, settings: Mapping[str, Any], judge: Judge | None,
+    qas: Sequence[FiuQA], role: str, model: LazyModel, settings: Mapping[str, Any], judge: Judge | None,
     accelerator: Accelerator | None, split: str,
 ) -> dict[str, Any]:
     compat = settings.get("compat", "default")
@@ -182,7 +155,7 @@ def _judge(judge: Judge | None, qas: Sequence[FiuQA], generations: Sequence[str]
                        replies=partial.replies)
 
 
-def score_membership(qas: Sequence[FiuQA], model: _Model, settings: Mapping[str, Any],
+def score_membership(qas: Sequence[FiuQA], model: LazyModel, settings: Mapping[str, Any],
                      accelerator: Accelerator | None) -> list[dict[str, Any]]:
     """Attack scores of QAs the model never trained on (the holdout identities): the non-members."""
     net, collator = model.get()

@@ -40,6 +40,13 @@ def fiu_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mllmu_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mllmu.synthetic import write_mllmu
+
+    return write_mllmu(tmp_path_factory.mktemp("mllmu"), n_profiles=10, n_celebrities=3, image_size=56)
+
+
+@pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory, fiu_dir: Path) -> Path:
     from fiubench.benchmark import FiuBenchTask
     from unlearning.tiny import build_tiny_model

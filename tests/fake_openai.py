@@ -36,6 +36,11 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         """'score=0.xx' in the prompt sets the score; FIUBench prompts get 1.00 when the prediction holds the answer."""
         if "score=" in prompt:
             return prompt.split("score=")[1][:4]
+        if "Factuality Score" in prompt:  # MLLMU-Bench: 10 when the generated answer holds the ground truth
+            truth = re.search(r"Ground Truth: (.*)\n", prompt).group(1)
+            generated = re.search(r"Generated Answer: (.*)\n", prompt).group(1)
+            return json.dumps({"Factuality Score": 10 if truth.lower() in generated.lower() else 2,
+                               "Justification": "compared"})
         answer = re.search(r"Correct Answer: (.*)\n", prompt)
         prediction = re.search(r"Prediction: (.*)\n", prompt)
         return "1.00" if answer and prediction and answer.group(1) in prediction.group(1) else "0.00"

@@ -20,11 +20,13 @@ from unlearning.registry import Registry
 class Benchmark(Protocol):
     name: str
     table_columns: tuple[str, ...]  # results-table columns, in order
-    tradeoff_axes: tuple[str, str]  # the columns plotted against each other (x, y on a log scale)
+    tradeoff_axes: tuple[str, str]  # the columns plotted against each other (x, y)
+    # Optional: tradeoff_log_y (default True), tradeoff_directions (default both "higher is better"),
+    # needs_reference_run (default True: evaluation looks for the retain model), uses_general_evals (MME/POPE).
 
     @staticmethod
-    def table_row(run: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
-        """One results-table row from a run's ``run.json`` and ``eval/summary.json``."""
+    def table_rows(run: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
+        """The results-table rows of one run, from its ``run.json`` and ``eval/summary.json``."""
         ...
 
     @staticmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,14 +26,26 @@ class DataError(ValueError):
     """Bad benchmark input; the message names the file and the record."""
 
 
+ImageSource = Path | Image.Image | bytes  # a file, a decoded image, or encoded bytes (parquet releases)
+
+
 @dataclass(frozen=True)
 class Example:
-    """One (image, question, answer) triple; ``uid`` ties per-sample results back to the source record."""
+    """One (image, question, answer) triple; ``uid`` ties per-sample results back to the source record.
+
+    ``shots`` are earlier (question, answer) turns of the same conversation: few-shot demonstrations,
+    rendered as user/assistant turns before this question, their images included; never scored.
+    """
 
     question: str
     answer: str
-    image: Path | Image.Image | None = None  # a file, or an image already in memory (parquet releases)
+    image: ImageSource | None = None
     uid: str = ""
+    shots: tuple[Example, ...] = ()
+
+    def images(self) -> list[ImageSource]:
+        """Every image of the conversation, in the order the chat template places them."""
+        return [ex.image for ex in (*self.shots, self) if ex.image is not None]
 
 
 @functools.lru_cache(maxsize=256)
@@ -45,6 +58,24 @@ def load_image(path: Path) -> Image.Image:
         raise DataError(f"image not found: {path}") from error
     except (UnidentifiedImageError, OSError) as error:
         raise DataError(f"image cannot be read: {path} ({error})") from error
+
+
+@functools.lru_cache(maxsize=256)
+def decode_image(data: bytes) -> Image.Image:
+    """Decode encoded image bytes (a parquet release's Image feature) as RGB."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(f"image bytes cannot be decoded ({error})") from error
+
+
+def open_image(source: ImageSource) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    if isinstance(source, bytes):
+        return decode_image(source)
+    return load_image(Path(source))
 
 
 def stop_token_ids(tokenizer: Any, generation_config: Any | None) -> list[int]:
@@ -82,11 +113,13 @@ class ChatCollator:
         messages: list[dict[str, Any]] = []
         if self.system_prompt:
             messages.append({"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
-        user: list[dict[str, str]] = [{"type": "image"}] if example.image is not None else []
-        user.append({"type": "text", "text": example.question})
-        messages.append({"role": "user", "content": user})
-        if with_answer:
-            messages.append({"role": "assistant", "content": [{"type": "text", "text": example.answer}]})
+        turns = (*example.shots, example)
+        for index, turn in enumerate(turns):
+            user: list[dict[str, str]] = [{"type": "image"}] if turn.image is not None else []
+            user.append({"type": "text", "text": turn.question})
+            messages.append({"role": "user", "content": user})
+            if with_answer or index < len(turns) - 1:
+                messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.answer}]})
         return messages
 
     def prompt_text(self, example: Example) -> str:
@@ -129,11 +162,7 @@ class ChatCollator:
 
     def _process(self, texts: list[str], examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         # One list of images per example: the batched layout every processor accepts (Mllama requires it).
-        images = [
-            [ex.image.convert("RGB") if isinstance(ex.image, Image.Image) else load_image(Path(ex.image))]
-            if ex.image is not None else []
-            for ex in examples
-        ]
+        images = [[open_image(source) for source in ex.images()] for ex in examples]
         if not any(images):
             images = []
         return dict(

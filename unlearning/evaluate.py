@@ -6,19 +6,50 @@ a benchmark's metric code sees one plain list whatever the launch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from unlearning.data import ChatCollator, Example
+from unlearning.data import IGNORE_INDEX, ChatCollator, Example
+from unlearning.io import atomic_write_json, read_json
 from unlearning.metrics.likelihood import forward_answer_logits, prepare_inputs
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
+ModelLoader = Callable[[], tuple[Any, ChatCollator]]
+
+
+class LazyModel:
+    """Loads the model the first time a part of an evaluation actually needs it (resumed runs may not)."""
+
+    def __init__(self, load: ModelLoader) -> None:
+        self._load, self._loaded = load, None
+
+    def get(self) -> tuple[Any, ChatCollator]:
+        if self._loaded is None:
+            self._loaded = self._load()
+        return self._loaded
+
+
+def cached_result(path: Path, fingerprint: dict, overwrite: bool, compute: Callable[[], dict],
+                  accelerator: Accelerator | None) -> dict:
+    """The result stored at ``path`` when it was computed under ``fingerprint``; else compute and store it."""
+    if not overwrite and path.is_file():
+        stored = read_json(path)
+        if stored.get("fingerprint") == fingerprint:
+            log.info("reusing %s", path)
+            return stored
+    result = {"fingerprint": fingerprint, **compute()}
+    if accelerator is None or accelerator.is_main_process:
+        atomic_write_json(path, result)
+    return result
 
 
 @dataclass(frozen=True)
@@ -102,5 +133,27 @@ def generate_answers(
         )
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    return _sharded(examples, batch_size, accelerator, desc, run)
+
+
+@torch.no_grad()
+def choice_token_logprobs(
+    model: torch.nn.Module, collator: ChatCollator, examples: Sequence[Example], candidates: Sequence[int],
+    offset: int, batch_size: int, accelerator: Accelerator | None = None, desc: str = "choices",
+) -> list[list[float]]:
+    """log p(token | prompt + answer[:offset]) for each candidate token id, where the candidates' targets share
+    their first ``offset`` tokens (e.g. a space before the option letter): one forward pass per example scores
+    every option of a multiple-choice question (lm-evaluation-harness's single-token choices). Each example's
+    answer must be one of the candidates' targets."""
+    index = torch.tensor(list(candidates))
+
+    def run(batch_examples: list[Example]) -> list[list[float]]:
+        batch = collator(batch_examples)
+        outputs = model(**prepare_inputs(model, batch["inputs"]), use_cache=False)
+        labels = batch["labels"].to(outputs.logits.device)
+        first = (labels[:, 1:] != IGNORE_INDEX).int().argmax(dim=1)  # first answer token, shifted coordinates
+        logits = outputs.logits[torch.arange(len(batch_examples)), first + offset].float()
+        return torch.log_softmax(logits, dim=-1)[:, index.to(logits.device)].cpu().tolist()
 
     return _sharded(examples, batch_size, accelerator, desc, run)

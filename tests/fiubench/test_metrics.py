@@ -119,7 +119,7 @@ def test_paper_columns_and_average_forget_quality():
         "retain": {"rougeL_recall": 0.9, "truth_ratio": 0.7, "gpt": 0.8},
         "general": {"acc": 0.6}, "membership_auc": {"mink_pp": 0.55},
     }
-    row = {"model": "m", **FiuBenchTask.table_row({"method": "kl", "split": "forget5"}, summary)}
+    row = {"model": "m", **FiuBenchTask.table_rows({"method": "kl", "split": "forget5"}, summary)[0]}
     assert row["Avg MU"] == pytest.approx((90 + 80 + 70 + 60) / 4)
     other = {**row, "KS": -6.0}
     rows = [row, other]
@@ -127,5 +127,5 @@ def test_paper_columns_and_average_forget_quality():
     # KS_min = -6: norm(KS) = 1 - (-3 / -6) = 0.5 for the first row, 0 for the second
     assert rows[0]["Avg FQ"] == pytest.approx(100 * (0.5 * 0.5 + 0.15 * 0.8 + 0.2 * 0.7 + 0.15 * 0.9))
     assert rows[1]["Avg FQ"] == pytest.approx(100 * (0.15 * 0.8 + 0.2 * 0.7 + 0.15 * 0.9))
-    no_gpt = FiuBenchTask.table_row({"method": "kl"}, {**summary, "retain": {**summary["retain"], "gpt": None}})
+    no_gpt = FiuBenchTask.table_rows({"method": "kl"}, {**summary, "retain": {**summary["retain"], "gpt": None}})[0]
     assert no_gpt["Avg MU"] is None and no_gpt["GPT"] is None

@@ -82,3 +82,19 @@ def test_rgb_conversion(tmp_path: Path):
     path = tmp_path / "grey.png"
     Image.new("L", (8, 8), 128).save(path)
     assert load_image(path).mode == "RGB"
+
+
+def test_shots_are_earlier_turns_with_their_images_and_never_scored(collator: ChatCollator, tiny_model, examples):
+    """Few-shot demonstrations: user/assistant turns before the question; only the final answer is a label."""
+    with_bytes = Example("Q3?", "c", (examples[0].image).read_bytes(), uid="bytes")  # a parquet release's image
+    question = Example("Which one?", "B", examples[0].image, uid="q", shots=(examples[1], with_bytes,
+                                                                              Example("Text only?", "A")))
+    text = collator.prompt_text(question)
+    assert text.index(examples[1].question) < text.index("Q3?") < text.index("Text only?") < text.index("Which one?")
+    assert f"ASSISTANT: {examples[1].answer}" in text and "ASSISTANT: A" in text
+    batch = collator([question])
+    image_token = tiny_model.config.image_token_id
+    assert (batch["inputs"]["input_ids"] == image_token).sum().item() == 3 * 4  # two shot images + the question's
+    assert batch["inputs"]["pixel_values"].shape[0] == 3
+    scored = batch["labels"][0][batch["labels"][0] != IGNORE_INDEX]
+    assert collator.tokenizer.decode(scored) == " B" + collator.tokenizer.eos_token

@@ -25,6 +25,11 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "config")
 BUILTIN_MARKER = "synthetic_settings.json"  # what the built-in data folder was generated with
 T = TypeVar("T")
 
+# ${tag_unless:${forget_modality},multimodal} -> "" for the default value, "_<value>" otherwise: run names
+# gain a suffix only for non-default choices, so existing run folders keep their names.
+OmegaConf.register_new_resolver(
+    "tag_unless", lambda value, default: "" if str(value) == str(default) else f"_{value}", replace=True)
+
 
 def setup_logging() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, force=True)
@@ -86,7 +91,7 @@ def build_benchmark(cfg: DictConfig, accelerator: Accelerator) -> Benchmark:
     def load() -> Benchmark:
         ensure_data(Path(cfg.data_dir), Path(bench.builtin_dir), cls.write_builtin, to_dict(bench.synthetic),
                     f"{bench.name} benchmark")
-        return cls(Path(cfg.data_dir), **bench.options)
+        return cls(Path(cfg.data_dir), **to_dict(bench.options))
 
     return on_main_first(accelerator, load)
 

@@ -35,10 +35,12 @@ from unlearning.synthetic import write_mme, write_pope
 log = logging.getLogger(__name__)
 
 
-def runs_to_evaluate(cfg: DictConfig) -> tuple[list[Path], Path | None]:
+def runs_to_evaluate(cfg: DictConfig, needs_reference: bool = True) -> tuple[list[Path], Path | None]:
     """The runs (reference first) and the retain-model reference run, if any."""
     root = Path(cfg.run_root) / cfg.benchmark.name / cfg.model.name
-    if cfg.reference_run:
+    if not needs_reference:
+        reference = None
+    elif cfg.reference_run:
         reference = Path(cfg.reference_run)
     else:
         try:
@@ -68,8 +70,9 @@ def ensure_general_data(general: DictConfig, accelerator: Accelerator) -> None:
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     accelerator = make_accelerator()
     benchmark = build_benchmark(cfg, accelerator)
-    ensure_general_data(cfg.eval.general or {}, accelerator)
-    runs, reference = runs_to_evaluate(cfg)
+    if getattr(benchmark, "uses_general_evals", False):
+        ensure_general_data(cfg.eval.general or {}, accelerator)
+    runs, reference = runs_to_evaluate(cfg, getattr(benchmark, "needs_reference_run", True))
     settings = to_dict(cfg.eval)
     summaries = []
     for run_dir in runs:
@@ -87,14 +90,15 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         summary = benchmark.evaluate(load, settings, run_dir / "eval",
                                      reference / "eval" if reference else None, accelerator)
         summaries.append(summary)
-        log.info("%s: %s", run_dir.name, _brief(benchmark.table_row(info, summary)))
+        for row in benchmark.table_rows(info, summary):
+            log.info("%s: %s", run_dir.name, _brief(row))
     accelerator.end_training()
     return summaries
 
 
 def _brief(row: dict[str, Any]) -> str:
     return ", ".join(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
-                     for key, value in row.items() if key not in ("run", "method"))
+                     for key, value in row.items() if key not in ("run", "method", "label"))
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="eval")

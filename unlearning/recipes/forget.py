@@ -10,6 +10,7 @@ benchmark and model). Methods needing a reference (KL, NPO) get the same weights
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from unlearning.data import PairedCollator, PairedForgetSet
+from unlearning.data import Example, PairedCollator, PairedForgetSet
 from unlearning.methods import build_method
 from unlearning.metrics.likelihood import forward_answer_logits
 from unlearning.models import apply_lora, check_prefixes, count_trainable, load_model
@@ -45,6 +46,18 @@ def stage_one_path(cfg: DictConfig) -> Path:
     return model_path_of(run)
 
 
+FORGET_MODALITIES = ("multimodal", "unimodal")
+
+
+def with_modality(examples: list[Example] | None, modality: str) -> list[Example] | None:
+    """multimodal: the QAs with their images; unimodal: the same QAs as text only (MLLMU-Bench's comparison)."""
+    if modality not in FORGET_MODALITIES:
+        raise ValueError(f"forget_modality must be one of {FORGET_MODALITIES}, got {modality!r}")
+    if examples is None or modality == "multimodal":
+        return examples
+    return [dataclasses.replace(example, image=None) for example in examples]
+
+
 def forget(cfg: DictConfig) -> Path:
     method = build_method(cfg.method)
     accelerator = make_accelerator(cfg.grad_accum, cfg.report_to)
@@ -60,9 +73,11 @@ def forget(cfg: DictConfig) -> Path:
     trainable, total = count_trainable(model)
     log.info("method %s; trainable parameters: %.2fM of %.2fM", cfg.method.name, trainable / 1e6, total / 1e6)
 
-    forget_set = benchmark.forget_examples(cfg.forget_split, method.forget_target)
-    retain_set = benchmark.retain_examples(cfg.forget_split) if method.needs_retain else None
-    log.info("forgetting %d examples of %s%s", len(forget_set), cfg.forget_split,
+    forget_set = with_modality(benchmark.forget_examples(cfg.forget_split, method.forget_target),
+                               cfg.forget_modality)
+    retain_set = with_modality(benchmark.retain_examples(cfg.forget_split) if method.needs_retain else None,
+                               cfg.forget_modality)
+    log.info("forgetting %d %s examples of %s%s", len(forget_set), cfg.forget_modality, cfg.forget_split,
              f" with {len(retain_set)} retain examples" if retain_set else "")
     if accelerator.is_main_process:
         start_run(run_dir, to_dict(cfg))
@@ -83,7 +98,8 @@ def forget(cfg: DictConfig) -> Path:
     if accelerator.is_main_process:
         save_run(run_dir, accelerator.unwrap_model(prepared), processor, {
             "kind": "forget", "benchmark": benchmark.name, "model": cfg.model.name, "method": cfg.method.name,
-            "split": cfg.forget_split, "base_model": base_model_entry(run_dir, model_path), "train": summary,
+            "split": cfg.forget_split, "forget_modality": cfg.forget_modality,
+            "base_model": base_model_entry(run_dir, model_path), "train": summary,
         }, state_dict=state_dict)
         log.info("saved %s", run_dir)
     accelerator.end_training()

@@ -1,0 +1,315 @@
+"""MLLMU-Bench's evaluation of one model on its four sets, each per modality (image+text and text-only).
+
+Sets: forget (``forget_r``, original images), test (the same profiles from ``Test_Set``, a transformed image
+drawn per profile with the seed), retain (``retain_{100-r}``) and celebrity (``Retain_Set``). Tasks:
+classification (few-shot), cloze (few-shot) and generation (zero-shot, judged for factuality when a judge
+is configured). Each set's per-question results are written to ``eval/`` and reused when their settings match.
+
+Few-shot demonstrations are earlier chat turns (``Example.shots``). By default each evaluated profile gets
+its own seeded draw of profiles from ``Full_Set`` outside the evaluated set, and the demonstrations are
+dropped from the end until the prompt fits the model's context; ``compat="official"`` draws them once per set
+and task from the evaluated profiles themselves and leaves those profiles unscored, as the original did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+
+from mllmu import metrics
+from mllmu.data import MODALITIES, Item, MllmuBench, Profile
+from mllmu.prompts import classification_prompt, cloze_prompt, generation_prompt
+from unlearning.data import ChatCollator, DataError, Example
+from unlearning.evaluate import (
+    LazyModel,
+    ModelLoader,
+    cached_result,
+    choice_token_logprobs,
+    generate_answers,
+    score_answers,
+)
+from unlearning.io import atomic_write_json
+from unlearning.metrics.judge import Judge, JudgeSettings, judge_unavailable_reason
+
+log = logging.getLogger(__name__)
+
+FILE_VERSION = 1
+SETS = ("forget", "test", "retain", "celebrity")
+FICTITIOUS_SETS = ("forget", "test", "retain")  # profiles of Full_Set: few-shot draws must avoid them
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    """MLLMU-Bench's evaluation knobs (``benchmark.options`` in the config)."""
+
+    shots: Mapping[str, int] = dataclasses.field(default_factory=lambda: {"classification": 1, "cloze": 2})
+    classification_scoring: str = "loglik"  # loglik | generate
+    context_length: int | None = None  # None: the model's max_position_embeddings
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.classification_scoring not in ("loglik", "generate"):
+            raise ValueError(f"classification_scoring must be 'loglik' or 'generate', got "
+                             f"{self.classification_scoring!r}")
+
+
+def eval_sets(data: MllmuBench, forget_split: str, seed: int) -> dict[str, list[Profile]]:
+    """The four evaluation sets; each Test_Set profile shows one of its transformed images, drawn with the seed."""
+    forget = list(data.profiles(forget_split))
+    by_id = {p.id: p for p in data.profiles("Test_Set")}
+    missing = [p.id for p in forget if p.id not in by_id]
+    if missing:
+        raise DataError(f"{data.data_dir / 'Test_Set'}: no rows for forget profiles {missing[:5]} of {forget_split}")
+    test = [dataclasses.replace(by_id[p.id], image=random.Random(f"{seed}/test/{p.id}").choice(by_id[p.id].images))
+            for p in forget]
+    return {"forget": forget, "test": test, "retain": list(data.profiles(data.retain_split(forget_split))),
+            "celebrity": list(data.profiles("Retain_Set"))}
+
+
+def _prompt(item: Item) -> str:
+    if item.task == "classification":
+        return classification_prompt(item.question, item.options)
+    if item.task == "cloze":
+        return cloze_prompt(item.question)
+    return generation_prompt(item.question, item.modality)
+
+
+def _turn(profile: Profile, item: Item, answer: str | None = None, shots: tuple[Example, ...] = ()) -> Example:
+    image = profile.image if item.modality == "image_text" else None
+    return Example(_prompt(item), item.answer if answer is None else answer, image,
+                   uid=f"{profile.id}/{item.task}/{item.modality}/{item.index}", shots=shots)
+
+
+def _shot_turns(shot_profiles: Sequence[Profile], task: str, modality: str) -> tuple[Example, ...]:
+    return tuple(_turn(p, item) for p in shot_profiles for item in p.items_of(task, modality))
+
+
+class FewShot:
+    """Chooses each question's demonstrations and fits them into the model's context."""
+
+    def __init__(self, options: EvalOptions, compat: str, pool: Sequence[Profile], collator: ChatCollator,
+                 context_limit: int) -> None:
+        self.options, self.compat, self.pool = options, compat, list(pool)
+        self.collator, self.context_limit = collator, context_limit
+        self.n_dropped = 0
+
+    def n_shots(self, set_name: str, task: str) -> int:
+        n = int(self.options.shots.get(task, 0))
+        if self.compat == "official" and set_name == "celebrity" and task == "classification":
+            return 0  # the original asked celebrity MCQs zero-shot
+        return n
+
+    def official_shots(self, set_name: str, task: str, profiles: Sequence[Profile]) -> list[Profile]:
+        """Official: one draw per set and task from the evaluated profiles (which are then not scored)."""
+        n = min(self.n_shots(set_name, task), max(len(profiles) - 1, 0))
+        return random.Random(f"{self.options.seed}/{set_name}/{task}").sample(list(profiles), n)
+
+    def default_shots(self, set_name: str, task: str, modality: str, profile: Profile,
+                      evaluated_ids: set[str]) -> list[Profile]:
+        """Default: a seeded draw per evaluated profile from Full_Set profiles outside the evaluated set."""
+        candidates = [p for p in self.pool if set_name not in FICTITIOUS_SETS or p.id not in evaluated_ids]
+        rng = random.Random(f"{self.options.seed}/{set_name}/{task}/{modality}/{profile.id}")
+        return rng.sample(candidates, min(self.n_shots(set_name, task), len(candidates)))
+
+    def fit(self, example: Example) -> Example:
+        """Drop demonstrations from the end until the prompt fits the context (answer room included)."""
+        shots = example.shots
+        while shots and self._length(dataclasses.replace(example, shots=shots)) > self.context_limit:
+            shots = shots[:-1]
+            self.n_dropped += 1
+        return dataclasses.replace(example, shots=shots)
+
+    def _length(self, example: Example) -> int:
+        return int(self.collator.generation_batch([example])["input_ids"].shape[1])
+
+
+def build_questions(set_name: str, profiles: Sequence[Profile], few_shot: FewShot,
+                    task: str) -> list[tuple[Profile, Item, Example]]:
+    """Every (profile, item, prompt example with its demonstrations) of one task in one set."""
+    out = []
+    evaluated_ids = {p.id for p in profiles}
+    excluded: set[str] = set()
+    official_shots: list[Profile] = []
+    if few_shot.compat == "official" and few_shot.n_shots(set_name, task):
+        official_shots = few_shot.official_shots(set_name, task, profiles)
+        excluded = {p.id for p in official_shots}
+    for profile in profiles:
+        if profile.id in excluded:
+            continue
+        for modality in MODALITIES:
+            items = profile.items_of(task, modality)
+            if not items:
+                continue
+            if few_shot.compat == "official":
+                shot_profiles = official_shots
+            else:
+                shot_profiles = few_shot.default_shots(set_name, task, modality, profile, evaluated_ids)
+            shots = _shot_turns(shot_profiles, task, modality)
+            out += [(profile, item, few_shot.fit(_turn(profile, item, shots=shots))) for item in items]
+    return out
+
+
+def _record(profile: Profile, item: Item, example: Example) -> dict[str, Any]:
+    return {"profile": profile.id, "task": item.task, "modality": item.modality, "index": item.index,
+            "question": item.question, "answer": item.answer, "n_shots": len(example.shots)}
+
+
+def evaluate_set(
+    set_name: str, profiles: Sequence[Profile], few_shot: FewShot, model: Any, collator: ChatCollator,
+    settings: Mapping[str, Any], judge: Judge | None, accelerator: Accelerator | None,
+) -> list[dict[str, Any]]:
+    compat, options = few_shot.compat, few_shot.options
+    batch_size, max_new_tokens = settings["batch_size"], settings["max_new_tokens"]
+    records: list[dict[str, Any]] = []
+
+    questions = build_questions(set_name, profiles, few_shot, "classification")
+    if options.classification_scoring == "loglik" and compat == "default":
+        letter_scores = score_letters(model, collator, [(item, ex) for _, item, ex in questions], batch_size,
+                                      accelerator, desc=f"{set_name} classification")
+        for (profile, item, ex), letter_logprobs in zip(questions, letter_scores, strict=True):
+            prediction = metrics.choice_by_likelihood(letter_logprobs)
+            records.append({**_record(profile, item, ex), "scoring": "loglik", "letter_logprobs": letter_logprobs,
+                            "prediction": prediction, "correct": prediction == item.answer})
+    else:
+        answers = generate_answers(model, collator, [ex for *_, ex in questions], batch_size, max_new_tokens,
+                                   accelerator, desc=f"{set_name} classification")
+        for (profile, item, ex), answer in zip(questions, answers, strict=True):
+            prediction = metrics.parse_choice(answer, item.options, compat)
+            records.append({**_record(profile, item, ex), "scoring": "generate", "generation": answer,
+                            "prediction": prediction, "correct": prediction == item.answer})
+
+    questions = build_questions(set_name, profiles, few_shot, "cloze")
+    answers = generate_answers(model, collator, [ex for *_, ex in questions], batch_size, max_new_tokens,
+                               accelerator, desc=f"{set_name} cloze")
+    for (profile, item, ex), answer in zip(questions, answers, strict=True):
+        records.append({**_record(profile, item, ex), "generation": answer,
+                        "correct": metrics.cloze_correct(item.answer, answer)})
+
+    questions = build_questions(set_name, profiles, few_shot, "generation")
+    answers = generate_answers(model, collator, [ex for *_, ex in questions], batch_size, max_new_tokens,
+                               accelerator, desc=f"{set_name} generation")
+    generation_records = []
+    for (profile, item, ex), answer in zip(questions, answers, strict=True):
+        generation_records.append({**_record(profile, item, ex), "generation": answer,
+                                   "rougeL_f": metrics.rouge_l_f(item.answer, answer),
+                                   "bleu": metrics.bleu(item.answer, answer)})
+    if judge is not None:
+        _judge(judge, generation_records, compat)
+    return records + generation_records
+
+
+def score_letters(
+    model: Any, collator: ChatCollator, questions: Sequence[tuple[Item, Example]], batch_size: int,
+    accelerator: Accelerator | None, desc: str,
+) -> list[dict[str, float]]:
+    """log p(letter | prompt) of each option letter, the answer's first token that differs between the
+    options (after a shared prefix such as a space), one forward pass per question.
+
+    Where the options' targets differ in more than one token, those questions fall back to the
+    log-likelihood of each whole answer target (letter + end of turn), one pass per option.
+    """
+    groups: dict[tuple[int, tuple[int, ...]] | None, list[int]] = {}
+    for position, (item, example) in enumerate(questions):
+        targets = [collator.target_text(dataclasses.replace(example, answer=letter))[1] for letter, _ in item.options]
+        groups.setdefault(_single_token_choice(targets), []).append(position)
+    out: list[dict[str, float]] = [{} for _ in questions]
+    for key, positions in groups.items():
+        if key is not None:
+            offset, tokens = key
+            requests = [dataclasses.replace(questions[p][1], answer=questions[p][0].options[0][0]) for p in positions]
+            values = choice_token_logprobs(model, collator, requests, tokens, offset, batch_size, accelerator, desc)
+            for position, row in zip(positions, values, strict=True):
+                out[position] = dict(zip([letter for letter, _ in questions[position][0].options], row, strict=True))
+            continue
+        requests = [dataclasses.replace(questions[p][1], answer=letter) for p in positions
+                    for letter, _ in questions[p][0].options]
+        scores = iter(score_answers(model, collator, requests, batch_size, accelerator, desc))
+        for position in positions:
+            out[position] = {letter: sum(next(scores).token_logprobs) for letter, _ in questions[position][0].options}
+    return out
+
+
+def _single_token_choice(targets: Sequence[Sequence[int]]) -> tuple[int, tuple[int, ...]] | None:
+    """(offset, tokens) when the targets share a prefix, differ in exactly one distinct token each, and agree
+    after it; None otherwise."""
+    offset = 0
+    while all(len(t) > offset for t in targets) and len({t[offset] for t in targets}) == 1:
+        offset += 1
+    if not all(len(t) > offset for t in targets):
+        return None
+    tokens = tuple(t[offset] for t in targets)
+    if len(set(tokens)) != len(tokens) or len({tuple(t[offset + 1:]) for t in targets}) != 1:
+        return None
+    return offset, tokens
+
+
+def _judge(judge: Judge, records: list[dict[str, Any]], compat: str) -> None:
+    prompts = [metrics.judge_prompt(r["profile"], r["question"], r["generation"], r["answer"]) for r in records]
+    replies = judge.complete_many(prompts)
+    for record, reply in zip(records, replies, strict=True):
+        record["judge_reply"] = reply.text
+        record["judge_failed"] = reply.text is None
+        record["factuality"] = None if reply.text is None else metrics.parse_factuality(reply.text, compat)
+    log.info("judge: %d answers, %d cached, %d failed", len(replies), sum(r.cached for r in replies),
+             sum(r.text is None for r in replies))
+
+
+def context_limit(model: Any, options: EvalOptions, max_new_tokens: int) -> int:
+    length = options.context_length
+    if length is None:
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        length = getattr(config, "max_position_embeddings", None)
+    if not length:
+        raise ValueError("the model config has no max_position_embeddings; set benchmark.options.context_length")
+    return int(length) - max_new_tokens
+
+
+def evaluate_run(
+    data: MllmuBench, options: EvalOptions, load_model: ModelLoader, settings: Mapping[str, Any], out_dir: Path,
+    accelerator: Accelerator | None,
+) -> dict[str, Any]:
+    compat = metrics.check_compat(settings.get("compat", "default"))
+    forget_split = settings["forget_split"]
+    model = LazyModel(load_model)
+    judge_settings = JudgeSettings(**settings.get("judge", {}))
+    judge_skipped = judge_unavailable_reason(judge_settings)
+    judge = Judge(judge_settings) if judge_skipped is None else None
+    sets = eval_sets(data, forget_split, options.seed)
+    files = {"forget": forget_split, "test": f"test_{forget_split}", "retain": data.retain_split(forget_split),
+             "celebrity": "celebrity"}
+    fingerprint = {"version": FILE_VERSION, "forget_split": forget_split, "compat": compat,
+                   "max_new_tokens": settings["max_new_tokens"], "options": dataclasses.asdict(options),
+                   "judge": None if judge is None else [judge_settings.model, judge_settings.system_prompt]}
+
+    def compute(set_name: str) -> dict[str, Any]:
+        net, collator = model.get()
+        few_shot = FewShot(options, compat, data.profiles("Full_Set"), collator,
+                           context_limit(net, options, settings["max_new_tokens"]))
+        records = evaluate_set(set_name, sets[set_name], few_shot, net, collator, settings, judge, accelerator)
+        if few_shot.n_dropped:
+            log.info("%s: %d demonstrations dropped to fit the context", set_name, few_shot.n_dropped)
+        return {"set": set_name, "aggregate": metrics.aggregate(records, compat),
+                "n_profiles": len(sets[set_name]), "shots_dropped": few_shot.n_dropped, "samples": records}
+
+    results = {
+        set_name: cached_result(out_dir / f"{files[set_name]}.json", {**fingerprint, "set": set_name},
+                                bool(settings.get("overwrite", False)),
+                                lambda set_name=set_name: compute(set_name), accelerator)
+        for set_name in SETS
+    }
+    summary = {
+        "benchmark": "mllmu", "compat": compat, "forget_split": forget_split,
+        "retain_split": data.retain_split(forget_split),
+        "judge": {"status": "scored" if judge else f"skipped: {judge_skipped}"},
+        "sets": {name: result["aggregate"] for name, result in results.items()},
+        "n_profiles": {name: result["n_profiles"] for name, result in results.items()},
+    }
+    if accelerator is None or accelerator.is_main_process:
+        atomic_write_json(out_dir / "summary.json", summary)
+    return summary

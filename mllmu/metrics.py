@@ -1,0 +1,156 @@
+"""MLLMU-Bench's metrics (``eval.py``, ``eval_gpt.py``) and their aggregation per evaluation set and modality.
+
+- classification accuracy: the option chosen either by log-likelihood (default: the letter whose answer
+  target is most likely) or parsed from a greedy answer; ``compat="official"`` parses the first character only.
+- cloze accuracy: the ground truth appears in the answer, case-insensitively.
+- generation: ROUGE-L F-measure (rouge-score, stemmed) and sentence BLEU (nltk, whitespace tokens,
+  smoothing method 1, 4-gram weights) of the greedy answer against the ground truth.
+- factuality: the judge's 1-10 score. By default an unparseable reply counts as 1, the rubric's lowest, and
+  a failed request leaves the set's mean undefined (re-run: answered prompts are cached); ``official``
+  drops both from the mean as the original did.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from unlearning.metrics.text import rouge_l
+
+COMPAT_MODES = ("default", "official")
+JUDGE_PROMPT = Path(__file__).with_name("judge_prompt.txt").read_text(encoding="utf-8")
+JUDGE_SYSTEM_PROMPT = "You are an expert at evaluating the factuality of responses."
+FACTUALITY_RANGE = (1.0, 10.0)
+
+_LEADING_LETTER = re.compile(r"^\s*[\(\[]?([A-D])(?:\s*$|[\s]*[.:)\],])")
+_ANSWER_IS = re.compile(r"answer(?:\s+is)?\s*[:\-]?\s*[\(\[]?([A-D])(?![A-Za-z])", re.IGNORECASE)
+_FACTUALITY = re.compile(r"factuality\s*score\W*?(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+def check_compat(compat: str) -> str:
+    if compat not in COMPAT_MODES:
+        raise ValueError(f"compat must be one of {COMPAT_MODES}, got {compat!r}")
+    return compat
+
+
+def parse_choice(response: str, options: Sequence[tuple[str, str]], compat: str = "default") -> str | None:
+    """The option letter a free-form answer picks, or None.
+
+    Default: a leading letter ("B", "B.", "(B)", "B: text"), "the answer is B" / "Answer: B", or the text of
+    exactly one option. Official: the first character, upper-cased, when it is an option letter.
+    """
+    letters = [letter for letter, _ in options]
+    if check_compat(compat) == "official":
+        first = response[:1].upper()
+        return first if response and first in letters else None
+    for pattern in (_LEADING_LETTER, _ANSWER_IS):
+        match = pattern.search(response)
+        if match and match.group(1).upper() in letters:
+            return match.group(1).upper()
+    text = response.strip().rstrip(".").lower()
+    named = [letter for letter, option in options if option.strip().rstrip(".").lower() in text and option.strip()]
+    exact = [letter for letter, option in options if option.strip().rstrip(".").lower() == text]
+    if exact:
+        return exact[0]
+    return named[0] if len(named) == 1 else None
+
+
+def choice_by_likelihood(letter_logprobs: Mapping[str, float]) -> str:
+    """The letter with the highest log-likelihood (the first listed on a tie)."""
+    return max(letter_logprobs, key=lambda letter: letter_logprobs[letter])
+
+
+def cloze_correct(ground_truth: str, response: str) -> bool:
+    """MLLMU-Bench's cloze score: the ground truth is a case-insensitive substring of the answer."""
+    return bool(ground_truth.strip()) and ground_truth.strip().lower() in response.lower()
+
+
+def rouge_l_f(reference: str, prediction: str) -> float:
+    return rouge_l(reference, prediction).fmeasure
+
+
+@functools.cache
+def _smoothing():
+    from nltk.translate.bleu_score import SmoothingFunction
+
+    return SmoothingFunction().method1
+
+
+def bleu(reference: str, prediction: str) -> float:
+    """nltk ``sentence_bleu([reference.split()], prediction.split())`` with smoothing method 1; 0 for no words."""
+    from nltk.translate.bleu_score import sentence_bleu
+
+    hypothesis = prediction.split()
+    if not hypothesis or not reference.split():
+        return 0.0
+    return float(sentence_bleu([reference.split()], hypothesis, smoothing_function=_smoothing()))
+
+
+def judge_prompt(profile_id: str, question: str, generation: str, ground_truth: str) -> str:
+    return JUDGE_PROMPT.format(image_id=profile_id, question=question, generation=generation,
+                               ground_truth=ground_truth)
+
+
+def parse_factuality(reply: str, compat: str = "default") -> float | None:
+    """The 1-10 score in a judge reply, or None.
+
+    Official: the first line containing "Factuality Score", its text after the last ':' without commas,
+    as an int (a one-line JSON reply therefore fails, as in the original).
+    """
+    if check_compat(compat) == "official":
+        for line in reply.splitlines():
+            if "Factuality Score" in line:
+                try:
+                    return float(int(line.split(":")[-1].replace(",", "").strip()))
+                except ValueError:
+                    return None
+        return None
+    match = _FACTUALITY.search(reply)
+    if not match:
+        return None
+    value = float(match.group(1))
+    low, high = FACTUALITY_RANGE
+    return value if low <= value <= high else None
+
+
+def factuality_mean(values: Sequence[float | None], failed: Sequence[bool], compat: str = "default") -> float | None:
+    """Mean judge score of a set. ``values[i]`` is None where the reply was unparseable or the request failed."""
+    if check_compat(compat) == "official":
+        scored = [v for v in values if v is not None]
+        return sum(scored) / len(scored) if scored else None
+    if any(failed) or not values:
+        return None
+    low = FACTUALITY_RANGE[0]
+    return sum(low if v is None else v for v in values) / len(values)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def aggregate(records: Sequence[dict[str, Any]], compat: str = "default") -> dict[str, dict[str, Any]]:
+    """Per modality: classification and cloze accuracy, ROUGE-L F, BLEU, factuality, and the counts behind them."""
+    out = {}
+    for modality in ("image_text", "text"):
+        of = [r for r in records if r["modality"] == modality]
+        cls = [r for r in of if r["task"] == "classification"]
+        cloze = [r for r in of if r["task"] == "cloze"]
+        gen = [r for r in of if r["task"] == "generation"]
+        judged = [r for r in gen if "factuality" in r]
+        out[modality] = {
+            "classification_acc": _mean([float(r["correct"]) for r in cls]),
+            "cloze_acc": _mean([float(r["correct"]) for r in cloze]),
+            "rougeL_f": _mean([r["rougeL_f"] for r in gen]),
+            "bleu": _mean([r["bleu"] for r in gen]),
+            "factuality": factuality_mean([r["factuality"] for r in judged],
+                                          [r.get("judge_failed", False) for r in judged], compat)
+            if judged else None,
+            "n_classification": len(cls), "n_cloze": len(cloze), "n_generation": len(gen),
+            "n_unanswered_classification": sum(r.get("prediction") is None for r in cls),
+            "n_factuality_unparseable": sum(r["factuality"] is None and not r.get("judge_failed") for r in judged),
+            "n_factuality_failed": sum(bool(r.get("judge_failed")) for r in judged),
+        }
+    return out

@@ -1,0 +1,100 @@
+"""MLLMU-Bench's metrics against hand-computed values, default and compat=official."""
+
+import math
+
+import pytest
+
+from mllmu import metrics
+
+OPTIONS = (("A", "lisbon"), ("B", "a pastry chef"), ("C", "ghent"), ("D", "porto"))
+
+
+@pytest.mark.parametrize("response, expected", [
+    ("B", "B"), ("B.", "B"), ("(C)", "C"), ("D: porto", "D"), ("A) lisbon", "A"),
+    ("The answer is B", "B"), ("the correct answer is (C).", "C"), ("Answer: D", "D"),
+    ("a pastry chef", "B"), ("She was born in Ghent.", "C"),
+    ("A person from lisbon", "A"),  # no leading letter, but exactly one option's text
+    ("lisbon or porto", None), ("I do not know", None), ("", None), ("E", None),
+])
+def test_parse_choice_accepts_the_usual_answer_shapes(response, expected):
+    assert metrics.parse_choice(response, OPTIONS) == expected
+
+
+@pytest.mark.parametrize("response, expected", [
+    ("B", "B"), ("b) a pastry chef", "B"), ("The answer is B", None), (" B", None), ("", None), ("Answer: D", "A"),
+])
+def test_official_parse_reads_the_first_character_only(response, expected):
+    assert metrics.parse_choice(response, OPTIONS, "official") == expected
+
+
+def test_choice_by_likelihood_takes_the_largest_and_the_first_on_a_tie():
+    assert metrics.choice_by_likelihood({"A": -3.0, "B": -0.5, "C": -1.0, "D": -9.0}) == "B"
+    assert metrics.choice_by_likelihood({"A": -1.0, "B": -1.0}) == "A"
+
+
+def test_cloze_is_a_case_insensitive_substring_match():
+    assert metrics.cloze_correct("Lisbon", "she was born in lisbon.")
+    assert not metrics.cloze_correct("lisbon", "she was born in porto.")
+    assert not metrics.cloze_correct(" ", "anything")
+
+
+def test_bleu_hand_computed():
+    # p1 = 3/4, p2 = 2/3, p3 = 1/2, p4 = 0/1 -> 0.1/1 (smoothing method 1, epsilon 0.1); brevity penalty 1
+    assert metrics.bleu("a b c d", "a b c e") == pytest.approx((0.75 * (2 / 3) * 0.5 * 0.1) ** 0.25, rel=1e-9)
+    assert metrics.bleu("the cat sat on the mat", "the cat sat on the mat") == pytest.approx(1.0)
+    # shorter hypothesis: brevity penalty exp(1 - 4/3); p1..p3 = 1, p4 = 0.1/0 -> nltk gives 0 counts weight
+    assert metrics.bleu("a b c d", "") == 0.0
+
+
+def test_rouge_l_f_hand_computed():
+    # LCS("a b c d", "a c d e") = "a c d": P = R = 3/4, F = 3/4
+    assert metrics.rouge_l_f("a b c d", "a c d e") == pytest.approx(0.75)
+    # LCS = 2 of reference 4 and prediction 2: P = 1, R = 1/2, F = 2PR/(P+R) = 2/3
+    assert metrics.rouge_l_f("a b c d", "a d") == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ('{"Factuality Score": 8, "Justification": "ok"}', 8.0),
+    ('{\n  "Factuality Score": 7,\n  "Justification": "minor omission"\n}', 7.0),
+    ("Factuality Score: 10", 10.0), ("factuality score = 3.5", 3.5),
+    ("Factuality Score: 0", None), ("Factuality Score: 11", None), ("I cannot judge this.", None),
+])
+def test_factuality_parse(reply, expected):
+    assert metrics.parse_factuality(reply) == expected
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ('{\n  "Factuality Score": 7,\n  "Justification": "fine"\n}', 7.0),
+    ('{"Factuality Score": 8, "Justification": "ok"}', None),  # the last ':' part is not a number
+    ("Factuality Score: 1,0", 10.0),
+])
+def test_official_factuality_parse(reply, expected):
+    assert metrics.parse_factuality(reply, "official") == expected
+
+
+def test_factuality_mean_counts_unparseable_replies_as_the_lowest_score():
+    assert metrics.factuality_mean([8.0, None, 6.0], [False, False, False]) == pytest.approx((8 + 1 + 6) / 3)
+    assert metrics.factuality_mean([8.0, None], [False, True]) is None  # a failed request: no mean
+    assert metrics.factuality_mean([8.0, None, 6.0], [False, False, False], "official") == pytest.approx(7.0)
+
+
+def test_aggregate_per_modality():
+    records = [
+        {"modality": "image_text", "task": "classification", "correct": True, "prediction": "A"},
+        {"modality": "image_text", "task": "classification", "correct": False, "prediction": None},
+        {"modality": "text", "task": "classification", "correct": True, "prediction": "B"},
+        {"modality": "image_text", "task": "cloze", "correct": True},
+        {"modality": "image_text", "task": "generation", "rougeL_f": 0.5, "bleu": 0.2, "factuality": 9.0},
+        {"modality": "image_text", "task": "generation", "rougeL_f": 1.0, "bleu": 0.4, "factuality": None},
+    ]
+    image, text = (metrics.aggregate(records)[m] for m in ("image_text", "text"))
+    assert image["classification_acc"] == 0.5 and image["n_unanswered_classification"] == 1
+    assert image["cloze_acc"] == 1.0 and image["rougeL_f"] == 0.75 and image["bleu"] == pytest.approx(0.3)
+    assert image["factuality"] == 5.0 and image["n_factuality_unparseable"] == 1
+    assert text["classification_acc"] == 1.0 and text["cloze_acc"] is None and text["rougeL_f"] is None
+    assert math.isclose(metrics.aggregate(records, "official")["image_text"]["factuality"], 9.0)
+
+
+def test_unknown_compat_is_rejected():
+    with pytest.raises(ValueError, match="compat"):
+        metrics.parse_choice("A", OPTIONS, "paper")

@@ -1,0 +1,63 @@
+"""MLLMU-Bench through the user's launchers: vanilla finetune, multimodal and unimodal forgetting, evaluation, table."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from tests.test_launchers import run
+from unlearning.recipes.common import CONFIG_DIR
+from unlearning.recipes.forget import with_modality
+from unlearning.runs import read_run
+
+
+def test_launchers_run_mllmu_end_to_end(tmp_path: Path, mllmu_dir: Path, tiny_dir: Path):
+    common = ["benchmark=mllmu", f"run_root={tmp_path}/runs", f"data_dir={mllmu_dir}", f"model.path={tiny_dir}"]
+    run("bash", "scripts/finetune.bash", "max_steps=2", *common)
+    for modality in ("multimodal", "unimodal"):
+        run("bash", "scripts/forget_lora.bash", "method=gd", "forget_split=forget_15", f"forget_modality={modality}",
+            "max_steps=2", "batch_size=2", *common)
+    runs = tmp_path / "runs" / "mllmu" / "tiny"
+    assert sorted(p.name for p in runs.iterdir()) == [
+        "finetune_full_0.001_24", "gd_forget_15_0.0002_8", "gd_forget_15_0.0002_8_unimodal"]
+    assert read_run(runs / "gd_forget_15_0.0002_8_unimodal")["forget_modality"] == "unimodal"
+    run("bash", "scripts/eval_everything.bash", "forget_split=forget_15", "eval.max_new_tokens=4",
+        "eval.judge.enabled=false", *common)
+    summary = json.loads((runs / "gd_forget_15_0.0002_8" / "eval" / "summary.json").read_text())
+    assert summary["retain_split"] == "retain_85" and summary["judge"]["status"].startswith("skipped")
+    assert not (tmp_path / "dataset").exists()  # no MME/POPE built for MLLMU-Bench
+    result = run(sys.executable, "results_collect.py", f"run_root={tmp_path}/runs", f"out_dir={tmp_path}/results")
+    table = (tmp_path / "results" / "mllmu.md").read_text()
+    assert "| Forget Class. Acc | Forget ROUGE-L | Forget Fact. | Forget Cloze Acc | Test Class. Acc" in table
+    assert table.count("| gd | forget_15 | text-only | image+text |") == 1
+    assert table.count("| gd | forget_15 | image+text |") == 2 and "| vanilla_full |" in result.stdout
+    assert (tmp_path / "results" / "mllmu_tradeoff.png").stat().st_size > 1000
+
+
+def test_unimodal_forgetting_drops_images_only():
+    from unlearning.data import Example
+
+    examples = [Example("q?", "a.", b"png", uid="1/0")]
+    assert with_modality(examples, "multimodal") == examples
+    assert with_modality(examples, "unimodal") == [Example("q?", "a.", None, uid="1/0")]
+    assert with_modality(None, "unimodal") is None
+
+
+def test_mllmu_configs_compose():
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        forget = compose("forget", overrides=["benchmark=mllmu", "method=npo", "forget_modality=unimodal"])
+        evaluate = compose("eval", overrides=["benchmark=mllmu"])
+    assert forget.forget_split == "forget_10" and forget.run_name == "npo_forget_10_0.0005_8_unimodal"
+    assert forget.data_dir == "dataset/builtin/mllmu" and forget.model.path == "models/mllmu/tiny-llava"
+    assert evaluate.eval.judge.max_tokens == 700 and "factuality" in evaluate.eval.judge.system_prompt
+
+
+def test_bad_forget_modality_is_rejected(tmp_path: Path, mllmu_dir: Path, tiny_dir: Path):
+    result = subprocess.run(
+        ["bash", "scripts/forget_lora.bash", "benchmark=mllmu", "forget_modality=text", f"data_dir={mllmu_dir}",
+         f"model.path={tiny_dir}", f"run_root={tmp_path}", f"model_path={tiny_dir}"],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode != 0 and "forget_modality must be one of" in result.stderr
