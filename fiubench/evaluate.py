@@ -108,7 +108,7 @@ def evaluate_split(
         spans.append((start, len(requests)))
     scores = score_answers(net, collator, requests, batch_size, accelerator, desc=f"{split} score")
 
-    gpt = _judge(judge, qas, generations, compat)
+    gpt = _judge(judge, qas, generations, compat, accelerator)
     records = []
     for index, (qa, generation, (start, end)) in enumerate(zip(qas, generations, spans, strict=True)):
         text = metrics.answer_text(generation, compat)
@@ -140,14 +140,15 @@ def evaluate_split(
     }
 
 
-def _judge(judge: Judge | None, qas: Sequence[FiuQA], generations: Sequence[str], compat: str) -> JudgeScores | None:
+def _judge(judge: Judge | None, qas: Sequence[FiuQA], generations: Sequence[str], compat: str,
+           accelerator: Accelerator | None = None) -> JudgeScores | None:
     if judge is None:
         return None
     texts = [metrics.answer_text(g, compat) for g in generations]
     # FIUBench scored generations of 5 characters or fewer 0 without asking
     asked = [i for i, t in enumerate(texts) if compat == "default" or len(t) > 5]
     prompts = [metrics.judge_prompt(qas[i].question, qas[i].answer, texts[i]) for i in asked]
-    partial = judge_scores(judge, prompts, metrics.parse_judge_score)
+    partial = judge_scores(judge, prompts, metrics.parse_judge_score, accelerator)
     values: list[float | None] = [0.0] * len(texts)
     for i, value in zip(asked, partial.values, strict=True):
         values[i] = value

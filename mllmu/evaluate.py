@@ -35,7 +35,7 @@ from unlearning.evaluate import (
     score_answers,
 )
 from unlearning.io import atomic_write_json
-from unlearning.metrics.judge import Judge, JudgeSettings, judge_unavailable_reason
+from unlearning.metrics.judge import Judge, JudgeSettings, complete_on_main, judge_unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def evaluate_set(
                                    "rougeL_f": metrics.rouge_l_f(item.answer, answer),
                                    "bleu": metrics.bleu(item.answer, answer)})
     if judge is not None:
-        _judge(judge, generation_records, compat)
+        _judge(judge, generation_records, compat, accelerator)
     return records + generation_records
 
 
@@ -249,9 +249,9 @@ def _single_token_choice(targets: Sequence[Sequence[int]]) -> tuple[int, tuple[i
     return offset, tokens
 
 
-def _judge(judge: Judge, records: list[dict[str, Any]], compat: str) -> None:
+def _judge(judge: Judge, records: list[dict[str, Any]], compat: str, accelerator: Accelerator | None) -> None:
     prompts = [metrics.judge_prompt(r["profile"], r["question"], r["generation"], r["answer"]) for r in records]
-    replies = judge.complete_many(prompts)
+    replies = complete_on_main(judge, prompts, accelerator)
     for record, reply in zip(records, replies, strict=True):
         record["judge_reply"] = reply.text
         record["judge_failed"] = reply.text is None

@@ -161,9 +161,21 @@ class Judge:
         raise AssertionError("unreachable")
 
 
-def judge_scores(judge: Judge, prompts: Sequence[str], parse: Callable[[str], float | None]) -> JudgeScores:
+def complete_on_main(judge: Judge, prompts: Sequence[str], accelerator: Any | None = None) -> list[JudgeReply]:
+    """Ask the judge from the main process only and share its replies with the others (one request per prompt
+    however many processes evaluate)."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return judge.complete_many(prompts)
+    from accelerate.utils import broadcast_object_list
+
+    replies = [judge.complete_many(prompts) if accelerator.is_main_process else None]
+    return broadcast_object_list(replies, from_process=0)[0]
+
+
+def judge_scores(judge: Judge, prompts: Sequence[str], parse: Callable[[str], float | None],
+                 accelerator: Any | None = None) -> JudgeScores:
     """Ask the judge about every prompt and parse each reply, counting failures and unparseable replies."""
-    replies = judge.complete_many(prompts)
+    replies = complete_on_main(judge, prompts, accelerator)
     scores = JudgeScores(values=[], replies=[reply.text for reply in replies])
     for reply in replies:
         if reply.text is None:
