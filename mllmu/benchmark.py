@@ -59,7 +59,8 @@ class MllmuTask:
                 for column, key, scale in METRIC_COLUMNS:
                     value = values.get(key)
                     row[f"{SET_TITLES[set_name]} {column}"] = None if value is None else scale * value
-            row["label"] = f"{row['method']} {row['forget data']} / {title}"
+            unimodal = "-uni" if run.get("forget_modality") == "unimodal" else ""
+            row["label"] = f"{row['method']}{unimodal} ({'img' if modality == 'image_text' else 'txt'})"
             rows.append(row)
         return rows
 

@@ -14,7 +14,7 @@ OUT_DIR="${OUT_DIR:-results}"
 # demo evaluates zero-shot (real models: the paper's 1 classification / 2 cloze demonstration profiles).
 SHOTS="${SHOTS:-benchmark.options.shots.classification=0 benchmark.options.shots.cloze=0}"
 start=$SECONDS
-bash scripts/finetune.bash benchmark=mllmu epochs="${EPOCHS:-10}" run_root="$RUN_ROOT" "$@"
+bash scripts/finetune.bash benchmark=mllmu epochs="${EPOCHS:-40}" run_root="$RUN_ROOT" "$@"
 for modality in multimodal unimodal; do
   for method in ga gd kl npo; do
     bash scripts/forget_lora.bash benchmark=mllmu method="$method" forget_modality="$modality" run_root="$RUN_ROOT" "$@"
