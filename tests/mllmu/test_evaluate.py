@@ -112,3 +112,21 @@ def test_evaluate_run_reports_four_sets_per_modality_deterministically(data, tin
     test = json.loads((tmp_path / "a" / "test_forget_15.json").read_text())
     assert {s["profile"] for s in test["samples"]} == set(data.split_ids("forget_15"))
     assert "sk-env-only" not in (tmp_path / "a" / "forget_15.json").read_text()
+
+
+def test_forget_profiles_missing_from_the_test_set_are_named(mllmu_dir: Path, tmp_path: Path):
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from unlearning.data import DataError
+
+    copy = tmp_path / "mllmu"
+    shutil.copytree(mllmu_dir, copy)
+    forget_ids = set(MllmuBench(copy).split_ids("forget_15"))
+    for shard in (copy / "Test_Set").glob("*.parquet"):
+        rows = [row for row in pq.read_table(shard).to_pylist() if row["ID"] not in forget_ids]
+        pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(shard)), shard)
+    with pytest.raises(DataError, match=r"Test_Set: no rows for forget profiles .* of forget_15"):
+        evaluate.eval_sets(MllmuBench(copy), "forget_15", seed=0)
