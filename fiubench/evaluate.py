@@ -21,7 +21,7 @@ from fiubench import metrics
 from fiubench.data import FiuBench, FiuQA
 from unlearning.evaluate import LazyModel, ModelLoader, cached_result, generate_answers, score_answers
 from unlearning.io import atomic_write_json, read_json
-from unlearning.metrics.judge import Judge, JudgeScores, JudgeSettings, judge_scores, judge_unavailable_reason
+from unlearning.metrics.judge import Judge, JudgeScores, build_judge, judge_scores
 from unlearning.metrics.membership import attack_auc
 from unlearning.metrics.text import keyword_match, rouge_l_recall
 
@@ -36,12 +36,10 @@ def evaluate_run(
 ) -> dict[str, Any]:
     compat = metrics.check_compat(settings.get("compat", "default"))
     model = LazyModel(load_model)
-    judge_settings = JudgeSettings(**settings.get("judge", {}))
-    judge_skipped = judge_unavailable_reason(judge_settings)
-    judge = Judge(judge_settings) if judge_skipped is None else None
+    judge, judge_status = build_judge(settings.get("judge", {}))
     overwrite = bool(settings.get("overwrite", False))
     split_fingerprint = {"version": FILE_VERSION, "max_new_tokens": settings["max_new_tokens"], "compat": compat,
-                         "judge": None if judge is None else judge_settings.model}
+                         "judge": None if judge is None else judge.settings.model}
 
     results = {}
     for role in metrics.ROLES:
@@ -71,7 +69,7 @@ def evaluate_run(
         "forget": results["forget"]["aggregate"],
         "retain": results["retain"]["aggregate"],
         "model_utility": metrics.model_utility(results["retain"]["aggregate"]),
-        "judge": {"status": "scored" if judge else f"skipped: {judge_skipped}",
+        "judge": {"status": judge_status,
                   **{role: results[role].get("judge") for role in metrics.ROLES}},
         "membership_auc": _membership_auc(results["forget"]["samples"], holdout_result),
         "general": None if general_result is None else {k: v for k, v in general_result.items() if k != "fingerprint"},

@@ -35,7 +35,7 @@ from unlearning.evaluate import (
     score_answers,
 )
 from unlearning.io import atomic_write_json
-from unlearning.metrics.judge import Judge, JudgeSettings, complete_on_main, judge_unavailable_reason
+from unlearning.metrics.judge import Judge, build_judge, complete_on_main
 
 log = logging.getLogger(__name__)
 
@@ -277,15 +277,13 @@ def evaluate_run(
     compat = metrics.check_compat(settings.get("compat", "default"))
     forget_split = settings["forget_split"]
     model = LazyModel(load_model)
-    judge_settings = JudgeSettings(**settings.get("judge", {}))
-    judge_skipped = judge_unavailable_reason(judge_settings)
-    judge = Judge(judge_settings) if judge_skipped is None else None
+    judge, judge_status = build_judge(settings.get("judge", {}))
     sets = eval_sets(data, forget_split, options.seed)
     files = {"forget": forget_split, "test": f"test_{forget_split}", "retain": data.retain_split(forget_split),
              "celebrity": "celebrity"}
     fingerprint = {"version": FILE_VERSION, "forget_split": forget_split, "compat": compat,
                    "max_new_tokens": settings["max_new_tokens"], "options": dataclasses.asdict(options),
-                   "judge": None if judge is None else [judge_settings.model, judge_settings.system_prompt]}
+                   "judge": None if judge is None else [judge.settings.model, judge.settings.system_prompt]}
 
     def compute(set_name: str) -> dict[str, Any]:
         net, collator = model.get()
@@ -306,7 +304,7 @@ def evaluate_run(
     summary = {
         "benchmark": "mllmu", "compat": compat, "forget_split": forget_split,
         "retain_split": data.retain_split(forget_split),
-        "judge": {"status": "scored" if judge else f"skipped: {judge_skipped}"},
+        "judge": {"status": judge_status},
         "sets": {name: result["aggregate"] for name, result in results.items()},
         "n_profiles": {name: result["n_profiles"] for name, result in results.items()},
     }

@@ -17,7 +17,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +159,14 @@ class Judge:
             except openai.OpenAIError as error:  # bad request, authentication: retrying will not help
                 return JudgeReply(None, error=f"{type(error).__name__}: {str(error)[:200]}")
         raise AssertionError("unreachable")
+
+
+def build_judge(config: Mapping[str, Any]) -> tuple[Judge | None, str]:
+    """The judge an evaluation's ``judge`` settings ask for, or None, and the status to report: "scored", or
+    "skipped: <why>" (raises JudgeUnavailable when judging is required but no endpoint is configured)."""
+    settings = JudgeSettings(**config)
+    skipped = judge_unavailable_reason(settings)
+    return (Judge(settings), "scored") if skipped is None else (None, f"skipped: {skipped}")
 
 
 def complete_on_main(judge: Judge, prompts: Sequence[str], accelerator: Any | None = None) -> list[JudgeReply]:
