@@ -1,9 +1,12 @@
-"""Gather every evaluated run into one table per benchmark (CSV + Markdown) and a trade-off plot.
+"""Gather every evaluated run into one table per benchmark (JSON + CSV + Markdown) and a trade-off plot.
 
     python results_collect.py                             # runs/ -> results/
     python results_collect.py run_root=runs out_dir=results
 
-Rows come from each run's ``run.json`` and ``eval/summary.json``; the benchmark package decides the columns.
+Rows come from each run's ``run.json`` and ``eval/summary.json``; the benchmark package decides the columns and
+each metric's direction (the Markdown header's arrows). Runs evaluated at intermediate checkpoints
+(``eval_everything.bash steps=all``) also give ``<benchmark>_steps.{json,csv,md,png}``: the metrics against the
+optimiser step.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from unlearning.benchmarks import benchmark_class
-from unlearning.io import atomic_write_bytes, atomic_write_csv, atomic_write_text, read_json
+from unlearning.benchmarks import Report, benchmark_class
+from unlearning.io import atomic_write_bytes, atomic_write_csv, atomic_write_json, atomic_write_text, read_json
 from unlearning.recipes.common import CONFIG_DIR, setup_logging
 from unlearning.runs import find_runs, read_run
 
@@ -39,6 +42,25 @@ def collect_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def collect_step_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
+    """Rows per benchmark, one per evaluated intermediate checkpoint (and the final model, as its last step)."""
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run_dir in find_runs(run_root):
+        step_summaries = sorted((run_dir / "eval" / "steps").glob("step_*/summary.json"))
+        if not step_summaries:
+            continue
+        info = read_run(run_dir)
+        table_rows = benchmark_class(info["benchmark"]).table_rows
+        final = run_dir / "eval" / "summary.json"
+        points = [(int(path.parent.name.removeprefix("step_")), path) for path in step_summaries]
+        if final.is_file():
+            points.append((info["train"]["steps"], final))
+        for step, path in points:
+            for row in table_rows(info, read_json(path)):
+                rows[info["benchmark"]].append({"model": info["model"], "run": run_dir.name, "step": step, **row})
+    return rows
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "n/a"
@@ -49,8 +71,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+def markdown_table(rows: list[dict[str, Any]], columns: list[str], titles: list[str] | None = None) -> str:
+    lines = ["| " + " | ".join(titles or columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(column)) for column in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -86,23 +108,75 @@ def tradeoff_plot(rows: list[dict[str, Any]], title: str, x_key: str, y_key: str
     return buffer.getvalue()
 
 
+def step_plot(rows: list[dict[str, Any]], title: str, report: Report) -> bytes:
+    """Each trade-off metric against the optimiser step, one line per run (and evaluated modality)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(report.tradeoff)
+    figure, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), dpi=120, squeeze=False)
+    lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        lines[f"{row['run']} {row.get('label') or ''}".strip()].append(row)
+    for axis, key in zip(axes[0], keys, strict=True):
+        for name, points in sorted(lines.items()):
+            points = sorted((p["step"], p[key]) for p in points if p.get(key) is not None)
+            if points:
+                axis.plot(*zip(*points, strict=True), marker="o", label=name)
+        if key == report.tradeoff[1] and report.log_y:
+            axis.set_yscale("log")
+        axis.set_xlabel("optimiser step")
+        axis.set_ylabel(f"{key} ({report.direction(key)})")
+        axis.grid(True, alpha=0.3)
+    axes[0][0].legend(fontsize=6)
+    figure.suptitle(f"{title}: metrics per checkpoint")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write_table(out_dir: Path, stem: str, title: str, rows: list[dict[str, Any]], report: Report,
+                extra: tuple[str, ...] = ()) -> str:
+    """``<stem>.json`` (rows, columns, directions), ``.csv`` and ``.md``; returns the Markdown table."""
+    columns = ["model", *extra, *(column.name for column in report.columns)]
+    titles = ["model", *extra, *(column.title for column in report.columns)]
+    atomic_write_json(out_dir / f"{stem}.json", {
+        "benchmark": title, "columns": columns,
+        "better": {column.name: column.better for column in report.columns if column.better},
+        "rows": [{column: row.get(column) for column in columns} for row in rows],
+    })
+    atomic_write_csv(out_dir / f"{stem}.csv", rows, columns)
+    table = markdown_table(rows, columns, titles)
+    atomic_write_text(out_dir / f"{stem}.md", f"# {title}\n\n{table}")
+    return table
+
+
 def collect(run_root: Path, out_dir: Path) -> dict[str, list[dict[str, Any]]]:
     rows_by_benchmark = collect_rows(run_root)
     if not rows_by_benchmark:
         log.warning("no evaluated runs under %s", run_root)
     for benchmark, rows in sorted(rows_by_benchmark.items()):
         cls = benchmark_class(benchmark)
+        report: Report = cls.report
         cls.finalize_rows(rows)
-        columns = ["model", *cls.table_columns]
-        atomic_write_csv(out_dir / f"{benchmark}.csv", rows, columns)
-        table = markdown_table(rows, columns)
-        atomic_write_text(out_dir / f"{benchmark}.md", f"# {benchmark}\n\n{table}")
-        x_key, y_key = cls.tradeoff_axes
+        table = write_table(out_dir, benchmark, benchmark, rows, report)
+        x_key, y_key = report.tradeoff
         if any(row.get(y_key) is not None for row in rows):
-            plot = tradeoff_plot(rows, benchmark, x_key, y_key, getattr(cls, "tradeoff_log_y", True),
-                                 getattr(cls, "tradeoff_directions", ("higher is better", "higher is better")))
+            plot = tradeoff_plot(rows, benchmark, x_key, y_key, report.log_y,
+                                 (report.direction(x_key), report.direction(y_key)))
             atomic_write_bytes(out_dir / f"{benchmark}_tradeoff.png", plot)
-        print(f"\n{benchmark} ({len(rows)} runs; {out_dir}/{benchmark}.csv, .md, _tradeoff.png)\n\n{table}")
+        print(f"\n{benchmark} ({len(rows)} runs; {out_dir}/{benchmark}.json, .csv, .md, _tradeoff.png)\n\n{table}")
+    for benchmark, rows in sorted(collect_step_rows(run_root).items()):
+        cls = benchmark_class(benchmark)
+        for step in sorted({row["step"] for row in rows}):
+            cls.finalize_rows([row for row in rows if row["step"] == step])
+        table = write_table(out_dir, f"{benchmark}_steps", f"{benchmark} per checkpoint", rows, cls.report, ("step",))
+        atomic_write_bytes(out_dir / f"{benchmark}_steps.png", step_plot(rows, benchmark, cls.report))
+        print(f"\n{benchmark} per checkpoint ({out_dir}/{benchmark}_steps.json, .csv, .md, .png)\n\n{table}")
     return rows_by_benchmark
 
 

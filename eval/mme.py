@@ -9,18 +9,27 @@ in percent; perception and cognition are sums over their subtasks.
 
 from __future__ import annotations
 
+import logging
+import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
 
 from eval.yesno import parse_yes_no
-from unlearning.data import DataError
+from unlearning.data import ChatCollator, DataError, Example
+from unlearning.general import GENERAL_EVALS
+from unlearning.inference import generate_answers
+from unlearning.synthetic import SHAPE_COLOURS, SHAPES, draw_shapes
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork",
               "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,3 +102,78 @@ def score_mme(items: Sequence[MMEItem], predictions: Sequence[str]) -> dict:
         "n": len(every),
         "n_unparsed": unknown,
     }
+
+
+def _yes_no(flag: bool) -> str:
+    return "Yes" if flag else "No"
+
+
+def write_mme(out_dir: str | Path, n_images: int = 8, image_size: int = 112, seed: int = 0) -> Path:
+    """MME's release layout over drawn shapes: four perception subtasks (flat layout, and ``scene`` in the
+    images/ + questions_answers_YN/ layout) and one cognition subtask; two questions per image, one yes, one no."""
+    out_dir = Path(out_dir)
+    rng = random.Random(f"{seed}-mme")
+    suffix = " Please answer yes or no."
+    for subtask in ("existence", "count", "color", "position", "scene", "numerical_calculation"):
+        split_layout = subtask == "scene"
+        image_dir = out_dir / subtask / ("images" if split_layout else "")
+        text_dir = out_dir / subtask / ("questions_answers_YN" if split_layout else "")
+        image_dir.mkdir(parents=True, exist_ok=True)
+        text_dir.mkdir(parents=True, exist_ok=True)
+        for index in range(n_images):
+            image, objects = draw_shapes(rng, image_size)
+            colour, shape, side = objects[0]
+            absent = next((c, s) for c in SHAPE_COLOURS for s in SHAPES if (c, s) not in [o[:2] for o in objects])
+            other = next(c for c in SHAPE_COLOURS if c != colour)
+            a, b = rng.randint(1, 5), rng.randint(1, 5)
+            pairs = {
+                "existence": [(f"Is there a {colour} {shape} in the image?", True),
+                              (f"Is there a {absent[0]} {absent[1]} in the image?", False)],
+                "count": [(f"Are there {len(objects)} shapes in the image?", True),
+                          (f"Are there {len(objects) + 2} shapes in the image?", False)],
+                "color": [(f"Is the {shape} on the {side} {colour}?", True),
+                          (f"Is the {shape} on the {side} {other}?", False)],
+                "position": [(f"Is the {colour} {shape} on the {side} side of the image?", True),
+                             (f"Is the {colour} {shape} on the {'right' if side == 'left' else 'left'} side of the "
+                              "image?", False)],
+                "scene": [("Is the background of the image light?", True),
+                          ("Is the background of the image dark?", False)],
+                "numerical_calculation": [(f"Is {a} plus {b} equal to {a + b}?", True),
+                                          (f"Is {a} plus {b} equal to {a + b + 1}?", False)],
+            }[subtask]
+            stem = f"{subtask}_{index:03d}"
+            image.save(image_dir / f"{stem}.png")
+            (text_dir / f"{stem}.txt").write_text(
+                "".join(f"{question}{suffix}\t{_yes_no(answer)}\n" for question, answer in pairs), encoding="utf-8")
+    log.info("wrote synthetic MME (%d images per subtask) to %s", n_images, out_dir)
+    return out_dir
+
+
+@dataclass(frozen=True)
+class MMESettings:
+    data_dir: str  # the release: dataset/MME_Benchmark_release_version
+    builtin_dir: str | None = None  # generated offline when data_dir is this folder
+    subtasks: tuple[str, ...] | None = None  # None: every subtask present
+    max_new_tokens: int = 3
+
+    def __post_init__(self) -> None:
+        if self.subtasks is not None:
+            object.__setattr__(self, "subtasks", tuple(self.subtasks))
+
+
+@GENERAL_EVALS.register("mme")
+class MME:
+    settings = MMESettings
+
+    @staticmethod
+    def write_builtin(out_dir: Path) -> Path:
+        return write_mme(out_dir)
+
+    @staticmethod
+    def run(model: Any, collator: ChatCollator, settings: MMESettings, batch_size: int,
+            accelerator: Accelerator | None = None) -> dict:
+        items = load_mme(settings.data_dir, settings.subtasks)
+        examples = [Example(item.question, "yes", item.image, uid=f"mme/{i}") for i, item in enumerate(items)]
+        predictions = generate_answers(model, collator, examples, batch_size, settings.max_new_tokens, accelerator,
+                                       desc="mme")
+        return score_mme(items, predictions)

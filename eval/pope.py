@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from accelerate import Accelerator
 from PIL import Image
 
 from eval.yesno import parse_yes_no
-from unlearning.data import DataError
+from unlearning.data import ChatCollator, DataError, Example
+from unlearning.general import GENERAL_EVALS
+from unlearning.inference import generate_answers
+from unlearning.io import atomic_write_text
+from unlearning.synthetic import SHAPE_COLOURS, SHAPES, draw_shapes
 
 SPLITS = ("random", "popular", "adversarial")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,3 +111,71 @@ def score_pope(items: Sequence[PopeItem], predictions: Sequence[str]) -> dict:
             "n_unparsed": sum(pred is None for _, pred in pairs),
         }
     return {"splits": results, "accuracy": sum(r["accuracy"] for r in results.values()) / len(results)}
+
+
+def write_pope(out_dir: str | Path, n_images: int = 10, image_size: int = 112, seed: int = 0) -> Path:
+    """POPE's official files (``coco_pope_<split>.json`` lines + ``images/``) over drawn shapes: per image one
+    present object (yes) and one absent one (no), absent ones drawn at random, by frequency (popular) or
+    sharing a present object's shape (adversarial, POPE's co-occurrence)."""
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(f"{seed}-pope")
+    scenes = []
+    for index in range(n_images):
+        image, objects = draw_shapes(rng, image_size)
+        name = f"synthetic_{index:04d}.png"
+        image.save(out_dir / "images" / name)
+        scenes.append((name, [f"{c} {s}" for c, s, _ in objects]))
+    vocabulary = [f"{c} {s}" for c in SHAPE_COLOURS for s in SHAPES]
+    frequency = {word: sum(word in present for _, present in scenes) for word in vocabulary}
+    question_id = 0
+    for split in ("random", "popular", "adversarial"):
+        lines = []
+        for name, present in scenes:
+            absent = [w for w in vocabulary if w not in present]
+            if split == "popular":
+                negative = max(absent, key=lambda w: (frequency[w], w))
+            elif split == "adversarial":
+                shapes = {p.split()[1] for p in present}
+                negative = next((w for w in absent if w.split()[1] in shapes), absent[0])
+            else:
+                negative = rng.choice(absent)
+            for word, label in ((rng.choice(present), "yes"), (negative, "no")):
+                question_id += 1
+                lines.append(json.dumps({"question_id": question_id, "image": name,
+                                         "text": f"Is there a {word} in the image?", "label": label}))
+        atomic_write_text(out_dir / f"coco_pope_{split}.json", "\n".join(lines) + "\n")
+    log.info("wrote synthetic POPE (%d images) to %s", n_images, out_dir)
+    return out_dir
+
+
+@dataclass(frozen=True)
+class PopeSettings:
+    data_dir: str  # the release: dataset/POPE (coco_pope_*.json or the lmms-lab parquet shards)
+    builtin_dir: str | None = None  # generated offline when data_dir is this folder
+    image_dir: str | None = None  # COCO val2014 for the official files; None: data_dir/images
+    splits: tuple[str, ...] = SPLITS
+    prompt_suffix: str = ""
+    max_new_tokens: int = 5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "splits", tuple(self.splits or SPLITS))
+
+
+@GENERAL_EVALS.register("pope")
+class Pope:
+    settings = PopeSettings
+
+    @staticmethod
+    def write_builtin(out_dir: Path) -> Path:
+        return write_pope(out_dir)
+
+    @staticmethod
+    def run(model: Any, collator: ChatCollator, settings: PopeSettings, batch_size: int,
+            accelerator: Accelerator | None = None) -> dict:
+        items = load_pope(settings.data_dir, settings.image_dir, settings.splits)
+        examples = [Example(item.question + (settings.prompt_suffix or ""), "yes", item.image, uid=f"pope/{i}")
+                    for i, item in enumerate(items)]
+        predictions = generate_answers(model, collator, examples, batch_size, settings.max_new_tokens, accelerator,
+                                       desc="pope")
+        return score_pope(items, predictions)

@@ -1,19 +1,21 @@
-"""FIUBench on the shared engine: its data as Examples, its evaluation, and its rows of the results table."""
+"""FIUBench on the shared engine: its data as streams of Examples, its evaluation, its rows of the results table.
+
+Streams: ``forget`` (the split's QAs), ``retain`` (every identity outside all forget splits) and ``refusal``
+(each forget question answered with a refusal, for PO).
+"""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from accelerate import Accelerator
-
 from fiubench.data import FiuBench, read_records
-from fiubench.evaluate import evaluate_run
-from unlearning.benchmarks import BENCHMARKS
-from unlearning.data import ChatCollator, DataError, Example
-from unlearning.synthetic import write_fiubench
+from fiubench.evaluate import evaluation
+from fiubench.synthetic import write_fiubench
+from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
+from unlearning.data import DataError, Example
+from unlearning.evaluation import EvalSettings, Evaluation
 
 PACKAGED_REFUSALS = Path(__file__).with_name("refusals.json")
 
@@ -43,15 +45,18 @@ class FiuBenchTask:
     def write_builtin(cls, out_dir: Path, **settings: Any) -> None:
         write_fiubench(out_dir, **settings)
 
+    stream_names = ("forget", "retain", "refusal")
     # Paper Table 2's columns (percent; KS as log10 p), then the columns behind the demo's narrative.
-    table_columns = (
-        "run", "method", "forget_split", "ROUGE-L", "GPT", "Truth", "ACC", "Avg MU", "KS", "EM", "MIA", "APE",
-        "Avg FQ", "MU (hmean)", "forget ROUGE-L", "forget quality", "MIA AUC (Min-K++)",
+    report = Report(
+        columns=(
+            Column("run"), Column("method"), Column("forget_split"), Column("ROUGE-L", "higher"),
+            Column("GPT", "higher"), Column("Truth", "higher"), Column("ACC", "higher"), Column("Avg MU", "higher"),
+            Column("KS", "higher"), Column("EM", "lower"), Column("MIA", "lower"), Column("APE", "lower"),
+            Column("Avg FQ", "higher"), Column("MU (hmean)", "higher"), Column("forget ROUGE-L", "lower"),
+            Column("forget quality", "higher"), Column("MIA AUC (Min-K++)", "lower"),
+        ),
+        tradeoff=("MU (hmean)", "forget quality"),  # x, y (log scale) of the results plot
     )
-
-    tradeoff_axes = ("MU (hmean)", "forget quality")  # x, y (log scale) of the results plot
-    needs_reference_run = True  # the retain model: forget quality is a KS test against it
-    uses_general_evals = True  # MME/POPE: the ACC column
 
     @staticmethod
     def table_rows(run: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -60,7 +65,7 @@ class FiuBenchTask:
         general = summary.get("general") or {}
         mu_parts = [retain["rougeL_recall"], retain.get("gpt"), retain["truth_ratio"], general.get("acc")]
         return [{
-            "method": run.get("method") or f"stage1_{run['split']}",
+            "method": method_label(run, "stage1"),
             "forget_split": summary["forget_split"],
             "ROUGE-L": _percent(retain["rougeL_recall"]),
             "GPT": _percent(retain.get("gpt")),
@@ -100,24 +105,22 @@ class FiuBenchTask:
     def train_examples(self, split: str) -> list[Example]:
         return [qa.example() for qa in self.data.qas(split)]
 
-    def forget_examples(self, split: str, target: str) -> list[Example]:
-        qas = self.data.qas(split)
-        if target == "answer":
+    def stream(self, name: str, forget_split: str) -> list[Example]:
+        qas = self.data.qas("retain" if name == "retain" else forget_split)
+        if name in ("forget", "retain"):  # retain: every identity outside all forget splits, whatever is forgotten
             return [qa.example() for qa in qas]
-        if target == "refusal":
+        if name == "refusal":  # one refusal per forget QA, drawn once with the seed
             refusals, rng = load_refusals(self.data_dir), random.Random(self.seed)
             return [qa.example(answer=rng.choice(refusals)) for qa in qas]
-        raise ValueError(f"forget target must be 'answer' or 'refusal', got {target!r}")
+        raise ValueError(f"fiubench has no stream {name!r}; it has {', '.join(self.stream_names)}")
 
-    def retain_examples(self, forget_split: str) -> list[Example]:
-        """FIUBench's retain pool: every identity outside all forget splits, whichever is being forgotten."""
-        return [qa.example() for qa in self.data.qas("retain")]
-
-    def evaluate(
-        self, load_model: Callable[[], tuple[Any, ChatCollator]], settings: Mapping[str, Any], out_dir: Path,
-        reference_eval_dir: Path | None, accelerator: Accelerator | None,
-    ) -> dict[str, Any]:
-        return evaluate_run(self.data, load_model, settings, out_dir, reference_eval_dir, accelerator)
+    def evaluation(self, settings: EvalSettings, forget_split: str, retain_split: str | None,
+                   **eval_options: Any) -> Evaluation:
+        if eval_options:
+            raise ValueError(f"fiubench has no evaluation options; got {sorted(eval_options)}")
+        if retain_split is None:
+            raise ValueError("fiubench evaluates a retain split: set retain_split")
+        return evaluation(self.data, settings, forget_split, retain_split)
 
 
 def _percent(value: float | None) -> float | None:

@@ -1,99 +1,107 @@
-"""FIUBench's evaluation of one model: forget and retain splits, the never-trained holdout, MME/POPE.
+"""FIUBench's evaluation parts: the forget and retain splits, and the never-trained holdout identities.
 
 Per split, one batched generation pass (plus the paraphrased questions on the forget split, for APE) and
 one batched teacher-forced pass scoring the answer, the paraphrased answer and every perturbed answer of
-every QA. Each part is written to ``eval/`` with the settings it was computed under and reused when they
-match, so re-running only computes what is missing.
+every QA. The engine's runner caches each part in ``eval/`` and calls ``summarize``; forget quality compares
+the forget split's truth ratios with the retain model's (the reference run's) evaluation of the same split.
 """
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from accelerate import Accelerator
-
-from eval.general import run_general
 from fiubench import metrics
 from fiubench.data import FiuBench, FiuQA
-from unlearning.evaluate import LazyModel, ModelLoader, cached_result, generate_answers, score_answers
-from unlearning.io import atomic_write_json, read_json
-from unlearning.metrics.judge import Judge, JudgeScores, build_judge, judge_scores
+from unlearning.evaluation import EvalContext, EvalSettings, Evaluation, Part, reference_result
+from unlearning.inference import Decoding, generate_answers, score_answers
+from unlearning.metrics.judge import Judgment, judge_all, judge_counts, store_judgment
 from unlearning.metrics.membership import attack_auc
 from unlearning.metrics.text import keyword_match, rouge_l_recall
 
-log = logging.getLogger(__name__)
-
-FILE_VERSION = 2
+FILE_VERSION = 3
 
 
-def evaluate_run(
-    data: FiuBench, load_model: ModelLoader, settings: Mapping[str, Any], out_dir: Path,
-    reference_eval_dir: Path | None, accelerator: Accelerator | None,
-) -> dict[str, Any]:
-    compat = metrics.check_compat(settings.get("compat", "default"))
-    model = LazyModel(load_model)
-    judge, judge_status = build_judge(settings.get("judge", {}))
-    overwrite = bool(settings.get("overwrite", False))
-    split_fingerprint = {"version": FILE_VERSION, "max_new_tokens": settings["max_new_tokens"], "compat": compat,
-                         "judge": None if judge is None else judge.settings.model}
+@dataclasses.dataclass(frozen=True)
+class SplitSettings:
+    """One split's evaluation: which QAs, in which role, generated how."""
 
-    results = {}
-    for role in metrics.ROLES:
-        split = settings[f"{role}_split"]
-        results[role] = cached_result(
-            out_dir / f"{split}.json", {**split_fingerprint, "split": split}, overwrite,
-            lambda split=split, role=role: evaluate_split(data.qas(split), role, model, settings, judge,
-                                                          accelerator, split),
-            accelerator,
-        )
+    split: str
+    role: str  # forget | retain
+    batch_size: int
+    decoding: Decoding
+    quirks: metrics.Quirks
+
+    def __post_init__(self) -> None:
+        if self.role not in metrics.ROLES:
+            raise ValueError(f"role must be one of {metrics.ROLES}, got {self.role!r}")
+        if self.decoding.n != 1:
+            raise ValueError(f"FIUBench scores one answer per question: eval.decoding.n must be 1, got "
+                             f"{self.decoding.n}")
+
+
+def evaluation(data: FiuBench, settings: EvalSettings, forget_split: str, retain_split: str) -> Evaluation:
+    """The parts of one model's FIUBench evaluation; unknown splits fail here, before any model loads."""
+    quirks = metrics.quirks_of(settings.compat)
+    judge_model = settings.judge_model()
+    parts: dict[str, Part] = {}
+    for role, split in (("forget", forget_split), ("retain", retain_split)):
+        data.identity_ids(split)  # raises on an unknown split
+        part = SplitSettings(split, role, settings.batch_size, settings.decoding, quirks)
+        parts[role] = Part(split, {"version": FILE_VERSION, "split": split,
+                                   "decoding": dataclasses.asdict(settings.decoding), "judge": judge_model},
+                           lambda context, part=part: evaluate_split(data.qas(part.split), part, context))
     holdout = data.qas("holdout")
-    holdout_result = cached_result(
-        out_dir / "holdout.json", {"version": FILE_VERSION, "n": len(holdout)}, overwrite,
-        lambda: {"samples": score_membership(holdout, model, settings, accelerator)}, accelerator,
-    ) if holdout else None
-    general = settings.get("general") or {}
-    general_result = cached_result(
-        out_dir / "general.json", {"version": FILE_VERSION, **general}, overwrite,
-        lambda: run_general(*model.get(), general, settings["batch_size"], accelerator), accelerator,
-    ) if general else None
+    if holdout:
+        parts["holdout"] = Part("holdout", {"version": FILE_VERSION, "n": len(holdout)},
+                                lambda context: {"samples": score_membership(holdout, settings.batch_size, context)})
 
-    summary = {
-        "benchmark": "fiubench",
-        "compat": compat,
+    def summarize(results: Mapping[str, dict[str, Any]], reference_dir: Path | None) -> dict[str, Any]:
+        return summarize_run(results, reference_dir, parts["forget"], settings.compat)
+
+    return Evaluation(parts, summarize)
+
+
+def summarize_run(results: Mapping[str, dict[str, Any]], reference_dir: Path | None, forget_part: Part,
+                  compat: str) -> dict[str, Any]:
+    general = results.get("general")
+    if general is not None:
+        general = {k: v for k, v in general.items() if k != "fingerprint"}
+        general["acc"] = general_accuracy(general)
+    return {
         "forget_split": results["forget"]["split"],
         "retain_split": results["retain"]["split"],
         "forget": results["forget"]["aggregate"],
         "retain": results["retain"]["aggregate"],
         "model_utility": metrics.model_utility(results["retain"]["aggregate"]),
-        "judge": {"status": judge_status,
-                  **{role: results[role].get("judge") for role in metrics.ROLES}},
-        "membership_auc": _membership_auc(results["forget"]["samples"], holdout_result),
-        "general": None if general_result is None else {k: v for k, v in general_result.items() if k != "fingerprint"},
-        **_forget_quality(results["forget"], reference_eval_dir),
+        "judge": {role: results[role].get("judge") for role in metrics.ROLES},
+        "membership_auc": _membership_auc(results["forget"]["samples"], results.get("holdout")),
+        "general": general,
+        **_forget_quality(results["forget"], reference_dir, forget_part, compat),
     }
-    if accelerator is None or accelerator.is_main_process:
-        atomic_write_json(out_dir / "summary.json", summary)
-    return summary
 
 
-def evaluate_split(
-    qas: Sequence[FiuQA], role: str, model: LazyModel, settings: Mapping[str, Any], judge: Judge | None,
-    accelerator: Accelerator | None, split: str,
-) -> dict[str, Any]:
-    compat = settings.get("compat", "default")
-    net, collator = model.get()
-    batch_size, max_new_tokens = settings["batch_size"], settings["max_new_tokens"]
-    generations = generate_answers(net, collator, [qa.example() for qa in qas], batch_size, max_new_tokens,
+def general_accuracy(general: Mapping[str, Any]) -> float | None:
+    """FIUBench's ACC: the paper reports one from MME and POPE without saying how they are combined; this mean
+    of their overall yes/no accuracies is our definition (docs/fidelity.md)."""
+    accuracies = [general[name]["accuracy"] for name in ("mme", "pope") if name in general]
+    return sum(accuracies) / len(accuracies) if accuracies else None
+
+
+def evaluate_split(qas: Sequence[FiuQA], settings: SplitSettings, context: EvalContext) -> dict[str, Any]:
+    net, collator = context.model.get()
+    role, split, quirks = settings.role, settings.split, settings.quirks
+    batch_size, accelerator = settings.batch_size, context.accelerator
+    generations = generate_answers(net, collator, [qa.example() for qa in qas], batch_size, settings.decoding,
                                    accelerator, desc=f"{split} generate")
     paraphrase_generations: list[list[str]] = []
     if role == "forget":  # APE: the same facts asked in other words
         questions = [(i, q) for i, qa in enumerate(qas) for q in qa.paraphrased_questions]
         flat = generate_answers(net, collator, [qas[i].example(question=q) for i, q in questions], batch_size,
-                                max_new_tokens, accelerator, desc=f"{split} paraphrases")
+                                settings.decoding, accelerator, desc=f"{split} paraphrases")
         paraphrase_generations = [[] for _ in qas]
         for (i, _), text in zip(questions, flat, strict=True):
             paraphrase_generations[i].append(text)
@@ -106,14 +114,13 @@ def evaluate_split(
         spans.append((start, len(requests)))
     scores = score_answers(net, collator, requests, batch_size, accelerator, desc=f"{split} score")
 
-    gpt = _judge(judge, qas, generations, compat, accelerator)
     records = []
     for index, (qa, generation, (start, end)) in enumerate(zip(qas, generations, spans, strict=True)):
-        text = metrics.answer_text(generation, compat)
-        answer_nll = metrics.answer_nll(scores[start], compat)
-        paraphrased_nll = metrics.answer_nll(scores[start + 1], compat)
-        perturbed_nlls = [metrics.answer_nll(score, compat) for score in scores[start + 2:end]]
-        mia, mia_pp = metrics.mia(scores[start], compat)
+        text = metrics.answer_text(generation, quirks)
+        answer_nll = metrics.answer_nll(scores[start], quirks)
+        paraphrased_nll = metrics.answer_nll(scores[start + 1], quirks)
+        perturbed_nlls = [metrics.answer_nll(score, quirks) for score in scores[start + 2:end]]
+        mia, mia_pp = metrics.mia(scores[start], quirks)
         record = {
             "uid": qa.uid, "unique_id": qa.unique_id, "question": qa.question, "answer": qa.answer,
             "generation": generation,
@@ -125,40 +132,36 @@ def evaluate_split(
             "truth_ratio": metrics.truth_ratio(paraphrased_nll, perturbed_nlls),
             "mia": mia, "mia_pp": mia_pp,
             "membership": metrics.membership_scores(scores[start], qa.answer),
-            "gpt": gpt.values[index] if gpt else None,
+            "gpt": None,
         }
         if role == "forget":
-            texts = [metrics.answer_text(g, compat) for g in paraphrase_generations[index]]
+            texts = [metrics.answer_text(g, quirks) for g in paraphrase_generations[index]]
             record["paraphrase_generations"] = paraphrase_generations[index]
             record["ape"] = sum(keyword_match(t, qa.keywords) for t in texts) / len(texts)
         records.append(record)
-    return {
-        "split": split, "role": role, "aggregate": metrics.aggregate_split(records, role),
-        "judge": gpt.summary() if gpt else None, "samples": records,
-    }
+    if context.judge is not None:
+        _judge(context, qas, records, quirks)
+    aggregate = metrics.aggregate_split(records, role)
+    judge = None if context.judge is None else {"mean": aggregate["gpt"], **judge_counts(records, "gpt")}
+    return {"split": split, "role": role, "aggregate": aggregate, "judge": judge, "samples": records}
 
 
-def _judge(judge: Judge | None, qas: Sequence[FiuQA], generations: Sequence[str], compat: str,
-           accelerator: Accelerator | None = None) -> JudgeScores | None:
-    if judge is None:
-        return None
-    texts = [metrics.answer_text(g, compat) for g in generations]
-    # FIUBench scored generations of 5 characters or fewer 0 without asking
-    asked = [i for i, t in enumerate(texts) if compat == "default" or len(t) > 5]
+def _judge(context: EvalContext, qas: Sequence[FiuQA], records: list[dict[str, Any]], quirks: metrics.Quirks) -> None:
+    """The GPT score of each generation; the original scored short generations 0 without asking."""
+    texts = [metrics.answer_text(record["generation"], quirks) for record in records]
+    asked = [i for i, text in enumerate(texts)
+             if not quirks.short_answers_score_zero or len(text) > metrics.SHORT_ANSWER]
     prompts = [metrics.judge_prompt(qas[i].question, qas[i].answer, texts[i]) for i in asked]
-    partial = judge_scores(judge, prompts, metrics.parse_judge_score, accelerator)
-    values: list[float | None] = [0.0] * len(texts)
-    for i, value in zip(asked, partial.values, strict=True):
-        values[i] = value
-    return JudgeScores(values=values, failed=partial.failed, unparseable=partial.unparseable,
-                       replies=partial.replies)
+    judgments = dict(zip(asked, judge_all(context.judge, prompts, metrics.parse_judge_score, context.accelerator),
+                         strict=True))
+    for index, record in enumerate(records):
+        store_judgment(record, "gpt", judgments.get(index, Judgment(0.0, None)))
 
 
-def score_membership(qas: Sequence[FiuQA], model: LazyModel, settings: Mapping[str, Any],
-                     accelerator: Accelerator | None) -> list[dict[str, Any]]:
+def score_membership(qas: Sequence[FiuQA], batch_size: int, context: EvalContext) -> list[dict[str, Any]]:
     """Attack scores of QAs the model never trained on (the holdout identities): the non-members."""
-    net, collator = model.get()
-    scores = score_answers(net, collator, [qa.example() for qa in qas], settings["batch_size"], accelerator,
+    net, collator = context.model.get()
+    scores = score_answers(net, collator, [qa.example() for qa in qas], batch_size, context.accelerator,
                            desc="holdout score")
     return [{"uid": qa.uid, "membership": metrics.membership_scores(score, qa.answer)}
             for qa, score in zip(qas, scores, strict=True)]
@@ -176,15 +179,11 @@ def _membership_auc(forget_samples: Sequence[dict], holdout: dict | None) -> dic
     return {**out, "n_members": len(forget_samples), "n_nonmembers": len(holdout["samples"])}
 
 
-def _forget_quality(forget_result: dict[str, Any], reference_eval_dir: Path | None) -> dict[str, Any]:
-    split = forget_result["split"]
-    reference = reference_eval_dir / f"{split}.json" if reference_eval_dir else None
-    if reference is None or not reference.is_file():
-        return {"forget_quality": None, "forget_quality_note": f"no retain-model evaluation of {split} found"}
-    stored = read_json(reference)
-    if stored.get("fingerprint", {}).get("compat") != forget_result["fingerprint"]["compat"]:
-        return {"forget_quality": None,
-                "forget_quality_note": f"{reference} was computed under another compat setting; re-evaluate it"}
+def _forget_quality(forget_result: dict[str, Any], reference_dir: Path | None, forget_part: Part,
+                    compat: str) -> dict[str, Any]:
+    stored, note = reference_result(reference_dir, forget_part, compat)
+    if stored is None:
+        return {"forget_quality": None, "forget_quality_note": note}
     value = metrics.forget_quality(forget_result["samples"], stored["samples"])
     return {"forget_quality": value, "forget_quality_log10": math.log10(max(value, 1e-300)),
-            "forget_quality_reference": str(reference)}
+            "forget_quality_reference": str(reference_dir / f"{forget_part.name}.json")}

@@ -9,9 +9,10 @@ Per QA, with ℓ the per-token NLL of an answer given the original question:
   three paraphrased questions; MIA = weighted Min-K / Min-K++ of the answer tokens; GPT = the judge's 0-1 score.
 Forget quality is the KS-test p-value of the forget-split R values against the retain model's.
 
-``compat="official"`` reproduces the original's number-changing behaviours (docs/fidelity.md): text cut at
-the first ".", the first answer token unscored with ℓ divided by the full answer length, Min-K terms dropped
-without renormalising, generations of 5 characters or fewer scored 0 by GPT without asking.
+``compat=official`` switches on the original's number-changing behaviours, each a named field of ``Quirks``
+(docs/fidelity.md): text cut at the first ".", the first answer token unscored with ℓ divided by the full
+answer length, Min-K terms dropped without renormalising, generations of 5 characters or fewer scored 0 by GPT
+without asking.
 """
 
 from __future__ import annotations
@@ -19,54 +20,69 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from unlearning.evaluate import SequenceScore
+from unlearning.evaluation import check_compat
+from unlearning.inference import SequenceScore
 from unlearning.metrics.membership import lowest_k_mean, min_k_plus_plus_z, weighted_min_k, zlib_score
 from unlearning.metrics.stats import harmonic_mean, ks_forget_quality
 
 ROLES = ("forget", "retain")
-COMPAT_MODES = ("default", "official")
 JUDGE_PROMPT = Path(__file__).with_name("judge_prompt.txt").read_text(encoding="utf-8")
 MEMBERSHIP_K = 0.2  # Min-K / Min-K++ ratio of the attack-AUC scores
+SHORT_ANSWER = 5  # the original scored GPT 0 for generations of this many characters or fewer
 
 
-def check_compat(compat: str) -> str:
-    if compat not in COMPAT_MODES:
-        raise ValueError(f"compat must be one of {COMPAT_MODES}, got {compat!r}")
-    return compat
+@dataclass(frozen=True)
+class Quirks:
+    """The original code's behaviours that change numbers, each off by default (docs/fidelity.md rows 3, 4, 14, 16)."""
+
+    cut_at_first_period: bool = False  # generation metrics see the text up to the first "." ("" without one)
+    skip_first_answer_token: bool = False  # NLL over answer tokens 2..L (no EOS) divided by L
+    min_k_without_renormalising: bool = False  # Min-K terms that select no token dropped, weights kept
+    short_answers_score_zero: bool = False  # GPT 0 for generations of SHORT_ANSWER characters or fewer
 
 
-def answer_text(generation: str, compat: str = "default") -> str:
-    """The text the generation metrics see: all of it, or (official) up to the first '.', '' without one."""
-    if check_compat(compat) == "official":
+DEFAULT = Quirks()
+OFFICIAL = Quirks(cut_at_first_period=True, skip_first_answer_token=True, min_k_without_renormalising=True,
+                  short_answers_score_zero=True)
+
+
+def quirks_of(compat: str) -> Quirks:
+    return OFFICIAL if check_compat(compat) == "official" else DEFAULT
+
+
+def answer_text(generation: str, quirks: Quirks = DEFAULT) -> str:
+    """The text the generation metrics see: all of it, or up to the first '.' ('' without one)."""
+    if quirks.cut_at_first_period:
         return generation[: generation.find(".") + 1]
     return generation
 
 
-def scored_logprobs(score: SequenceScore, compat: str = "default") -> tuple[list[float], list[float], list[float]]:
+def scored_logprobs(score: SequenceScore, quirks: Quirks = DEFAULT) -> tuple[list[float], list[float], list[float]]:
     """Token log-probs, mu and sigma of the tokens a metric scores: every target token, or FIUBench's
     answer tokens 2..L (no EOS, which the original never appended, and not the first token)."""
     columns = (list(score.token_logprobs), list(score.token_mu), list(score.token_sigma))
-    if check_compat(compat) == "official":
+    if quirks.skip_first_answer_token:
         return tuple(column[1:-1] for column in columns)  # type: ignore[return-value]
     return columns
 
 
-def answer_nll(score: SequenceScore, compat: str = "default") -> float:
-    """ℓ: mean NLL over every target token; official: the sum over tokens 2..L divided by L."""
-    if check_compat(compat) == "official":
+def answer_nll(score: SequenceScore, quirks: Quirks = DEFAULT) -> float:
+    """ℓ: mean NLL over every target token; the original: the sum over tokens 2..L divided by L."""
+    if quirks.skip_first_answer_token:
         answer_length = score.n_tokens - 1  # without EOS
         return -sum(score.token_logprobs[1:-1]) / max(answer_length, 1)
     return score.mean_nll
 
 
-def mia(score: SequenceScore, compat: str = "default") -> tuple[float, float]:
+def mia(score: SequenceScore, quirks: Quirks = DEFAULT) -> tuple[float, float]:
     """FIUBench's weighted Min-K and Min-K++ of one answer."""
-    logprobs, mu, sigma = scored_logprobs(score, compat)
-    renormalise = compat == "default"
+    logprobs, mu, sigma = scored_logprobs(score, quirks)
+    renormalise = not quirks.min_k_without_renormalising
     if not logprobs:
         return math.nan, math.nan
     return (weighted_min_k(logprobs, renormalise=renormalise),

@@ -1,43 +1,45 @@
-"""MLLMU-Bench on the shared engine: its data as Examples, its four-set evaluation, its results-table rows."""
+"""MLLMU-Bench on the shared engine: its data as streams of Examples, its four-set evaluation, its results-table rows.
+
+Streams: ``forget`` (the forget split's training QAs) and ``retain`` (those of ``retain_{100-r}``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from accelerate import Accelerator
-
 from mllmu.data import MllmuBench
-from mllmu.evaluate import SETS, EvalOptions, evaluate_run
+from mllmu.evaluate import SETS, EvalOptions, evaluation
 from mllmu.synthetic import write_mllmu
-from unlearning.benchmarks import BENCHMARKS
-from unlearning.data import ChatCollator, Example
+from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
+from unlearning.data import Example
+from unlearning.evaluation import EvalSettings, Evaluation
 
 SET_TITLES = {"forget": "Forget", "test": "Test", "retain": "Retain", "celebrity": "Celebrity"}
 METRIC_COLUMNS = (("Class. Acc", "classification_acc", 100), ("ROUGE-L", "rougeL_f", 1),
                   ("Fact.", "factuality", 1), ("Cloze Acc", "cloze_acc", 100))
+FORGOTTEN_SETS = ("forget", "test")  # lower is better there: the forget profiles, with their own or other images
 MODALITY_TITLES = {"image_text": "image+text", "text": "text-only"}
 
 
 @BENCHMARKS.register("mllmu")
 class MllmuTask:
     name = "mllmu"
-    needs_reference_run = False  # no forget-quality test against a retain model
-    uses_general_evals = False  # utility is measured on the retain and celebrity sets
+    stream_names = ("forget", "retain")
 
     # The paper's columns per set (accuracies in percent, ROUGE-L F in 0-1, factuality 1-10); one row per
     # run and evaluated modality.
-    table_columns = ("run", "method", "forget_split", "forget data", "eval modality",
-                     *(f"{SET_TITLES[s]} {title}" for s in SETS for title, _, _ in METRIC_COLUMNS))
-    tradeoff_axes = ("Retain Class. Acc", "Forget Class. Acc")
-    tradeoff_log_y = False
-    tradeoff_directions = ("higher is better", "lower is better")
+    report = Report(
+        columns=(Column("run"), Column("method"), Column("forget_split"), Column("forget data"),
+                 Column("eval modality"),
+                 *(Column(f"{SET_TITLES[s]} {title}", "lower" if s in FORGOTTEN_SETS else "higher")
+                   for s in SETS for title, _, _ in METRIC_COLUMNS)),
+        tradeoff=("Retain Class. Acc", "Forget Class. Acc"), log_y=False,
+    )
 
-    def __init__(self, data_dir: str | Path, train_split_dir: str | None = None, **eval_options: Any) -> None:
+    def __init__(self, data_dir: str | Path, train_split_dir: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.data = MllmuBench(self.data_dir, train_split_dir)
-        self.options = EvalOptions(**eval_options)
 
     @classmethod
     def write_builtin(cls, out_dir: Path, **settings: Any) -> None:
@@ -48,7 +50,7 @@ class MllmuTask:
         rows = []
         for modality, title in MODALITY_TITLES.items():
             row = {
-                "method": run.get("method") or f"vanilla_{run['split']}",
+                "method": method_label(run, "vanilla"),
                 "forget_split": summary["forget_split"],
                 "forget data": {"multimodal": "image+text", "unimodal": "text-only"}.get(
                     run.get("forget_modality", ""), "—") if run["kind"] == "forget" else "—",
@@ -74,16 +76,16 @@ class MllmuTask:
     def train_examples(self, split: str) -> list[Example]:
         return self.data.train_examples(split)
 
-    def forget_examples(self, split: str, target: str) -> list[Example]:
-        if target != "answer":
-            raise ValueError(f"MLLMU-Bench has no refusal targets (method needs {target!r}); use ga, gd, kl or npo")
-        return self.data.train_examples(split)
+    def stream(self, name: str, forget_split: str) -> list[Example]:
+        if name == "forget":
+            return self.data.train_examples(forget_split)
+        if name == "retain":
+            return self.data.train_examples(self.data.retain_split(forget_split))
+        raise ValueError(f"mllmu has no stream {name!r}; it has {', '.join(self.stream_names)}")
 
-    def retain_examples(self, forget_split: str) -> list[Example]:
-        return self.data.train_examples(self.data.retain_split(forget_split))
-
-    def evaluate(
-        self, load_model: Callable[[], tuple[Any, ChatCollator]], settings: Mapping[str, Any], out_dir: Path,
-        reference_eval_dir: Path | None, accelerator: Accelerator | None,
-    ) -> dict[str, Any]:
-        return evaluate_run(self.data, self.options, load_model, settings, out_dir, accelerator)
+    def evaluation(self, settings: EvalSettings, forget_split: str, retain_split: str | None,
+                   **eval_options: Any) -> Evaluation:
+        expected = self.data.retain_split(forget_split)
+        if retain_split not in (None, expected):
+            raise ValueError(f"MLLMU-Bench evaluates {forget_split} against {expected}; leave retain_split unset")
+        return evaluation(self.data, EvalOptions(**eval_options), settings, forget_split)

@@ -7,8 +7,9 @@ is configured). Each set's per-question results are written to ``eval/`` and reu
 
 Few-shot demonstrations are earlier chat turns (``Example.shots``). By default each evaluated profile gets
 its own seeded draw of profiles from ``Full_Set`` outside the evaluated set, and the demonstrations are
-dropped from the end until the prompt fits the model's context; ``compat="official"`` draws them once per set
+dropped from the end until the prompt fits the model's context; ``compat=official`` draws them once per set
 and task from the evaluated profiles themselves and leaves those profiles unscored, as the original did.
+The engine's runner caches each set as a part in ``eval/`` and writes the summary.
 """
 
 from __future__ import annotations
@@ -26,20 +27,13 @@ from mllmu import metrics
 from mllmu.data import MODALITIES, Item, MllmuBench, Profile
 from mllmu.prompts import classification_prompt, cloze_prompt, generation_prompt
 from unlearning.data import ChatCollator, DataError, Example
-from unlearning.evaluate import (
-    LazyModel,
-    ModelLoader,
-    cached_result,
-    choice_token_logprobs,
-    generate_answers,
-    score_answers,
-)
-from unlearning.io import atomic_write_json
-from unlearning.metrics.judge import Judge, build_judge, complete_on_main
+from unlearning.evaluation import EvalContext, EvalSettings, Evaluation, Part
+from unlearning.inference import Decoding, choice_token_logprobs, generate_answers, score_answers
+from unlearning.metrics.judge import Judge, judge_all, store_judgment
 
 log = logging.getLogger(__name__)
 
-FILE_VERSION = 1
+FILE_VERSION = 2
 SETS = ("forget", "test", "retain", "celebrity")
 FICTITIOUS_SETS = ("forget", "test", "retain")  # profiles of Full_Set: few-shot draws must avoid them
 
@@ -93,16 +87,16 @@ def _shot_turns(shot_profiles: Sequence[Profile], task: str, modality: str) -> t
 class FewShot:
     """Chooses each question's demonstrations and fits them into the model's context."""
 
-    def __init__(self, options: EvalOptions, compat: str, pool: Sequence[Profile], collator: ChatCollator,
+    def __init__(self, options: EvalOptions, quirks: metrics.Quirks, pool: Sequence[Profile], collator: ChatCollator,
                  context_limit: int) -> None:
-        self.options, self.compat, self.pool = options, compat, list(pool)
+        self.options, self.quirks, self.pool = options, quirks, list(pool)
         self.collator, self.context_limit = collator, context_limit
         self.n_dropped = 0
 
     def n_shots(self, set_name: str, task: str) -> int:
         n = int(self.options.shots.get(task, 0))
-        if self.compat == "official" and set_name == "celebrity" and task == "classification":
-            return 0  # the original asked celebrity MCQs zero-shot
+        if self.quirks.zero_shot_celebrity_classification and set_name == "celebrity" and task == "classification":
+            return 0
         return n
 
     def official_shots(self, set_name: str, task: str, profiles: Sequence[Profile]) -> list[Profile]:
@@ -136,7 +130,7 @@ def build_questions(set_name: str, profiles: Sequence[Profile], few_shot: FewSho
     evaluated_ids = {p.id for p in profiles}
     excluded: set[str] = set()
     official_shots: list[Profile] = []
-    if few_shot.compat == "official" and few_shot.n_shots(set_name, task):
+    if few_shot.quirks.few_shot_from_evaluated_set and few_shot.n_shots(set_name, task):
         official_shots = few_shot.official_shots(set_name, task, profiles)
         excluded = {p.id for p in official_shots}
     for profile in profiles:
@@ -146,7 +140,7 @@ def build_questions(set_name: str, profiles: Sequence[Profile], few_shot: FewSho
             items = profile.items_of(task, modality)
             if not items:
                 continue
-            if few_shot.compat == "official":
+            if few_shot.quirks.few_shot_from_evaluated_set:
                 shot_profiles = official_shots
             else:
                 shot_profiles = few_shot.default_shots(set_name, task, modality, profile, evaluated_ids)
@@ -162,14 +156,14 @@ def _record(profile: Profile, item: Item, example: Example) -> dict[str, Any]:
 
 def evaluate_set(
     set_name: str, profiles: Sequence[Profile], few_shot: FewShot, model: Any, collator: ChatCollator,
-    settings: Mapping[str, Any], judge: Judge | None, accelerator: Accelerator | None,
+    settings: SetSettings, judge: Judge | None, accelerator: Accelerator | None,
 ) -> list[dict[str, Any]]:
-    compat, options = few_shot.compat, few_shot.options
-    batch_size, max_new_tokens = settings["batch_size"], settings["max_new_tokens"]
+    quirks, options = few_shot.quirks, few_shot.options
+    batch_size, decoding = settings.batch_size, settings.decoding
     records: list[dict[str, Any]] = []
 
     questions = build_questions(set_name, profiles, few_shot, "classification")
-    if options.classification_scoring == "loglik" and compat == "default":
+    if options.classification_scoring == "loglik" and not quirks.classification_by_generation:
         letter_scores = score_letters(model, collator, [(item, ex) for _, item, ex in questions], batch_size,
                                       accelerator, desc=f"{set_name} classification")
         for (profile, item, ex), letter_logprobs in zip(questions, letter_scores, strict=True):
@@ -177,22 +171,22 @@ def evaluate_set(
             records.append({**_record(profile, item, ex), "scoring": "loglik", "letter_logprobs": letter_logprobs,
                             "prediction": prediction, "correct": prediction == item.answer})
     else:
-        answers = generate_answers(model, collator, [ex for *_, ex in questions], batch_size, max_new_tokens,
+        answers = generate_answers(model, collator, [ex for *_, ex in questions], batch_size, decoding,
                                    accelerator, desc=f"{set_name} classification")
         for (profile, item, ex), answer in zip(questions, answers, strict=True):
-            prediction = metrics.parse_choice(answer, item.options, compat)
+            prediction = metrics.parse_choice(answer, item.options, quirks)
             records.append({**_record(profile, item, ex), "scoring": "generate", "generation": answer,
                             "prediction": prediction, "correct": prediction == item.answer})
 
     questions = build_questions(set_name, profiles, few_shot, "cloze")
-    answers = generate_answers(model, collator, [ex for *_, ex in questions], batch_size, max_new_tokens,
+    answers = generate_answers(model, collator, [ex for *_, ex in questions], batch_size, decoding,
                                accelerator, desc=f"{set_name} cloze")
     for (profile, item, ex), answer in zip(questions, answers, strict=True):
         records.append({**_record(profile, item, ex), "generation": answer,
                         "correct": metrics.cloze_correct(item.answer, answer)})
 
     questions = build_questions(set_name, profiles, few_shot, "generation")
-    answers = generate_answers(model, collator, [ex for *_, ex in questions], batch_size, max_new_tokens,
+    answers = generate_answers(model, collator, [ex for *_, ex in questions], batch_size, decoding,
                                accelerator, desc=f"{set_name} generation")
     generation_records = []
     for (profile, item, ex), answer in zip(questions, answers, strict=True):
@@ -200,7 +194,7 @@ def evaluate_set(
                                    "rougeL_f": metrics.rouge_l_f(item.answer, answer),
                                    "bleu": metrics.bleu(item.answer, answer)})
     if judge is not None:
-        _judge(judge, generation_records, compat, accelerator)
+        _judge(judge, generation_records, quirks, accelerator)
     return records + generation_records
 
 
@@ -249,15 +243,12 @@ def _single_token_choice(targets: Sequence[Sequence[int]]) -> tuple[int, tuple[i
     return offset, tokens
 
 
-def _judge(judge: Judge, records: list[dict[str, Any]], compat: str, accelerator: Accelerator | None) -> None:
+def _judge(judge: Judge, records: list[dict[str, Any]], quirks: metrics.Quirks,
+           accelerator: Accelerator | None) -> None:
     prompts = [metrics.judge_prompt(r["profile"], r["question"], r["generation"], r["answer"]) for r in records]
-    replies = complete_on_main(judge, prompts, accelerator)
-    for record, reply in zip(records, replies, strict=True):
-        record["judge_reply"] = reply.text
-        record["judge_failed"] = reply.text is None
-        record["factuality"] = None if reply.text is None else metrics.parse_factuality(reply.text, compat)
-    log.info("judge: %d answers, %d cached, %d failed", len(replies), sum(r.cached for r in replies),
-             sum(r.text is None for r in replies))
+    judgments = judge_all(judge, prompts, lambda reply: metrics.parse_factuality(reply, quirks), accelerator)
+    for record, judgment in zip(records, judgments, strict=True):
+        store_judgment(record, "factuality", judgment)
 
 
 def context_limit(model: Any, options: EvalOptions, max_new_tokens: int) -> int:
@@ -270,44 +261,49 @@ def context_limit(model: Any, options: EvalOptions, max_new_tokens: int) -> int:
     return int(length) - max_new_tokens
 
 
-def evaluate_run(
-    data: MllmuBench, options: EvalOptions, load_model: ModelLoader, settings: Mapping[str, Any], out_dir: Path,
-    accelerator: Accelerator | None,
-) -> dict[str, Any]:
-    compat = metrics.check_compat(settings.get("compat", "default"))
-    forget_split = settings["forget_split"]
-    model = LazyModel(load_model)
-    judge, judge_status = build_judge(settings.get("judge", {}))
+@dataclasses.dataclass(frozen=True)
+class SetSettings:
+    """One set's evaluation: generation and scoring batch size and decoding."""
+
+    batch_size: int
+    decoding: Decoding
+
+    def __post_init__(self) -> None:
+        if self.decoding.n != 1:
+            raise ValueError(f"MLLMU-Bench scores one answer per question: eval.decoding.n must be 1, got "
+                             f"{self.decoding.n}")
+
+
+def evaluation(data: MllmuBench, options: EvalOptions, settings: EvalSettings, forget_split: str) -> Evaluation:
+    """The four sets as parts (``<forget_split>``, ``test_<forget_split>``, ``retain_r``, ``celebrity``); unknown
+    splits and missing sets fail here, before any model loads."""
+    quirks = metrics.quirks_of(settings.compat)
+    set_settings = SetSettings(settings.batch_size, settings.decoding)
     sets = eval_sets(data, forget_split, options.seed)
     files = {"forget": forget_split, "test": f"test_{forget_split}", "retain": data.retain_split(forget_split),
              "celebrity": "celebrity"}
-    fingerprint = {"version": FILE_VERSION, "forget_split": forget_split, "compat": compat,
-                   "max_new_tokens": settings["max_new_tokens"], "options": dataclasses.asdict(options),
-                   "judge": None if judge is None else [judge.settings.model, judge.settings.system_prompt]}
+    fingerprint = {"version": FILE_VERSION, "forget_split": forget_split,
+                   "decoding": dataclasses.asdict(settings.decoding), "options": dataclasses.asdict(options),
+                   "judge": None if settings.judge_model() is None else [settings.judge.model,
+                                                                         settings.judge.system_prompt]}
 
-    def compute(set_name: str) -> dict[str, Any]:
-        net, collator = model.get()
-        few_shot = FewShot(options, compat, data.profiles("Full_Set"), collator,
-                           context_limit(net, options, settings["max_new_tokens"]))
-        records = evaluate_set(set_name, sets[set_name], few_shot, net, collator, settings, judge, accelerator)
+    def compute(set_name: str, context: EvalContext) -> dict[str, Any]:
+        net, collator = context.model.get()
+        few_shot = FewShot(options, quirks, data.profiles("Full_Set"), collator,
+                           context_limit(net, options, settings.decoding.max_new_tokens))
+        records = evaluate_set(set_name, sets[set_name], few_shot, net, collator, set_settings, context.judge,
+                               context.accelerator)
         if few_shot.n_dropped:
             log.info("%s: %d demonstrations dropped to fit the context", set_name, few_shot.n_dropped)
-        return {"set": set_name, "aggregate": metrics.aggregate(records, compat),
+        return {"set": set_name, "aggregate": metrics.aggregate(records, quirks),
                 "n_profiles": len(sets[set_name]), "shots_dropped": few_shot.n_dropped, "samples": records}
 
-    results = {
-        set_name: cached_result(out_dir / f"{files[set_name]}.json", {**fingerprint, "set": set_name},
-                                bool(settings.get("overwrite", False)),
-                                lambda set_name=set_name: compute(set_name), accelerator)
-        for set_name in SETS
-    }
-    summary = {
-        "benchmark": "mllmu", "compat": compat, "forget_split": forget_split,
-        "retain_split": data.retain_split(forget_split),
-        "judge": {"status": judge_status},
-        "sets": {name: result["aggregate"] for name, result in results.items()},
-        "n_profiles": {name: result["n_profiles"] for name, result in results.items()},
-    }
-    if accelerator is None or accelerator.is_main_process:
-        atomic_write_json(out_dir / "summary.json", summary)
-    return summary
+    parts = {name: Part(files[name], {**fingerprint, "set": name},
+                        lambda context, name=name: compute(name, context)) for name in SETS}
+
+    def summarize(results: Mapping[str, dict[str, Any]], reference_dir: Path | None) -> dict[str, Any]:
+        return {"forget_split": forget_split, "retain_split": data.retain_split(forget_split),
+                "sets": {name: result["aggregate"] for name, result in results.items()},
+                "n_profiles": {name: result["n_profiles"] for name, result in results.items()}}
+
+    return Evaluation(parts, summarize)

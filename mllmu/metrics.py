@@ -1,13 +1,15 @@
 """MLLMU-Bench's metrics (``eval.py``, ``eval_gpt.py``) and their aggregation per evaluation set and modality.
 
 - classification accuracy: the option chosen either by log-likelihood (default: the letter whose answer
-  target is most likely) or parsed from a greedy answer; ``compat="official"`` parses the first character only.
+  target is most likely) or parsed from a greedy answer; the original parsed the first character only.
 - cloze accuracy: the ground truth appears in the answer, case-insensitively.
 - generation: ROUGE-L F-measure (rouge-score, stemmed) and sentence BLEU (nltk, whitespace tokens,
   smoothing method 1, 4-gram weights) of the greedy answer against the ground truth.
 - factuality: the judge's 1-10 score. By default an unparseable reply counts as 1, the rubric's lowest, and
-  a failed request leaves the set's mean undefined (re-run: answered prompts are cached); ``official``
-  drops both from the mean as the original did.
+  a failed request leaves the set's mean undefined (re-run: answered prompts are cached); the original
+  dropped both from the mean.
+
+``compat=official`` switches on the original's behaviours, each a named field of ``Quirks`` (docs/fidelity.md).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unlearning.evaluation import check_compat
+from unlearning.metrics.judge import judge_counts
 from unlearning.metrics.text import rouge_l
 
-COMPAT_MODES = ("default", "official")
 JUDGE_PROMPT = Path(__file__).with_name("judge_prompt.txt").read_text(encoding="utf-8")
 JUDGE_SYSTEM_PROMPT = "You are an expert at evaluating the factuality of responses."
 FACTUALITY_RANGE = (1.0, 10.0)
@@ -30,20 +34,36 @@ _ANSWER_IS = re.compile(r"answer(?:\s+is)?\s*[:\-]?\s*[\(\[]?([A-D])(?![A-Za-z])
 _FACTUALITY = re.compile(r"factuality\s*score\W*?(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
-def check_compat(compat: str) -> str:
-    if compat not in COMPAT_MODES:
-        raise ValueError(f"compat must be one of {COMPAT_MODES}, got {compat!r}")
-    return compat
+@dataclass(frozen=True)
+class Quirks:
+    """The original code's behaviours that change numbers, each off by default (docs/fidelity.md, M rows)."""
+
+    classification_by_generation: bool = False  # MCQs answered by a greedy generation, never by likelihood
+    first_character_choice: bool = False  # the option is the answer's first character
+    few_shot_from_evaluated_set: bool = False  # one draw per set and task from the evaluated profiles, unscored
+    zero_shot_celebrity_classification: bool = False  # celebrity MCQs asked without demonstrations
+    original_factuality_parse: bool = False  # the "Factuality Score" line's text after the last ':' as an int
+    factuality_drops_unscored: bool = False  # failed and unparseable judgments left out of the mean
 
 
-def parse_choice(response: str, options: Sequence[tuple[str, str]], compat: str = "default") -> str | None:
+DEFAULT = Quirks()
+OFFICIAL = Quirks(classification_by_generation=True, first_character_choice=True, few_shot_from_evaluated_set=True,
+                  zero_shot_celebrity_classification=True, original_factuality_parse=True,
+                  factuality_drops_unscored=True)
+
+
+def quirks_of(compat: str) -> Quirks:
+    return OFFICIAL if check_compat(compat) == "official" else DEFAULT
+
+
+def parse_choice(response: str, options: Sequence[tuple[str, str]], quirks: Quirks = DEFAULT) -> str | None:
     """The option letter a free-form answer picks, or None.
 
     Default: a leading letter ("B", "B.", "(B)", "B: text"), "the answer is B" / "Answer: B", or the text of
-    exactly one option. Official: the first character, upper-cased, when it is an option letter.
+    exactly one option. The original: the first character, upper-cased, when it is an option letter.
     """
     letters = [letter for letter, _ in options]
-    if check_compat(compat) == "official":
+    if quirks.first_character_choice:
         first = response[:1].upper()
         return first if response and first in letters else None
     for pattern in (_LEADING_LETTER, _ANSWER_IS):
@@ -94,13 +114,13 @@ def judge_prompt(profile_id: str, question: str, generation: str, ground_truth: 
                                ground_truth=ground_truth)
 
 
-def parse_factuality(reply: str, compat: str = "default") -> float | None:
+def parse_factuality(reply: str, quirks: Quirks = DEFAULT) -> float | None:
     """The 1-10 score in a judge reply, or None.
 
-    Official: the first line containing "Factuality Score", its text after the last ':' without commas,
-    as an int (a one-line JSON reply therefore fails, as in the original).
+    The original: the first line containing "Factuality Score", its text after the last ':' without commas,
+    as an int (a one-line JSON reply therefore fails).
     """
-    if check_compat(compat) == "official":
+    if quirks.original_factuality_parse:
         for line in reply.splitlines():
             if "Factuality Score" in line:
                 try:
@@ -116,9 +136,10 @@ def parse_factuality(reply: str, compat: str = "default") -> float | None:
     return value if low <= value <= high else None
 
 
-def factuality_mean(values: Sequence[float | None], failed: Sequence[bool], compat: str = "default") -> float | None:
+def factuality_mean(values: Sequence[float | None], failed: Sequence[bool], quirks: Quirks = DEFAULT
+                    ) -> float | None:
     """Mean judge score of a set. ``values[i]`` is None where the reply was unparseable or the request failed."""
-    if check_compat(compat) == "official":
+    if quirks.factuality_drops_unscored:
         scored = [v for v in values if v is not None]
         return sum(scored) / len(scored) if scored else None
     if any(failed) or not values:
@@ -131,7 +152,7 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def aggregate(records: Sequence[dict[str, Any]], compat: str = "default") -> dict[str, dict[str, Any]]:
+def aggregate(records: Sequence[dict[str, Any]], quirks: Quirks = DEFAULT) -> dict[str, dict[str, Any]]:
     """Per modality: classification and cloze accuracy, ROUGE-L F, BLEU, factuality, and the counts behind them."""
     out = {}
     for modality in ("image_text", "text"):
@@ -139,18 +160,17 @@ def aggregate(records: Sequence[dict[str, Any]], compat: str = "default") -> dic
         cls = [r for r in of if r["task"] == "classification"]
         cloze = [r for r in of if r["task"] == "cloze"]
         gen = [r for r in of if r["task"] == "generation"]
-        judged = [r for r in gen if "factuality" in r]
+        judged = [r for r in gen if "judge_failed" in r]
         out[modality] = {
             "classification_acc": _mean([float(r["correct"]) for r in cls]),
             "cloze_acc": _mean([float(r["correct"]) for r in cloze]),
             "rougeL_f": _mean([r["rougeL_f"] for r in gen]),
             "bleu": _mean([r["bleu"] for r in gen]),
             "factuality": factuality_mean([r["factuality"] for r in judged],
-                                          [r.get("judge_failed", False) for r in judged], compat)
+                                          [r["judge_failed"] for r in judged], quirks)
             if judged else None,
             "n_classification": len(cls), "n_cloze": len(cloze), "n_generation": len(gen),
             "n_unanswered_classification": sum(r.get("prediction") is None for r in cls),
-            "n_factuality_unparseable": sum(r["factuality"] is None and not r.get("judge_failed") for r in judged),
-            "n_factuality_failed": sum(bool(r.get("judge_failed")) for r in judged),
+            "judge": judge_counts(judged, "factuality") if judged else None,
         }
     return out

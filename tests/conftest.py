@@ -33,7 +33,7 @@ def shared_fixture(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def fiu_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from unlearning.synthetic import write_fiubench
+    from fiubench.synthetic import write_fiubench
 
     return write_fiubench(tmp_path_factory.mktemp("fiubench"), n_identities=20, qa_per_identity=3, image_size=56,
                           n_holdout=4)

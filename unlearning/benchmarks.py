@@ -1,38 +1,74 @@
 """What a benchmark package provides to the shared recipes, and how a config name finds it.
 
-A benchmark package ``<name>/benchmark.py`` registers one class here; the recipes never import a
-benchmark directly, so adding one touches no engine code.
+A benchmark is a package ``<name>/`` whose ``benchmark.py`` registers one class here; the recipes never import
+a benchmark directly, so adding one touches no engine code. Its config, ``config/benchmark/<name>.yaml``,
+says what the engine does around it: which model forgetting starts from (``starts_from``), which run is the
+reference for metrics measured against one (``reference_split``), the general evaluations it reports, and
+its training defaults (``recipe``, specialised per model in ``config/recipe/<name>_<model>.yaml``).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
-from accelerate import Accelerator
-
-from unlearning.data import ChatCollator, Example
+from unlearning.data import Example
+from unlearning.evaluation import EvalSettings, Evaluation
 from unlearning.registry import Registry
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+STARTS_FROM = ("stage_one", "vanilla")
+DIRECTIONS = ("higher", "lower")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A results-table column; ``better`` is the metric's direction (None for columns that name the run)."""
+
+    name: str
+    better: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.better is not None and self.better not in DIRECTIONS:
+            raise ValueError(f"column {self.name!r}: better must be one of {DIRECTIONS} or None")
+
+    @property
+    def title(self) -> str:
+        """The header shown in Markdown: the name with an arrow pointing to the better direction."""
+        return self.name + {"higher": " ↑", "lower": " ↓", None: ""}[self.better]
+
+
+@dataclass(frozen=True)
+class Report:
+    """How a benchmark's runs are tabulated and plotted."""
+
+    columns: tuple[Column, ...]
+    tradeoff: tuple[str, str]  # the columns plotted against each other (x, y)
+    log_y: bool = True
+
+    def __post_init__(self) -> None:
+        names = [column.name for column in self.columns]
+        missing = [axis for axis in self.tradeoff if axis not in names]
+        if missing:
+            raise ValueError(f"trade-off axes {missing} are not table columns")
+
+    def column(self, name: str) -> Column:
+        return next(column for column in self.columns if column.name == name)
+
+    def direction(self, name: str) -> str:
+        better = self.column(name).better
+        return f"{better} is better" if better else ""
 
 
 class Benchmark(Protocol):
-    name: str
-    table_columns: tuple[str, ...]  # results-table columns, in order
-    tradeoff_axes: tuple[str, str]  # the columns plotted against each other (x, y)
-    # Optional: tradeoff_log_y (default True), tradeoff_directions (default both "higher is better"),
-    # needs_reference_run (default True: evaluation looks for the retain model), uses_general_evals (MME/POPE).
+    name: ClassVar[str]
+    stream_names: ClassVar[tuple[str, ...]]  # the forgetting streams it provides (always "forget")
+    report: ClassVar[Report]
 
-    @staticmethod
-    def table_rows(run: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
-        """The results-table rows of one run, from its ``run.json`` and ``eval/summary.json``."""
-        ...
-
-    @staticmethod
-    def finalize_rows(rows: list[dict[str, Any]]) -> None:
-        """Fill the columns that depend on several runs (e.g. a normalisation over the compared runs)."""
-        ...
+    def __init__(self, data_dir: Path, **options: Any) -> None: ...
 
     @classmethod
     def write_builtin(cls, out_dir: Path, **settings: Any) -> None:
@@ -43,22 +79,27 @@ class Benchmark(Protocol):
         """All question/answer text, for training a tiny model's tokenizer offline."""
         ...
 
-    def train_examples(self, split: str) -> list[Example]: ...
-
-    def forget_examples(self, split: str, target: str) -> list[Example]:
-        """The forget set; ``target`` 'refusal' swaps each answer for a refusal."""
+    def train_examples(self, split: str) -> list[Example]:
+        """What a finetune run on ``split`` learns (Stage I, the vanilla model, a retain model)."""
         ...
 
-    def retain_examples(self, forget_split: str) -> list[Example]: ...
+    def stream(self, name: str, forget_split: str) -> list[Example]:
+        """One of ``stream_names`` for forgetting ``forget_split``."""
+        ...
 
-    def evaluate(
-        self, load_model: Callable[[], tuple[Any, ChatCollator]], settings: Mapping[str, Any], out_dir: Path,
-        reference_eval_dir: Path | None, accelerator: Accelerator | None,
-    ) -> dict[str, Any]:
-        """Write per-sample and summary JSON under ``out_dir``; return the summary.
+    def evaluation(self, settings: EvalSettings, forget_split: str, retain_split: str | None,
+                   **eval_options: Any) -> Evaluation:
+        """The parts of one model's evaluation (typed and checked here, before any model loads) and its summary."""
+        ...
 
-        ``load_model`` is called only when some split has no up-to-date results on disk.
-        """
+    @staticmethod
+    def table_rows(run: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
+        """The results-table rows of one run, from its ``run.json`` and ``eval/summary.json``."""
+        ...
+
+    @staticmethod
+    def finalize_rows(rows: list[dict[str, Any]]) -> None:
+        """Fill the columns that depend on several runs (e.g. a normalisation over the compared runs)."""
         ...
 
 
@@ -74,3 +115,37 @@ def benchmark_class(name: str) -> type:
             if error.name not in (name, f"{name}.benchmark"):
                 raise
     return BENCHMARKS.get(name)
+
+
+def benchmark_names(root: Path = PROJECT_ROOT) -> list[str]:
+    """Every benchmark package beside the engine (a folder holding ``benchmark.py``)."""
+    return sorted(path.parent.name for path in root.glob("*/benchmark.py"))
+
+
+def streams_elsewhere(name: str, root: Path = PROJECT_ROOT) -> dict[str, list[str]]:
+    """For each stream some other benchmark provides, which ones do."""
+    out: dict[str, list[str]] = {}
+    for other in benchmark_names(root):
+        if other != name:
+            for stream in benchmark_class(other).stream_names:
+                out.setdefault(stream, []).append(other)
+    return out
+
+
+def method_label(run: Mapping[str, Any], finetune_prefix: str) -> str:
+    """The method column of a run: its method, ``<prefix>_<split>`` for a finetune, ``external`` otherwise."""
+    if run.get("method"):
+        return str(run["method"])
+    if run["kind"] == "finetune":
+        return f"{finetune_prefix}_{run['split']}"
+    return "external"
+
+
+def check_starts_from(value: str) -> str:
+    if value not in STARTS_FROM:
+        raise ValueError(f"benchmark.starts_from must be one of {STARTS_FROM}, got {value!r}")
+    return value
+
+
+def names(columns: Sequence[Column]) -> tuple[str, ...]:
+    return tuple(column.name for column in columns)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,10 @@ class Example:
 
     ``shots`` are earlier (question, answer) turns of the same conversation: few-shot demonstrations,
     rendered as user/assistant turns before this question, their images included; never scored.
+    ``context`` is assistant text before the scored ``answer`` (EFUF's caption up to a sub-sentence): it
+    conditions the span and is never scored. ``final`` says the answer ends the assistant's turn, so the
+    end-of-turn marker and EOS are scored with it; a span inside a longer response is scored alone.
+    ``weight`` multiplies this example's loss (1 for every benchmark but those that weight examples).
     """
 
     question: str
@@ -42,10 +45,25 @@ class Example:
     image: ImageSource | None = None
     uid: str = ""
     shots: tuple[Example, ...] = ()
+    context: str = ""
+    final: bool = True
+    weight: float = 1.0
 
     def images(self) -> list[ImageSource]:
         """Every image of the conversation, in the order the chat template places them."""
         return [ex.image for ex in (*self.shots, self) if ex.image is not None]
+
+
+def span_example(question: str, text: str, start: int, end: int, *, final: bool, where: str,
+                 image: ImageSource | None = None, uid: str = "", weight: float = 1.0) -> Example:
+    """The characters ``text[start:end]`` as the scored span of a response, ``text[:start]`` its context.
+
+    Raises a DataError naming ``where`` when the span is empty or lies outside the text.
+    """
+    if not 0 <= start < end <= len(text):
+        raise DataError(f"{where}: span [{start}, {end}) lies outside its text of {len(text)} characters "
+                        f"({text[:60]!r})")
+    return Example(question, text[start:end], image, uid=uid, context=text[:start], final=final, weight=weight)
 
 
 @functools.lru_cache(maxsize=256)
@@ -119,7 +137,8 @@ class ChatCollator:
             user.append({"type": "text", "text": turn.question})
             messages.append({"role": "user", "content": user})
             if with_answer or index < len(turns) - 1:
-                messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.answer}]})
+                text = turn.context + turn.answer
+                messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
         return messages
 
     def prompt_text(self, example: Example) -> str:
@@ -136,7 +155,13 @@ class ChatCollator:
         return not (bos and text.startswith(bos))
 
     def target_text(self, example: Example) -> tuple[str, list[int]]:
-        """Return the prompt followed by the answer target, and the target's token ids."""
+        """Return the rendered conversation up to the end of the scored span, and the span's token ids.
+
+        Without a context the span is everything the template renders after the generation prompt (the
+        answer and the end-of-turn marker), plus EOS when that does not already end in a stop token. With a
+        context, the span's tokens are those that differ from the tokenized conversation up to the context,
+        so a token straddling the boundary is scored with the span.
+        """
         prompt = self.prompt_text(example)
         full = self.processor.apply_chat_template(self.messages(example, with_answer=True), tokenize=False)
         if not full.startswith(prompt):
@@ -144,19 +169,41 @@ class ChatCollator:
                 f"example {example.uid!r}: the chat template does not render the answer as a continuation of "
                 "the generation prompt, so answer tokens cannot be located"
             )
-        target = full[len(prompt):].rstrip()
+        if not example.answer.strip():
+            raise DataError(f"example {example.uid!r}: empty answer")
+        continuation = full[len(prompt):]
+        if example.context or not example.final:
+            at = continuation.find(example.context + example.answer)
+            if at < 0:
+                raise DataError(f"example {example.uid!r}: the chat template changes the response text, so the "
+                                "scored span cannot be located")
+            conditioning = prompt + continuation[:at + len(example.context)]
+            target = continuation[at + len(example.context):]
+            if not example.final:
+                target = target[:len(example.answer)]
+        else:
+            conditioning, target = prompt, continuation
+        target = target.rstrip() if example.final else target
         if not target.strip():
             raise DataError(f"example {example.uid!r}: empty answer")
         prompt_ids = self._encode_text(prompt)
-        full_ids = self._encode_text(prompt + target)
-        if full_ids[-1] not in self.stop_ids:
+        full_ids = self._encode_text(conditioning + target)
+        if example.final and full_ids[-1] not in self.stop_ids:
             target += self.tokenizer.eos_token
-            full_ids = self._encode_text(prompt + target)
+            full_ids = self._encode_text(conditioning + target)
         if full_ids[: len(prompt_ids)] != prompt_ids:
             raise DataError(
                 f"example {example.uid!r}: tokenizing prompt and answer together changes the prompt tokens"
             )
-        return prompt + target, full_ids[len(prompt_ids):]
+        start = len(prompt_ids)
+        if conditioning != prompt:
+            context_ids = self._encode_text(conditioning)
+            start = next((i for i, (a, b) in enumerate(zip(context_ids, full_ids, strict=False)) if a != b),
+                         min(len(context_ids), len(full_ids)))
+            start = max(start, len(prompt_ids))
+        if start >= len(full_ids):
+            raise DataError(f"example {example.uid!r}: the scored span has no tokens")
+        return conditioning + target, full_ids[start:]
 
     # ------------------------------------------------------------------ batches
 
@@ -187,7 +234,10 @@ class ChatCollator:
             if input_ids[row, positions].tolist() != target_ids:
                 raise DataError(f"example {example.uid!r}: answer tokens moved during image processing")
             labels[row, positions] = input_ids[row, positions]
-        return {"inputs": batch, "labels": labels}
+        out = {"inputs": batch, "labels": labels}
+        if any(example.weight != 1.0 for example in examples):
+            out["weights"] = torch.tensor([float(example.weight) for example in examples])
+        return out
 
     def generation_batch(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         """Left-padded prompts ending with the generation prompt, ready for ``model.generate``."""
@@ -204,36 +254,3 @@ class ChatCollator:
             yield
         finally:
             self.tokenizer.padding_side = previous
-
-
-class PairedForgetSet(torch.utils.data.Dataset):
-    """Each forget example paired with a randomly drawn retain example (FIUBench's pairing), seeded."""
-
-    def __init__(self, forget: Sequence[Example], retain: Sequence[Example] | None, seed: int = 0) -> None:
-        if not forget:
-            raise ValueError("forget set is empty")
-        if retain is not None and not retain:
-            raise ValueError("retain set is empty but the method needs retain examples")
-        self.forget, self.retain = list(forget), (list(retain) if retain is not None else None)
-        self._rng = random.Random(seed)
-
-    def __len__(self) -> int:
-        return len(self.forget)
-
-    def __getitem__(self, index: int) -> tuple[Example, Example | None]:
-        partner = self.retain[self._rng.randrange(len(self.retain))] if self.retain is not None else None
-        return self.forget[index], partner
-
-
-class PairedCollator:
-    """Forget rows first, then their retain partners, in one batch; ``is_forget`` marks the rows."""
-
-    def __init__(self, collator: ChatCollator) -> None:
-        self.collator = collator
-
-    def __call__(self, pairs: Sequence[tuple[Example, Example | None]]) -> dict[str, Any]:
-        forget = [f for f, _ in pairs]
-        retain = [r for _, r in pairs if r is not None]
-        batch = self.collator(forget + retain)
-        batch["is_forget"] = torch.tensor([True] * len(forget) + [False] * len(retain))
-        return batch

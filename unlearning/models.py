@@ -22,6 +22,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 log = logging.getLogger(__name__)
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
 PARTS = ("language_model", "projector", "vision_tower")
 
 

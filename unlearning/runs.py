@@ -1,18 +1,29 @@
-"""Run folders: ``runs/<benchmark>/<model>/<method>_<split>_<lr>_<epochs>/``.
+"""Run folders: ``runs/<benchmark>/<model>/<readable name>-<hash>/``.
 
-Each holds ``run.json`` (what was trained from what), ``config.yaml`` (resolved, secrets redacted),
-``train_log.jsonl``, ``checkpoint/`` (a full model for Stage I, a LoRA adapter for Stage II) and
-``eval/`` (per-sample JSON per split and ``summary.json``).
+The hash is taken over every setting that changes training (the resolved config without the keys listed in
+``NOT_TRAINING``, plus the model training started from), so two runs that differ in any such setting (NPO's
+beta, a retain weight, the LoRA rank, the seed) get two folders. A run folder holds ``run.json`` (what was
+trained from what; its presence marks a finished run), ``identity.json`` (the hashed settings),
+``config.yaml`` (resolved, secrets redacted), ``train_log.jsonl``, ``checkpoint/`` (a full model for a
+finetune, a LoRA adapter for a forget run), ``checkpoints/step_NNNNNN/`` (intermediate ones, with
+``save_every``) and ``eval/``. Nothing here ever deletes another run's files.
+
+A model that was not trained here (an HF id, a local folder, an adapter on top of one) is evaluated in a run
+folder of kind ``external`` whose ``run.json`` records where it came from.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib.metadata
+import json
 import logging
 import os
-import shutil
+import re
 import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +31,25 @@ import torch
 import yaml
 
 from unlearning.io import atomic_write_dir, atomic_write_json, atomic_write_text, read_json, redact
-from unlearning.models import load_adapter, load_model
+from unlearning.models import ADAPTER_CONFIG, load_adapter, load_model
 
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
+IDENTITY_FILE = "identity.json"
 CHECKPOINT = "checkpoint"
+STEP_CHECKPOINTS = "checkpoints"
 PACKAGES = ("torch", "transformers", "peft", "accelerate")
+
+# Config keys that do not change what is trained: where it is written, how it is logged, which checkpoints
+# are kept, and the benchmark's evaluation-only settings.
+NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "save_every", "model_path")
+NOT_TRAINING_BENCHMARK = ("builtin_dir", "forget_split", "retain_split", "reference_split", "stage_one_split",
+                          "starts_from", "general_evals", "judge", "eval_options", "recipe")
+
+
+class RunExists(RuntimeError):
+    """A run folder already holds a run trained with other settings."""
 
 
 def provenance() -> dict[str, Any]:
@@ -48,24 +71,104 @@ def provenance() -> dict[str, Any]:
             "versions": versions}
 
 
-def start_run(run_dir: Path, config: dict[str, Any]) -> None:
-    """Mark ``run_dir`` unfinished (a retrained run's old results must not survive) and record its config."""
-    (run_dir / RUN_FILE).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / "eval", ignore_errors=True)
+# ---------------------------------------------------------------------------------------------- identity
+
+
+def training_identity(config: Mapping[str, Any], base_model: str | None) -> dict[str, Any]:
+    """The settings that determine a trained model: the resolved config minus ``NOT_TRAINING``, plus its base."""
+    identity = {key: value for key, value in config.items() if key not in NOT_TRAINING}
+    benchmark = identity.get("benchmark")
+    if isinstance(benchmark, Mapping):
+        identity["benchmark"] = {k: v for k, v in benchmark.items() if k not in NOT_TRAINING_BENCHMARK}
+    identity["base_model"] = base_model
+    return identity
+
+
+def identity_hash(identity: Mapping[str, Any]) -> str:
+    material = json.dumps(identity, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class RunClaim:
+    """Where a training run goes, and what is there already: ``new``, ``unfinished`` (same settings, no
+    ``run.json``: an interrupted run, trained again in place) or ``finished`` (nothing to do)."""
+
+    run_dir: Path
+    state: str
+
+
+def claim_run(group_dir: Path, label: str, run_name: str | None, identity: Mapping[str, Any]) -> RunClaim:
+    """The folder for a run with these settings: ``<label>-<hash>`` (or ``run_name`` when given).
+
+    A folder that holds a run with other settings is never touched: RunExists names it and the difference.
+    """
+    run_dir = group_dir / (run_name or f"{label}-{identity_hash(identity)}")
+    if not run_dir.exists():
+        return RunClaim(run_dir, "new")
+    stored_file = run_dir / IDENTITY_FILE
+    stored = read_json(stored_file) if stored_file.is_file() else None
+    if stored != json.loads(json.dumps(identity, default=str)):
+        changed = _differences(stored or {}, identity)
+        raise RunExists(
+            f"{run_dir} already holds a run trained with other settings ({changed}); it is left as it is. "
+            "Choose another run_name=, or delete that folder to replace it")
+    if (run_dir / RUN_FILE).is_file():
+        return RunClaim(run_dir, "finished")
+    if (run_dir / "eval").exists():
+        raise RunExists(f"{run_dir} has evaluation results but no {RUN_FILE}; move them away before retraining")
+    return RunClaim(run_dir, "unfinished")
+
+
+def _differences(stored: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> str:
+    keys = sorted(set(stored) | set(current))
+    out = []
+    for key in keys:
+        a, b = stored.get(key), current.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            inner = _differences(a, b, f"{prefix}{key}.")
+            out += [inner] if inner else []
+        elif json.dumps(a, default=str) != json.dumps(b, default=str):
+            out.append(f"{prefix}{key}: {a!r} there, {b!r} now")
+    return "; ".join(out[:5]) if not prefix else "; ".join(out)
+
+
+def start_run(run_dir: Path, config: dict[str, Any], identity: Mapping[str, Any]) -> None:
+    """Record the run's settings before training (its own folder only; nothing is deleted)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / IDENTITY_FILE, identity)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(redact(config), sort_keys=False))
 
 
-def save_run(
-    run_dir: Path, model: torch.nn.Module, processor: Any, info: dict[str, Any], state_dict: dict | None = None
-) -> None:
-    """Write the checkpoint folder atomically, then ``run.json`` (its presence marks a finished run)."""
+# ---------------------------------------------------------------------------------------------- checkpoints
 
-    def fill(folder: Path) -> None:
-        model.save_pretrained(folder, state_dict=state_dict, safe_serialization=True)
-        if info["kind"] == "finetune":
-            processor.save_pretrained(folder)
 
-    atomic_write_dir(run_dir / CHECKPOINT, fill)
+def save_checkpoint(folder: Path, model: torch.nn.Module, processor: Any | None = None,
+                    state_dict: dict | None = None) -> Path:
+    """Write a checkpoint folder atomically (the processor too for a full model)."""
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        if processor is not None:
+            processor.save_pretrained(tmp)
+
+    return atomic_write_dir(folder, fill)
+
+
+def step_checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / STEP_CHECKPOINTS / f"step_{step:06d}"
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """The optimiser steps at which intermediate checkpoints were kept, ascending."""
+    folder = run_dir / STEP_CHECKPOINTS
+    steps = [int(match.group(1)) for path in folder.glob("step_*")
+             if path.is_dir() and (match := re.fullmatch(r"step_(\d+)", path.name))]
+    return sorted(steps)
+
+
+def save_run(run_dir: Path, info: dict[str, Any]) -> None:
+    """Write ``run.json`` (its presence marks a finished run) once the checkpoint is in place."""
     atomic_write_json(run_dir / RUN_FILE, {**info, "checkpoint": CHECKPOINT, **provenance()})
 
 
@@ -81,15 +184,16 @@ def find_runs(root: Path) -> list[Path]:
     return sorted(path.parent for path in root.glob(f"**/{RUN_FILE}"))
 
 
-def find_unique_run(root: Path, prefix: str, what: str, key: str) -> Path:
-    """The one finished run under ``root`` whose folder name starts with ``prefix``."""
-    matches = [path for path in find_runs(root) if path.name.startswith(prefix)]
+def find_finetune_run(group_dir: Path, split: str, what: str, key: str) -> Path:
+    """The one finished finetune run on ``split`` under ``group_dir`` (a benchmark/model folder)."""
+    matches = [run for run in find_runs(group_dir)
+               if (info := read_run(run)).get("kind") == "finetune" and info.get("split") == split]
     if len(matches) != 1:
         found = ", ".join(str(m) for m in matches) or "none"
         raise FileNotFoundError(
-            f"looking for the {what} ({root}/{prefix}*): found {found}; pass {key}=<run folder> "
-            + ("or run scripts/finetune.bash first" if not matches else "to choose one")
-        )
+            f"looking for the {what} (a finished finetune run on split={split} under {group_dir}): found {found}; "
+            + (f"pass {key}=<run folder> to choose one" if matches else
+               f"run scripts/finetune.bash split={split} first or pass {key}=<model folder>"))
     return matches[0]
 
 
@@ -99,21 +203,71 @@ def base_model_entry(run_dir: Path, base_model: str | Path) -> str:
     return os.path.relpath(path.resolve(), run_dir.resolve()) if path.exists() else str(base_model)
 
 
-def base_model_path(run_dir: Path, info: dict[str, Any]) -> str:
-    local = run_dir / info["base_model"]
-    return str(local) if local.exists() else info["base_model"]
+def base_model_path(run_dir: Path, entry: str) -> str:
+    local = run_dir / entry
+    return str(local) if local.exists() else entry
 
 
-def model_path_of(run_dir: Path) -> str:
-    """The full-model folder a run's weights start from: its own checkpoint for Stage I, else its base."""
+# ---------------------------------------------------------------------------------------------- external models
+
+
+def external_run(group_dir: Path, benchmark: str, model: str, model_path: str, adapter_path: str | None) -> Path:
+    """A run folder for a model trained elsewhere (an HF id or a folder; optionally an adapter on top of it).
+
+    The same source gets the same folder, so its evaluation resumes; ``run.json`` records the source.
+    """
+    source = {"model_path": str(model_path), "adapter_path": None if adapter_path is None else str(adapter_path)}
+    resolved = {key: str(Path(value).resolve()) if value and Path(value).exists() else value
+                for key, value in source.items()}
+    label = re.sub(r"[^A-Za-z0-9._]+", "_", Path(str(adapter_path or model_path)).name.strip("/")) or "model"
+    run_dir = group_dir / f"external_{label}-{identity_hash(resolved)}"
+    if adapter_path is not None and not (Path(adapter_path) / ADAPTER_CONFIG).is_file():
+        raise FileNotFoundError(f"adapter_path {adapter_path}: no {ADAPTER_CONFIG} (a peft adapter folder)")
+    if not (run_dir / RUN_FILE).is_file():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / RUN_FILE, {
+            "kind": "external", "benchmark": benchmark, "model": model, "method": None, "split": None,
+            "source": source,
+            "base_model": base_model_entry(run_dir, model_path),
+            "adapter": None if adapter_path is None else base_model_entry(run_dir, adapter_path),
+            **provenance(),
+        })
+    return run_dir
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What to load for one evaluation: full weights, an optional adapter on them, and the processor's folder."""
+
+    weights: str
+    adapter: str | None
+    processor: str
+
+
+def model_source(run_dir: Path, step: int | None = None) -> ModelSource:
+    """The model of a finished run (``step``: an intermediate checkpoint instead of the final one)."""
     info = read_run(run_dir)
-    return str(run_dir / info["checkpoint"]) if info["kind"] == "finetune" else base_model_path(run_dir, info)
+    kind = info["kind"]
+    if kind == "external":
+        base = base_model_path(run_dir, info["base_model"])
+        adapter = base_model_path(run_dir, info["adapter"]) if info.get("adapter") else None
+        return ModelSource(base, adapter, base)
+    folder = run_dir / info["checkpoint"] if step is None else step_checkpoint_dir(run_dir, step)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no checkpoint {folder.name}")
+    base = base_model_path(run_dir, info["base_model"])
+    if kind == "finetune":
+        processor = str(run_dir / info["checkpoint"])
+        if (folder / ADAPTER_CONFIG).is_file():  # an intermediate checkpoint of a LoRA finetune
+            return ModelSource(base, str(folder), processor)
+        return ModelSource(str(folder), None, processor)
+    return ModelSource(base, str(folder), base)
 
 
-def load_run_model(run_dir: Path, dtype: str, attn_implementation: str) -> torch.nn.Module:
-    """The trained model of a run: Stage-I weights, or the Stage-I base plus the strictly loaded adapter."""
-    info = read_run(run_dir)
-    if info["kind"] == "finetune":
-        return load_model(run_dir / info["checkpoint"], dtype, attn_implementation)
-    base = load_model(base_model_path(run_dir, info), dtype, attn_implementation)
-    return load_adapter(base, run_dir / info["checkpoint"])
+def load_source(source: ModelSource, dtype: str, attn_implementation: str) -> torch.nn.Module:
+    """The full weights, with the adapter attached strictly when there is one."""
+    model = load_model(source.weights, dtype, attn_implementation)
+    return load_adapter(model, source.adapter) if source.adapter else model

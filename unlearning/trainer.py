@@ -1,7 +1,9 @@
 """One training loop for Stage-I finetuning and Stage-II forgetting, on accelerate (DDP or DeepSpeed by config).
 
-The loop knows nothing about methods: it gets a dataset, a collate function and ``step_loss(model, batch)``.
-Optimiser steps, not micro-batches, are what the schedule, ``max_steps`` and the log count.
+The loop knows nothing about methods: it gets a dataset, a collate function and
+``step_loss(model, batch, progress)``. Optimiser steps, not micro-batches, are what the schedule, ``max_steps``,
+the progress a loss sees and the log count; ``on_step(step, model)`` runs on every process after each optimiser
+step, with the prepared model (intermediate checkpoints).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from unlearning.progress import Progress
+
 log = logging.getLogger(__name__)
 
-StepLoss = Callable[[torch.nn.Module, dict[str, Any]], tuple[torch.Tensor, dict[str, float]]]
+StepLoss = Callable[[torch.nn.Module, Any, Progress], tuple[torch.Tensor, dict[str, float]]]
 
 
 @dataclass
@@ -73,6 +77,7 @@ def train(
     settings: TrainSettings,
     accelerator: Accelerator,
     log_file: str | Path | None = None,
+    on_step: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train ``model`` in place; returns the accelerate-prepared model and a summary (steps, seconds, last values)."""
     if len(dataset) == 0:
@@ -107,7 +112,7 @@ def train(
             tqdm(total=total_steps, desc="train", disable=None if accelerator.is_local_main_process else True))
         for epoch, batch in _batches(loader, settings.epochs):
             with accelerator.accumulate(model):
-                loss, parts = step_loss(model, batch)
+                loss, parts = step_loss(model, batch, Progress(step, total_steps))
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and settings.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
@@ -127,6 +132,8 @@ def train(
                 writer.write(json.dumps(record) + "\n")
                 writer.flush()
             progress.update(1)
+            if on_step is not None:
+                on_step(step, model)
             if step % settings.log_every == 0 or step == total_steps:
                 progress.set_postfix(loss=f"{last['loss']:.4f}")
                 log.info("step %d/%d %s", step, total_steps, " ".join(f"{k}={v:.4g}" for k, v in last.items()))

@@ -9,11 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from eval.mme import MMEItem, load_mme, score_mme
-from eval.pope import PopeItem, load_pope, score_pope
+from eval.mme import MMEItem, load_mme, score_mme, write_mme
+from eval.pope import PopeItem, load_pope, score_pope, write_pope
 from eval.yesno import parse_yes_no
 from unlearning.data import DataError
-from unlearning.synthetic import write_mme, write_pope
 
 
 def test_yes_no_parsing():

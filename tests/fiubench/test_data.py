@@ -8,9 +8,9 @@ import pytest
 
 from fiubench.benchmark import FiuBenchTask, load_refusals
 from fiubench.data import FiuBench
+from fiubench.synthetic import write_fiubench
 from tests.conftest import shared_fixture
 from unlearning.data import DataError
-from unlearning.synthetic import write_fiubench
 
 
 @pytest.fixture()

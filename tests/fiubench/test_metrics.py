@@ -5,7 +5,7 @@ import pytest
 
 from fiubench import metrics
 from fiubench.benchmark import FiuBenchTask
-from unlearning.evaluate import SequenceScore
+from unlearning.inference import SequenceScore
 
 
 def test_truth_ratio_hand_computed():
@@ -72,9 +72,9 @@ def score(*logprobs: float) -> SequenceScore:
 
 
 def test_official_text_truncation():
-    assert metrics.answer_text("it is porto. and more.", "official") == "it is porto."
-    assert metrics.answer_text("no period here", "official") == ""  # the original's s[:find('.') + 1]
-    assert metrics.answer_text("lives at apt. 657", "default") == "lives at apt. 657"
+    assert metrics.answer_text("it is porto. and more.", metrics.OFFICIAL) == "it is porto."
+    assert metrics.answer_text("no period here", metrics.OFFICIAL) == ""  # the original's s[:find('.') + 1]
+    assert metrics.answer_text("lives at apt. 657", metrics.DEFAULT) == "lives at apt. 657"
     with pytest.raises(ValueError):
         metrics.answer_text("x", "legacy")
 
@@ -82,13 +82,13 @@ def test_official_text_truncation():
 def test_official_nll_skips_first_token_and_eos_and_divides_by_answer_length():
     s = score(-0.5, -1.0, -2.0, -0.1)  # three answer tokens + EOS
     assert metrics.answer_nll(s) == pytest.approx(3.6 / 4)
-    assert metrics.answer_nll(s, "official") == pytest.approx(3.0 / 3)
+    assert metrics.answer_nll(s, metrics.OFFICIAL) == pytest.approx(3.0 / 3)
 
 
 def test_mia_weighting_per_compat():
     s = score(*[-float(i) for i in range(1, 8)], -0.1)  # 7 answer tokens + EOS
     default, default_pp = metrics.mia(s)
-    official, _ = metrics.mia(s, "official")  # tokens 2..7: ratio 0.1 selects none, dropped without renormalising
+    official, _ = metrics.mia(s, metrics.OFFICIAL)  # tokens 2..7: ratio 0.1 selects none, dropped without renormalising
     lp = [-float(i) for i in range(2, 8)]
     expected_official = sum(w * math.exp(np.mean(sorted(lp)[: int(len(lp) * r)]))
                             for r, w in zip((0.2, 0.3, 0.4, 0.5), (0.3, 0.2, 0.1, 0.1), strict=True))

@@ -9,7 +9,7 @@ import pytest
 from mllmu import evaluate
 from mllmu.data import MllmuBench
 from tests.fake_openai import FakeOpenAI, fake_openai_server
-from unlearning.evaluate import score_answers
+from unlearning.inference import score_answers
 
 
 @pytest.fixture()

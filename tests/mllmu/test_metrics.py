@@ -24,7 +24,7 @@ def test_parse_choice_accepts_the_usual_answer_shapes(response, expected):
     ("B", "B"), ("b) a pastry chef", "B"), ("The answer is B", None), (" B", None), ("", None), ("Answer: D", "A"),
 ])
 def test_official_parse_reads_the_first_character_only(response, expected):
-    assert metrics.parse_choice(response, OPTIONS, "official") == expected
+    assert metrics.parse_choice(response, OPTIONS, metrics.OFFICIAL) == expected
 
 
 def test_choice_by_likelihood_takes_the_largest_and_the_first_on_a_tie():
@@ -69,13 +69,13 @@ def test_factuality_parse(reply, expected):
     ("Factuality Score: 1,0", 10.0),
 ])
 def test_official_factuality_parse(reply, expected):
-    assert metrics.parse_factuality(reply, "official") == expected
+    assert metrics.parse_factuality(reply, metrics.OFFICIAL) == expected
 
 
 def test_factuality_mean_counts_unparseable_replies_as_the_lowest_score():
     assert metrics.factuality_mean([8.0, None, 6.0], [False, False, False]) == pytest.approx((8 + 1 + 6) / 3)
     assert metrics.factuality_mean([8.0, None], [False, True]) is None  # a failed request: no mean
-    assert metrics.factuality_mean([8.0, None, 6.0], [False, False, False], "official") == pytest.approx(7.0)
+    assert metrics.factuality_mean([8.0, None, 6.0], [False, False, False], metrics.OFFICIAL) == pytest.approx(7.0)
 
 
 def test_aggregate_per_modality():
@@ -84,17 +84,20 @@ def test_aggregate_per_modality():
         {"modality": "image_text", "task": "classification", "correct": False, "prediction": None},
         {"modality": "text", "task": "classification", "correct": True, "prediction": "B"},
         {"modality": "image_text", "task": "cloze", "correct": True},
-        {"modality": "image_text", "task": "generation", "rougeL_f": 0.5, "bleu": 0.2, "factuality": 9.0},
-        {"modality": "image_text", "task": "generation", "rougeL_f": 1.0, "bleu": 0.4, "factuality": None},
+        {"modality": "image_text", "task": "generation", "rougeL_f": 0.5, "bleu": 0.2, "factuality": 9.0,
+         "judge_reply": "Factuality Score: 9", "judge_failed": False},
+        {"modality": "image_text", "task": "generation", "rougeL_f": 1.0, "bleu": 0.4, "factuality": None,
+         "judge_reply": "no idea", "judge_failed": False},
     ]
     image, text = (metrics.aggregate(records)[m] for m in ("image_text", "text"))
     assert image["classification_acc"] == 0.5 and image["n_unanswered_classification"] == 1
     assert image["cloze_acc"] == 1.0 and image["rougeL_f"] == 0.75 and image["bleu"] == pytest.approx(0.3)
-    assert image["factuality"] == 5.0 and image["n_factuality_unparseable"] == 1
+    assert image["factuality"] == 5.0
+    assert image["judge"] == {"n": 2, "n_scored": 1, "n_failed": 0, "n_unparseable": 1}
     assert text["classification_acc"] == 1.0 and text["cloze_acc"] is None and text["rougeL_f"] is None
-    assert math.isclose(metrics.aggregate(records, "official")["image_text"]["factuality"], 9.0)
+    assert math.isclose(metrics.aggregate(records, metrics.OFFICIAL)["image_text"]["factuality"], 9.0)
 
 
 def test_unknown_compat_is_rejected():
     with pytest.raises(ValueError, match="compat"):
-        metrics.parse_choice("A", OPTIONS, "paper")
+        metrics.quirks_of("paper")

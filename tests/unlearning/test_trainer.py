@@ -10,7 +10,7 @@ from accelerate import Accelerator
 from unlearning.trainer import TrainSettings, train
 
 
-def regression_loss(model, batch):
+def regression_loss(model, batch, progress):
     prediction = model(batch[:, :1]).squeeze(-1)
     loss = ((prediction - batch[:, 1]) ** 2).mean()
     return loss, {"mse": loss.item()}
@@ -42,7 +42,7 @@ def test_max_steps_caps_training(tmp_path: Path):
 
 
 def test_non_finite_loss_stops_training():
-    def nan_loss(model, batch):
+    def nan_loss(model, batch, progress):
         return model(batch[:, :1]).sum() * float("nan"), {}
 
     with pytest.raises(FloatingPointError, match="loss became nan at step 0"):

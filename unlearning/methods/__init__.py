@@ -1,20 +1,69 @@
-"""Forget objectives by name. Each module registers one method; ``build_method`` turns a config into it."""
+"""Forget objectives by name. Every module of this package is imported (and registers its method) on first use;
+``build_method`` turns a method config into an object: a registered method with its parameters, or a
+composition, a base method plus extra loss terms (``base`` + ``terms`` in the YAML)."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from unlearning.methods import ga, gd, kl, npo, po  # noqa: F401  (registration)
-from unlearning.methods.base import METHODS, ForgetMethod
+import torch
 
-__all__ = ["METHODS", "ForgetMethod", "build_method"]
+from unlearning.methods.base import METHODS, ForgetMethod, Progress, StreamScores
+from unlearning.methods.terms import TERMS, Term, parse_term
+from unlearning.streams import StreamUse, merge_uses
+
+__all__ = ["METHODS", "TERMS", "ComposedMethod", "ForgetMethod", "Progress", "StreamScores", "build_method"]
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+
+@dataclass
+class ComposedMethod:
+    """A base method (or none) plus weighted loss terms on named streams."""
+
+    name: str
+    base: ForgetMethod | None
+    terms: tuple[Term, ...]
+
+    @property
+    def needs_reference(self) -> bool:
+        return bool(self.base and self.base.needs_reference) or any(
+            TERMS.get(term.loss).needs_reference for term in self.terms)
+
+    def streams(self) -> tuple[StreamUse, ...]:
+        base = self.base.streams() if self.base else ()
+        return merge_uses([*base, *(term.use for term in self.terms)], self.name)
+
+    def loss(self, policy: StreamScores, reference: StreamScores | None, progress: Progress
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        total, logs = self.base.loss(policy, reference, progress) if self.base else (None, {})
+        for term in self.terms:
+            weight, value = term.weight.at(progress), term.value(policy, reference)
+            total = weight * value if total is None else total + weight * value
+            logs[f"{term.loss}_{term.stream}"] = value.item()
+            if term.weight.end is not None:
+                logs[f"w_{term.loss}_{term.stream}"] = weight
+        return total, logs
 
 
 def build_method(config: Mapping[str, Any]) -> ForgetMethod:
-    """``{"name": "npo", "beta": 0.1}`` -> NPO(beta=0.1); unknown keys are an error naming the method."""
+    """``{"name": "npo", "beta": 0.1}`` -> NPO(beta=0.1); ``{"name": "ga_pd", "base": {"name": "ga"}, "terms":
+    [...]}`` -> GA plus the terms. Unknown keys are an error naming the method."""
     params = dict(config)
     name = params.pop("name")
+    if "base" in params or "terms" in params:
+        base, terms = params.pop("base", None), params.pop("terms", None) or []
+        if params:
+            raise ValueError(f"method {name!r}: a composed method has only name, base and terms; got {sorted(params)}")
+        if base is None and not terms:
+            raise ValueError(f"method {name!r}: a composed method needs a base method or terms")
+        return ComposedMethod(name, build_method(base) if base else None,
+                              tuple(parse_term(term, name, i) for i, term in enumerate(terms)))
     cls = METHODS.get(name)
     try:
         return cls(**params)

@@ -1,28 +1,45 @@
-"""What a forget method is: a loss over one paired forget/retain batch.
+"""What a forget method is: the streams it scores and a loss over their scores.
 
-A step's batch holds the forget examples first and, when the method asks for them, as many retain
-examples after them; ``is_forget`` marks the rows. One forward pass scores both (a second pass through a
-DDP-wrapped model before ``backward`` is an error), and the reference, when needed, is the same weights
-with the LoRA adapters disabled.
+A step's batch holds one example per forget example for every stream the method consumes (see
+``unlearning.streams``); one forward pass scores them all (a second pass through a DDP-wrapped model before
+``backward`` is an error), and the reference, when needed, is the same weights with the LoRA adapters
+disabled. The loss is told how far training has progressed, for weights that change over training.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 import torch
 
-from unlearning.metrics.likelihood import AnswerLogits
+from unlearning.progress import Progress
 from unlearning.registry import Registry
+from unlearning.scoring import AnswerLogits
+from unlearning.streams import StreamUse
+
+
+class StreamScores:
+    """The scores of one batch, looked up by stream name."""
+
+    def __init__(self, answer: AnswerLogits, spans: Mapping[str, tuple[int, int]]) -> None:
+        self.answer, self.spans = answer, dict(spans)
+
+    def __getitem__(self, stream: str) -> AnswerLogits:
+        if stream not in self.spans:
+            raise KeyError(f"stream {stream!r} is not in this batch (it holds {', '.join(self.spans)})")
+        return self.answer.rows_between(*self.spans[stream])
 
 
 class ForgetMethod(Protocol):
-    needs_retain: bool  # pair each forget example with a retain example
     needs_reference: bool  # score the batch with the pre-forgetting model as well
-    forget_target: str  # "answer": train on the forget answers; "refusal": replace them with refusals
+
+    def streams(self) -> tuple[StreamUse, ...]:
+        """The streams this method scores, in batch order, with their pairing."""
+        ...
 
     def loss(
-        self, policy: AnswerLogits, reference: AnswerLogits | None, is_forget: torch.Tensor
+        self, policy: StreamScores, reference: StreamScores | None, progress: Progress
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss to minimise and the scalar parts worth logging."""
         ...

@@ -10,19 +10,21 @@ from dataclasses import dataclass
 
 import torch
 
-from unlearning.methods.base import METHODS
-from unlearning.metrics.likelihood import AnswerLogits, mean_nll
+from unlearning.methods.base import METHODS, Progress, StreamScores
+from unlearning.scoring import mean_nll
+from unlearning.streams import StreamUse
 
 
 @METHODS.register("ga")
 @dataclass
 class GradientAscent:
-    needs_retain = False
     needs_reference = False
-    forget_target = "answer"
+
+    def streams(self) -> tuple[StreamUse, ...]:
+        return (StreamUse("forget"),)
 
     def loss(
-        self, policy: AnswerLogits, reference: AnswerLogits | None, is_forget: torch.Tensor
+        self, policy: StreamScores, reference: StreamScores | None, progress: Progress
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        forget_nll = mean_nll(policy, is_forget)
+        forget_nll = mean_nll(policy["forget"])
         return -forget_nll, {"forget_nll": forget_nll.item()}

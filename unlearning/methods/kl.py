@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from unlearning.methods.base import METHODS
-from unlearning.metrics.likelihood import AnswerLogits, kl_ref_to_policy, mean_nll
+from unlearning.methods.base import METHODS, Progress, StreamScores
+from unlearning.scoring import kl_ref_to_policy, mean_nll
+from unlearning.streams import RANDOM, StreamUse
 
 
 @METHODS.register("kl")
@@ -20,16 +21,17 @@ from unlearning.metrics.likelihood import AnswerLogits, kl_ref_to_policy, mean_n
 class KLMinimisation:
     retain_weight: float = 1.0
 
-    needs_retain = True
     needs_reference = True
-    forget_target = "answer"
+
+    def streams(self) -> tuple[StreamUse, ...]:
+        return StreamUse("forget"), StreamUse("retain", RANDOM)
 
     def loss(
-        self, policy: AnswerLogits, reference: AnswerLogits | None, is_forget: torch.Tensor
+        self, policy: StreamScores, reference: StreamScores | None, progress: Progress
     ) -> tuple[torch.Tensor, dict[str, float]]:
         if reference is None:
             raise ValueError("kl needs reference scores")
-        forget_nll = mean_nll(policy, is_forget)
-        retain_kl = kl_ref_to_policy(policy, reference, ~is_forget)
+        forget_nll = mean_nll(policy["forget"])
+        retain_kl = kl_ref_to_policy(policy["retain"], reference["retain"])
         loss = -forget_nll + self.retain_weight * retain_kl
         return loss, {"forget_nll": forget_nll.item(), "retain_kl": retain_kl.item()}

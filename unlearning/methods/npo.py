@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from unlearning.methods.base import METHODS
-from unlearning.metrics.likelihood import AnswerLogits, mean_nll
+from unlearning.methods.base import METHODS, Progress, StreamScores
+from unlearning.scoring import mean_nll
+from unlearning.streams import RANDOM, StreamUse
 
 
 @METHODS.register("npo")
@@ -24,26 +25,24 @@ class NegativePreference:
     retain_weight: float = 0.0
 
     needs_reference = True
-    forget_target = "answer"
 
     def __post_init__(self) -> None:
         if self.beta <= 0:
             raise ValueError(f"npo beta must be positive, got {self.beta}")
 
-    @property
-    def needs_retain(self) -> bool:
-        return self.retain_weight > 0
+    def streams(self) -> tuple[StreamUse, ...]:
+        return (StreamUse("forget"), StreamUse("retain", RANDOM)) if self.retain_weight > 0 else (StreamUse("forget"),)
 
     def loss(
-        self, policy: AnswerLogits, reference: AnswerLogits | None, is_forget: torch.Tensor
+        self, policy: StreamScores, reference: StreamScores | None, progress: Progress
     ) -> tuple[torch.Tensor, dict[str, float]]:
         if reference is None:
             raise ValueError("npo needs reference scores")
-        log_ratio = (policy.sequence_logprobs() - reference.sequence_logprobs().detach())[is_forget]
+        log_ratio = policy["forget"].sequence_logprobs() - reference["forget"].sequence_logprobs().detach()
         npo = (2.0 / self.beta) * F.softplus(self.beta * log_ratio).mean()
         logs = {"npo": npo.item(), "log_ratio": log_ratio.mean().item()}
         if self.retain_weight == 0:
             return npo, logs
-        retain_nll = mean_nll(policy, ~is_forget)
+        retain_nll = mean_nll(policy["retain"])
         logs["retain_nll"] = retain_nll.item()
         return npo + self.retain_weight * retain_nll, logs

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,22 +49,17 @@ class JudgeReply:
     cached: bool = False
 
 
-@dataclass
-class JudgeScores:
-    """Parsed scores, one per prompt (None where the judge failed or its reply could not be parsed)."""
+@dataclass(frozen=True)
+class Judgment:
+    """One prompt's outcome: the parsed value (None when the request failed or the reply did not parse)."""
 
-    values: list[float | None]
-    failed: int = 0
-    unparseable: int = 0
-    replies: list[str | None] = field(default_factory=list)
+    value: float | None
+    reply: str | None  # None when the request failed after its retries, or when the judge was not asked
+    failed: bool = False
 
-    def summary(self) -> dict[str, Any]:
-        scored = [v for v in self.values if v is not None]
-        return {
-            "mean": sum(scored) / len(scored) if scored else None,
-            "n": len(self.values), "n_scored": len(scored), "n_failed": self.failed,
-            "n_unparseable": self.unparseable,
-        }
+    @property
+    def unparseable(self) -> bool:
+        return not self.failed and self.reply is not None and self.value is None
 
 
 class JudgeUnavailable(RuntimeError):
@@ -161,10 +156,10 @@ class Judge:
         raise AssertionError("unreachable")
 
 
-def build_judge(config: Mapping[str, Any]) -> tuple[Judge | None, str]:
+def build_judge(config: JudgeSettings | Mapping[str, Any]) -> tuple[Judge | None, str]:
     """The judge an evaluation's ``judge`` settings ask for, or None, and the status to report: "scored", or
     "skipped: <why>" (raises JudgeUnavailable when judging is required but no endpoint is configured)."""
-    settings = JudgeSettings(**config)
+    settings = config if isinstance(config, JudgeSettings) else JudgeSettings(**config)
     skipped = judge_unavailable_reason(settings)
     return (Judge(settings), "scored") if skipped is None else (None, f"skipped: {skipped}")
 
@@ -180,19 +175,29 @@ def complete_on_main(judge: Judge, prompts: Sequence[str], accelerator: Any | No
     return broadcast_object_list(replies, from_process=0)[0]
 
 
-def judge_scores(judge: Judge, prompts: Sequence[str], parse: Callable[[str], float | None],
-                 accelerator: Any | None = None) -> JudgeScores:
-    """Ask the judge about every prompt and parse each reply, counting failures and unparseable replies."""
+def judge_all(judge: Judge, prompts: Sequence[str], parse: Callable[[str], float | None],
+              accelerator: Any | None = None) -> list[Judgment]:
+    """Ask the judge about every prompt and parse each reply; failures are kept as such, for the counts."""
     replies = complete_on_main(judge, prompts, accelerator)
-    scores = JudgeScores(values=[], replies=[reply.text for reply in replies])
-    for reply in replies:
-        if reply.text is None:
-            scores.failed += 1
-            scores.values.append(None)
-            continue
-        value = parse(reply.text)
-        scores.unparseable += value is None
-        scores.values.append(value)
+    judgments = [Judgment(None, None, failed=True) if reply.text is None else Judgment(parse(reply.text), reply.text)
+                 for reply in replies]
     log.info("judge: %d prompts, %d cached, %d failed, %d unparseable", len(prompts),
-             sum(r.cached for r in replies), scores.failed, scores.unparseable)
-    return scores
+             sum(r.cached for r in replies), sum(j.failed for j in judgments), sum(j.unparseable for j in judgments))
+    return judgments
+
+
+def store_judgment(record: dict[str, Any], key: str, judgment: Judgment) -> None:
+    """Write a judgment into a per-sample record: the value under ``key``, the raw reply, whether it failed."""
+    record[key] = judgment.value
+    record["judge_reply"] = judgment.reply
+    record["judge_failed"] = judgment.failed
+
+
+def judge_counts(records: Sequence[Mapping[str, Any]], key: str) -> dict[str, int]:
+    """How a judged metric's records fared: every benchmark counts failures and unparseable replies this way."""
+    judged = [r for r in records if "judge_failed" in r]
+    failed = sum(bool(r["judge_failed"]) for r in judged)
+    unparseable = sum(not r["judge_failed"] and r.get("judge_reply") is not None and r.get(key) is None
+                      for r in judged)
+    return {"n": len(judged), "n_scored": sum(r.get(key) is not None for r in judged), "n_failed": failed,
+            "n_unparseable": unparseable}

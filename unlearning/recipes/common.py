@@ -1,4 +1,4 @@
-"""Set-up shared by the recipes: logging, accelerator, benchmark (built-in data on first use), model."""
+"""Set-up shared by the recipes: logging, accelerator, benchmark (built-in data on first use), model, run folder."""
 
 from __future__ import annotations
 
@@ -12,10 +12,19 @@ import torch
 from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 
-from unlearning.benchmarks import Benchmark, benchmark_class
+from unlearning.benchmarks import Benchmark, benchmark_class, check_starts_from
 from unlearning.data import ChatCollator, stop_token_ids
 from unlearning.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.models import load_processor
+from unlearning.runs import (
+    RunClaim,
+    claim_run,
+    find_finetune_run,
+    save_checkpoint,
+    start_run,
+    step_checkpoint_dir,
+    training_identity,
+)
 from unlearning.tiny import build_tiny_model
 from unlearning.trainer import TrainSettings
 
@@ -93,6 +102,8 @@ def build_benchmark(cfg: DictConfig, accelerator: Accelerator) -> Benchmark:
                     f"{bench.name} benchmark")
         return cls(Path(cfg.data_dir), **to_dict(bench.options))
 
+    check_starts_from(bench.starts_from)
+
     return on_main_first(accelerator, load)
 
 
@@ -121,13 +132,69 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
     )
 
 
-def make_collator(processor: Any, model: torch.nn.Module, model_cfg: Mapping[str, Any]) -> ChatCollator:
+def make_collator(processor: Any, model: torch.nn.Module, system_prompt: str | None) -> ChatCollator:
     return ChatCollator(
         processor, stop_token_ids(processor.tokenizer, getattr(model, "generation_config", None)),
-        system_prompt=model_cfg.get("system_prompt"),
+        system_prompt=system_prompt,
     )
 
 
 def load_processor_for(path: str, model_cfg: Mapping[str, Any]) -> Any:
     return load_processor(path, model_cfg.get("chat_template"), model_cfg.get("processor_class"),
                           model_cfg.get("image_processor_overrides"))
+
+
+def group_dir(cfg: DictConfig) -> Path:
+    """Where a benchmark/model's runs live."""
+    return Path(cfg.run_root) / cfg.benchmark.name / cfg.model.name
+
+
+def starting_model(cfg: DictConfig, benchmark: Benchmark, accelerator: Accelerator) -> str:
+    """The model forgetting starts from: ``model_path`` when given, else the benchmark's choice: its finetune
+    run on ``stage_one_split`` (FIUBench's Stage I, MLLMU-Bench's vanilla model) or the vanilla model itself."""
+    if cfg.model_path:
+        return str(cfg.model_path)
+    if cfg.benchmark.starts_from == "vanilla":
+        return ensure_model(cfg.model, benchmark, accelerator)
+    from unlearning.runs import model_source
+
+    split = cfg.benchmark.stage_one_split
+    run = find_finetune_run(group_dir(cfg), split, f"model trained on split={split}", "model_path")
+    return model_source(run).weights
+
+
+def prepare_run(cfg: DictConfig, base_model: str, accelerator: Accelerator) -> RunClaim:
+    """Claim this config's run folder (every process agrees), and record its settings unless it is finished."""
+    config = to_dict(cfg)
+    base = Path(base_model)
+    identity = training_identity(config, os.path.relpath(base.resolve(), group_dir(cfg).resolve())
+                                 if base.exists() else base_model)
+    claim = claim_run(group_dir(cfg), cfg.run_label, cfg.run_name, identity)
+    accelerator.wait_for_everyone()
+    if claim.state == "finished":
+        log.info("%s is already trained with these settings; nothing to do (delete it, or set run_name=, to "
+                 "train again)", claim.run_dir)
+    elif accelerator.is_main_process:
+        start_run(claim.run_dir, config, identity)
+        log.info("%s run %s", "resuming interrupted" if claim.state == "unfinished" else "new", claim.run_dir)
+    return claim
+
+
+def step_saver(save_every: int | None, run_dir: Path, accelerator: Accelerator
+               ) -> Callable[[int, torch.nn.Module], None] | None:
+    """With ``save_every=N``, a callback keeping the trainable weights every N optimiser steps
+    (``checkpoints/step_N``: the adapter of a LoRA run, the full model otherwise)."""
+    if not save_every:
+        return None
+    if save_every < 1:
+        raise ValueError(f"save_every must be a positive number of optimiser steps, got {save_every}")
+
+    def save(step: int, prepared: torch.nn.Module) -> None:
+        if step % save_every:
+            return
+        state_dict = accelerator.get_state_dict(prepared)  # every rank takes part (ZeRO-3 gathers shards)
+        if accelerator.is_main_process:
+            save_checkpoint(step_checkpoint_dir(run_dir, step), accelerator.unwrap_model(prepared), None, state_dict)
+            log.info("kept checkpoint of step %d", step)
+
+    return save

@@ -1,11 +1,14 @@
-"""Evaluate runs on the benchmark's forget and retain splits; resumable (finished splits are reused).
+"""Evaluate runs, or a model that is not a run, on the benchmark; resumable (finished parts are reused).
 
     bash scripts/eval_everything.bash                          # every run of the built-in benchmark + tiny model
-    bash scripts/eval_everything.bash run_dirs=[runs/fiubench/tiny/ga_forget10_0.0002_5]
+    bash scripts/eval_everything.bash run_dirs=[runs/fiubench/tiny/ga_forget10_0.0005_8-1a2b3c4d]
     bash scripts/eval_everything.bash model=llava_phi3_mini data_dir=dataset/FIUBench forget_split=forget5
+    bash scripts/eval_everything.bash model_path=models/fiubench/tiny-llava      # an off-the-shelf model folder
+    bash scripts/eval_everything.bash steps=all                # also every kept intermediate checkpoint
 
-The retain model (``finetune_retain_*``) is evaluated first: its forget-split truth ratios are the
-reference distribution of every other run's KS-test forget quality.
+The benchmark's reference run (its finetune run on ``benchmark.reference_split``, FIUBench's retain model)
+is evaluated first: metrics such as forget quality compare every other run with it. All settings, the
+benchmark's parts included, are checked before any model loads.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ import hydra
 from accelerate import Accelerator
 from omegaconf import DictConfig
 
+from unlearning.benchmarks import Benchmark
+from unlearning.evaluation import EvalSettings, Evaluation, run_evaluation
+from unlearning.general import ensure_general_data, general_part, general_settings
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
     ensure_data,
+    group_dir,
     load_processor_for,
     make_accelerator,
     make_collator,
@@ -29,69 +36,104 @@ from unlearning.recipes.common import (
     setup_logging,
     to_dict,
 )
-from unlearning.runs import find_runs, find_unique_run, load_run_model, model_path_of, read_run
-from unlearning.synthetic import write_mme, write_pope
+from unlearning.runs import (
+    ModelSource,
+    checkpoint_steps,
+    external_run,
+    find_finetune_run,
+    find_runs,
+    load_source,
+    model_source,
+    read_run,
+)
 
 log = logging.getLogger(__name__)
 
 
-def runs_to_evaluate(cfg: DictConfig, needs_reference: bool = True) -> tuple[list[Path], Path | None]:
-    """The runs (reference first) and the retain-model reference run, if any."""
-    root = Path(cfg.run_root) / cfg.benchmark.name / cfg.model.name
-    if not needs_reference:
-        reference = None
-    elif cfg.reference_run:
-        reference = Path(cfg.reference_run)
+def runs_to_evaluate(cfg: DictConfig, accelerator: Accelerator) -> tuple[list[Path], Path | None]:
+    """The runs (reference first) and the reference run, if the benchmark has one."""
+    root = group_dir(cfg)
+    reference = None
+    if cfg.benchmark.reference_split:
+        if cfg.reference_run:
+            reference = Path(cfg.reference_run)
+        else:
+            try:
+                reference = find_finetune_run(root, cfg.benchmark.reference_split, "reference run", "reference_run")
+            except FileNotFoundError as error:
+                log.warning("metrics against the reference run will be missing: %s", error)
+    if cfg.model_path:
+        runs = [on_main_first(accelerator, lambda: external_run(
+            root, cfg.benchmark.name, cfg.model.name, cfg.model_path, cfg.adapter_path))]
+    elif cfg.adapter_path:
+        raise ValueError("adapter_path goes with model_path (the model the adapter was trained on)")
     else:
-        try:
-            reference = find_unique_run(root, "finetune_retain_", "retain model", "reference_run")
-        except FileNotFoundError as error:
-            log.warning("forget quality will be missing: %s", error)
-            reference = None
-    runs = [Path(p) for p in cfg.run_dirs] if cfg.run_dirs else find_runs(root)
+        runs = [Path(p) for p in cfg.run_dirs] if cfg.run_dirs else find_runs(root)
     if not runs:
-        raise FileNotFoundError(f"no finished runs under {root}; train some first or pass run_dirs=[...]")
+        raise FileNotFoundError(f"no finished runs under {root}; train some first, pass run_dirs=[...] or "
+                                "model_path=<model>")
     if reference is not None:
         runs = [reference] + [run for run in runs if run.resolve() != reference.resolve()]
     return runs, reference
 
 
-GENERAL_BUILTINS = {"mme": write_mme, "pope": write_pope}
+def steps_to_evaluate(run_dir: Path, steps: Any) -> list[int | None]:
+    """The intermediate checkpoints to evaluate (``steps``: null, ``all`` or a list), then the final model (None)."""
+    kept = checkpoint_steps(run_dir)
+    if steps is None or not kept:
+        return [None]
+    if steps == "all":
+        return [*kept, None]
+    wanted = [int(step) for step in steps]
+    missing = [step for step in wanted if step not in kept]
+    if missing:
+        raise FileNotFoundError(f"{run_dir}: no checkpoint for steps {missing}; kept: {kept}")
+    return [*wanted, None]
 
 
-def ensure_general_data(general: DictConfig, accelerator: Accelerator) -> None:
-    for name, settings in general.items():
-        if name not in GENERAL_BUILTINS:
-            raise ValueError(f"eval.general.{name}: unknown evaluation; known: {', '.join(GENERAL_BUILTINS)}")
-        on_main_first(accelerator, lambda name=name, settings=settings: ensure_data(
-            Path(settings.data_dir), Path(settings.builtin_dir), GENERAL_BUILTINS[name], {}, name.upper()))
+def build_evaluation(cfg: DictConfig, benchmark: Benchmark, settings: EvalSettings,
+                     accelerator: Accelerator) -> Evaluation:
+    """The benchmark's parts plus the general evaluations it reports, all settings checked here."""
+    evaluation = benchmark.evaluation(settings, cfg.forget_split, cfg.retain_split,
+                                      **to_dict(cfg.benchmark.eval_options))
+    general = general_settings(list(cfg.benchmark.general_evals or []),
+                               to_dict(cfg.eval.general) if cfg.eval.general else None)
+    if not general:
+        return evaluation
+    ensure_general_data(general, lambda work: on_main_first(accelerator, work), ensure_data)
+    return Evaluation({**evaluation.parts, "general": general_part(general, settings.batch_size)},
+                      evaluation.summarize)
 
 
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     accelerator = make_accelerator()
+    settings = EvalSettings.from_config(to_dict(cfg.eval))
     benchmark = build_benchmark(cfg, accelerator)
-    if getattr(benchmark, "uses_general_evals", False):
-        ensure_general_data(cfg.eval.general or {}, accelerator)
-    runs, reference = runs_to_evaluate(cfg, getattr(benchmark, "needs_reference_run", True))
-    settings = to_dict(cfg.eval)
-    summaries = []
+    evaluation = build_evaluation(cfg, benchmark, settings, accelerator)
+    runs, reference = runs_to_evaluate(cfg, accelerator)
+    targets = [(run_dir, step) for run_dir in runs for step in steps_to_evaluate(run_dir, cfg.steps)]
     for run_dir in runs:
         info = read_run(run_dir)
         if info["benchmark"] != benchmark.name:
             raise ValueError(f"{run_dir} is a {info['benchmark']} run, not {benchmark.name}")
-        log.info("evaluating %s", run_dir)
+    summaries = []
+    for run_dir, step in targets:
+        source = model_source(run_dir, step)
+        out_dir = run_dir / "eval" if step is None else run_dir / "eval" / "steps" / f"step_{step:06d}"
+        log.info("evaluating %s%s", run_dir, "" if step is None else f" at step {step}")
 
-        def load(run_dir: Path = run_dir) -> tuple[Any, Any]:
-            processor = load_processor_for(str(model_path_of(run_dir)), cfg.model)
-            model = load_run_model(run_dir, cfg.model.dtype, cfg.model.attn_implementation)
+        def load(source: ModelSource = source) -> tuple[Any, Any]:
+            processor = load_processor_for(source.processor, cfg.model)
+            model = load_source(source, cfg.model.dtype, cfg.model.attn_implementation)
             model = model.to(accelerator.device).eval()
-            return model, make_collator(processor, model, cfg.model)
+            return model, make_collator(processor, model, cfg.system_prompt)
 
-        summary = benchmark.evaluate(load, settings, run_dir / "eval",
-                                     reference / "eval" if reference else None, accelerator)
-        summaries.append(summary)
-        for row in benchmark.table_rows(info, summary):
-            log.info("%s: %s", run_dir.name, _brief(row))
+        summary = run_evaluation(benchmark.name, evaluation, load, settings, out_dir,
+                                 reference / "eval" if reference else None, accelerator)
+        if step is None:
+            summaries.append(summary)
+            for row in benchmark.table_rows(read_run(run_dir), summary):
+                log.info("%s: %s", run_dir.name, _brief(row))
     accelerator.end_training()
     return summaries
 

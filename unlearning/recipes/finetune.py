@@ -1,11 +1,12 @@
-"""Stage I: teach a model the benchmark's facts (FIUBench ``finetune.py``).
+"""Stage I, or a benchmark's vanilla model: teach a model the benchmark's facts (FIUBench ``finetune.py``).
 
     bash scripts/finetune.bash                       # built-in benchmark, tiny model, split=full
     bash scripts/finetune.bash split=retain          # the retain ("gold") model for the KS test
     bash scripts/finetune.bash model=llava_phi3_mini data_dir=dataset/FIUBench
 
 With ``lora_r: 0`` the tuned parts are fully trained (FIUBench's Stage I); with LoRA the adapters are
-merged before saving, so Stage II always starts from a plain model folder.
+merged before saving, so forgetting always starts from a plain model folder. The same settings run again
+find their finished run and stop; ``save_every`` keeps intermediate checkpoints.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from unlearning.metrics.likelihood import forward_answer_logits, mean_nll
 from unlearning.models import apply_lora, check_prefixes, count_trainable, freeze_all_but, load_model, tuned_prefixes
 from unlearning.recipes.common import (
     CONFIG_DIR,
@@ -25,11 +25,13 @@ from unlearning.recipes.common import (
     load_processor_for,
     make_accelerator,
     make_collator,
+    prepare_run,
     setup_logging,
-    to_dict,
+    step_saver,
     train_settings,
 )
-from unlearning.runs import save_run, start_run
+from unlearning.runs import CHECKPOINT, save_checkpoint, save_run
+from unlearning.scoring import forward_answer_logits, mean_nll
 from unlearning.trainer import seed_everything, train
 
 log = logging.getLogger(__name__)
@@ -38,9 +40,13 @@ log = logging.getLogger(__name__)
 def finetune(cfg: DictConfig) -> Path:
     accelerator = make_accelerator(cfg.grad_accum, cfg.report_to)
     seed_everything(cfg.seed)
-    run_dir = Path(cfg.run_dir)
     benchmark = build_benchmark(cfg, accelerator)
     model_path = ensure_model(cfg.model, benchmark, accelerator)
+    claim = prepare_run(cfg, model_path, accelerator)
+    run_dir = claim.run_dir
+    if claim.state == "finished":
+        return run_dir
+    examples = benchmark.train_examples(cfg.split)
     processor = load_processor_for(model_path, cfg.model)
     model = load_model(model_path, cfg.model.dtype, cfg.model.attn_implementation)
     check_prefixes(model, cfg.model.modules)
@@ -51,27 +57,25 @@ def finetune(cfg: DictConfig) -> Path:
         freeze_all_but(model, [p for ps in tuned_prefixes(cfg.model.modules, cfg.tune).values() for p in ps])
     trainable, total = count_trainable(model)
     log.info("trainable parameters: %.2fM of %.2fM", trainable / 1e6, total / 1e6)
-
-    examples = benchmark.train_examples(cfg.split)
     log.info("finetuning on %s split %s: %d examples", benchmark.name, cfg.split, len(examples))
-    if accelerator.is_main_process:
-        start_run(run_dir, to_dict(cfg))
 
-    def step_loss(model, batch):
+    def step_loss(model, batch, progress):
         return mean_nll(forward_answer_logits(model, batch)), {}
 
-    prepared, summary = train(model, examples, make_collator(processor, model, cfg.model), step_loss,
-                              train_settings(cfg), accelerator, run_dir / "train_log.jsonl")
+    prepared, summary = train(model, examples, make_collator(processor, model, cfg.system_prompt), step_loss,
+                              train_settings(cfg), accelerator, run_dir / "train_log.jsonl",
+                              on_step=step_saver(cfg.save_every, run_dir, accelerator))
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(prepared)  # every rank takes part (ZeRO-3 gathers shards)
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(prepared)
         if cfg.lora.r > 0:
             final, state_dict = final.merge_and_unload(), None
-        save_run(run_dir, final, processor, {
+        save_checkpoint(run_dir / CHECKPOINT, final, processor, state_dict)
+        save_run(run_dir, {
             "kind": "finetune", "benchmark": benchmark.name, "model": cfg.model.name, "split": cfg.split,
             "base_model": str(model_path), "train": summary,
-        }, state_dict=state_dict)
+        })
         log.info("saved %s", run_dir)
     accelerator.end_training()
     return run_dir

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unlearning.methods import METHODS, build_method
-from unlearning.metrics.likelihood import AnswerLogits
+from unlearning.scoring import AnswerLogits
 
 # Rows 0-1 forget, rows 2-3 retain; two answer tokens per row, vocabulary of 3.
 IS_FORGET = torch.tensor([True, True, False, False])

@@ -1,16 +1,17 @@
-"""Batched inference shared by every benchmark's evaluation: greedy answers and teacher-forced answer scores.
+"""Batched inference shared by every benchmark's evaluation: generated answers and teacher-forced answer scores.
 
 Examples are sharded over the accelerate processes and the results gathered back in input order, so
-a benchmark's metric code sees one plain list whatever the launch.
+a benchmark's metric code sees one plain list whatever the launch. How answers are generated is a
+``Decoding`` setting: greedy by default, or sampling seeded per batch with n samples per prompt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 from accelerate import Accelerator
@@ -18,38 +19,33 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from unlearning.data import IGNORE_INDEX, ChatCollator, Example
-from unlearning.io import atomic_write_json, read_json
-from unlearning.metrics.likelihood import forward_answer_logits, prepare_inputs
+from unlearning.scoring import forward_answer_logits, prepare_inputs
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-ModelLoader = Callable[[], tuple[Any, ChatCollator]]
 
 
-class LazyModel:
-    """Loads the model the first time a part of an evaluation actually needs it (resumed runs may not)."""
+@dataclass(frozen=True)
+class Decoding:
+    """How answers are generated: greedy (the default), or sampled with ``temperature``/``top_p``, ``n`` samples
+    per prompt, seeded per batch from ``seed`` and the batch's example uids (the same command gives the same
+    samples; another batch size or process count draws others)."""
 
-    def __init__(self, load: ModelLoader) -> None:
-        self._load, self._loaded = load, None
+    max_new_tokens: int
+    sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int = 0
 
-    def get(self) -> tuple[Any, ChatCollator]:
-        if self._loaded is None:
-            self._loaded = self._load()
-        return self._loaded
-
-
-def cached_result(path: Path, fingerprint: dict, overwrite: bool, compute: Callable[[], dict],
-                  accelerator: Accelerator | None) -> dict:
-    """The result stored at ``path`` when it was computed under ``fingerprint``; else compute and store it."""
-    if not overwrite and path.is_file():
-        stored = read_json(path)
-        if stored.get("fingerprint") == fingerprint:
-            log.info("reusing %s", path)
-            return stored
-    result = {"fingerprint": fingerprint, **compute()}
-    if accelerator is None or accelerator.is_main_process:
-        atomic_write_json(path, result)
-    return result
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"decoding max_new_tokens must be positive, got {self.max_new_tokens}")
+        if self.n < 1 or (self.n > 1 and not self.sample):
+            raise ValueError(f"decoding n must be 1 for greedy decoding and at least 1 when sampling, got {self.n}")
+        if self.sample and (self.temperature <= 0 or not 0 < self.top_p <= 1):
+            raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {self.temperature}, "
+                             f"{self.top_p}")
 
 
 @dataclass(frozen=True)
@@ -117,24 +113,48 @@ def score_answers(
     return _sharded(examples, batch_size, accelerator, desc, run)
 
 
-@torch.no_grad()
-def generate_answers(
-    model: torch.nn.Module, collator: ChatCollator, examples: Sequence[Example], batch_size: int,
-    max_new_tokens: int, accelerator: Accelerator | None = None, desc: str = "generate",
-) -> list[str]:
-    """Greedy answers to each example's question, stopped at EOS / end of turn."""
-    tokenizer = collator.tokenizer
+def _batch_seed(seed: int, examples: Sequence[Example]) -> int:
+    material = "|".join([str(seed), *(example.uid for example in examples)])
+    return int(hashlib.sha256(material.encode("utf-8")).hexdigest()[:8], 16)
 
-    def run(batch_examples: list[Example]) -> list[str]:
+
+@torch.no_grad()
+def generate_samples(
+    model: torch.nn.Module, collator: ChatCollator, examples: Sequence[Example], batch_size: int,
+    decoding: Decoding, accelerator: Accelerator | None = None, desc: str = "generate",
+) -> list[list[str]]:
+    """``decoding.n`` answers to each example's question, stopped at EOS / end of turn."""
+    tokenizer = collator.tokenizer
+    sampling = ({"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p,
+                 "num_return_sequences": decoding.n} if decoding.sample else {"do_sample": False})
+
+    def run(batch_examples: list[Example]) -> list[list[str]]:
         inputs = prepare_inputs(model, collator.generation_batch(batch_examples))
-        output = model.generate(
-            **inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-            eos_token_id=sorted(collator.stop_ids), pad_token_id=tokenizer.pad_token_id,
-        )
+        with torch.random.fork_rng(devices=[]):
+            if decoding.sample:
+                torch.manual_seed(_batch_seed(decoding.seed, batch_examples))
+            output = model.generate(
+                **inputs, max_new_tokens=decoding.max_new_tokens, num_beams=1,
+                eos_token_id=sorted(collator.stop_ids), pad_token_id=tokenizer.pad_token_id, **sampling,
+            )
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        texts = [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        return [texts[i * decoding.n:(i + 1) * decoding.n] for i in range(len(batch_examples))]
 
     return _sharded(examples, batch_size, accelerator, desc, run)
+
+
+def generate_answers(
+    model: torch.nn.Module, collator: ChatCollator, examples: Sequence[Example], batch_size: int,
+    decoding: Decoding | int, accelerator: Accelerator | None = None, desc: str = "generate",
+) -> list[str]:
+    """One answer per example (``decoding`` an int: greedy with that many new tokens at most)."""
+    if isinstance(decoding, int):
+        decoding = Decoding(max_new_tokens=decoding)
+    if decoding.n != 1:
+        raise ValueError(f"generate_answers gives one answer per question; decoding asks for {decoding.n}")
+    return [samples[0] for samples in generate_samples(model, collator, examples, batch_size, decoding,
+                                                       accelerator, desc)]
 
 
 @torch.no_grad()

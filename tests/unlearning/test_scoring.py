@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from unlearning.metrics.likelihood import AnswerLogits, answer_logits, kl_ref_to_policy, mean_nll
+from unlearning.scoring import AnswerLogits, answer_logits, kl_ref_to_policy, mean_nll
 
 
 def _logits_for(probs_per_position: list[list[float]]) -> torch.Tensor:

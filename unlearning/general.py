@@ -1,0 +1,88 @@
+"""General-capability evaluations (MME, POPE, ...) that a benchmark attaches to its own, found by name.
+
+Each lives in the ``eval`` package as ``eval/<name>.py`` and registers an object with its settings class,
+its built-in (offline) data writer and ``run``; a benchmark config lists the ones it reports
+(``general_evals``) and ``eval.general.<name>`` holds their settings. All of them form one evaluation part,
+``eval/general.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from accelerate import Accelerator
+
+from unlearning.data import ChatCollator
+from unlearning.evaluation import EvalContext, Part
+from unlearning.registry import Registry
+
+log = logging.getLogger(__name__)
+
+FILE_VERSION = 2
+
+
+class GeneralEval(Protocol):
+    settings: type  # a dataclass with at least data_dir and builtin_dir (the built-in data is written there)
+
+    def write_builtin(self, out_dir: Path) -> Path: ...
+
+    def run(self, model: Any, collator: ChatCollator, settings: Any, batch_size: int,
+            accelerator: Accelerator | None) -> dict[str, Any]:
+        """Scores of one model, with ``accuracy`` (0-1) over all its yes/no questions."""
+        ...
+
+
+GENERAL_EVALS: Registry[GeneralEval] = Registry("general evaluation")
+
+
+def general_eval(name: str) -> GeneralEval:
+    """Import ``eval.<name>`` (which registers it) and return it."""
+    if name not in GENERAL_EVALS:
+        try:
+            importlib.import_module(f"eval.{name}")
+        except ModuleNotFoundError as error:
+            if error.name not in ("eval", f"eval.{name}"):
+                raise
+    return GENERAL_EVALS.get(name)
+
+
+def general_settings(names: Sequence[str], configs: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """Each listed evaluation's typed settings (``eval.general.<name>``); none when ``eval.general`` is null."""
+    if not configs:
+        return {}
+    out = {}
+    for name in names:
+        if name not in configs:
+            raise ValueError(f"the benchmark reports {name!r} but eval.general has no settings for it")
+        evaluation = general_eval(name)
+        try:
+            out[name] = evaluation.settings(**configs[name])
+        except TypeError as error:
+            raise ValueError(f"eval.general.{name}: {error}") from error
+    return out
+
+
+def ensure_general_data(settings: Mapping[str, Any], on_main_first: Callable[[Callable[[], None]], None],
+                        ensure_data: Callable[..., None]) -> None:
+    """Write each evaluation's built-in data the first time its built-in folder is used."""
+    for name, values in settings.items():
+        if values.builtin_dir:
+            on_main_first(lambda name=name, values=values: ensure_data(
+                Path(values.data_dir), Path(values.builtin_dir), general_eval(name).write_builtin, {}, name.upper()))
+
+
+def general_part(settings: Mapping[str, Any], batch_size: int) -> Part:
+    """One part running every configured general evaluation on the model."""
+
+    def compute(context: EvalContext) -> dict[str, Any]:
+        model, collator = context.model.get()
+        return {name: general_eval(name).run(model, collator, values, batch_size, context.accelerator)
+                for name, values in settings.items()}
+
+    fingerprint = {"version": FILE_VERSION, **{name: dataclasses.asdict(v) for name, v in settings.items()}}
+    return Part("general", fingerprint, compute)
