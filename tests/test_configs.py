@@ -1,4 +1,5 @@
-"""Every shipped config composes, binds to what it names, and every accelerate config parses."""
+"""Every shipped config composes, binds to what it names, and every accelerate config parses; benchmark recipes
+give each (benchmark, model) its own training defaults."""
 
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from unlearning.recipes.common import CONFIG_DIR
 CONFIG = Path(CONFIG_DIR)
 MODELS = sorted(p.stem for p in (CONFIG / "model").glob("*.yaml"))
 METHODS = sorted(p.stem for p in (CONFIG / "method").glob("*.yaml"))
+BENCHMARKS = sorted(p.stem for p in (CONFIG / "benchmark").glob("*.yaml"))
 
 
 def compose_config(name: str, *overrides: str):
@@ -20,21 +22,43 @@ def compose_config(name: str, *overrides: str):
         return compose(name, overrides=list(overrides))
 
 
+@pytest.mark.parametrize("benchmark", BENCHMARKS)
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("recipe", ["finetune", "forget", "eval"])
-def test_recipe_composes_with_every_model(recipe: str, model: str):
-    cfg = compose_config(recipe, f"model={model}")
+def test_recipe_composes_with_every_model_and_benchmark(recipe: str, model: str, benchmark: str):
+    cfg = compose_config(recipe, f"model={model}", f"benchmark={benchmark}")
     assert set(cfg.model.modules) == set(PARTS) and cfg.model.lora_targets
-    assert cfg.run_root == "runs" and cfg.data_dir == "dataset/builtin/fiubench"
-    if recipe != "eval":
-        assert cfg.run_dir.startswith(f"runs/fiubench/{model}/") and cfg.lr > 0
+    assert cfg.run_root == "runs" and cfg.data_dir == f"dataset/builtin/{benchmark}"
+    assert cfg.benchmark.starts_from in ("stage_one", "vanilla")
+    if recipe == "eval":
+        assert cfg.eval.batch_size > 0 and cfg.eval.max_new_tokens > 0
+    else:
+        assert cfg.lr > 0 and cfg.epochs > 0 and cfg.run_name is None and cfg.run_label
 
 
 def test_paper_model_carries_fiubench_lora_settings():
     cfg = compose_config("forget", "model=llava_phi3_mini", "forget_split=forget5", "method=kl",
                          "data_dir=dataset/FIUBench")
     assert (cfg.lora.r, cfg.lora.alpha, cfg.tune.vision_tower, cfg.tune.projector) == (128, 256, False, True)
-    assert cfg.run_name == "kl_forget5_0.0001_5"
+    assert (cfg.grad_accum, cfg.batch_size, cfg.weight_decay, cfg.warmup_ratio) == (16, 4, 0.01, 0.06)
+    assert cfg.run_label == "kl_forget5_0.0001_5"
+    assert compose_config("forget", "model=llava_phi3_mini", "method=po").lr == 3e-4
+
+
+def test_each_benchmark_owns_its_recipe_per_model():
+    """Today's values, now owned by the benchmark: the system prompt and training settings come from
+    config/recipe/<benchmark>_<model>.yaml over config/benchmark/<benchmark>.yaml, not from the model."""
+    for benchmark in BENCHMARKS:
+        llava = compose_config("finetune", "model=llava_1_5_7b", f"benchmark={benchmark}")
+        assert llava.system_prompt.startswith("A chat between a curious human")
+        assert compose_config("finetune", "model=llava_phi3_mini", f"benchmark={benchmark}").system_prompt is None
+        tiny = compose_config("forget", "model=tiny", f"benchmark={benchmark}", "method=gd")
+        assert (tiny.lr, tiny.epochs, tiny.lora.r, tiny.lora.alpha) == (2e-4, 8, 32, 64)
+        assert "finetune" not in compose_config("finetune", f"benchmark={benchmark}").model
+    assert compose_config("finetune", "model=qwen2_vl_7b").lr == 1e-5
+    assert compose_config("forget", "model=qwen2_vl_7b", "method=po").lr == 1e-4  # no per-method rate there
+    edited = compose_config("forget", "benchmark=mllmu", "benchmark.recipe.forget.epochs=1")
+    assert edited.epochs == 1 and compose_config("forget").epochs == 8
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -81,7 +81,7 @@ def training_identity(config: Mapping[str, Any], base_model: str | None) -> dict
     if isinstance(benchmark, Mapping):
         identity["benchmark"] = {k: v for k, v in benchmark.items() if k not in NOT_TRAINING_BENCHMARK}
     identity["base_model"] = base_model
-    return identity
+    return redact(identity)  # secrets never reach disk, nor the hash
 
 
 def identity_hash(identity: Mapping[str, Any]) -> str:

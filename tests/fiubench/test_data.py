@@ -146,17 +146,18 @@ def test_unknown_split_lists_the_known_ones(fiu_dir: Path):
 def test_packaged_refusals_when_the_data_has_no_prompt_file(data_dir: Path):
     own = load_refusals(data_dir)
     assert len(own) >= 10 and all(r.strip() for r in own)
-    forget = FiuBenchTask(data_dir).forget_examples("forget10", "refusal")
+    forget = FiuBenchTask(data_dir).stream("refusal", "forget10")
     assert all(example.answer in own for example in forget)
-    assert forget == FiuBenchTask(data_dir).forget_examples("forget10", "refusal")  # seeded
+    assert forget == FiuBenchTask(data_dir).stream("refusal", "forget10")  # seeded
 
 
 def test_refusals_from_the_release_prompt_file(data_dir: Path):
     shutil.copy(shared_fixture("fiubench", "prompt.json"), data_dir / "prompt.json")
     assert len(load_refusals(data_dir)) == 50
     task = FiuBenchTask(data_dir)
-    forget = task.forget_examples("forget10", "refusal")
+    forget = task.stream("refusal", "forget10")
     assert all(example.answer in load_refusals(data_dir) for example in forget)
+    assert [e.uid for e in forget] == [e.uid for e in task.stream("forget", "forget10")]  # aligned by uid
     (data_dir / "prompt.json").write_text(json.dumps({"idk": []}))
     with pytest.raises(DataError, match="prompt.json: 'idk' must be a non-empty list"):
         load_refusals(data_dir)
@@ -165,7 +166,7 @@ def test_refusals_from_the_release_prompt_file(data_dir: Path):
 def test_task_examples(fiu_dir: Path):
     task = FiuBenchTask(fiu_dir)
     assert len(task.train_examples("full")) == 60
-    assert len(task.forget_examples("forget10", "answer")) == 6
-    assert len(task.retain_examples("forget10")) == (20 - 4) * 3
-    with pytest.raises(ValueError):
-        task.forget_examples("forget10", "paraphrase")
+    assert len(task.stream("forget", "forget10")) == 6
+    assert len(task.stream("retain", "forget10")) == (20 - 4) * 3
+    with pytest.raises(ValueError, match="fiubench has no stream 'paraphrase'; it has forget, retain, refusal"):
+        task.stream("paraphrase", "forget10")

@@ -76,7 +76,7 @@ def test_official_text_truncation():
     assert metrics.answer_text("no period here", metrics.OFFICIAL) == ""  # the original's s[:find('.') + 1]
     assert metrics.answer_text("lives at apt. 657", metrics.DEFAULT) == "lives at apt. 657"
     with pytest.raises(ValueError):
-        metrics.answer_text("x", "legacy")
+        metrics.quirks_of("legacy")
 
 
 def test_official_nll_skips_first_token_and_eos_and_divides_by_answer_length():

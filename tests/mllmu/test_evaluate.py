@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mllmu import evaluate
+from mllmu import evaluate, metrics
 from mllmu.data import MllmuBench
 from tests.fake_openai import FakeOpenAI, fake_openai_server
+from unlearning.evaluation import EvalSettings, run_evaluation
 from unlearning.inference import score_answers
 
 
@@ -18,7 +19,8 @@ def data(mllmu_dir: Path) -> MllmuBench:
 
 
 def few_shot(data, collator, compat="default", context=10_000, **options):
-    return evaluate.FewShot(evaluate.EvalOptions(**options), compat, data.profiles("Full_Set"), collator, context)
+    return evaluate.FewShot(evaluate.EvalOptions(**options), metrics.quirks_of(compat), data.profiles("Full_Set"),
+                            collator, context)
 
 
 def test_letter_scores_equal_the_letter_token_of_the_full_answer_score(data, tiny_model, collator):
@@ -87,17 +89,22 @@ def test_evaluate_run_reports_four_sets_per_modality_deterministically(data, tin
 
     def load():
         model = load_model(tiny_dir).eval()
-        return model, make_collator(load_processor(tiny_dir), model, {})
+        return model, make_collator(load_processor(tiny_dir), model, None)
 
-    settings = {"forget_split": "forget_15", "batch_size": 16, "max_new_tokens": 4, "compat": "default",
-                "judge": {"enabled": "auto", "cache_dir": str(tmp_path / "cache"), "max_tokens": 700}}
+    config = {"batch_size": 16, "max_new_tokens": 4, "compat": "default",
+              "judge": {"enabled": "auto", "cache_dir": str(tmp_path / "cache"), "max_tokens": 700}}
+
+    def run(out: Path, **overrides):
+        settings = EvalSettings.from_config({**config, **overrides})
+        return run_evaluation("mllmu", evaluate.evaluation(data, evaluate.EvalOptions(), settings, "forget_15"),
+                              load, settings, out, None, None)
+
     with fake_openai_server() as url:
         monkeypatch.setenv("OPENAI_BASE_URL", url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-env-only")
-        first = evaluate.evaluate_run(data, evaluate.EvalOptions(), load, settings, tmp_path / "a", None)
+        first = run(tmp_path / "a")
         asked = len(FakeOpenAI.requests)
-        second = evaluate.evaluate_run(data, evaluate.EvalOptions(), load, {**settings, "overwrite": True},
-                                       tmp_path / "b", None)
+        second = run(tmp_path / "b", overwrite=True)
     assert first == second and asked == len(FakeOpenAI.requests)  # same numbers; replies came from the cache
     assert set(first["sets"]) == {"forget", "test", "retain", "celebrity"}
     assert first["n_profiles"] == {"forget": 2, "test": 2, "retain": 8, "celebrity": 3}
@@ -106,7 +113,7 @@ def test_evaluate_run_reports_four_sets_per_modality_deterministically(data, tin
             cell = values[modality]
             assert 0 <= cell["classification_acc"] <= 1 and 0 <= cell["cloze_acc"] <= 1
             assert 0 <= cell["rougeL_f"] <= 1 and 1 <= cell["factuality"] <= 10
-            assert cell["n_factuality_failed"] == 0 and cell["n_factuality_unparseable"] == 0
+            assert cell["judge"]["n_failed"] == 0 and cell["judge"]["n_unparseable"] == 0
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == ["celebrity.json", "forget_15.json", "retain_85.json", "summary.json", "test_forget_15.json"]
     test = json.loads((tmp_path / "a" / "test_forget_15.json").read_text())

@@ -9,7 +9,6 @@ from hydra import compose, initialize_config_dir
 
 from tests.test_launchers import run
 from unlearning.recipes.common import CONFIG_DIR
-from unlearning.recipes.forget import with_modality
 from unlearning.runs import read_run
 
 
@@ -20,38 +19,33 @@ def test_launchers_run_mllmu_end_to_end(tmp_path: Path, mllmu_dir: Path, tiny_di
         run("bash", "scripts/forget_lora.bash", "method=gd", "forget_split=forget_15", f"forget_modality={modality}",
             "max_steps=2", "batch_size=2", *common)
     runs = tmp_path / "runs" / "mllmu" / "tiny"
-    assert sorted(p.name for p in runs.iterdir()) == [
-        "finetune_full_0.001_24", "gd_forget_15_0.0002_8", "gd_forget_15_0.0002_8_unimodal"]
-    assert read_run(runs / "gd_forget_15_0.0002_8_unimodal")["forget_modality"] == "unimodal"
+    names = sorted(p.name.rsplit("-", 1)[0] for p in runs.iterdir())
+    assert names == ["finetune_full_0.001_24", "gd_forget_15_0.0002_8", "gd_forget_15_0.0002_8_unimodal"]
+    (unimodal,) = runs.glob("gd_forget_15_0.0002_8_unimodal-*")
+    assert read_run(unimodal)["forget_modality"] == "unimodal"
     run("bash", "scripts/eval_everything.bash", "forget_split=forget_15", "eval.max_new_tokens=4",
         "eval.judge.enabled=false", *common)
-    summary = json.loads((runs / "gd_forget_15_0.0002_8" / "eval" / "summary.json").read_text())
+    (multimodal,) = runs.glob("gd_forget_15_0.0002_8-*")
+    summary = json.loads((multimodal / "eval" / "summary.json").read_text())
     assert summary["retain_split"] == "retain_85" and summary["judge"]["status"].startswith("skipped")
     assert not (tmp_path / "dataset").exists()  # no MME/POPE built for MLLMU-Bench
     result = run(sys.executable, "results_collect.py", f"run_root={tmp_path}/runs", f"out_dir={tmp_path}/results")
     table = (tmp_path / "results" / "mllmu.md").read_text()
-    assert "| Forget Class. Acc | Forget ROUGE-L | Forget Fact. | Forget Cloze Acc | Test Class. Acc" in table
+    assert "| Forget Class. Acc ↓ | Forget ROUGE-L ↓ | Forget Fact. ↓ | Forget Cloze Acc ↓ | Test Class. Acc ↓" in table
+    assert "| Retain Class. Acc ↑ |" in table
     assert table.count("| gd | forget_15 | text-only | image+text |") == 1
     assert table.count("| gd | forget_15 | image+text |") == 2 and "| vanilla_full |" in result.stdout
     assert (tmp_path / "results" / "mllmu_tradeoff.png").stat().st_size > 1000
-
-
-def test_unimodal_forgetting_drops_images_only():
-    from unlearning.data import Example
-
-    examples = [Example("q?", "a.", b"png", uid="1/0")]
-    assert with_modality(examples, "multimodal") == examples
-    assert with_modality(examples, "unimodal") == [Example("q?", "a.", None, uid="1/0")]
-    assert with_modality(None, "unimodal") is None
 
 
 def test_mllmu_configs_compose():
     with initialize_config_dir(CONFIG_DIR, version_base=None):
         forget = compose("forget", overrides=["benchmark=mllmu", "method=npo", "forget_modality=unimodal"])
         evaluate = compose("eval", overrides=["benchmark=mllmu"])
-    assert forget.forget_split == "forget_10" and forget.run_name == "npo_forget_10_0.0005_8_unimodal"
+    assert forget.forget_split == "forget_10" and forget.run_label == "npo_forget_10_0.0005_8_unimodal"
     assert forget.data_dir == "dataset/builtin/mllmu" and forget.model.path == "models/mllmu/tiny-llava"
     assert evaluate.eval.judge.max_tokens == 700 and "factuality" in evaluate.eval.judge.system_prompt
+    assert evaluate.benchmark.reference_split is None and list(evaluate.benchmark.general_evals) == []
 
 
 def test_bad_forget_modality_is_rejected(tmp_path: Path, mllmu_dir: Path, tiny_dir: Path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from unlearning.data import IGNORE_INDEX, ChatCollator, DataError, Example, PairedCollator, PairedForgetSet, load_image
+from unlearning.data import IGNORE_INDEX, ChatCollator, DataError, Example, load_image, span_example
 
 
 @pytest.fixture()
@@ -68,14 +68,40 @@ def test_missing_and_corrupt_images_name_the_file(tmp_path: Path):
         load_image(broken)
 
 
-def test_paired_batches_put_forget_rows_first(collator, examples):
-    pairs = PairedForgetSet(examples[:1], examples[1:], seed=0)
-    batch = PairedCollator(collator)([pairs[0]])
-    assert batch["is_forget"].tolist() == [True, False]
-    only_forget = PairedForgetSet(examples, None)
-    assert PairedCollator(collator)([only_forget[0], only_forget[1]])["is_forget"].tolist() == [True, True]
-    with pytest.raises(ValueError):
-        PairedForgetSet([], None)
+def scored_text(collator: ChatCollator, batch: dict, row: int) -> str:
+    labels = batch["labels"][row]
+    return collator.tokenizer.decode(labels[labels != IGNORE_INDEX])
+
+
+def test_a_span_after_a_context_is_scored_alone_and_ends_without_eos(collator: ChatCollator, examples):
+    """EFUF's sub-sentence targets: the caption up to the span conditions it; no EOS inside a response."""
+    caption = "the image shows a train on the tracks, with cars parked on the platform. a dog sleeps."
+    start = caption.index(" with cars")
+    end = caption.index(".") + 1
+    inner = span_example("Please describe the image.", caption, start, end, final=False, where="pos_neg.json[0]",
+                         image=examples[0].image, uid="c1")
+    last = span_example("Please describe the image.", caption, end, len(caption), final=True, where="x", uid="c2")
+    assert (inner.context, inner.answer) == (caption[:start], " with cars parked on the platform.")
+    batch = collator([inner, last])
+    eos = collator.tokenizer.eos_token
+    assert scored_text(collator, batch, 0).strip() == "with cars parked on the platform."
+    assert eos not in scored_text(collator, batch, 0)
+    assert scored_text(collator, batch, 1).strip() == "a dog sleeps." + eos  # the span that ends the answer
+    text, _ = collator.target_text(inner)
+    assert text.endswith(caption[:end]) and "a dog" not in text  # nothing after the span is rendered
+
+
+def test_span_outside_its_text_names_the_record():
+    with pytest.raises(DataError, match=r"pos_neg.json record 7: span \[30, 90\) lies outside its text of 20"):
+        span_example("q", "a caption of twenty.", 30, 90, final=False, where="pos_neg.json record 7")
+    with pytest.raises(DataError, match="lies outside"):
+        span_example("q", "text", 3, 3, final=True, where="x")  # empty
+
+
+def test_example_weights_travel_with_the_batch(collator: ChatCollator, examples):
+    assert "weights" not in collator(examples)  # every weight 1: no weighting at all
+    weighted = [Example("q?", "a b.", uid="w1", weight=32.5), Example("q?", "c.", uid="w2")]
+    assert collator(weighted)["weights"].tolist() == [32.5, 1.0]
 
 
 def test_rgb_conversion(tmp_path: Path):

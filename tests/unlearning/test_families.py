@@ -68,7 +68,7 @@ def test_one_forget_step_and_one_evaluation(family, fiu_dir: Path, tmp_path: Pat
     with initialize_config_dir(CONFIG_DIR, version_base=None):
         eval_cfg = compose("eval", overrides=[*common, f"run_dirs=[{run}]", f"reference_run={run}",
                                               "eval.general=null", "eval.max_new_tokens=4", "eval.batch_size=8"])
-    (summary,) = evaluate(eval_cfg)
+    (summary,) = evaluate(eval_cfg)  # the run is its own reference: forget quality 1
     assert summary["forget"]["n"] == 6 and summary["retain"]["n"] == 9 and summary["forget_quality"] == 1.0
     assert 0 <= summary["forget"]["rougeL_recall"] <= 1 and summary["forget"]["probability"] > 0
 

@@ -5,13 +5,14 @@ import math
 import pytest
 import torch
 
-from unlearning.methods import METHODS, build_method
+from unlearning.methods import METHODS, StreamScores, build_method
+from unlearning.progress import Progress
 from unlearning.scoring import AnswerLogits
 
-# Rows 0-1 forget, rows 2-3 retain; two answer tokens per row, vocabulary of 3.
-IS_FORGET = torch.tensor([True, True, False, False])
+# Rows 0-1 forget (or refusal), rows 2-3 retain; two answer tokens per row, vocabulary of 3.
 ROWS = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
 TARGETS = torch.tensor([0, 1, 2, 0, 1, 1, 0, 2])
+START = Progress(0, 10)
 
 
 def scores(seed: int = 0, requires_grad: bool = True) -> AnswerLogits:
@@ -19,12 +20,20 @@ def scores(seed: int = 0, requires_grad: bool = True) -> AnswerLogits:
     return AnswerLogits(logits, TARGETS, ROWS, 4)
 
 
+def streams(answer: AnswerLogits, first: str = "forget") -> StreamScores:
+    return StreamScores(answer, {first: (0, 2), "retain": (2, 4)})
+
+
+def loss_of(method, policy, reference=None, first: str = "forget", progress: Progress = START):
+    return method.loss(streams(policy, first), None if reference is None else streams(reference, first), progress)
+
+
 def token_nll(answer: AnswerLogits) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(answer.logits, answer.targets, reduction="none")
 
 
-def test_registry_lists_the_five_methods_and_rejects_unknown_ones():
-    assert list(METHODS) == ["ga", "gd", "kl", "npo", "po"]
+def test_registry_finds_the_methods_and_rejects_unknown_ones():
+    assert {"ga", "gd", "kl", "npo", "po"} <= set(METHODS)  # discovered, not listed
     with pytest.raises(KeyError, match="Did you mean 'gd'"):
         build_method({"name": "gdd"})
     with pytest.raises(ValueError, match="method 'ga'"):
@@ -33,7 +42,7 @@ def test_registry_lists_the_five_methods_and_rejects_unknown_ones():
 
 def test_ga_is_negative_forget_nll_and_ignores_retain_rows():
     policy = scores()
-    loss, logs = build_method({"name": "ga"}).loss(policy, None, IS_FORGET)
+    loss, logs = loss_of(build_method({"name": "ga"}), policy)
     assert loss.item() == pytest.approx(-token_nll(policy)[:4].mean().item())
     assert logs["forget_nll"] == pytest.approx(-loss.item())
     loss.backward()
@@ -46,7 +55,7 @@ def test_ga_is_negative_forget_nll_and_ignores_retain_rows():
 def test_gd_adds_weighted_retain_nll():
     policy = scores()
     nll = token_nll(policy)
-    loss, _ = build_method({"name": "gd", "retain_weight": 0.5}).loss(policy, None, IS_FORGET)
+    loss, _ = loss_of(build_method({"name": "gd", "retain_weight": 0.5}), policy)
     assert loss.item() == pytest.approx(-nll[:4].mean().item() + 0.5 * nll[4:].mean().item())
     loss.backward()
     stepped = AnswerLogits(policy.logits.detach() - 0.1 * policy.logits.grad, TARGETS, ROWS, 4)
@@ -56,48 +65,49 @@ def test_gd_adds_weighted_retain_nll():
 def test_kl_is_zero_at_the_reference_and_counts_retain_answer_tokens_only():
     policy, reference = scores(), scores(requires_grad=False)
     method = build_method({"name": "kl"})
-    loss, logs = method.loss(policy, reference, IS_FORGET)
+    loss, logs = loss_of(method, policy, reference)
     assert logs["retain_kl"] == pytest.approx(0.0, abs=1e-6)
     assert loss.item() == pytest.approx(-token_nll(policy)[:4].mean().item())
     # a different reference on forget rows changes nothing: the KL sees retain rows only
     other = scores(requires_grad=False)
     other.logits[:4] += 5.0
-    assert method.loss(policy, other, IS_FORGET)[1]["retain_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert loss_of(method, policy, other)[1]["retain_kl"] == pytest.approx(0.0, abs=1e-6)
     shifted = scores(requires_grad=False)
     shifted.logits[4:, 0] += 1.0
     p = torch.softmax(policy.logits[4:].detach(), -1)
     q = torch.softmax(shifted.logits[4:], -1)
     expected = (q * (q.log() - p.log())).sum(-1).mean().item()
-    assert method.loss(policy, shifted, IS_FORGET)[1]["retain_kl"] == pytest.approx(expected, rel=1e-5)
+    assert loss_of(method, policy, shifted)[1]["retain_kl"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_po_descends_on_refusals_and_retain():
     policy = scores()
     nll = token_nll(policy)
-    loss, _ = build_method({"name": "po"}).loss(policy, None, IS_FORGET)
+    method = build_method({"name": "po"})
+    loss, _ = loss_of(method, policy, first="refusal")
     assert loss.item() == pytest.approx(nll[:4].mean().item() + nll[4:].mean().item())
-    assert build_method({"name": "po"}).forget_target == "refusal"
+    assert [(u.name, u.pairing) for u in method.streams()] == [("refusal", "aligned"), ("retain", "random")]
 
 
 def test_npo_value_at_reference_and_per_sequence_log_ratio():
     beta = 0.5
     method = build_method({"name": "npo", "beta": beta})
-    assert not method.needs_retain and method.needs_reference
+    assert [u.name for u in method.streams()] == ["forget"] and method.needs_reference
     policy, reference = scores(), scores(requires_grad=False)
-    loss, _ = method.loss(policy, reference, IS_FORGET)
+    loss, _ = loss_of(method, policy, reference)
     assert loss.item() == pytest.approx(2 / beta * math.log(2), rel=1e-6)
     shifted = scores(requires_grad=False)
     shifted.logits[:2, :] = shifted.logits[:2, :] - 1.0  # row 0 log-prob unchanged: uniform shift per token
     shifted.logits[2, TARGETS[2]] -= 2.0  # lower the reference log-prob of row 1
     delta = (policy.sequence_logprobs() - shifted.sequence_logprobs())[:2].detach()
     expected = (2 / beta) * torch.nn.functional.softplus(beta * delta).mean().item()
-    assert method.loss(policy, shifted, IS_FORGET)[0].item() == pytest.approx(expected, rel=1e-6)
+    assert loss_of(method, policy, shifted)[0].item() == pytest.approx(expected, rel=1e-6)
     loss.backward()
     stepped = AnswerLogits(policy.logits.detach() - 0.1 * policy.logits.grad, TARGETS, ROWS, 4)
     assert stepped.sequence_logprobs()[:2].sum() < policy.sequence_logprobs()[:2].sum()
 
 
 def test_npo_with_retain_weight_needs_retain_and_rejects_bad_beta():
-    assert build_method({"name": "npo", "retain_weight": 1.0}).needs_retain
+    assert [u.name for u in build_method({"name": "npo", "retain_weight": 1.0}).streams()] == ["forget", "retain"]
     with pytest.raises(ValueError):
         build_method({"name": "npo", "beta": 0.0})

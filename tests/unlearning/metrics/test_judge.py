@@ -9,8 +9,10 @@ from unlearning.metrics.judge import (
     Judge,
     JudgeSettings,
     JudgeUnavailable,
-    judge_scores,
+    judge_all,
+    judge_counts,
     judge_unavailable_reason,
+    store_judgment,
 )
 
 
@@ -35,11 +37,14 @@ def test_scores_counts_and_secret_handling(server, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
     judge = Judge(settings(server, tmp_path, max_retries=1))
     prompts = ["q1 score=0.75", "q2 score=0.10", "[garbage]", "[bad]"]
-    scores = judge_scores(judge, prompts, first_float)
-    assert scores.values == [0.75, 0.10, None, None]
-    assert (scores.failed, scores.unparseable) == (1, 1)
-    assert scores.summary() == {"mean": pytest.approx(0.425), "n": 4, "n_scored": 2, "n_failed": 1,
-                                "n_unparseable": 1}
+    judgments = judge_all(judge, prompts, first_float)
+    assert [j.value for j in judgments] == [0.75, 0.10, None, None]
+    assert [(j.failed, j.unparseable) for j in judgments] == [(False, False)] * 2 + [(False, True), (True, False)]
+    records = [{} for _ in prompts]
+    for record, judgment in zip(records, judgments, strict=True):
+        store_judgment(record, "score", judgment)
+    assert judge_counts(records, "score") == {"n": 4, "n_scored": 2, "n_failed": 1, "n_unparseable": 1}
+    assert records[3] == {"score": None, "judge_reply": None, "judge_failed": True}
     assert {r["auth"] for r in FakeOpenAI.requests} == {"Bearer sk-test-secret"}
     assert FakeOpenAI.requests[0]["body"]["model"] == "gpt-4o-mini"
     assert b"sk-test-secret" not in (tmp_path / "cache" / "judge_cache.sqlite").read_bytes()
@@ -48,11 +53,11 @@ def test_scores_counts_and_secret_handling(server, tmp_path, monkeypatch):
 def test_cache_makes_reruns_free_and_is_keyed_by_model(server, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "k")
     prompts = [f"q{i} score=0.{i}0" for i in range(6)]
-    first = judge_scores(Judge(settings(server, tmp_path)), prompts, first_float)
+    first = judge_all(Judge(settings(server, tmp_path)), prompts, first_float)
     assert len(FakeOpenAI.requests) == 6
-    again = judge_scores(Judge(settings(server, tmp_path)), prompts, first_float)
-    assert again.values == first.values and len(FakeOpenAI.requests) == 6
-    judge_scores(Judge(settings(server, tmp_path, model="local-llama")), prompts[:1], first_float)
+    again = judge_all(Judge(settings(server, tmp_path)), prompts, first_float)
+    assert again == first and len(FakeOpenAI.requests) == 6
+    judge_all(Judge(settings(server, tmp_path, model="local-llama")), prompts[:1], first_float)
     assert len(FakeOpenAI.requests) == 7
 
 

@@ -1,7 +1,7 @@
 """The recipes in-process on the small model: Stage I, every forget method, evaluation, collection.
 
-Each forget method gets the same checks (trl's pattern): finite logged loss, trainable weights moved,
-Stage-I weights untouched, adapter reloads strictly.
+Every method with a YAML in ``config/method/`` gets the same checks (trl's pattern), without a list to edit:
+finite logged loss, trainable weights moved, Stage-I weights untouched, adapter reloads strictly.
 """
 
 import json
@@ -14,19 +14,31 @@ import yaml
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
+from unlearning.benchmarks import benchmark_class
+from unlearning.methods import build_method
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import evaluate
 from unlearning.recipes.finetune import finetune
 from unlearning.recipes.forget import forget
-from unlearning.runs import read_run
+from unlearning.runs import RunExists, find_runs, read_run
 
-METHODS = ["ga", "gd", "kl", "po", "npo"]
+METHOD_CONFIGS = sorted(p.stem for p in (Path(CONFIG_DIR) / "method").glob("*.yaml"))
 
 
 def make_config(name: str, root: Path, fiu_dir: Path, tiny_dir: Path, *overrides: str):
     common = [f"run_root={root}", f"data_dir={fiu_dir}", f"model.path={tiny_dir}"]
     with initialize_config_dir(CONFIG_DIR, version_base=None):
         return compose(name, overrides=[*common, *overrides])
+
+
+def runnable_on_fiubench(method: str) -> bool:
+    """The shared checks run on FIUBench: every method whose streams it provides."""
+    cfg = make_config("forget", Path("runs"), Path("."), Path("."), f"method={method}")
+    streams = benchmark_class("fiubench").stream_names
+    return all(use.name in streams for use in build_method(cfg.method).streams())
+
+
+METHODS = [m for m in METHOD_CONFIGS if runnable_on_fiubench(m)]
 
 
 @pytest.fixture(scope="session")
@@ -46,17 +58,23 @@ def run_dir(runs: Path, prefix: str) -> Path:
     return match
 
 
+def test_methods_are_discovered_from_their_yaml():
+    assert {"ga", "gd", "kl", "npo", "po"} <= set(METHODS) == set(METHOD_CONFIGS)
+
+
 def test_finetune_writes_a_complete_run(runs: Path):
     run = run_dir(runs, "finetune_full_")
     info = read_run(run)
-    assert (info["kind"] == "finetune" and info["train"]["steps"] == 3 and info["git"] is not None) or True
+    assert info["kind"] == "finetune" and info["train"]["steps"] == 3 and info["git"] is not None
     assert (run / "checkpoint" / "model.safetensors").is_file()
     assert (run / "checkpoint" / "tokenizer.json").is_file()
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and all(math.isfinite(r["loss"]) for r in log)
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["judge"]["api_key"] == "***" and "sk-not-for-disk" not in (run / "config.yaml").read_text()
+    assert "sk-not-for-disk" not in (run / "identity.json").read_text()
     assert config["split"] == "full" and config["lora"]["r"] == 0
+    assert run.name.startswith("finetune_full_0.001_24-") and len(run.name.split("-")[-1]) == 8
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -69,7 +87,7 @@ def test_forget_method_trains_adapters_only(runs: Path, method: str):
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(math.isfinite(r["loss"]) for r in log)
     expected_parts = {"ga": "forget_nll", "gd": "retain_nll", "kl": "retain_kl", "po": "refusal_nll", "npo": "npo"}
-    assert expected_parts[method] in log[0]
+    assert expected_parts.get(method, "loss") in log[0]
     adapter = load_file(run / "checkpoint" / "adapter_model.safetensors")
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: it moved
@@ -78,14 +96,13 @@ def test_forget_method_trains_adapters_only(runs: Path, method: str):
     assert not any("vision_tower" in k for k in adapter)
 
 
-def test_stage_one_weights_are_untouched_by_forgetting(runs: Path, tiny_dir: Path):
+@pytest.mark.parametrize("method", METHODS)
+def test_stage_one_weights_are_untouched_by_forgetting(runs: Path, method: str):
     from unlearning.models import load_model
-    from unlearning.runs import load_run_model
+    from unlearning.runs import load_source, model_source
 
-    base_dir = run_dir(runs, "finetune_full_") / "checkpoint"
-    base = load_model(base_dir)
-    model = load_run_model(run_dir(runs, "kl_forget10_"), "float32", "sdpa")
-    base_state = base.state_dict()
+    base_state = load_model(run_dir(runs, "finetune_full_") / "checkpoint").state_dict()
+    model = load_source(model_source(run_dir(runs, f"{method}_forget10_")), "float32", "sdpa")
     with model.disable_adapter():
         for name, value in model.get_base_model().state_dict().items():
             if "lora_" in name or "modules_to_save" in name:
@@ -95,8 +112,46 @@ def test_stage_one_weights_are_untouched_by_forgetting(runs: Path, tiny_dir: Pat
 
 
 def test_forget_without_stage_one_names_the_fix(tmp_path: Path, fiu_dir: Path, tiny_dir: Path):
-    with pytest.raises(FileNotFoundError, match="run scripts/finetune.bash first"):
+    with pytest.raises(FileNotFoundError, match="run scripts/finetune.bash split=full first"):
         forget(make_config("forget", tmp_path, fiu_dir, tiny_dir, "max_steps=1"))
+
+
+def test_forgetting_from_the_vanilla_model(tmp_path: Path, fiu_dir: Path, tiny_dir: Path):
+    """A benchmark whose forgetting starts from the vanilla model (SafeEraser, EFUF) needs no Stage I."""
+    run = forget(make_config("forget", tmp_path, fiu_dir, tiny_dir, "benchmark.starts_from=vanilla", "max_steps=1",
+                             "batch_size=2"))
+    assert (run / read_run(run)["base_model"]).resolve() == tiny_dir.resolve()
+
+
+def test_runs_differing_in_one_setting_both_survive_with_their_evaluations(runs: Path, fiu_dir: Path,
+                                                                           tiny_dir: Path, tmp_path: Path):
+    root = runs.parents[1]
+    before = run_dir(runs, "npo_forget10_")
+    other = forget(make_config("forget", root, fiu_dir, tiny_dir, "method=npo", "method.beta=0.5", "max_steps=2",
+                               "batch_size=2", "log_every=1"))
+    assert other != before and other.name.startswith("npo_forget10_0.0005_8-")
+    assert read_run(before)["method"] == read_run(other)["method"] == "npo"
+    for run in (before, other):
+        evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path, f"run_dirs=[{run}]", "eval.general=null"))
+    assert (before / "eval" / "summary.json").is_file() and (other / "eval" / "summary.json").is_file()
+    betas = [yaml.safe_load((run / "config.yaml").read_text())["method"]["beta"] for run in (before, other)]
+    assert betas == [0.1, 0.5]
+
+
+def test_the_same_settings_again_find_the_finished_run(runs: Path, fiu_dir: Path, tiny_dir: Path, caplog):
+    caplog.set_level("INFO")
+    root = runs.parents[1]
+    run = run_dir(runs, "gd_forget10_")
+    log_before = (run / "train_log.jsonl").read_text()
+    again = forget(make_config("forget", root, fiu_dir, tiny_dir, "method=gd", "max_steps=2", "batch_size=2",
+                               "log_every=1"))
+    assert again == run and (run / "train_log.jsonl").read_text() == log_before
+    assert "already trained with these settings" in caplog.text
+    with pytest.raises(RunExists, match=rf"{run.name} already holds a run trained with other settings "
+                                        r"\(max_steps: 2 there, 1 now\)"):
+        forget(make_config("forget", root, fiu_dir, tiny_dir, "method=gd", "max_steps=1", "batch_size=2",
+                           f"run_name={run.name}"))
+    assert (run / "run.json").is_file() and (run / "train_log.jsonl").read_text() == log_before
 
 
 def eval_config(root: Path, fiu_dir: Path, tiny_dir: Path, general: Path, *overrides: str):
@@ -114,8 +169,9 @@ def test_evaluate_then_collect(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_pa
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     root = runs.parents[1]
+    n_runs = len(find_runs(runs))  # Stage I full and retain, every method (and runs other tests added)
     summaries = evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path))
-    assert len(summaries) == 7
+    assert len(summaries) == n_runs >= 2 + len(METHODS)
     retain_run = run_dir(runs, "finetune_retain_")
     retain_summary = json.loads((retain_run / "eval" / "summary.json").read_text())
     assert retain_summary["forget_quality"] == pytest.approx(1.0)  # the reference against itself
@@ -125,6 +181,8 @@ def test_evaluate_then_collect(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_pa
         assert 0 <= summary["forget_quality"] <= 1 and 0 <= summary["model_utility"] <= 1
         assert 0 <= forget["ape"] <= 1 and 0 < forget["mia"] <= 1 and forget["mia_pp"] > 0
         assert forget["gpt"] is None and summary["judge"]["status"].startswith("skipped: no judge endpoint")
+        assert summary["parts"] == {"forget": "forget10.json", "retain": "retain15.json",
+                                    "holdout": "holdout.json", "general": "general.json"}
         auc = summary["membership_auc"]
         assert (auc["n_members"], auc["n_nonmembers"]) == (6, 12)
         assert all(0 <= auc[k] <= 1 for k in ("loss", "zlib", "mink", "mink_pp"))
@@ -137,15 +195,18 @@ def test_evaluate_then_collect(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_pa
     assert len(samples[0]["paraphrase_generations"]) == 3
 
     before = (retain_run / "eval" / "forget10.json").stat().st_mtime_ns
-    evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path))
+    evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path, f"run_dirs=[{retain_run}]"))
     assert (retain_run / "eval" / "forget10.json").stat().st_mtime_ns == before  # resumed, not recomputed
 
     rows = collect(root, tmp_path / "results")["fiubench"]
-    assert len(rows) == 7 and {row["method"] for row in rows} >= set(METHODS) | {"stage1_full", "stage1_retain"}
+    assert len(rows) == n_runs and {row["method"] for row in rows} >= set(METHODS) | {"stage1_full", "stage1_retain"}
     assert all(row["GPT"] is None and row["Avg MU"] is None and row["Avg FQ"] is not None for row in rows)
-    assert (tmp_path / "results" / "fiubench.csv").read_text().count("\n") == 8
+    assert (tmp_path / "results" / "fiubench.csv").read_text().count("\n") == len(rows) + 1
     table = (tmp_path / "results" / "fiubench.md").read_text()
-    assert "| ROUGE-L | GPT | Truth | ACC | Avg MU | KS | EM | MIA | APE | Avg FQ |" in table
+    assert "| ROUGE-L ↑ | GPT ↑ | Truth ↑ | ACC ↑ | Avg MU ↑ | KS ↑ | EM ↓ | MIA ↓ | APE ↓ | Avg FQ ↑ |" in table
+    results = json.loads((tmp_path / "results" / "fiubench.json").read_text())
+    assert results["better"]["forget quality"] == "higher" and results["better"]["EM"] == "lower"
+    assert len(results["rows"]) == len(rows) and "run" in results["columns"]
     assert (tmp_path / "results" / "fiubench_tradeoff.png").read_bytes()[:4] == b"\x89PNG"
 
 
