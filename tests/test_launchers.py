@@ -67,3 +67,11 @@ def test_two_process_ddp_on_cpu(common):
     assert [s["generation"] for s in sharded] == [s["generation"] for s in single]
     for a, b in zip(sharded, single, strict=True):
         assert a["truth_ratio"] == pytest.approx(b["truth_ratio"], rel=1e-4)
+    # forgetting under DDP: the streams of one step (forget rows, their random retain partners) in one batch
+    # per process, the reference pass with adapters disabled, an intermediate checkpoint gathered from both
+    run("bash", "scripts/forget_lora.bash", "method=kl", "max_steps=2", "batch_size=2", "save_every=1",
+        f"model_path={run_dir}/checkpoint", "run_name=ddp_kl", *overrides, env=ddp)
+    forget_dir = run_dir.parent / "ddp_kl"
+    log = [json.loads(line) for line in (forget_dir / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(record["retain_kl"] >= 0 for record in log)
+    assert (forget_dir / "checkpoints" / "step_000001" / "adapter_model.safetensors").is_file()

@@ -219,7 +219,9 @@ def external_run(group_dir: Path, benchmark: str, model: str, model_path: str, a
     source = {"model_path": str(model_path), "adapter_path": None if adapter_path is None else str(adapter_path)}
     resolved = {key: str(Path(value).resolve()) if value and Path(value).exists() else value
                 for key, value in source.items()}
-    label = re.sub(r"[^A-Za-z0-9._]+", "_", Path(str(adapter_path or model_path)).name.strip("/")) or "model"
+    named = Path(str(adapter_path or model_path).rstrip("/"))
+    named = named.parent if named.name == CHECKPOINT else named  # a run's checkpoint: the run's name
+    label = re.sub(r"[^A-Za-z0-9._-]+", "_", named.name) or "model"
     run_dir = group_dir / f"external_{label}-{identity_hash(resolved)}"
     if adapter_path is not None and not (Path(adapter_path) / ADAPTER_CONFIG).is_file():
         raise FileNotFoundError(f"adapter_path {adapter_path}: no {ADAPTER_CONFIG} (a peft adapter folder)")

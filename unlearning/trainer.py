@@ -2,8 +2,8 @@
 
 The loop knows nothing about methods: it gets a dataset, a collate function and
 ``step_loss(model, batch, progress)``. Optimiser steps, not micro-batches, are what the schedule, ``max_steps``,
-the progress a loss sees and the log count; ``on_step(step, model)`` runs on every process after each optimiser
-step, with the prepared model (intermediate checkpoints).
+the progress a loss sees and the log count; ``on_step(step, total_steps, model)`` runs on every process after
+each optimiser step, with the prepared model (intermediate checkpoints).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def train(
     settings: TrainSettings,
     accelerator: Accelerator,
     log_file: str | Path | None = None,
-    on_step: Callable[[int, torch.nn.Module], None] | None = None,
+    on_step: Callable[[int, int, torch.nn.Module], None] | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train ``model`` in place; returns the accelerate-prepared model and a summary (steps, seconds, last values)."""
     if len(dataset) == 0:
@@ -133,7 +133,7 @@ def train(
                 writer.flush()
             progress.update(1)
             if on_step is not None:
-                on_step(step, model)
+                on_step(step, total_steps, model)
             if step % settings.log_every == 0 or step == total_steps:
                 progress.set_postfix(loss=f"{last['loss']:.4f}")
                 log.info("step %d/%d %s", step, total_steps, " ".join(f"{k}={v:.4g}" for k, v in last.items()))

@@ -181,16 +181,17 @@ def prepare_run(cfg: DictConfig, base_model: str, accelerator: Accelerator) -> R
 
 
 def step_saver(save_every: int | None, run_dir: Path, accelerator: Accelerator
-               ) -> Callable[[int, torch.nn.Module], None] | None:
+               ) -> Callable[[int, int, torch.nn.Module], None] | None:
     """With ``save_every=N``, a callback keeping the trainable weights every N optimiser steps
-    (``checkpoints/step_N``: the adapter of a LoRA run, the full model otherwise)."""
+    (``checkpoints/step_N``: the adapter of a LoRA run, the full model otherwise); the last step's weights
+    are the run's own checkpoint."""
     if not save_every:
         return None
     if save_every < 1:
         raise ValueError(f"save_every must be a positive number of optimiser steps, got {save_every}")
 
-    def save(step: int, prepared: torch.nn.Module) -> None:
-        if step % save_every:
+    def save(step: int, total_steps: int, prepared: torch.nn.Module) -> None:
+        if step % save_every or step == total_steps:
             return
         state_dict = accelerator.get_state_dict(prepared)  # every rank takes part (ZeRO-3 gathers shards)
         if accelerator.is_main_process:

@@ -253,3 +253,83 @@ def test_built_in_benchmark_is_generated_once_and_checked(tmp_path: Path, tiny_d
         build_benchmark(changed, Accelerator(cpu=True))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_benchmark(make_config("finetune", tmp_path, tmp_path / "nope", tiny_dir), Accelerator(cpu=True))
+
+
+def test_a_model_that_is_not_a_run_is_evaluated_by_path(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_path: Path):
+    """The tiny model as ``unlearning/tiny.py`` saved it, and a forget run's adapter on top of its base."""
+    from results_collect import collect_rows
+
+    root = runs.parents[1]
+    (summary,) = [s for s in evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path, f"model_path={tiny_dir}",
+                                                  "eval.general=null")) if s["forget_quality"] != 1.0]
+    (external,) = runs.glob("external_tiny-llava-*")
+    info = read_run(external)
+    assert info["kind"] == "external" and info["source"] == {"model_path": str(tiny_dir), "adapter_path": None}
+    assert (external / info["base_model"]).resolve() == tiny_dir.resolve()
+    assert json.loads((external / "eval" / "summary.json").read_text()) == summary
+    assert summary["forget"]["n"] == 6 and 0 <= summary["forget_quality"] <= 1
+
+    ga = run_dir(runs, "ga_forget10_")
+    evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path, f"run_dirs=[{ga}]", "eval.general=null"))
+    stage_one = run_dir(runs, "finetune_full_") / "checkpoint"
+    evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path, f"model_path={stage_one}",
+                         f"adapter_path={ga / 'checkpoint'}", "eval.general=null"))
+    (adapted,) = runs.glob(f"external_{ga.name}-*")
+    assert read_run(adapted)["source"]["adapter_path"] == str(ga / "checkpoint")
+    same = [json.loads((run / "eval" / "forget10.json").read_text())["samples"] for run in (ga, adapted)]
+    assert [s["generation"] for s in same[0]] == [s["generation"] for s in same[1]]  # the same model, by path
+    assert [s["truth_ratio"] for s in same[0]] == pytest.approx([s["truth_ratio"] for s in same[1]], rel=1e-5)
+    assert {row["method"] for row in collect_rows(root)["fiubench"] if row["run"].startswith("external_")} == {
+        "external"}
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path, f"model_path={tiny_dir}", f"adapter_path={tmp_path}"))
+
+
+def test_intermediate_checkpoints_give_a_metric_versus_step_table(fiu_dir: Path, tiny_dir: Path, tmp_path: Path):
+    from results_collect import collect
+
+    root = tmp_path / "runs"
+    finetune(make_config("finetune", root, fiu_dir, tiny_dir, "max_steps=2"))
+    run = forget(make_config("forget", root, fiu_dir, tiny_dir, "method=gd", "max_steps=3", "batch_size=2",
+                             "save_every=1"))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000001", "step_000002"]
+    evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path, f"run_dirs=[{run}]", "steps=all", "eval.general=null"))
+    assert sorted(p.name for p in (run / "eval" / "steps").iterdir()) == ["step_000001", "step_000002"]
+    first = json.loads((run / "eval" / "steps" / "step_000001" / "forget10.json").read_text())["samples"]
+    final = json.loads((run / "eval" / "forget10.json").read_text())["samples"]
+    assert [s["answer_nll"] for s in first] != [s["answer_nll"] for s in final]  # other weights
+    collect(root, tmp_path / "results")
+    table = (tmp_path / "results" / "fiubench_steps.csv").read_text().splitlines()
+    assert table[0].startswith("model,step,run,method") and [line.split(",")[1] for line in table[1:]] == [
+        "1", "2", "3"]
+    assert (tmp_path / "results" / "fiubench_steps.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileNotFoundError, match="no checkpoint for steps \\[5\\]"):
+        evaluate(eval_config(root, fiu_dir, tiny_dir, tmp_path, f"run_dirs=[{run}]", "steps=[5]"))
+
+
+def test_bad_streams_and_spans_stop_before_training(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_path: Path,
+                                                    mllmu_dir: Path, monkeypatch):
+    from fiubench.benchmark import FiuBenchTask
+    from unlearning.data import DataError, span_example
+    from unlearning.streams import StreamError
+
+    root = runs.parents[1]
+    composed = ["method.name=ga_pd", "+method.base={name: ga}", "+method.terms=[{loss: nll, stream: decoupld}]"]
+    with pytest.raises(StreamError, match="method 'ga_pd' names unknown stream 'decoupld'; benchmark 'fiubench' "
+                                          "provides forget, retain, refusal"):
+        forget(make_config("forget", root, fiu_dir, tiny_dir, *composed))
+    with pytest.raises(StreamError, match="method 'po' needs stream 'refusal', which benchmark 'mllmu' does not "
+                                          r"provide \(it provides forget, retain; 'refusal' comes with fiubench\)"):
+        forget(make_config("forget", tmp_path, mllmu_dir, tiny_dir, "benchmark=mllmu", "method=po"))
+
+    def spans(self, name: str, forget_split: str):  # a release whose span positions run past their text
+        return [span_example(qa.question, qa.answer, 0, len(qa.answer) + (40 if i == 3 else 0), final=True,
+                             where=f"{self.data_dir}/full.json record {i}", uid=qa.uid)
+                for i, qa in enumerate(self.data.qas(forget_split))]
+
+    monkeypatch.setattr(FiuBenchTask, "stream", spans)
+    before = sorted(p.name for p in runs.iterdir())
+    with pytest.raises(DataError, match=r"benchmark 'fiubench', method 'ga', stream 'forget': .*full.json record 3: "
+                                        r"span \[0, \d+\) lies outside its text"):
+        forget(make_config("forget", root, fiu_dir, tiny_dir, "method=ga", "max_steps=1", "run_name=never"))
+    assert sorted(p.name for p in runs.iterdir()) == before  # nothing was created
