@@ -15,14 +15,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from accelerate import Accelerator
 
 from eval.yesno import parse_yes_no
-from unlearning.data import ChatCollator, DataError, Example
+from unlearning.data import DataError, Example
 from unlearning.general import GENERAL_EVALS
-from unlearning.inference import generate_answers
 from unlearning.synthetic import SHAPE_COLOURS, SHAPES, draw_shapes
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork",
@@ -170,10 +166,8 @@ class MME:
         return write_mme(out_dir)
 
     @staticmethod
-    def run(model: Any, collator: ChatCollator, settings: MMESettings, batch_size: int,
-            accelerator: Accelerator | None = None) -> dict:
+    def questions(settings: MMESettings) -> tuple[list[MMEItem], list[Example]]:
         items = load_mme(settings.data_dir, settings.subtasks)
-        examples = [Example(item.question, "yes", item.image, uid=f"mme/{i}") for i, item in enumerate(items)]
-        predictions = generate_answers(model, collator, examples, batch_size, settings.max_new_tokens, accelerator,
-                                       desc="mme")
-        return score_mme(items, predictions)
+        return items, [Example(item.question, "yes", item.image, uid=f"mme/{i}") for i, item in enumerate(items)]
+
+    score = staticmethod(score_mme)

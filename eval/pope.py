@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accelerate import Accelerator
 from PIL import Image
 
 from eval.yesno import parse_yes_no
-from unlearning.data import ChatCollator, DataError, Example
+from unlearning.data import DataError, Example
 from unlearning.general import GENERAL_EVALS
-from unlearning.inference import generate_answers
 from unlearning.io import atomic_write_text
 from unlearning.synthetic import SHAPE_COLOURS, SHAPES, draw_shapes
 
@@ -171,11 +169,10 @@ class Pope:
         return write_pope(out_dir)
 
     @staticmethod
-    def run(model: Any, collator: ChatCollator, settings: PopeSettings, batch_size: int,
-            accelerator: Accelerator | None = None) -> dict:
+    def questions(settings: PopeSettings) -> tuple[list[PopeItem], list[Example]]:
         items = load_pope(settings.data_dir, settings.image_dir, settings.splits)
-        examples = [Example(item.question + (settings.prompt_suffix or ""), "yes", item.image, uid=f"pope/{i}")
-                    for i, item in enumerate(items)]
-        predictions = generate_answers(model, collator, examples, batch_size, settings.max_new_tokens, accelerator,
-                                       desc="pope")
-        return score_pope(items, predictions)
+        suffix = settings.prompt_suffix or ""
+        return items, [Example(item.question + suffix, "yes", item.image, uid=f"pope/{i}")
+                       for i, item in enumerate(items)]
+
+    score = staticmethod(score_pope)

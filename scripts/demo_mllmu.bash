@@ -12,7 +12,7 @@ RUN_ROOT="${RUN_ROOT:-runs}"
 OUT_DIR="${OUT_DIR:-results}"
 # A 5M-parameter model trained from scratch has no in-context ability: few-shot turns only confuse it, so the
 # demo evaluates zero-shot (real models: the paper's 1 classification / 2 cloze demonstration profiles).
-SHOTS="${SHOTS:-benchmark.options.shots.classification=0 benchmark.options.shots.cloze=0}"
+SHOTS="${SHOTS:-benchmark.eval_options.shots.classification=0 benchmark.eval_options.shots.cloze=0}"
 start=$SECONDS
 bash scripts/finetune.bash benchmark=mllmu epochs="${EPOCHS:-40}" run_root="$RUN_ROOT" "$@"
 for modality in multimodal unimodal; do

@@ -9,7 +9,6 @@ its training defaults (``recipe``, specialised per model in ``config/recipe/<nam
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,13 +107,7 @@ BENCHMARKS: Registry[type] = Registry("benchmark")
 
 def benchmark_class(name: str) -> type:
     """Import ``<name>.benchmark`` (which registers the class) and return the class."""
-    if name not in BENCHMARKS:
-        try:
-            importlib.import_module(f"{name}.benchmark")
-        except ModuleNotFoundError as error:
-            if error.name not in (name, f"{name}.benchmark"):
-                raise
-    return BENCHMARKS.get(name)
+    return BENCHMARKS.find(name, f"{name}.benchmark")
 
 
 def benchmark_names(root: Path = PROJECT_ROOT) -> list[str]:

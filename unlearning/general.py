@@ -1,24 +1,22 @@
 """General-capability evaluations (MME, POPE, ...) that a benchmark attaches to its own, found by name.
 
 Each lives in the ``eval`` package as ``eval/<name>.py`` and registers an object with its settings class,
-its built-in (offline) data writer and ``run``; a benchmark config lists the ones it reports
-(``general_evals``) and ``eval.general.<name>`` holds their settings. All of them form one evaluation part,
-``eval/general.json``.
+its built-in (offline) data writer, its questions and its scores; the engine generates the answers. A
+benchmark config lists the ones it reports (``general_evals``) and ``eval.general.<name>`` holds their
+settings. All of them form one evaluation part, ``eval/general.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from accelerate import Accelerator
-
-from unlearning.data import ChatCollator
+from unlearning.data import Example
 from unlearning.evaluation import EvalContext, Part
+from unlearning.inference import generate_answers
 from unlearning.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -27,13 +25,16 @@ FILE_VERSION = 2
 
 
 class GeneralEval(Protocol):
-    settings: type  # a dataclass with at least data_dir and builtin_dir (the built-in data is written there)
+    settings: type  # a dataclass with data_dir, builtin_dir (the built-in data is written there), max_new_tokens
 
     def write_builtin(self, out_dir: Path) -> Path: ...
 
-    def run(self, model: Any, collator: ChatCollator, settings: Any, batch_size: int,
-            accelerator: Accelerator | None) -> dict[str, Any]:
-        """Scores of one model, with ``accuracy`` (0-1) over all its yes/no questions."""
+    def questions(self, settings: Any) -> tuple[Sequence[Any], list[Example]]:
+        """The release's items and the prompt to answer for each."""
+        ...
+
+    def score(self, items: Sequence[Any], answers: Sequence[str]) -> dict[str, Any]:
+        """Scores of one model's answers, with ``accuracy`` (0-1) over all its questions."""
         ...
 
 
@@ -42,13 +43,7 @@ GENERAL_EVALS: Registry[GeneralEval] = Registry("general evaluation")
 
 def general_eval(name: str) -> GeneralEval:
     """Import ``eval.<name>`` (which registers it) and return it."""
-    if name not in GENERAL_EVALS:
-        try:
-            importlib.import_module(f"eval.{name}")
-        except ModuleNotFoundError as error:
-            if error.name not in ("eval", f"eval.{name}"):
-                raise
-    return GENERAL_EVALS.get(name)
+    return GENERAL_EVALS.find(name, f"eval.{name}")
 
 
 def general_settings(names: Sequence[str], configs: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
@@ -81,8 +76,14 @@ def general_part(settings: Mapping[str, Any], batch_size: int) -> Part:
 
     def compute(context: EvalContext) -> dict[str, Any]:
         model, collator = context.model.get()
-        return {name: general_eval(name).run(model, collator, values, batch_size, context.accelerator)
-                for name, values in settings.items()}
+        results = {}
+        for name, values in settings.items():
+            evaluation = general_eval(name)
+            items, prompts = evaluation.questions(values)
+            answers = generate_answers(model, collator, prompts, batch_size, values.max_new_tokens,
+                                       context.accelerator, desc=name)
+            results[name] = evaluation.score(items, answers)
+        return results
 
     fingerprint = {"version": FILE_VERSION, **{name: dataclasses.asdict(v) for name, v in settings.items()}}
     return Part("general", fingerprint, compute)

@@ -7,6 +7,7 @@ and one YAML under ``config/method/``; nothing else needs editing.
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -36,6 +37,18 @@ class Registry(Generic[T]):
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(known)}.{hint}")
         return self._entries[name]
+
+    def find(self, name: str, module: str) -> T:
+        """``name``, importing ``module`` first (which registers it) when it is not registered yet: packages are
+        found by name, with no import list to edit."""
+        if name not in self._entries:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as error:
+                parts = module.split(".")
+                if error.name not in {".".join(parts[:i]) for i in range(1, len(parts) + 1)}:
+                    raise  # a missing dependency inside the module, not a missing module
+        return self.get(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
