@@ -40,7 +40,7 @@ FICTITIOUS_SETS = ("forget", "test", "retain")  # profiles of Full_Set: few-shot
 
 @dataclasses.dataclass(frozen=True)
 class EvalOptions:
-    """MLLMU-Bench's evaluation knobs (``benchmark.options`` in the config)."""
+    """MLLMU-Bench's evaluation knobs (``benchmark.eval_options`` in the config)."""
 
     shots: Mapping[str, int] = dataclasses.field(default_factory=lambda: {"classification": 1, "cloze": 2})
     classification_scoring: str = "loglik"  # loglik | generate
@@ -257,7 +257,7 @@ def context_limit(model: Any, options: EvalOptions, max_new_tokens: int) -> int:
         config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         length = getattr(config, "max_position_embeddings", None)
     if not length:
-        raise ValueError("the model config has no max_position_embeddings; set benchmark.options.context_length")
+        raise ValueError("the model config has no max_position_embeddings; set benchmark.eval_options.context_length")
     return int(length) - max_new_tokens
 
 
