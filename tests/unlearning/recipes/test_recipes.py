@@ -333,3 +333,17 @@ def test_bad_streams_and_spans_stop_before_training(runs: Path, fiu_dir: Path, t
                                         r"span \[0, \d+\) lies outside its text"):
         forget(make_config("forget", root, fiu_dir, tiny_dir, "method=ga", "max_steps=1", "run_name=never"))
     assert sorted(p.name for p in runs.iterdir()) == before  # nothing was created
+
+
+@pytest.mark.parametrize(("override", "error", "message"), [
+    ("eval.decoding.n=2", ValueError, "decoding n must be 1 for greedy decoding"),
+    ("eval.decoding.sample=true eval.decoding.n=3", ValueError, "FIUBench scores one answer per question"),
+    ("forget_split=forget7", Exception, "unknown split 'forget7'"),
+    ("compat=paper", ValueError, "compat must be one of"),
+    ("+eval.general.pope.colour=red", ValueError, "eval.general.pope: .*colour"),
+])
+def test_evaluation_settings_are_checked_before_any_run_or_model(tmp_path: Path, fiu_dir: Path, tiny_dir: Path,
+                                                                 override: str, error: type, message: str):
+    """An empty run root: an error about the settings (not "no finished runs") shows they are checked first."""
+    with pytest.raises(error, match=message):
+        evaluate(eval_config(tmp_path / "empty", fiu_dir, tiny_dir, tmp_path, *override.split()))

@@ -1,0 +1,41 @@
+"""Generation with a decoding setting: greedy by default, seeded sampling with n answers per prompt."""
+
+from pathlib import Path
+
+import pytest
+
+from unlearning.data import Example
+from unlearning.inference import Decoding, generate_answers, generate_samples
+
+
+@pytest.fixture()
+def questions(fiu_dir: Path) -> list[Example]:
+    image = next((fiu_dir / "SFHQ").glob("*.jpg"))
+    return [Example(f"What is the job of person {i}?", "unused", image, uid=f"q{i}") for i in range(3)]
+
+
+def test_greedy_is_the_default_and_one_answer_per_question(tiny_model, collator, questions):
+    greedy = generate_answers(tiny_model, collator, questions, 2, 6)
+    assert greedy == generate_answers(tiny_model, collator, questions, 2, Decoding(max_new_tokens=6))
+    assert [samples[0] for samples in generate_samples(tiny_model, collator, questions, 3, Decoding(6))] == greedy
+
+
+def test_seeded_sampling_gives_n_answers_that_repeat(tiny_model, collator, questions):
+    sampling = Decoding(max_new_tokens=8, sample=True, temperature=1.5, n=3, seed=7)
+    first = generate_samples(tiny_model, collator, questions, 2, sampling)
+    assert [len(samples) for samples in first] == [3, 3, 3]
+    assert generate_samples(tiny_model, collator, questions, 2, sampling) == first  # the same seed, the same text
+    assert len({text for samples in first for text in samples}) > 3  # a random model samples varied text
+    other = generate_samples(tiny_model, collator, questions, 2, Decoding(8, sample=True, temperature=1.5, n=3,
+                                                                          seed=8))
+    assert other != first
+    with pytest.raises(ValueError, match="gives one answer per question"):
+        generate_answers(tiny_model, collator, questions, 2, sampling)
+
+
+def test_bad_decoding_settings_are_refused():
+    for kwargs, message in (({"max_new_tokens": 0}, "max_new_tokens must be positive"),
+                            ({"max_new_tokens": 4, "n": 2}, "n must be 1 for greedy"),
+                            ({"max_new_tokens": 4, "sample": True, "top_p": 0.0}, "0 < top_p <= 1")):
+        with pytest.raises(ValueError, match=message):
+            Decoding(**kwargs)
