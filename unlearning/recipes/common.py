@@ -20,6 +20,7 @@ from unlearning.runs import (
     RunClaim,
     claim_run,
     find_finetune_run,
+    model_source,
     save_checkpoint,
     start_run,
     step_checkpoint_dir,
@@ -97,12 +98,12 @@ def build_benchmark(cfg: DictConfig, accelerator: Accelerator) -> Benchmark:
     bench = cfg.benchmark
     cls = benchmark_class(bench.name)
 
+    check_starts_from(bench.starts_from)
+
     def load() -> Benchmark:
         ensure_data(Path(cfg.data_dir), Path(bench.builtin_dir), cls.write_builtin, to_dict(bench.synthetic),
                     f"{bench.name} benchmark")
         return cls(Path(cfg.data_dir), **to_dict(bench.options))
-
-    check_starts_from(bench.starts_from)
 
     return on_main_first(accelerator, load)
 
@@ -156,8 +157,6 @@ def starting_model(cfg: DictConfig, benchmark: Benchmark, accelerator: Accelerat
         return str(cfg.model_path)
     if cfg.benchmark.starts_from == "vanilla":
         return ensure_model(cfg.model, benchmark, accelerator)
-    from unlearning.runs import model_source
-
     split = cfg.benchmark.stage_one_split
     run = find_finetune_run(group_dir(cfg), split, f"model trained on split={split}", "model_path")
     return model_source(run).weights
@@ -176,7 +175,8 @@ def prepare_run(cfg: DictConfig, base_model: str, accelerator: Accelerator) -> R
                  "train again)", claim.run_dir)
     elif accelerator.is_main_process:
         start_run(claim.run_dir, config, identity)
-        log.info("%s run %s", "resuming interrupted" if claim.state == "unfinished" else "new", claim.run_dir)
+        log.info("%s %s", "training again (interrupted before it finished):" if claim.state == "unfinished"
+                 else "new run", claim.run_dir)
     return claim
 
 
