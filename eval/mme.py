@@ -18,7 +18,7 @@ from pathlib import Path
 
 from eval.yesno import parse_yes_no
 from unlearning.data import DataError, Example
-from unlearning.general import GENERAL_EVALS
+from unlearning.general import GENERAL_EVALS, GeneralEval
 from unlearning.synthetic import SHAPE_COLOURS, SHAPES, draw_shapes
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork",
@@ -157,17 +157,9 @@ class MMESettings:
             object.__setattr__(self, "subtasks", tuple(self.subtasks))
 
 
-@GENERAL_EVALS.register("mme")
-class MME:
-    settings = MMESettings
+def mme_questions(settings: MMESettings) -> tuple[list[MMEItem], list[Example]]:
+    items = load_mme(settings.data_dir, settings.subtasks)
+    return items, [Example(item.question, "yes", item.image, uid=f"mme/{i}") for i, item in enumerate(items)]
 
-    @staticmethod
-    def write_builtin(out_dir: Path) -> Path:
-        return write_mme(out_dir)
 
-    @staticmethod
-    def questions(settings: MMESettings) -> tuple[list[MMEItem], list[Example]]:
-        items = load_mme(settings.data_dir, settings.subtasks)
-        return items, [Example(item.question, "yes", item.image, uid=f"mme/{i}") for i, item in enumerate(items)]
-
-    score = staticmethod(score_mme)
+GENERAL_EVALS.register("mme")(GeneralEval(MMESettings, write_mme, mme_questions, score_mme))

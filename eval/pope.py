@@ -20,7 +20,7 @@ from PIL import Image
 
 from eval.yesno import parse_yes_no
 from unlearning.data import DataError, Example
-from unlearning.general import GENERAL_EVALS
+from unlearning.general import GENERAL_EVALS, GeneralEval
 from unlearning.io import atomic_write_text
 from unlearning.synthetic import SHAPE_COLOURS, SHAPES, draw_shapes
 
@@ -160,19 +160,11 @@ class PopeSettings:
         object.__setattr__(self, "splits", tuple(self.splits or SPLITS))
 
 
-@GENERAL_EVALS.register("pope")
-class Pope:
-    settings = PopeSettings
+def pope_questions(settings: PopeSettings) -> tuple[list[PopeItem], list[Example]]:
+    items = load_pope(settings.data_dir, settings.image_dir, settings.splits)
+    suffix = settings.prompt_suffix or ""
+    return items, [Example(item.question + suffix, "yes", item.image, uid=f"pope/{i}")
+                   for i, item in enumerate(items)]
 
-    @staticmethod
-    def write_builtin(out_dir: Path) -> Path:
-        return write_pope(out_dir)
 
-    @staticmethod
-    def questions(settings: PopeSettings) -> tuple[list[PopeItem], list[Example]]:
-        items = load_pope(settings.data_dir, settings.image_dir, settings.splits)
-        suffix = settings.prompt_suffix or ""
-        return items, [Example(item.question + suffix, "yes", item.image, uid=f"pope/{i}")
-                       for i, item in enumerate(items)]
-
-    score = staticmethod(score_pope)
+GENERAL_EVALS.register("pope")(GeneralEval(PopeSettings, write_pope, pope_questions, score_pope))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from unlearning.data import Example
 from unlearning.evaluation import EvalContext, Part
@@ -24,18 +25,16 @@ log = logging.getLogger(__name__)
 FILE_VERSION = 2
 
 
-class GeneralEval(Protocol):
-    settings: type  # a dataclass with data_dir, builtin_dir (the built-in data is written there), max_new_tokens
+@dataclass(frozen=True)
+class GeneralEval:
+    """One general evaluation: its settings class (a dataclass with ``data_dir``, ``builtin_dir`` where the
+    built-in data is written, and ``max_new_tokens``), its built-in data writer, its questions (the release's
+    items and the prompt to answer for each) and its scores (with ``accuracy``, 0-1, over all questions)."""
 
-    def write_builtin(self, out_dir: Path) -> Path: ...
-
-    def questions(self, settings: Any) -> tuple[Sequence[Any], list[Example]]:
-        """The release's items and the prompt to answer for each."""
-        ...
-
-    def score(self, items: Sequence[Any], answers: Sequence[str]) -> dict[str, Any]:
-        """Scores of one model's answers, with ``accuracy`` (0-1) over all its questions."""
-        ...
+    settings: type
+    write_builtin: Callable[[Path], Path]
+    questions: Callable[[Any], tuple[Sequence[Any], list[Example]]]
+    score: Callable[[Sequence[Any], Sequence[str]], dict[str, Any]]
 
 
 GENERAL_EVALS: Registry[GeneralEval] = Registry("general evaluation")
