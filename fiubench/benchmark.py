@@ -6,6 +6,7 @@ Streams: ``forget`` (the split's QAs), ``retain`` (every identity outside all fo
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ from fiubench.synthetic import write_fiubench
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
 from unlearning.data import DataError, Example
 from unlearning.evaluation import EvalSettings, Evaluation
+from unlearning.metrics.judge import judged_cell
 
 PACKAGED_REFUSALS = Path(__file__).with_name("refusals.json")
+log = logging.getLogger(__name__)
 
 
 def load_refusals(data_dir: Path) -> list[str]:
@@ -68,7 +71,8 @@ class FiuBenchTask:
             "method": method_label(run, "stage1"),
             "forget_split": summary["forget_split"],
             "ROUGE-L": _percent(retain["rougeL_recall"]),
-            "GPT": _percent(retain.get("gpt")),
+            "GPT": judged_cell(retain.get("gpt_partial", retain.get("gpt")), (summary.get("judge") or {}).get("retain"),
+                               scale=100.0),
             "Truth": _percent(retain["truth_ratio"]),
             "ACC": _percent(general.get("acc")),
             "Avg MU": None if None in mu_parts else _percent(sum(mu_parts) / 4),
@@ -77,6 +81,7 @@ class FiuBenchTask:
             "MIA": _percent(forget.get("mia")),
             "APE": _percent(forget.get("ape")),
             "MU (hmean)": _percent(summary["model_utility"]),
+            "mu_terms": tuple(summary.get("model_utility_terms") or ()),
             "forget ROUGE-L": _percent(forget["rougeL_recall"]),
             "forget quality": summary.get("forget_quality"),
             "MIA AUC (Min-K++)": (summary.get("membership_auc") or {}).get("mink_pp"),
@@ -86,7 +91,15 @@ class FiuBenchTask:
     def finalize_rows(rows: list[dict[str, Any]]) -> None:
         """Avg FQ = 0.5 norm(KS) + 0.15 (1 - EM) + 0.2 (1 - MIA) + 0.15 (1 - APE), norm(KS) = 1 - KS / KS_min,
         with KS_min the lowest log10 p among the rows of the same model and forget split (the paper's
-        Appendix D.3 min-max normalisation over the runs compared)."""
+        Appendix D.3 min-max normalisation over the runs compared).
+
+        MU (hmean) of a run whose retain split was not judged is left out (n/a) when other runs' MU includes GPT:
+        one column means one formula."""
+        with_gpt = {row["model"] for row in rows if "gpt" in row.get("mu_terms", ())}
+        for row in rows:
+            if row["model"] in with_gpt and "gpt" not in row.get("mu_terms", ()) and row["MU (hmean)"] is not None:
+                log.warning("%s: MU (hmean) left out: it has no GPT term, which other runs' MU has", row.get("run"))
+                row["MU (hmean)"] = None
         for row in rows:
             group = [r["KS"] for r in rows if (r["model"], r["forget_split"]) == (row["model"], row["forget_split"])
                      and r.get("KS") is not None]

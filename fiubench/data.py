@@ -95,9 +95,10 @@ def resolve_image(data_dir: Path, raw: str, where: str) -> Path:
 
 
 def _check_image(path: Path, where: str) -> None:
+    """Decode the whole image once (``verify()`` lets a truncated JPEG through)."""
     try:
         with Image.open(path) as image:
-            image.verify()
+            image.load()
     except (UnidentifiedImageError, OSError) as error:
         raise DataError(f"{where}: image {path} cannot be read ({error})") from error
 
@@ -108,19 +109,31 @@ def _require(record: dict[str, Any], fields: tuple[str, ...], where: str) -> Non
             raise DataError(f"{where}: missing field {name!r}")
 
 
+def _string(record: dict[str, Any], name: str, where: str) -> str:
+    """A field that must hold a non-empty string: a number or null is an error, never coerced."""
+    value = record[name]
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: field {name!r} must be a non-empty string, got {_shown(value)}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    return "null" if value is None else f"{type(value).__name__} {str(value)[:40]!r}"
+
+
 def _string_list(value: Any, where: str, name: str, min_len: int = 1) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or len(value) < min_len or not all(isinstance(v, str) for v in value):
-        raise DataError(f"{where}: field {name!r} must be a list of at least {min_len} strings")
+        raise DataError(f"{where}: field {name!r} must be a list of at least {min_len} strings, got {_shown(value)}")
     return tuple(value)
 
 
 def parse_identity(record: dict[str, Any], data_dir: Path, where: str) -> list[FiuQA]:
     _require(record, IDENTITY_FIELDS, where)
-    unique_id = str(record["unique_id"])
+    unique_id = _string(record, "unique_id", where)
     where = f"{where} (unique_id {unique_id})"
-    image = resolve_image(data_dir, str(record["image_path"]), where)
+    image = resolve_image(data_dir, _string(record, "image_path", where), where)
     _check_image(image, where)
     if not isinstance(record["qa_list"], list) or not record["qa_list"]:
         raise DataError(f"{where}: 'qa_list' must be a non-empty list")
@@ -134,10 +147,10 @@ def parse_identity(record: dict[str, Any], data_dir: Path, where: str) -> list[F
             unique_id=unique_id,
             qa_index=qa_index,
             image=image,
-            question=str(qa["question"]),
-            answer=str(qa["answer"]),
+            question=_string(qa, "question", qa_where),
+            answer=_string(qa, "answer", qa_where),
             paraphrased_questions=_string_list(qa["paraphrased_question"], qa_where, "paraphrased_question"),
-            paraphrased_answer=str(qa["paraphrased_answer"]),
+            paraphrased_answer=_string(qa, "paraphrased_answer", qa_where),
             perturbed_answers=_string_list(qa["perturbed_answer"], qa_where, "perturbed_answer"),
             keywords=_string_list(qa["keywords"], qa_where, "keywords"),
         ))
@@ -172,7 +185,7 @@ class FiuBench:
             raise DataError(f"{self.split_path}: expected one object mapping split names to unique_id lists")
         splits = {}
         for name, ids in raw[0].items():
-            splits[name] = [str(i) for i in _string_list(ids, str(self.split_path), name, min_len=0)]
+            splits[name] = list(_string_list(ids, str(self.split_path), name, min_len=0))
             known = set(self.qas_by_id) if name == "holdout" else set(list(self.qas_by_id)[: self.n_used])
             unknown = [i for i in splits[name] if i not in known]
             if unknown:

@@ -34,6 +34,7 @@ class SplitSettings:
     batch_size: int
     decoding: Decoding
     quirks: metrics.Quirks
+    max_failed: float = 0.0  # judge requests allowed to fail with GPT still complete
 
     def __post_init__(self) -> None:
         if self.role not in metrics.ROLES:
@@ -46,18 +47,20 @@ class SplitSettings:
 def evaluation(data: FiuBench, settings: EvalSettings, forget_split: str, retain_split: str) -> Evaluation:
     """The parts of one model's FIUBench evaluation; unknown splits fail here, before any model loads."""
     quirks = metrics.quirks_of(settings.compat)
-    judge_model = settings.judge_model()
+    judge = settings.judge_fingerprint()
     parts: dict[str, Part] = {}
     for role, split in (("forget", forget_split), ("retain", retain_split)):
         data.identity_ids(split)  # raises on an unknown split
-        part = SplitSettings(split, role, settings.batch_size, settings.decoding, quirks)
+        part = SplitSettings(split, role, settings.batch_size, settings.decoding, quirks, settings.judge.max_failed)
+        qas = data.qas(split)
         parts[role] = Part(split, {"version": FILE_VERSION, "split": split,
-                                   "decoding": dataclasses.asdict(settings.decoding), "judge": judge_model},
-                           lambda context, part=part: evaluate_split(data.qas(part.split), part, context))
+                                   "decoding": dataclasses.asdict(settings.decoding), "judge": judge},
+                           lambda context, part=part, qas=qas: evaluate_split(qas, part, context), data=qas)
     holdout = data.qas("holdout")
     if holdout:
         parts["holdout"] = Part("holdout", {"version": FILE_VERSION, "n": len(holdout)},
-                                lambda context: {"samples": score_membership(holdout, settings.batch_size, context)})
+                                lambda context: {"samples": score_membership(holdout, settings.batch_size, context)},
+                                data=holdout)
 
     def summarize(results: Mapping[str, dict[str, Any]], reference_dir: Path | None) -> dict[str, Any]:
         return summarize_run(results, reference_dir, parts["forget"], settings.compat)
@@ -71,12 +74,16 @@ def summarize_run(results: Mapping[str, dict[str, Any]], reference_dir: Path | N
     if general is not None:
         general = {k: v for k, v in general.items() if k != "fingerprint"}
         general["acc"] = general_accuracy(general)
+    retain, retain_judge = results["retain"]["aggregate"], results["retain"].get("judge")
+    incomplete = retain_judge is not None and not retain_judge["complete"]
     return {
         "forget_split": results["forget"]["split"],
         "retain_split": results["retain"]["split"],
         "forget": results["forget"]["aggregate"],
-        "retain": results["retain"]["aggregate"],
-        "model_utility": metrics.model_utility(results["retain"]["aggregate"]),
+        "retain": retain,
+        # with the judge's answers incomplete MU is undefined, rather than silently a mean of other terms
+        "model_utility": None if incomplete else metrics.model_utility(retain),
+        "model_utility_terms": metrics.model_utility_terms(retain),
         "judge": {role: results[role].get("judge") for role in metrics.ROLES},
         "membership_auc": _membership_auc(results["forget"]["samples"], results.get("holdout")),
         "general": general,
@@ -142,7 +149,9 @@ def evaluate_split(qas: Sequence[FiuQA], settings: SplitSettings, context: EvalC
     if context.judge is not None:
         _judge(context, qas, records, quirks)
     aggregate = metrics.aggregate_split(records, role)
-    judge = None if context.judge is None else {"mean": aggregate["gpt"], **judge_counts(records, "gpt")}
+    judge = None if context.judge is None else judge_counts(records, "gpt", settings.max_failed)
+    if judge is not None and not judge["complete"]:  # a partial mean is kept apart, never reported as the GPT score
+        aggregate["gpt_partial"], aggregate["gpt"] = aggregate["gpt"], None
     return {"split": split, "role": role, "aggregate": aggregate, "judge": judge, "samples": records}
 
 

@@ -173,10 +173,16 @@ def model_utility(retain: dict[str, float | None]) -> float:
 
     The original also put EM and GPT in, as 0 when they were not computed, which zeroed the mean.
     """
-    values = [retain["rougeL_recall"], retain["probability"], retain["truth_ratio"]]
-    if retain.get("gpt") is not None:
-        values.append(retain["gpt"])
+    values = [retain[term] for term in model_utility_terms(retain)]
+    if None in values:
+        raise ValueError("model utility needs every term; the judge's answers are incomplete")
     return harmonic_mean(values)
+
+
+def model_utility_terms(retain: dict[str, float | None]) -> list[str]:
+    """The retain aggregates MU is the harmonic mean of: GPT joins when the split was judged."""
+    terms = ["rougeL_recall", "probability", "truth_ratio"]
+    return [*terms, "gpt"] if retain.get("gpt") is not None or "gpt_partial" in retain else terms
 
 
 def forget_quality(forget_records: Sequence[dict], reference_records: Sequence[dict]) -> float:

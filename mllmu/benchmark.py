@@ -14,6 +14,7 @@ from mllmu.synthetic import write_mllmu
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
 from unlearning.data import Example
 from unlearning.evaluation import EvalSettings, Evaluation
+from unlearning.metrics.judge import judged_cell
 
 SET_TITLES = {"forget": "Forget", "test": "Test", "retain": "Retain", "celebrity": "Celebrity"}
 METRIC_COLUMNS = (("Class. Acc", "classification_acc", 100), ("ROUGE-L", "rougeL_f", 1),
@@ -59,8 +60,12 @@ class MllmuTask:
             for set_name in SETS:
                 values = summary["sets"][set_name][modality]
                 for column, key, scale in METRIC_COLUMNS:
-                    value = values.get(key)
-                    row[f"{SET_TITLES[set_name]} {column}"] = None if value is None else scale * value
+                    if key == "factuality":
+                        value = judged_cell(values.get("factuality_partial", values.get(key)), values.get("judge"))
+                    else:
+                        value = values.get(key)
+                        value = None if value is None else scale * value
+                    row[f"{SET_TITLES[set_name]} {column}"] = value
             unimodal = "-uni" if run.get("forget_modality") == "unimodal" else ""
             row["label"] = f"{row['method']}{unimodal} ({'img' if modality == 'image_text' else 'txt'})"
             rows.append(row)

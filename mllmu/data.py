@@ -91,6 +91,14 @@ def _field(row: dict[str, Any], name: str, where: str) -> Any:
     return row[name]
 
 
+def _profile_id(row: dict[str, Any], where: str) -> str:
+    """The ``ID`` column: a string such as "001" (a number would lose its leading zeros; never coerced)."""
+    value = _field(row, "ID", where)
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: field 'ID' must be a non-empty string, got {type(value).__name__} {value!r}")
+    return value
+
+
 def _nested(value: Any, where: str, name: str) -> Any:
     """Task columns are nested structs in the release; accept them JSON-encoded too."""
     if isinstance(value, str):
@@ -108,7 +116,7 @@ def image_bytes(value: Any, where: str, name: str = "image") -> bytes:
         raise DataError(f"{where}: field {name!r} has no image bytes")
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.verify()
+            image.load()  # a full decode: verify() lets a truncated JPEG through
     except (UnidentifiedImageError, OSError) as error:
         raise DataError(f"{where}: field {name!r} is not a readable image ({error})") from error
     return data
@@ -116,8 +124,10 @@ def image_bytes(value: Any, where: str, name: str = "image") -> bytes:
 
 def _text(entry: dict[str, Any], key: str, where: str) -> str:
     value = entry.get(key)
-    if not isinstance(value, str) or not value.strip():
+    if value is None:
         raise DataError(f"{where}: missing field {key!r}")
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: field {key!r} must be a non-empty string, got {type(value).__name__} {value!r}")
     return value
 
 
@@ -131,7 +141,8 @@ def _classification(task: Any, where: str) -> list[Item]:
             options = entry.get("Options")
             if not isinstance(options, dict):
                 raise DataError(f"{here}: missing field 'Options'")
-            pairs = tuple((letter, str(options[letter])) for letter in LETTERS if options.get(letter) is not None)
+            pairs = tuple((letter, _text(options, letter, f"{here} Options")) for letter in LETTERS
+                          if options.get(letter) is not None)
             if len(pairs) < 2:
                 raise DataError(f"{here}: 'Options' needs at least two of {', '.join(LETTERS)}")
             answer = _text(entry, "Correct_Answer", here).strip()
@@ -165,7 +176,7 @@ def _typed_list(task: Any, name: str, kind: str, where: str) -> list[Item]:
 
 
 def parse_profile(row: dict[str, Any], where: str, image_column: str = "image") -> Profile:
-    profile_id = str(_field(row, "ID", where))
+    profile_id = _profile_id(row, where)
     where = f"{where} (ID {profile_id})"
     if image_column == "images":
         raw = _field(row, "images", where)
@@ -187,7 +198,7 @@ def parse_train_row(row: dict[str, Any], where: str) -> list[Example]:
     A QA may carry ``"Type": "Pure_Text"`` (the evaluation tasks' field; the release's QAs have none and are
     all image+text): it is then trained without the image.
     """
-    profile_id = str(_field(row, "ID", where))
+    profile_id = _profile_id(row, where)
     where = f"{where} (ID {profile_id})"
     image = image_bytes(_field(row, "image", where), where)
     metadata = _field(row, "metadata", where)
@@ -252,7 +263,7 @@ class MllmuBench:
 
     @functools.lru_cache(maxsize=8)  # noqa: B019
     def _train_rows(self, folder: Path) -> tuple[tuple[str, tuple[Example, ...]], ...]:
-        return tuple((str(_field(row, "ID", where)), tuple(parse_train_row(row, where)))
+        return tuple((_profile_id(row, where), tuple(parse_train_row(row, where)))
                      for where, row in read_rows(folder))
 
     def train_examples(self, split: str) -> list[Example]:

@@ -284,8 +284,7 @@ def evaluation(data: MllmuBench, options: EvalOptions, settings: EvalSettings, f
              "celebrity": "celebrity"}
     fingerprint = {"version": FILE_VERSION, "forget_split": forget_split,
                    "decoding": dataclasses.asdict(settings.decoding), "options": dataclasses.asdict(options),
-                   "judge": None if settings.judge_model() is None else [settings.judge.model,
-                                                                         settings.judge.system_prompt]}
+                   "judge": settings.judge_fingerprint()}
 
     def compute(set_name: str, context: EvalContext) -> dict[str, Any]:
         net, collator = context.model.get()
@@ -295,11 +294,14 @@ def evaluation(data: MllmuBench, options: EvalOptions, settings: EvalSettings, f
                                context.accelerator)
         if few_shot.n_dropped:
             log.info("%s: %d demonstrations dropped to fit the context", set_name, few_shot.n_dropped)
-        return {"set": set_name, "aggregate": metrics.aggregate(records, quirks),
+        aggregated = metrics.aggregate(records, quirks, settings.judge.max_failed)
+        return {"set": set_name, "aggregate": aggregated, "judge": metrics.part_judge_counts(aggregated),
                 "n_profiles": len(sets[set_name]), "shots_dropped": few_shot.n_dropped, "samples": records}
 
+    pool = data.profiles("Full_Set")  # few-shot demonstrations are drawn from it: part of what a set's scores rest on
     parts = {name: Part(files[name], {**fingerprint, "set": name},
-                        lambda context, name=name: compute(name, context)) for name in SETS}
+                        lambda context, name=name: compute(name, context), data=[sets[name], pool])
+             for name in SETS}
 
     def summarize(results: Mapping[str, dict[str, Any]], reference_dir: Path | None) -> dict[str, Any]:
         return {"forget_split": forget_split, "retain_split": data.retain_split(forget_split),

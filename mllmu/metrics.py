@@ -5,9 +5,10 @@
 - cloze accuracy: the ground truth appears in the answer, case-insensitively.
 - generation: ROUGE-L F-measure (rouge-score, stemmed) and sentence BLEU (nltk, whitespace tokens,
   smoothing method 1, 4-gram weights) of the greedy answer against the ground truth.
-- factuality: the judge's 1-10 score. By default an unparseable reply counts as 1, the rubric's lowest, and
-  a failed request leaves the set's mean undefined (re-run: answered prompts are cached); the original
-  dropped both from the mean.
+- factuality: the judge's 1-10 score. By default an unparseable reply counts as 1, the rubric's lowest; the
+  original dropped unparseable replies from the mean. When more requests failed than ``max_failed`` allows,
+  the set's factuality is incomplete: ``factuality`` is None and ``factuality_partial`` holds the mean over the
+  answered ones (the table shows it with its count); the next run asks the failed prompts again.
 
 ``compat=official`` switches on the original's behaviours, each a named field of ``Quirks`` (docs/fidelity.md).
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearning.evaluation import check_compat
-from unlearning.metrics.judge import judge_counts
+from unlearning.metrics.judge import add_counts, judge_counts
 from unlearning.metrics.text import rouge_l
 
 JUDGE_PROMPT = Path(__file__).with_name("judge_prompt.txt").read_text(encoding="utf-8")
@@ -138,22 +139,25 @@ def parse_factuality(reply: str, quirks: Quirks = DEFAULT) -> float | None:
 
 def factuality_mean(values: Sequence[float | None], failed: Sequence[bool], quirks: Quirks = DEFAULT
                     ) -> float | None:
-    """Mean judge score of a set. ``values[i]`` is None where the reply was unparseable or the request failed."""
+    """Mean judge score over the requests that were answered. ``values[i]`` is None where the reply was
+    unparseable (counted as the rubric's lowest score; the original left it out) or the request failed."""
+    answered = [v for v, f in zip(values, failed, strict=True) if not f]
     if quirks.factuality_drops_unscored:
-        scored = [v for v in values if v is not None]
-        return sum(scored) / len(scored) if scored else None
-    if any(failed) or not values:
+        answered = [v for v in answered if v is not None]
+    if not answered:
         return None
     low = FACTUALITY_RANGE[0]
-    return sum(low if v is None else v for v in values) / len(values)
+    return sum(low if v is None else v for v in answered) / len(answered)
 
 
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def aggregate(records: Sequence[dict[str, Any]], quirks: Quirks = DEFAULT) -> dict[str, dict[str, Any]]:
-    """Per modality: classification and cloze accuracy, ROUGE-L F, BLEU, factuality, and the counts behind them."""
+def aggregate(records: Sequence[dict[str, Any]], quirks: Quirks = DEFAULT, max_failed: float = 0.0
+              ) -> dict[str, dict[str, Any]]:
+    """Per modality: classification and cloze accuracy, ROUGE-L F, BLEU, factuality (None unless the judge's
+    answers are complete), and the counts behind them."""
     out = {}
     for modality in ("image_text", "text"):
         of = [r for r in records if r["modality"] == modality]
@@ -161,16 +165,22 @@ def aggregate(records: Sequence[dict[str, Any]], quirks: Quirks = DEFAULT) -> di
         cloze = [r for r in of if r["task"] == "cloze"]
         gen = [r for r in of if r["task"] == "generation"]
         judged = [r for r in gen if "judge_failed" in r]
+        counts = judge_counts(judged, "factuality", max_failed) if judged else None
+        partial = factuality_mean([r["factuality"] for r in judged], [r["judge_failed"] for r in judged], quirks)
         out[modality] = {
             "classification_acc": _mean([float(r["correct"]) for r in cls]),
             "cloze_acc": _mean([float(r["correct"]) for r in cloze]),
             "rougeL_f": _mean([r["rougeL_f"] for r in gen]),
             "bleu": _mean([r["bleu"] for r in gen]),
-            "factuality": factuality_mean([r["factuality"] for r in judged],
-                                          [r["judge_failed"] for r in judged], quirks)
-            if judged else None,
+            "factuality": partial if counts and counts["complete"] else None,
+            "factuality_partial": partial,
             "n_classification": len(cls), "n_cloze": len(cloze), "n_generation": len(gen),
             "n_unanswered_classification": sum(r.get("prediction") is None for r in cls),
-            "judge": judge_counts(judged, "factuality") if judged else None,
+            "judge": counts,
         }
     return out
+
+
+def part_judge_counts(aggregated: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """One set's judge counts over both modalities (what the engine's runner reads)."""
+    return add_counts([values["judge"] for values in aggregated.values()])

@@ -18,6 +18,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from results_collect import collect_rows
+from unlearning.benchmarks import benchmark_class
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import evaluate
 from unlearning.recipes.finetune import finetune
@@ -34,7 +35,8 @@ def _config(name: str, *overrides: str):
 
 def _rows(root: Path, benchmark: str) -> list[dict[str, Any]]:
     rows = collect_rows(root)[benchmark]
-    rows = [{key: value for key, value in row.items() if key != "run"} for row in rows]
+    columns = {"model", "label", *(column.name for column in benchmark_class(benchmark).report.columns)} - {"run"}
+    rows = [{key: value for key, value in row.items() if key in columns} for row in rows]
     return sorted(rows, key=lambda row: json.dumps(row, sort_keys=True, default=str))
 
 

@@ -2,14 +2,20 @@
 the summary, writes on the main process only.
 
 A benchmark describes its evaluation as parts (``Part``: one file under ``eval/``, the settings it was computed
-under, and the function computing it) and a ``summarize`` function over the parts' results. The runner
-reuses every part whose file was computed under the same fingerprint, loads the model only when some part
-must be computed, and writes ``summary.json`` with the engine's fields (benchmark, compat, judge status,
-which file holds which part, provenance) around the benchmark's own.
+under, the data it scores, and the function computing it) and a ``summarize`` function over the parts' results.
+A part's stored file is reused only when it was computed from the same settings, the same data (by content:
+texts and image bytes) and the same model weights; otherwise it is computed again. The runner loads the model
+only when some part must be computed, asks again the judge requests that failed last time, and writes
+``summary.json`` with the engine's fields (benchmark, compat, judge status, which file holds which part) around
+the benchmark's own.
+
+A part that judges reports its counts as ``result["judge"]`` (``unlearning.metrics.judge.judge_counts``, or
+their sum with ``add_counts``): the summary's judge status and the retry of failed requests read them.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,9 +25,10 @@ from typing import Any
 from accelerate import Accelerator
 
 from unlearning.data import ChatCollator
+from unlearning.fingerprint import content_hash
 from unlearning.inference import Decoding
-from unlearning.io import atomic_write_json, read_json
-from unlearning.metrics.judge import Judge, JudgeSettings, build_judge, judge_unavailable_reason
+from unlearning.io import CorruptFile, atomic_write_json, read_json
+from unlearning.metrics.judge import Judge, JudgeSettings, judge_status, judge_unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +58,40 @@ class EvalSettings:
         if self.batch_size < 1:
             raise ValueError(f"eval.batch_size must be positive, got {self.batch_size}")
 
-    def judge_model(self) -> str | None:
-        """The judge model that will score, or None when judging is off or has no endpoint (raises when
-        judging is required and has none): part fingerprints record it."""
-        return None if judge_unavailable_reason(self.judge) else self.judge.model
+    def judge_fingerprint(self) -> dict[str, Any] | None:
+        """What the judged numbers depend on (None when judging is off or has no endpoint; raises when judging is
+        required and has none): part fingerprints record it."""
+        if judge_unavailable_reason(self.judge):
+            return None
+        j = self.judge
+        return {"model": j.model, "system_prompt": j.system_prompt, "max_tokens": j.max_tokens,
+                "temperature": j.temperature, "max_failed": j.max_failed}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EvalSettings:
         decoding = dict(config.get("decoding") or {})
         try:
             return cls(
-                batch_size=int(config["batch_size"]),
-                decoding=Decoding(max_new_tokens=int(config["max_new_tokens"]), **decoding),
-                compat=str(config.get("compat", "default")), overwrite=bool(config.get("overwrite", False)),
+                batch_size=_whole(config["batch_size"], "eval.batch_size"),
+                decoding=Decoding(max_new_tokens=_whole(config["max_new_tokens"], "eval.max_new_tokens"),
+                                  **decoding),
+                compat=str(config.get("compat", "default")), overwrite=_flag(config.get("overwrite", False)),
                 judge=JudgeSettings(**(config.get("judge") or {})),
             )
         except TypeError as error:
             raise ValueError(f"eval settings: {error}") from error
+
+
+def _whole(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"eval.overwrite must be true or false, got {value!r}")
+    return value
 
 
 class LazyModel:
@@ -94,11 +118,22 @@ class EvalContext:
 
 @dataclass(frozen=True)
 class Part:
-    """One cached unit of an evaluation: ``eval/<name>.json``, computed under ``fingerprint`` by ``compute``."""
+    """One cached unit of an evaluation: ``eval/<name>.json``, computed by ``compute`` under the settings in
+    ``fingerprint`` from ``data`` (what it scores: examples, records, files; hashed by content)."""
 
     name: str
     fingerprint: Mapping[str, Any]
     compute: Callable[[EvalContext], dict[str, Any]]
+    data: Any
+
+    @functools.cached_property
+    def data_hash(self) -> str:
+        """Hashed once per evaluation command, however many runs it evaluates."""
+        return content_hash(self.data)
+
+    def key(self, compat: str, model: str | None) -> dict[str, Any]:
+        """Everything the stored result depends on: settings, a content hash of the data, the model weights."""
+        return {"compat": compat, **self.fingerprint, "data": self.data_hash, "model": model}
 
 
 @dataclass(frozen=True)
@@ -113,13 +148,35 @@ class Evaluation:
     summarize: Callable[[Mapping[str, dict[str, Any]], Path | None], dict[str, Any]]
 
 
+def _stored(path: Path) -> dict | None:
+    """A part's stored result, or None (with a warning) when the file is missing or corrupt."""
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path)
+    except CorruptFile as error:
+        log.warning("%s; computing it again", error)
+        return None
+
+
 def cached_result(path: Path, fingerprint: Mapping[str, Any], overwrite: bool, compute: Callable[[], dict],
-                  accelerator: Accelerator | None) -> dict:
-    """The result stored at ``path`` when it was computed under ``fingerprint``; else compute and store it."""
+                  accelerator: Accelerator | None, judge_available: bool = False) -> dict:
+    """The result stored at ``path`` when it was computed under ``fingerprint``; else compute and store it.
+
+    A stored result whose judge requests partly failed is computed again when a judge is available (its
+    successful replies come from the judge's cache, the failed ones are asked again).
+    """
     fingerprint = dict(fingerprint)
-    if not overwrite and path.is_file():
-        stored = read_json(path)
-        if stored.get("fingerprint") == fingerprint:
+    stored = None if overwrite else _stored(path)
+    if stored is not None:
+        failed = (stored.get("judge") or {}).get("n_failed", 0)
+        if stored.get("fingerprint") != fingerprint:
+            changed = sorted(k for k in {*fingerprint, *stored.get("fingerprint", {})}
+                             if fingerprint.get(k) != stored.get("fingerprint", {}).get(k))
+            log.info("%s was computed from other %s; computing it again", path, ", ".join(changed))
+        elif failed and judge_available:
+            log.info("%s: %d judge requests failed last time; asking again", path, failed)
+        else:
             log.info("reusing %s", path)
             return stored
     result = {"fingerprint": fingerprint, **compute()}
@@ -129,34 +186,45 @@ def cached_result(path: Path, fingerprint: Mapping[str, Any], overwrite: bool, c
 
 
 def reference_result(reference_dir: Path | None, part: Part, compat: str) -> tuple[dict | None, str | None]:
-    """The reference run's result of ``part`` when it was computed under the same compat mode, else a note."""
+    """The reference run's result of ``part`` when it was computed from the same data and settings (its own
+    model aside), else a note saying why it cannot be used."""
     path = reference_dir / f"{part.name}.json" if reference_dir else None
     if path is None or not path.is_file():
         return None, f"no reference evaluation of {part.name} found"
-    stored = read_json(path)
-    if stored.get("fingerprint", {}).get("compat") != compat:
-        return None, f"{path} was computed under another compat setting; re-evaluate it"
+    stored = _stored(path)
+    if stored is None:
+        return None, f"{path} cannot be read; re-evaluate the reference run"
+    ours = {k: v for k, v in part.key(compat, None).items() if k != "model"}
+    theirs = {k: v for k, v in stored.get("fingerprint", {}).items() if k != "model"}
+    if theirs != ours:
+        changed = sorted(k for k in {*ours, *theirs} if ours.get(k) != theirs.get(k))
+        return None, f"{path} was computed from other {', '.join(changed)}; re-evaluate the reference run"
     return stored, None
 
 
 def run_evaluation(
     benchmark: str, evaluation: Evaluation, load_model: ModelLoader, settings: EvalSettings, out_dir: Path,
-    reference_dir: Path | None, accelerator: Accelerator | None,
+    reference_dir: Path | None, accelerator: Accelerator | None, model: str | None = None,
 ) -> dict[str, Any]:
-    """Compute (or reuse) every part, then write and return ``summary.json``."""
-    judge, judge_status = build_judge(settings.judge)
+    """Compute (or reuse) every part, then write and return ``summary.json``. ``model`` fingerprints the
+    weights ``load_model`` loads (``unlearning.fingerprint.model_fingerprint``)."""
+    skipped = judge_unavailable_reason(settings.judge)
+    judge = Judge(settings.judge) if skipped is None else None
     context = EvalContext(LazyModel(load_model), judge, accelerator, settings.compat)
     results = {
-        key: cached_result(out_dir / f"{part.name}.json", {"compat": settings.compat, **part.fingerprint},
-                           settings.overwrite, lambda part=part: part.compute(context), accelerator)
+        key: cached_result(out_dir / f"{part.name}.json", part.key(settings.compat, model), settings.overwrite,
+                           lambda part=part: part.compute(context), accelerator, judge is not None)
         for key, part in evaluation.parts.items()
     }
     own = evaluation.summarize(results, reference_dir)
+    status = judge_status([result.get("judge") for result in results.values()], skipped)
+    if status.startswith(("incomplete", "failed")):
+        log.warning("%s: judge %s", out_dir, status)
     summary = {
         "benchmark": benchmark,
         "compat": settings.compat,
         **own,
-        "judge": {"status": judge_status, **own.get("judge", {})},
+        "judge": {"status": status, **own.get("judge", {})},
         "parts": {key: f"{part.name}.json" for key, part in evaluation.parts.items()},
     }
     if accelerator is None or accelerator.is_main_process:

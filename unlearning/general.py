@@ -71,18 +71,19 @@ def ensure_general_data(settings: Mapping[str, Any], on_main_first: Callable[[Ca
 
 
 def general_part(settings: Mapping[str, Any], batch_size: int) -> Part:
-    """One part running every configured general evaluation on the model."""
+    """One part running every configured general evaluation on the model (its questions are read here, before
+    any model loads, so a missing file stops the evaluation early and the part's fingerprint covers them)."""
+    questions = {name: general_eval(name).questions(values) for name, values in settings.items()}
 
     def compute(context: EvalContext) -> dict[str, Any]:
         model, collator = context.model.get()
         results = {}
         for name, values in settings.items():
-            evaluation = general_eval(name)
-            items, prompts = evaluation.questions(values)
+            items, prompts = questions[name]
             answers = generate_answers(model, collator, prompts, batch_size, values.max_new_tokens,
                                        context.accelerator, desc=name)
-            results[name] = evaluation.score(items, answers)
+            results[name] = general_eval(name).score(items, answers)
         return results
 
     fingerprint = {"version": FILE_VERSION, **{name: dataclasses.asdict(v) for name, v in settings.items()}}
-    return Part("general", fingerprint, compute)
+    return Part("general", fingerprint, compute, data={name: prompts for name, (_, prompts) in questions.items()})

@@ -16,13 +16,25 @@ from typing import Any
 SECRET_KEY = re.compile(r"(api_?key|secret|password|passwd|(^|_)(hf|auth|access|bearer)_?token)$", re.IGNORECASE)
 
 
+class CorruptFile(ValueError):
+    """A results or settings file that cannot be parsed; the message names it."""
+
+
+def umask_mode(directory: bool) -> int:
+    """The permissions the user's umask gives a new file or folder (mkstemp/mkdtemp would give 0600/0700,
+    making results private to one user)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make results private to one user
+        os.fchmod(fd, umask_mode(directory=False))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
@@ -55,6 +67,7 @@ def atomic_write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        tmp.chmod(umask_mode(directory=True))
         fill(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -71,8 +84,13 @@ def atomic_write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> P
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The parsed file; a file that is not valid JSON raises CorruptFile naming it."""
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        try:
+            return json.load(handle)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CorruptFile(f"{path} is not valid JSON ({error}); it may be a half-written or edited file") \
+                from error
 
 
 def redact(obj: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,35 @@ def load_processor(
 
 
 def load_model(path: str | Path, dtype: str = "float32", attn_implementation: str = "sdpa") -> torch.nn.Module:
-    model = AutoModelForImageTextToText.from_pretrained(
-        str(path), dtype=torch_dtype(dtype), attn_implementation=attn_implementation
+    """The full model, loaded strictly: a checkpoint with a missing, unexpected or mis-shaped tensor is an
+    error naming it (transformers would initialise a missing tensor at random and only warn)."""
+    model, info = AutoModelForImageTextToText.from_pretrained(
+        str(path), dtype=torch_dtype(dtype), attn_implementation=attn_implementation, output_loading_info=True
     )
+    problems = {kind: sorted(str(k) for k in info.get(key) or ()) for kind, key in
+                (("missing", "missing_keys"), ("unexpected", "unexpected_keys"), ("mis-shaped", "mismatched_keys"))}
+    problems = {kind: keys for kind, keys in problems.items() if keys}
+    if problems or info.get("error_msgs"):
+        files = sorted(p.name for p in Path(path).glob("*.safetensors*")) if Path(path).is_dir() else []
+        detail = "; ".join(f"{len(keys)} {kind} keys {keys[:3]}" for kind, keys in problems.items())
+        errors = "; ".join(str(e)[:200] for e in info.get("error_msgs") or [])
+        raise CheckpointError(f"{path} ({', '.join(files) or 'weights'}) does not match "
+                              f"{type(model).__name__}: {detail or errors}")
     log.info("loaded %s from %s (%.1fM parameters, %s)", type(model).__name__, path,
              sum(p.numel() for p in model.parameters()) / 1e6, dtype)
     return model
+
+
+def load_generation_config(path: str | Path) -> GenerationConfig | None:
+    """The generation settings the model at ``path`` will carry (its ``generation_config.json``, else those derived
+    from its config, as ``from_pretrained`` does), read without loading the weights."""
+    try:
+        return GenerationConfig.from_pretrained(str(path))
+    except OSError:
+        try:
+            return GenerationConfig.from_model_config(AutoConfig.from_pretrained(str(path)))
+        except OSError:
+            return None
 
 
 def _under(name: str, prefixes: Sequence[str]) -> bool:
@@ -169,6 +192,9 @@ def load_adapter(model: torch.nn.Module, adapter_dir: str | Path, trainable: boo
     peft_model = get_peft_model(model, config)
     expected = set(get_peft_model_state_dict(peft_model))
     saved = load_file(str(weights_file))
+    broken = [key for key, tensor in saved.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise CheckpointError(f"{weights_file}: {len(broken)} tensors hold NaN or Inf values {broken[:3]}")
     missing, unexpected = sorted(expected - set(saved)), sorted(set(saved) - expected)
     if missing or unexpected:
         raise CheckpointError(

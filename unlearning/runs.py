@@ -6,7 +6,11 @@ beta, a retain weight, the LoRA rank, the seed) get two folders. A run folder ho
 trained from what; its presence marks a finished run), ``identity.json`` (the hashed settings),
 ``config.yaml`` (resolved, secrets redacted), ``train_log.jsonl``, ``checkpoint/`` (a full model for a
 finetune, a LoRA adapter for a forget run), ``checkpoints/step_NNNNNN/`` (intermediate ones, with
-``save_every``) and ``eval/``. Nothing here ever deletes another run's files.
+``save_every``) and ``eval/``.
+
+A training attempt writes into ``<group>/.attempts/<run name>/`` and is moved into place only when it has
+finished, so a failed or interrupted attempt never touches a finished run; a finished run is replaced only when
+the user asks (``overwrite=true``). Nothing here ever deletes another run's files.
 
 A model that was not trained here (an HF id, a local folder, an adapter on top of one) is evaluated in a run
 folder of kind ``external`` whose ``run.json`` records where it came from.
@@ -14,6 +18,7 @@ folder of kind ``external`` whose ``run.json`` records where it came from.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import importlib.metadata
@@ -21,6 +26,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,19 +37,21 @@ import torch
 import yaml
 
 from unlearning.io import atomic_write_dir, atomic_write_json, atomic_write_text, read_json, redact
-from unlearning.models import ADAPTER_CONFIG, load_adapter, load_model
+from unlearning.models import ADAPTER_CONFIG, CheckpointError, load_adapter, load_model
 
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 IDENTITY_FILE = "identity.json"
+ATTEMPTS = ".attempts"  # unfinished training attempts, beside the runs of a benchmark/model
 CHECKPOINT = "checkpoint"
 STEP_CHECKPOINTS = "checkpoints"
 PACKAGES = ("torch", "transformers", "peft", "accelerate")
 
 # Config keys that do not change what is trained: where it is written, how it is logged, which checkpoints
 # are kept, and the benchmark's evaluation-only settings.
-NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "save_every", "model_path")
+NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "save_every", "model_path",
+                "overwrite")
 NOT_TRAINING_BENCHMARK = ("builtin_dir", "forget_split", "retain_split", "reference_split", "stage_one_split",
                           "starts_from", "general_evals", "judge", "eval_options", "recipe")
 
@@ -74,13 +82,15 @@ def provenance() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- identity
 
 
-def training_identity(config: Mapping[str, Any], base_model: str | None) -> dict[str, Any]:
-    """The settings that determine a trained model: the resolved config minus ``NOT_TRAINING``, plus its base."""
+def training_identity(config: Mapping[str, Any], base_model: str | None, data: str | None = None) -> dict[str, Any]:
+    """The settings that determine a trained model: the resolved config minus ``NOT_TRAINING``, plus its base and
+    a content hash of the examples it trains on (``data``), so changed data never finds the old run."""
     identity = {key: value for key, value in config.items() if key not in NOT_TRAINING}
     benchmark = identity.get("benchmark")
     if isinstance(benchmark, Mapping):
         identity["benchmark"] = {k: v for k, v in benchmark.items() if k not in NOT_TRAINING_BENCHMARK}
     identity["base_model"] = base_model
+    identity["data"] = data
     return redact(identity)  # secrets never reach disk, nor the hash
 
 
@@ -91,33 +101,44 @@ def identity_hash(identity: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class RunClaim:
-    """Where a training run goes, and what is there already: ``new``, ``unfinished`` (same settings, no
-    ``run.json``: an interrupted run, trained again in place) or ``finished`` (nothing to do)."""
+    """Where a training run goes and what is there already.
+
+    ``state``: ``new``; ``finished`` (the same settings trained already: nothing to do); or ``replace`` (the
+    folder holds an unfinished run of an older version, or the user asked ``overwrite=true``): the old folder
+    stays as it is until this attempt has finished. An attempt writes into ``work_dir``.
+    """
 
     run_dir: Path
+    work_dir: Path
     state: str
 
 
-def claim_run(group_dir: Path, label: str, run_name: str | None, identity: Mapping[str, Any]) -> RunClaim:
+def claim_run(group_dir: Path, label: str, run_name: str | None, identity: Mapping[str, Any],
+              overwrite: bool = False) -> RunClaim:
     """The folder for a run with these settings: ``<label>-<hash>`` (or ``run_name`` when given).
 
-    A folder that holds a run with other settings is never touched: RunExists names it and the difference.
+    Without ``overwrite`` a folder holding another run (other settings, or evaluation results without a
+    finished training) is never touched: RunExists names it and what differs.
     """
     run_dir = group_dir / (run_name or f"{label}-{identity_hash(identity)}")
+    work_dir = group_dir / ATTEMPTS / run_dir.name
     if not run_dir.exists():
-        return RunClaim(run_dir, "new")
+        return RunClaim(run_dir, work_dir, "new")
     stored_file = run_dir / IDENTITY_FILE
     stored = read_json(stored_file) if stored_file.is_file() else None
-    if stored != json.loads(json.dumps(identity, default=str)):
-        changed = _differences(stored or {}, identity)
-        raise RunExists(
-            f"{run_dir} already holds a run trained with other settings ({changed}); it is left as it is. "
-            "Choose another run_name=, or delete that folder to replace it")
-    if (run_dir / RUN_FILE).is_file():
-        return RunClaim(run_dir, "finished")
-    if (run_dir / "eval").exists():
-        raise RunExists(f"{run_dir} has evaluation results but no {RUN_FILE}; move them away before retraining")
-    return RunClaim(run_dir, "unfinished")
+    same = stored == json.loads(json.dumps(identity, default=str))
+    finished = (run_dir / RUN_FILE).is_file()
+    if same and finished and not overwrite:
+        return RunClaim(run_dir, run_dir, "finished")
+    if not overwrite:
+        if not same:
+            raise RunExists(
+                f"{run_dir} already holds a run trained with other settings ({_differences(stored or {}, identity)}); "
+                "it is left as it is. Choose another run_name=, or pass overwrite=true to replace it")
+        if (run_dir / "eval").exists():
+            raise RunExists(f"{run_dir} has evaluation results but no {RUN_FILE}; it is left as it is. Pass "
+                            "overwrite=true to replace it")
+    return RunClaim(run_dir, work_dir, "replace")
 
 
 def _differences(stored: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> str:
@@ -133,11 +154,30 @@ def _differences(stored: Mapping[str, Any], current: Mapping[str, Any], prefix: 
     return "; ".join(out[:5]) if not prefix else "; ".join(out)
 
 
-def start_run(run_dir: Path, config: dict[str, Any], identity: Mapping[str, Any]) -> None:
-    """Record the run's settings before training (its own folder only; nothing is deleted)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / IDENTITY_FILE, identity)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(redact(config), sort_keys=False))
+def start_attempt(claim: RunClaim, config: dict[str, Any], identity: Mapping[str, Any]) -> None:
+    """A fresh attempt folder holding the run's settings (a stale attempt of the same run is cleared first)."""
+    if claim.work_dir.exists():
+        log.info("clearing %s, an earlier attempt at this run that did not finish", claim.work_dir)
+        shutil.rmtree(claim.work_dir)
+    claim.work_dir.mkdir(parents=True)
+    atomic_write_json(claim.work_dir / IDENTITY_FILE, identity)
+    atomic_write_text(claim.work_dir / "config.yaml", yaml.safe_dump(redact(config), sort_keys=False))
+
+
+def finish_attempt(claim: RunClaim) -> Path:
+    """Move the finished attempt into place; a folder it replaces is removed only after that."""
+    if not (claim.work_dir / RUN_FILE).is_file():
+        raise RuntimeError(f"{claim.work_dir} has no {RUN_FILE}: the attempt did not finish")
+    old = claim.work_dir.with_name(f"{claim.run_dir.name}.replaced")
+    if claim.run_dir.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(claim.run_dir, old)
+        log.info("replacing %s (overwrite=true, or an unfinished run of an older version)", claim.run_dir)
+    os.replace(claim.work_dir, claim.run_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        claim.work_dir.parent.rmdir()  # only when no other attempt is under way
+    return claim.run_dir
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -180,8 +220,9 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Every finished run folder under ``root``, sorted."""
-    return sorted(path.parent for path in root.glob(f"**/{RUN_FILE}"))
+    """Every finished run folder under ``root``, sorted (attempts and other hidden folders left out)."""
+    return sorted(path.parent for path in root.glob(f"**/{RUN_FILE}")
+                  if not any(part.startswith(".") for part in path.relative_to(root).parts))
 
 
 def find_finetune_run(group_dir: Path, split: str, what: str, key: str) -> Path:
@@ -198,14 +239,24 @@ def find_finetune_run(group_dir: Path, split: str, what: str, key: str) -> Path:
 
 
 def base_model_entry(run_dir: Path, base_model: str | Path) -> str:
-    """How ``run.json`` records the base: relative to the run when it is a local folder, else the hub id."""
+    """How ``run.json`` records the base: relative to the run when it is a local folder (``./`` first, so it is
+    never mistaken for a hub id), else the hub id."""
     path = Path(base_model)
-    return os.path.relpath(path.resolve(), run_dir.resolve()) if path.exists() else str(base_model)
+    if not path.exists():
+        return str(base_model)
+    relative = os.path.relpath(path.resolve(), run_dir.resolve())
+    return relative if relative.startswith(".") else f"./{relative}"
 
 
-def base_model_path(run_dir: Path, entry: str) -> str:
+def base_model_path(run_dir: Path, entry: str, what: str = "base model") -> str:
+    """The local folder an entry of ``run.json`` names (an error when it is gone), or the hub id."""
     local = run_dir / entry
-    return str(local) if local.exists() else entry
+    if local.exists():
+        return str(local)
+    if entry.startswith((".", "/")):
+        raise FileNotFoundError(f"{run_dir}: its {what} {local.resolve()} is missing (deleted or moved?); "
+                                "this run cannot be loaded until it is back")
+    return entry
 
 
 # ---------------------------------------------------------------------------------------------- external models
@@ -255,18 +306,34 @@ def model_source(run_dir: Path, step: int | None = None) -> ModelSource:
     kind = info["kind"]
     if kind == "external":
         base = base_model_path(run_dir, info["base_model"])
-        adapter = base_model_path(run_dir, info["adapter"]) if info.get("adapter") else None
+        adapter = base_model_path(run_dir, info["adapter"], "adapter") if info.get("adapter") else None
         return ModelSource(base, adapter, base)
     folder = run_dir / info["checkpoint"] if step is None else step_checkpoint_dir(run_dir, step)
     if not folder.is_dir():
         raise FileNotFoundError(f"{run_dir}: no checkpoint {folder.name}")
-    base = base_model_path(run_dir, info["base_model"])
     if kind == "finetune":
         processor = str(run_dir / info["checkpoint"])
         if (folder / ADAPTER_CONFIG).is_file():  # an intermediate checkpoint of a LoRA finetune
-            return ModelSource(base, str(folder), processor)
+            return ModelSource(base_model_path(run_dir, info["base_model"]), str(folder), processor)
         return ModelSource(str(folder), None, processor)
+    check_adapter_config(run_dir, folder)
+    base = base_model_path(run_dir, info["base_model"])
     return ModelSource(base, str(folder), base)
+
+
+def check_adapter_config(run_dir: Path, folder: Path) -> None:
+    """The adapter's LoRA settings must be the run's (a hand-edited ``adapter_config.json`` changes the model)."""
+    identity_file, config_file = run_dir / IDENTITY_FILE, folder / ADAPTER_CONFIG
+    if not identity_file.is_file() or not config_file.is_file():
+        return
+    lora = read_json(identity_file).get("lora") or {}
+    saved = read_json(config_file)
+    expected = {"r": lora.get("r"), "lora_alpha": lora.get("alpha"), "lora_dropout": lora.get("dropout")}
+    differs = {key: (saved.get(key), value) for key, value in expected.items()
+               if value is not None and saved.get(key) != value}
+    if differs:
+        detail = ", ".join(f"{key} {got!r} (the run trained with {want!r})" for key, (got, want) in differs.items())
+        raise CheckpointError(f"{config_file} differs from the run's settings: {detail}")
 
 
 def load_source(source: ModelSource, dtype: str, attn_implementation: str) -> torch.nn.Module:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from unlearning.data import ChatCollator, DataError, Example
+from unlearning.data import ChatCollator, DataError, Example, open_image
 
 ANCHOR = "forget"  # the stream training iterates over
 MODALITIES = ("multimodal", "unimodal")
@@ -162,12 +162,17 @@ class StreamCollator:
 
 
 def validate_examples(collator: ChatCollator, streams: Mapping[str, Sequence[Example]], where: str) -> None:
-    """Render every example's prompt and scored span once before training, so a bad record stops the run
-    before the first step (and names the stream and the example)."""
+    """Render every example's prompt and scored span and fully decode its images once before training, so a
+    bad record (or a truncated image) stops the run before anything is written, naming the stream and example."""
     for name, examples in streams.items():
         for example in examples:
             try:
-                collator.target_text(example)
+                collator.target_text(example)  # its errors name the example
+                for source in example.images():
+                    try:
+                        open_image(source)
+                    except DataError as error:
+                        raise DataError(f"example {example.uid!r}: {error}") from error
             except DataError as error:
                 raise DataError(f"{where}, stream {name!r}: {error}") from error
 

@@ -47,6 +47,32 @@ class TrainSettings:
     seed: int = 0
     num_workers: int = 0
 
+    def __post_init__(self) -> None:
+        """Refuse settings that would train something else than asked (``epochs=0`` trained one step and
+        saved the run as finished), before any file is written."""
+        numbers = {"lr": self.lr, "weight_decay": self.weight_decay, "warmup_ratio": self.warmup_ratio,
+                   "max_grad_norm": self.max_grad_norm}
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        counts = {"epochs": self.epochs, "batch_size": self.batch_size, "grad_accum": self.grad_accum,
+                  "log_every": self.log_every, "seed": self.seed, "num_workers": self.num_workers}
+        if self.max_steps is not None:
+            counts["max_steps"] = self.max_steps
+        for name, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+        for name in ("epochs", "batch_size", "grad_accum", "log_every", *(("max_steps",) if self.max_steps
+                                                                              is not None else ())):
+            if counts[name] < 1:
+                raise ValueError(f"{name} must be at least 1, got {counts[name]}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ValueError("weight_decay and max_grad_norm must not be negative")
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)

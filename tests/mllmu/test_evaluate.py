@@ -89,7 +89,7 @@ def test_evaluate_run_reports_four_sets_per_modality_deterministically(data, tin
 
     def load():
         model = load_model(tiny_dir).eval()
-        return model, make_collator(load_processor(tiny_dir), model, None)
+        return model, make_collator(load_processor(tiny_dir), model.generation_config, None)
 
     config = {"batch_size": 16, "max_new_tokens": 4, "compat": "default",
               "judge": {"enabled": "auto", "cache_dir": str(tmp_path / "cache"), "max_tokens": 700}}

@@ -74,8 +74,21 @@ def test_official_factuality_parse(reply, expected):
 
 def test_factuality_mean_counts_unparseable_replies_as_the_lowest_score():
     assert metrics.factuality_mean([8.0, None, 6.0], [False, False, False]) == pytest.approx((8 + 1 + 6) / 3)
-    assert metrics.factuality_mean([8.0, None], [False, True]) is None  # a failed request: no mean
+    assert metrics.factuality_mean([8.0, None], [False, True]) == 8.0  # the answered ones (partial: see aggregate)
+    assert metrics.factuality_mean([None], [True]) is None
     assert metrics.factuality_mean([8.0, None, 6.0], [False, False, False], metrics.OFFICIAL) == pytest.approx(7.0)
+
+
+def test_factuality_with_failed_requests_is_incomplete_unless_allowed():
+    records = [{"modality": "text", "task": "generation", "rougeL_f": 0.5, "bleu": 0.2, "factuality": 9.0,
+                "judge_reply": "Factuality Score: 9", "judge_failed": False},
+               {"modality": "text", "task": "generation", "rougeL_f": 0.5, "bleu": 0.2, "factuality": None,
+                "judge_reply": None, "judge_failed": True, "judge_error": "HTTP 500 InternalServerError"}]
+    text = metrics.aggregate(records)["text"]
+    assert text["factuality"] is None and text["factuality_partial"] == 9.0
+    assert text["judge"]["complete"] is False and text["judge"]["failures"] == {"HTTP 500 InternalServerError": 1}
+    allowed = metrics.aggregate(records, max_failed=0.5)["text"]
+    assert allowed["factuality"] == 9.0 and allowed["judge"]["complete"] is True
 
 
 def test_aggregate_per_modality():
@@ -93,7 +106,8 @@ def test_aggregate_per_modality():
     assert image["classification_acc"] == 0.5 and image["n_unanswered_classification"] == 1
     assert image["cloze_acc"] == 1.0 and image["rougeL_f"] == 0.75 and image["bleu"] == pytest.approx(0.3)
     assert image["factuality"] == 5.0
-    assert image["judge"] == {"n": 2, "n_scored": 1, "n_failed": 0, "n_unparseable": 1}
+    assert image["judge"] == {"n": 2, "n_scored": 1, "n_failed": 0, "n_unparseable": 1, "failures": {},
+                              "complete": True}
     assert text["classification_acc"] == 1.0 and text["cloze_acc"] is None and text["rougeL_f"] is None
     assert math.isclose(metrics.aggregate(records, metrics.OFFICIAL)["image_text"]["factuality"], 9.0)
 

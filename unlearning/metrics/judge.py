@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -26,9 +27,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+ENABLED = {"auto": "auto", "true": True, "false": False}
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+KEY_LIKE = re.compile(r"(sk|pk|rk|key|hf|gsk|xai)[-_][A-Za-z0-9_\-*]{6,}|[A-Za-z0-9_\-]{32,}", re.IGNORECASE)
+
+
 @dataclass
 class JudgeSettings:
-    enabled: str = "auto"  # auto: judge when an endpoint is configured, skip otherwise; true: require one; false
+    enabled: bool | str = "auto"  # auto: judge when an endpoint is configured, skip otherwise; true: require; false
     model: str = "gpt-4o-mini"
     base_url: str | None = None  # None: $OPENAI_BASE_URL, else OpenAI's
     api_key_env: str = "OPENAI_API_KEY"  # the *name* of the variable holding the key
@@ -40,13 +46,53 @@ class JudgeSettings:
     backoff_seconds: float = 2.0
     timeout_seconds: float = 60.0
     cache_dir: str = ".judge_cache"
+    max_failed: float = 0.0  # the fraction of a judged metric's requests that may fail with it still complete
+
+    def __post_init__(self) -> None:
+        self.enabled = _enabled(self.enabled)
+        if not isinstance(self.api_key_env, str) or not ENV_NAME.fullmatch(self.api_key_env) or (
+                len(self.api_key_env) >= 20 and "_" not in self.api_key_env):
+            # never echo the value: it may be the key itself, pasted in the wrong place
+            raise ValueError("eval.judge.api_key_env must be the *name* of an environment variable (such as "
+                             "OPENAI_API_KEY), not its value; the value given is not shown because it may be a key")
+        if not 0.0 <= float(self.max_failed) < 1.0:
+            raise ValueError(f"eval.judge.max_failed is a fraction in [0, 1), got {self.max_failed!r}")
+        if self.concurrency < 1 or self.max_retries < 0 or self.max_tokens < 1:
+            raise ValueError("eval.judge: concurrency and max_tokens must be positive, max_retries not negative")
+
+    @property
+    def required(self) -> bool:
+        return self.enabled is True
+
+    @property
+    def disabled(self) -> bool:
+        return self.enabled is False
+
+
+def _enabled(value: Any) -> bool | str:
+    """true, false or auto (YAML booleans or their spelling); anything else is refused."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ENABLED:
+        return ENABLED[value.strip().lower()]
+    raise ValueError(f"eval.judge.enabled must be true, false or auto, got {value!r}")
+
+
+def scrub(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` without the given secrets and without anything shaped like an API key (error messages from
+    some servers quote part of the key)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return KEY_LIKE.sub("***", text)
 
 
 @dataclass(frozen=True)
 class JudgeReply:
     text: str | None  # None when the request failed after its retries
-    error: str | None = None
+    error: str | None = None  # why it failed (kind: message), keys scrubbed
     cached: bool = False
+    error_kind: str | None = None  # "HTTP 500", "APIConnectionError", ...: what failures are counted by
 
 
 @dataclass(frozen=True)
@@ -56,6 +102,7 @@ class Judgment:
     value: float | None
     reply: str | None  # None when the request failed after its retries, or when the judge was not asked
     failed: bool = False
+    error_kind: str | None = None
 
     @property
     def unparseable(self) -> bool:
@@ -89,12 +136,12 @@ class ReplyCache:
 
 def judge_unavailable_reason(settings: JudgeSettings) -> str | None:
     """Why no judging happens with these settings, or None when it can."""
-    if str(settings.enabled).lower() in ("false", "0", "no", "off"):
+    if settings.disabled:
         return "judge disabled (judge.enabled=false)"
     if os.environ.get(settings.api_key_env) or settings.base_url or os.environ.get("OPENAI_BASE_URL"):
         return None
     reason = f"no judge endpoint: set {settings.api_key_env} (and OPENAI_BASE_URL for a compatible server)"
-    if str(settings.enabled).lower() in ("true", "1", "yes", "on"):
+    if settings.required:
         raise JudgeUnavailable(reason)
     return reason
 
@@ -147,21 +194,24 @@ class Judge:
                 return JudgeReply(response.choices[0].message.content or "")
             except transient as error:
                 if attempt == self.settings.max_retries:
-                    return JudgeReply(None, error=f"{type(error).__name__} after {attempt + 1} attempts")
+                    return self._failure(error, f" after {attempt + 1} attempts")
                 delay = self.settings.backoff_seconds * 2**attempt * (1 + random.random() / 4)
-                log.warning("judge: %s, retrying in %.1f s", type(error).__name__, delay)
+                log.warning("judge: %s, retrying in %.1f s", _error_kind(error), delay)
                 time.sleep(delay)
             except openai.OpenAIError as error:  # bad request, authentication: retrying will not help
-                return JudgeReply(None, error=f"{type(error).__name__}: {str(error)[:200]}")
+                return self._failure(error, "")
         raise AssertionError("unreachable")
 
+    def _failure(self, error: Exception, suffix: str) -> JudgeReply:
+        kind = _error_kind(error)
+        message = scrub(str(error), [os.environ.get(self.settings.api_key_env, "")])[:300]
+        return JudgeReply(None, error=f"{kind}{suffix}: {message}", error_kind=kind)
 
-def build_judge(config: JudgeSettings | Mapping[str, Any]) -> tuple[Judge | None, str]:
-    """The judge an evaluation's ``judge`` settings ask for, or None, and the status to report: "scored", or
-    "skipped: <why>" (raises JudgeUnavailable when judging is required but no endpoint is configured)."""
-    settings = config if isinstance(config, JudgeSettings) else JudgeSettings(**config)
-    skipped = judge_unavailable_reason(settings)
-    return (Judge(settings), "scored") if skipped is None else (None, f"skipped: {skipped}")
+
+def _error_kind(error: Exception) -> str:
+    """What a failure is counted as: the HTTP status and the error's class, or the class alone."""
+    status = getattr(error, "status_code", None)
+    return f"HTTP {status} {type(error).__name__}" if status else type(error).__name__
 
 
 def complete_on_main(judge: Judge, prompts: Sequence[str], accelerator: Any | None = None) -> list[JudgeReply]:
@@ -179,25 +229,81 @@ def judge_all(judge: Judge, prompts: Sequence[str], parse: Callable[[str], float
               accelerator: Any | None = None) -> list[Judgment]:
     """Ask the judge about every prompt and parse each reply; failures are kept as such, for the counts."""
     replies = complete_on_main(judge, prompts, accelerator)
-    judgments = [Judgment(None, None, failed=True) if reply.text is None else Judgment(parse(reply.text), reply.text)
-                 for reply in replies]
+    judgments = [Judgment(None, None, failed=True, error_kind=reply.error_kind) if reply.text is None
+                 else Judgment(parse(reply.text), reply.text) for reply in replies]
     log.info("judge: %d prompts, %d cached, %d failed, %d unparseable", len(prompts),
              sum(r.cached for r in replies), sum(j.failed for j in judgments), sum(j.unparseable for j in judgments))
+    examples: dict[str, tuple[int, str]] = {}
+    for reply in replies:
+        if reply.text is None:
+            count, message = examples.get(reply.error_kind or "unknown", (0, reply.error or ""))
+            examples[reply.error_kind or "unknown"] = (count + 1, message)
+    for kind, (count, message) in sorted(examples.items()):
+        log.warning("judge: %d of %d requests failed with %s (e.g. %s); they are asked again on the next run",
+                    count, len(prompts), kind, message)
     return judgments
 
 
 def store_judgment(record: dict[str, Any], key: str, judgment: Judgment) -> None:
-    """Write a judgment into a per-sample record: the value under ``key``, the raw reply, whether it failed."""
+    """Write a judgment into a per-sample record: the value under ``key``, the raw reply, whether it failed
+    (and how: ``judge_error``)."""
     record[key] = judgment.value
     record["judge_reply"] = judgment.reply
     record["judge_failed"] = judgment.failed
+    if judgment.failed:
+        record["judge_error"] = judgment.error_kind or "unknown"
 
 
-def judge_counts(records: Sequence[Mapping[str, Any]], key: str) -> dict[str, int]:
-    """How a judged metric's records fared: every benchmark counts failures and unparseable replies this way."""
+def judge_counts(records: Sequence[Mapping[str, Any]], key: str, max_failed: float = 0.0) -> dict[str, Any]:
+    """How a judged metric's records fared, counted the same way by every benchmark: asked (``n``), scored,
+    failed (by kind), unparseable; ``complete`` when at most ``max_failed`` of the requests failed."""
     judged = [r for r in records if "judge_failed" in r]
-    failed = sum(bool(r["judge_failed"]) for r in judged)
+    failed = [r for r in judged if r["judge_failed"]]
     unparseable = sum(not r["judge_failed"] and r.get("judge_reply") is not None and r.get(key) is None
                       for r in judged)
-    return {"n": len(judged), "n_scored": sum(r.get(key) is not None for r in judged), "n_failed": failed,
-            "n_unparseable": unparseable}
+    kinds: dict[str, int] = {}
+    for record in failed:
+        kind = record.get("judge_error") or "unknown"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return {"n": len(judged), "n_scored": sum(r.get(key) is not None for r in judged), "n_failed": len(failed),
+            "n_unparseable": unparseable, "failures": dict(sorted(kinds.items())),
+            "complete": bool(judged) and len(failed) <= max_failed * len(judged)}
+
+
+def add_counts(counts: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """The counts of several judged metrics (one evaluation part) together; None when nothing was judged."""
+    present = [c for c in counts if c]
+    if not present:
+        return None
+    total: dict[str, Any] = {key: sum(c[key] for c in present) for key in ("n", "n_scored", "n_failed",
+                                                                           "n_unparseable")}
+    kinds: dict[str, int] = {}
+    for c in present:
+        for kind, n in c.get("failures", {}).items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    return {**total, "failures": dict(sorted(kinds.items())), "complete": all(c["complete"] for c in present)}
+
+
+def judge_status(counts: Sequence[Mapping[str, Any] | None], skipped: str | None) -> str:
+    """The summary's judge status: skipped (why), scored, incomplete (how many failed, by kind) or failed."""
+    if skipped is not None:
+        return f"skipped: {skipped}"
+    total = add_counts(counts)
+    if total is None or total["n"] == 0:
+        return "scored (nothing to judge)"
+    if total["n_failed"] == 0:
+        return "scored"
+    kinds = ", ".join(f"{kind}: {n}" for kind, n in total["failures"].items())
+    if total["n_failed"] == total["n"]:
+        return f"failed: all {total['n']} requests failed ({kinds})"
+    return f"incomplete: {total['n_failed']} of {total['n']} requests failed ({kinds})"
+
+
+def judged_cell(value: float | None, counts: Mapping[str, Any] | None, scale: float = 1.0) -> float | str | None:
+    """A judged metric in a results table: the number when complete, else the partial mean with how many
+    requests it rests on ("100.0 (4/20)"), or None when nothing was scored."""
+    if counts is None or counts.get("complete", True):
+        return None if value is None else scale * value
+    if value is None:
+        return None
+    return f"{scale * value:.1f} ({counts['n_scored']}/{counts['n']})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,19 +13,21 @@ from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 
 from unlearning.benchmarks import Benchmark, benchmark_class, check_starts_from
-from unlearning.data import ChatCollator, stop_token_ids
+from unlearning.data import ChatCollator, Example, stop_token_ids
+from unlearning.fingerprint import content_hash
 from unlearning.io import atomic_write_dir, atomic_write_json, read_json
-from unlearning.models import load_processor
+from unlearning.models import load_generation_config, load_processor
 from unlearning.runs import (
     RunClaim,
     claim_run,
     find_finetune_run,
     model_source,
     save_checkpoint,
-    start_run,
+    start_attempt,
     step_checkpoint_dir,
     training_identity,
 )
+from unlearning.streams import validate_examples
 from unlearning.tiny import build_tiny_model
 from unlearning.trainer import TrainSettings
 
@@ -133,11 +135,18 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
     )
 
 
-def make_collator(processor: Any, model: torch.nn.Module, system_prompt: str | None) -> ChatCollator:
-    return ChatCollator(
-        processor, stop_token_ids(processor.tokenizer, getattr(model, "generation_config", None)),
-        system_prompt=system_prompt,
-    )
+def make_collator(processor: Any, generation_config: Any | None, system_prompt: str | None) -> ChatCollator:
+    return ChatCollator(processor, stop_token_ids(processor.tokenizer, generation_config), system_prompt=system_prompt)
+
+
+def training_collator(path: str, cfg: DictConfig) -> ChatCollator:
+    """The collator of a training run, built before any weights load, so every input is checked first."""
+    return make_collator(load_processor_for(path, cfg.model), load_generation_config(path), cfg.system_prompt)
+
+
+def check_inputs(collator: ChatCollator, streams: Mapping[str, Sequence[Example]], where: str) -> None:
+    """Every example rendered and every image fully decoded once, before any file of a run is written."""
+    validate_examples(collator, streams, where)
 
 
 def load_processor_for(path: str, model_cfg: Mapping[str, Any]) -> Any:
@@ -162,33 +171,39 @@ def starting_model(cfg: DictConfig, benchmark: Benchmark, accelerator: Accelerat
     return model_source(run).weights
 
 
-def prepare_run(cfg: DictConfig, base_model: str, accelerator: Accelerator) -> RunClaim:
-    """Claim this config's run folder (every process agrees), and record its settings unless it is finished."""
+def prepare_run(cfg: DictConfig, base_model: str, accelerator: Accelerator, data: Any) -> RunClaim:
+    """Claim this config's run folder (every process agrees) and, unless it is finished, start an attempt.
+
+    ``data`` is what the run trains on (its examples, by stream): its content hash joins the run's identity.
+    Call this only once every input has been validated: it is the first thing that writes to the run folders.
+    """
     config = to_dict(cfg)
     base = Path(base_model)
     identity = training_identity(config, os.path.relpath(base.resolve(), group_dir(cfg).resolve())
-                                 if base.exists() else base_model)
-    claim = claim_run(group_dir(cfg), cfg.run_label, cfg.run_name, identity)
+                                 if base.exists() else base_model, content_hash(data))
+    claim = claim_run(group_dir(cfg), cfg.run_label, cfg.run_name, identity, overwrite=bool(cfg.overwrite))
     accelerator.wait_for_everyone()
     if claim.state == "finished":
-        log.info("%s is already trained with these settings; nothing to do (delete it, or set run_name=, to "
-                 "train again)", claim.run_dir)
-    elif accelerator.is_main_process:
-        start_run(claim.run_dir, config, identity)
-        log.info("%s %s", "training again (interrupted before it finished):" if claim.state == "unfinished"
-                 else "new run", claim.run_dir)
+        log.info("%s is already trained with these settings; nothing to do (pass overwrite=true to train it again, "
+                 "or run_name= for another folder)", claim.run_dir)
+        return claim
+    if accelerator.is_main_process:
+        start_attempt(claim, config, identity)
+        log.info("%s %s (written in %s until it finishes)", "new run" if claim.state == "new" else
+                 "training to replace", claim.run_dir, claim.work_dir)
+    accelerator.wait_for_everyone()
     return claim
 
 
-def step_saver(save_every: int | None, run_dir: Path, accelerator: Accelerator
+def step_saver(save_every: Any, run_dir: Path, accelerator: Accelerator
                ) -> Callable[[int, int, torch.nn.Module], None] | None:
     """With ``save_every=N``, a callback keeping the trainable weights every N optimiser steps
     (``checkpoints/step_N``: the adapter of a LoRA run, the full model otherwise); the last step's weights
     are the run's own checkpoint."""
-    if not save_every:
+    if save_every is None:
         return None
-    if save_every < 1:
-        raise ValueError(f"save_every must be a positive number of optimiser steps, got {save_every}")
+    if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1:
+        raise ValueError(f"save_every must be a positive number of optimiser steps, got {save_every!r}")
 
     def save(step: int, total_steps: int, prepared: torch.nn.Module) -> None:
         if step % save_every or step == total_steps:

@@ -23,7 +23,9 @@ from omegaconf import DictConfig
 
 from unlearning.benchmarks import Benchmark
 from unlearning.evaluation import EvalSettings, Evaluation, run_evaluation
+from unlearning.fingerprint import model_fingerprint
 from unlearning.general import ensure_general_data, general_part, general_settings
+from unlearning.models import CheckpointError
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
@@ -116,9 +118,15 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         info = read_run(run_dir)
         if info["benchmark"] != benchmark.name:
             raise ValueError(f"{run_dir} is a {info['benchmark']} run, not {benchmark.name}")
-    summaries = []
+    summaries, failed = [], []
     for run_dir, step in targets:
-        source = model_source(run_dir, step)
+        try:
+            source = model_source(run_dir, step)
+            weights = model_fingerprint(source.weights, source.adapter)
+        except (FileNotFoundError, CheckpointError) as error:  # this run's model is gone or broken: the others go on
+            log.error("cannot evaluate %s: %s", run_dir, error)
+            failed.append((run_dir, step, error))
+            continue
         out_dir = run_dir / "eval" if step is None else run_dir / "eval" / "steps" / f"step_{step:06d}"
         log.info("evaluating %s%s", run_dir, "" if step is None else f" at step {step}")
 
@@ -126,16 +134,30 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             processor = load_processor_for(source.processor, cfg.model)
             model = load_source(source, cfg.model.dtype, cfg.model.attn_implementation)
             model = model.to(accelerator.device).eval()
-            return model, make_collator(processor, model, cfg.system_prompt)
+            return model, make_collator(processor, model.generation_config, cfg.system_prompt)
 
-        summary = run_evaluation(benchmark.name, evaluation, load, settings, out_dir,
-                                 reference / "eval" if reference else None, accelerator)
+        try:
+            summary = run_evaluation(benchmark.name, evaluation, load, settings, out_dir,
+                                     reference / "eval" if reference else None, accelerator, weights)
+        except CheckpointError as error:
+            log.error("cannot evaluate %s: %s", run_dir, error)
+            failed.append((run_dir, step, error))
+            continue
         if step is None:
             summaries.append(summary)
             for row in benchmark.table_rows(read_run(run_dir), summary):
                 log.info("%s: %s", run_dir.name, _brief(row))
     accelerator.end_training()
+    if failed:
+        lines = "\n".join(f"  {run_dir}{'' if step is None else f' (step {step})'}: {error}"
+                          for run_dir, step, error in failed)
+        raise EvaluationFailed(f"{len(failed)} of {len(targets)} models could not be evaluated (the others were):"
+                               f"\n{lines}")
     return summaries
+
+
+class EvaluationFailed(RuntimeError):
+    """Some runs could not be evaluated (their model is missing or broken); the others were."""
 
 
 def _brief(row: dict[str, Any]) -> str:
@@ -146,7 +168,11 @@ def _brief(row: dict[str, Any]) -> str:
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
     setup_logging()
-    evaluate(cfg)
+    try:
+        evaluate(cfg)
+    except EvaluationFailed as error:
+        log.error("%s", error)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

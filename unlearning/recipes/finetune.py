@@ -5,8 +5,10 @@
     bash scripts/finetune.bash model=llava_phi3_mini data_dir=dataset/FIUBench
 
 With ``lora_r: 0`` the tuned parts are fully trained (FIUBench's Stage I); with LoRA the adapters are
-merged before saving, so forgetting always starts from a plain model folder. The same settings run again
-find their finished run and stop; ``save_every`` keeps intermediate checkpoints.
+merged before saving, so forgetting always starts from a plain model folder. Every input is checked (each
+example rendered, each image decoded) before anything is written; the run trains in an attempt folder moved
+into place when it finishes. The same settings run again find their finished run and stop (``overwrite=true``
+trains it again); ``save_every`` keeps intermediate checkpoints.
 """
 
 from __future__ import annotations
@@ -17,20 +19,21 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from unlearning.data import DataError
 from unlearning.models import apply_lora, check_prefixes, count_trainable, freeze_all_but, load_model, tuned_prefixes
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
+    check_inputs,
     ensure_model,
-    load_processor_for,
     make_accelerator,
-    make_collator,
     prepare_run,
     setup_logging,
     step_saver,
     train_settings,
+    training_collator,
 )
-from unlearning.runs import CHECKPOINT, save_checkpoint, save_run
+from unlearning.runs import CHECKPOINT, base_model_entry, finish_attempt, save_checkpoint, save_run
 from unlearning.scoring import forward_answer_logits, mean_nll
 from unlearning.trainer import seed_everything, train
 
@@ -38,16 +41,20 @@ log = logging.getLogger(__name__)
 
 
 def finetune(cfg: DictConfig) -> Path:
+    settings = train_settings(cfg)  # bad values (lr=abc, epochs=0) stop here, before anything is written
     accelerator = make_accelerator(cfg.grad_accum, cfg.report_to)
     seed_everything(cfg.seed)
     benchmark = build_benchmark(cfg, accelerator)
     model_path = ensure_model(cfg.model, benchmark, accelerator)
-    claim = prepare_run(cfg, model_path, accelerator)
-    run_dir = claim.run_dir
-    if claim.state == "finished":
-        return run_dir
     examples = benchmark.train_examples(cfg.split)
-    processor = load_processor_for(model_path, cfg.model)
+    if not examples:
+        raise DataError(f"split {cfg.split!r} of {cfg.data_dir} has no training examples")
+    collator = training_collator(model_path, cfg)
+    check_inputs(collator, {"train": examples}, f"benchmark {benchmark.name!r}, split {cfg.split!r}")
+    claim = prepare_run(cfg, model_path, accelerator, examples)
+    if claim.state == "finished":
+        return claim.run_dir
+    work_dir = claim.work_dir
     model = load_model(model_path, cfg.model.dtype, cfg.model.attn_implementation)
     check_prefixes(model, cfg.model.modules)
     if cfg.lora.r > 0:
@@ -62,23 +69,24 @@ def finetune(cfg: DictConfig) -> Path:
     def step_loss(model, batch, progress):
         return mean_nll(forward_answer_logits(model, batch)), {}
 
-    prepared, summary = train(model, examples, make_collator(processor, model, cfg.system_prompt), step_loss,
-                              train_settings(cfg), accelerator, run_dir / "train_log.jsonl",
-                              on_step=step_saver(cfg.save_every, run_dir, accelerator))
+    prepared, summary = train(model, examples, collator, step_loss, settings, accelerator,
+                              work_dir / "train_log.jsonl", on_step=step_saver(cfg.save_every, work_dir, accelerator))
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(prepared)  # every rank takes part (ZeRO-3 gathers shards)
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(prepared)
         if cfg.lora.r > 0:
             final, state_dict = final.merge_and_unload(), None
-        save_checkpoint(run_dir / CHECKPOINT, final, processor, state_dict)
-        save_run(run_dir, {
+        save_checkpoint(work_dir / CHECKPOINT, final, collator.processor, state_dict)
+        save_run(work_dir, {
             "kind": "finetune", "benchmark": benchmark.name, "model": cfg.model.name, "split": cfg.split,
-            "base_model": str(model_path), "train": summary,
+            "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
         })
-        log.info("saved %s", run_dir)
+        finish_attempt(claim)
+        log.info("saved %s", claim.run_dir)
+    accelerator.wait_for_everyone()
     accelerator.end_training()
-    return run_dir
+    return claim.run_dir
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="finetune")

@@ -6,7 +6,8 @@
 
 The model starts from what the benchmark says (``benchmark.starts_from``: its finetune run on
 ``stage_one_split``, or the vanilla model) unless ``model_path`` names one. The method names the streams it
-scores; each is checked against the benchmark's, and every example is rendered once, before training starts.
+scores; each is checked against the benchmark's, and every example is rendered and every image decoded once,
+before any file is written. The run trains in an attempt folder, moved into place when it finishes.
 Methods needing a reference (KL, NPO) get the same weights with adapters disabled.
 """
 
@@ -26,24 +27,25 @@ from unlearning.models import apply_lora, check_prefixes, count_trainable, load_
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
-    load_processor_for,
+    check_inputs,
     make_accelerator,
-    make_collator,
     prepare_run,
     setup_logging,
     starting_model,
     step_saver,
     train_settings,
+    training_collator,
 )
-from unlearning.runs import CHECKPOINT, base_model_entry, save_checkpoint, save_run
+from unlearning.runs import CHECKPOINT, base_model_entry, finish_attempt, save_checkpoint, save_run
 from unlearning.scoring import forward_answer_logits
-from unlearning.streams import ANCHOR, StreamCollator, StreamSet, check_streams, validate_examples, with_modality
+from unlearning.streams import ANCHOR, StreamCollator, StreamSet, check_streams, with_modality
 from unlearning.trainer import seed_everything, train
 
 log = logging.getLogger(__name__)
 
 
 def forget(cfg: DictConfig) -> Path:
+    settings = train_settings(cfg)  # bad values (lr=abc, epochs=0) stop here, before anything is written
     accelerator = make_accelerator(cfg.grad_accum, cfg.report_to)
     seed_everything(cfg.seed)
     benchmark = build_benchmark(cfg, accelerator)  # imports the benchmark package (and any method it adds)
@@ -57,22 +59,23 @@ def forget(cfg: DictConfig) -> Path:
             streams[name] = with_modality(benchmark.stream(name, cfg.forget_split), cfg.forget_modality)
         except DataError as error:
             raise DataError(f"{where}, stream {name!r}: {error}") from error
+    if not streams[ANCHOR]:
+        raise DataError(f"{where}: forget split {cfg.forget_split!r} of {cfg.data_dir} has no examples")
     model_path = starting_model(cfg, benchmark, accelerator)
-    claim = prepare_run(cfg, model_path, accelerator)
-    run_dir = claim.run_dir
+    collator = training_collator(str(model_path), cfg)
+    check_inputs(collator, streams, where)
+    dataset = StreamSet(streams, uses, cfg.seed, where)
+    claim = prepare_run(cfg, model_path, accelerator, streams)
     if claim.state == "finished":
-        return run_dir
+        return claim.run_dir
+    work_dir = claim.work_dir
 
-    processor = load_processor_for(str(model_path), cfg.model)
     model = load_model(model_path, cfg.model.dtype, cfg.model.attn_implementation)
     check_prefixes(model, cfg.model.modules)
     model = apply_lora(model, cfg.model.modules, cfg.tune, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout,
                        cfg.model.lora_targets)
     trainable, total = count_trainable(model)
     log.info("method %s; trainable parameters: %.2fM of %.2fM", cfg.method.name, trainable / 1e6, total / 1e6)
-    collator = make_collator(processor, model, cfg.system_prompt)
-    validate_examples(collator, streams, where)
-    dataset = StreamSet(streams, uses, cfg.seed, where)
     log.info("forgetting %s (%s): %s", cfg.forget_split, cfg.forget_modality,
              ", ".join(f"{use.name} {len(streams[use.name])} ({use.pairing})" for use in uses))
 
@@ -85,22 +88,23 @@ def forget(cfg: DictConfig) -> Path:
                                          batch["streams"])
         return method.loss(policy, reference, progress)
 
-    prepared, summary = train(model, dataset, StreamCollator(collator, uses), step_loss, train_settings(cfg),
-                              accelerator, run_dir / "train_log.jsonl",
-                              on_step=step_saver(cfg.save_every, run_dir, accelerator))
+    prepared, summary = train(model, dataset, StreamCollator(collator, uses), step_loss, settings, accelerator,
+                              work_dir / "train_log.jsonl", on_step=step_saver(cfg.save_every, work_dir, accelerator))
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(prepared)
     if accelerator.is_main_process:
-        save_checkpoint(run_dir / CHECKPOINT, accelerator.unwrap_model(prepared), None, state_dict)
-        save_run(run_dir, {
+        save_checkpoint(work_dir / CHECKPOINT, accelerator.unwrap_model(prepared), None, state_dict)
+        save_run(work_dir, {
             "kind": "forget", "benchmark": benchmark.name, "model": cfg.model.name, "method": cfg.method.name,
             "split": cfg.forget_split, "forget_modality": cfg.forget_modality,
             "streams": {use.name: use.pairing for use in uses},
-            "base_model": base_model_entry(run_dir, model_path), "train": summary,
+            "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
         })
-        log.info("saved %s", run_dir)
+        finish_attempt(claim)
+        log.info("saved %s", claim.run_dir)
+    accelerator.wait_for_everyone()
     accelerator.end_training()
-    return run_dir
+    return claim.run_dir
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="forget")

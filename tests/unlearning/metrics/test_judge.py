@@ -43,8 +43,11 @@ def test_scores_counts_and_secret_handling(server, tmp_path, monkeypatch):
     records = [{} for _ in prompts]
     for record, judgment in zip(records, judgments, strict=True):
         store_judgment(record, "score", judgment)
-    assert judge_counts(records, "score") == {"n": 4, "n_scored": 2, "n_failed": 1, "n_unparseable": 1}
-    assert records[3] == {"score": None, "judge_reply": None, "judge_failed": True}
+    assert judge_counts(records, "score") == {"n": 4, "n_scored": 2, "n_failed": 1, "n_unparseable": 1,
+                                              "failures": {"HTTP 400 BadRequestError": 1}, "complete": False}
+    assert judge_counts(records, "score", max_failed=0.25)["complete"] is True
+    assert records[3] == {"score": None, "judge_reply": None, "judge_failed": True,
+                          "judge_error": "HTTP 400 BadRequestError"}
     assert {r["auth"] for r in FakeOpenAI.requests} == {"Bearer sk-test-secret"}
     assert FakeOpenAI.requests[0]["body"]["model"] == "gpt-4o-mini"
     assert b"sk-test-secret" not in (tmp_path / "cache" / "judge_cache.sqlite").read_bytes()
