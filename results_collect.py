@@ -21,43 +21,73 @@ import hydra
 from omegaconf import DictConfig
 
 from unlearning.benchmarks import Report, benchmark_class
-from unlearning.io import atomic_write_bytes, atomic_write_csv, atomic_write_json, atomic_write_text, read_json
+from unlearning.io import (
+    CorruptFile,
+    atomic_write_bytes,
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+)
 from unlearning.recipes.common import CONFIG_DIR, setup_logging
 from unlearning.runs import find_runs, read_run
 
 log = logging.getLogger("results_collect")
 
 
+def _read(run_dir: Path, summary_path: Path, skipped: list[str]) -> tuple[dict, dict] | None:
+    """A run's ``run.json`` and a summary, or None (the reason added to ``skipped``) when either is corrupt."""
+    try:
+        return read_run(run_dir), read_json(summary_path)
+    except CorruptFile as error:
+        skipped.append(str(error))
+        return None
+
+
+def _report_skipped(skipped: list[str]) -> None:
+    if skipped:
+        log.warning("left out of the tables (%d):\n  %s", len(skipped), "\n  ".join(skipped))
+
+
 def collect_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
-    """Rows per benchmark, one per run with an evaluation summary."""
+    """Rows per benchmark, one per run with an evaluation summary; runs whose files are corrupt are left out
+    and listed."""
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    skipped: list[str] = []
     for run_dir in find_runs(run_root):
         summary_path = run_dir / "eval" / "summary.json"
         if not summary_path.is_file():
             log.info("skipping %s: not evaluated", run_dir)
             continue
-        info = read_run(run_dir)
-        for row in benchmark_class(info["benchmark"]).table_rows(info, read_json(summary_path)):
+        if (read := _read(run_dir, summary_path, skipped)) is None:
+            continue
+        info, summary = read
+        for row in benchmark_class(info["benchmark"]).table_rows(info, summary):
             rows[info["benchmark"]].append({"model": info["model"], "run": run_dir.name, **row})
+    _report_skipped(skipped)
     return rows
 
 
 def collect_step_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
     """Rows per benchmark, one per evaluated intermediate checkpoint (and the final model, as its last step)."""
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    skipped: list[str] = []
     for run_dir in find_runs(run_root):
         step_summaries = sorted((run_dir / "eval" / "steps").glob("step_*/summary.json"))
         if not step_summaries:
             continue
-        info = read_run(run_dir)
-        table_rows = benchmark_class(info["benchmark"]).table_rows
         final = run_dir / "eval" / "summary.json"
         points = [(int(path.parent.name.removeprefix("step_")), path) for path in step_summaries]
-        if final.is_file():
-            points.append((info["train"]["steps"], final))
-        for step, path in points:
-            for row in table_rows(info, read_json(path)):
+        for step, path in [*points, (None, final)]:
+            if step is None and not final.is_file():
+                continue
+            if (read := _read(run_dir, path, skipped)) is None:
+                continue
+            info, summary = read
+            step = info["train"]["steps"] if step is None else step
+            for row in benchmark_class(info["benchmark"]).table_rows(info, summary):
                 rows[info["benchmark"]].append({"model": info["model"], "run": run_dir.name, "step": step, **row})
+    _report_skipped(skipped)
     return rows
 
 

@@ -99,7 +99,7 @@ def _check_image(path: Path, where: str) -> None:
     try:
         with Image.open(path) as image:
             image.load()
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{where}: image {path} cannot be read ({error})") from error
 
 

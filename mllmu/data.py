@@ -117,7 +117,7 @@ def image_bytes(value: Any, where: str, name: str = "image") -> bytes:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()  # a full decode: verify() lets a truncated JPEG through
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{where}: field {name!r} is not a readable image ({error})") from error
     return data
 

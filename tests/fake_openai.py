@@ -8,17 +8,27 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
+_lock = threading.Lock()
+
 
 class FakeOpenAI(BaseHTTPRequestHandler):
     """Replies a score (see ``score``); prompts holding '[garbage]' get prose, '[bad]' a 400, '[busy]' 429s."""
 
     requests: ClassVar[list[dict]] = []
     busy_left = 0
+    failing: tuple[int, int] = (0, 1)  # (k, m): k of every m requests get a 500 that quotes the caller's key
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"body": body, "auth": self.headers.get("Authorization")})
+        cls = type(self)
+        with _lock:
+            cls.requests.append({"body": body, "auth": self.headers.get("Authorization")})
+            position = len(cls.requests)
         prompt = body["messages"][-1]["content"]
+        k, m = cls.failing
+        if position % m < k:
+            key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            return self._send(500, {"error": {"message": f"internal error serving key {key}", "type": "server"}})
         if "[busy]" in prompt and type(self).busy_left > 0:
             type(self).busy_left -= 1
             return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}})
@@ -60,7 +70,7 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def fake_openai_server() -> Iterator[str]:
     """Serve on a free port; yields the base URL (``http://127.0.0.1:<port>/v1``)."""
-    FakeOpenAI.requests, FakeOpenAI.busy_left = [], 0
+    FakeOpenAI.requests, FakeOpenAI.busy_left, FakeOpenAI.failing = [], 0, (0, 1)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

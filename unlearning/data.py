@@ -74,7 +74,7 @@ def load_image(path: Path) -> Image.Image:
             return image.convert("RGB")
     except FileNotFoundError as error:
         raise DataError(f"image not found: {path}") from error
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"image cannot be read: {path} ({error})") from error
 
 
@@ -84,7 +84,7 @@ def decode_image(data: bytes) -> Image.Image:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"image bytes cannot be decoded ({error})") from error
 
 

@@ -13,7 +13,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-SECRET_KEY = re.compile(r"(api_?key|secret|password|passwd|(^|_)(hf|auth|access|bearer)_?token)$", re.IGNORECASE)
+SECRET_KEY = re.compile(r"(api_?key|secret|password|passwd|(^|_)((hf|auth|access|bearer)_?)?token)$", re.IGNORECASE)
+# Values shaped like the API keys of the usual providers (OpenAI sk-, Hugging Face hf_, Groq gsk_, ...), wherever
+# they are pasted.
+SECRET_VALUE = re.compile(r"\b(?:sk|pk|rk|hf|gsk|xai)[-_](?=[A-Za-z0-9_\-]*[0-9])(?=[A-Za-z0-9_\-]*[A-Z])"
+                          r"[A-Za-z0-9_\-]{16,}")
 
 
 class CorruptFile(ValueError):
@@ -94,7 +98,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def redact(obj: Any) -> Any:
-    """Replace the value of every key that looks like a secret with '***'."""
+    """Replace with '***' the value of every key that looks like a secret, and every value shaped like a key."""
     if isinstance(obj, Mapping):
         return {
             key: ("***" if _is_secret(key) and value not in (None, "") else redact(value))
@@ -102,6 +106,8 @@ def redact(obj: Any) -> Any:
         }
     if isinstance(obj, list | tuple):
         return [redact(value) for value in obj]
+    if isinstance(obj, str) and SECRET_VALUE.search(obj):
+        return SECRET_VALUE.sub("***", obj)
     return obj
 
 

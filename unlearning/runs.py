@@ -51,7 +51,7 @@ PACKAGES = ("torch", "transformers", "peft", "accelerate")
 # Config keys that do not change what is trained: where it is written, how it is logged, which checkpoints
 # are kept, and the benchmark's evaluation-only settings.
 NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "save_every", "model_path",
-                "overwrite")
+                "overwrite", "data_dir")  # the data's content and the base model stand in for their paths
 NOT_TRAINING_BENCHMARK = ("builtin_dir", "forget_split", "retain_split", "reference_split", "stage_one_split",
                           "starts_from", "general_evals", "judge", "eval_options", "recipe")
 
@@ -84,11 +84,14 @@ def provenance() -> dict[str, Any]:
 
 def training_identity(config: Mapping[str, Any], base_model: str | None, data: str | None = None) -> dict[str, Any]:
     """The settings that determine a trained model: the resolved config minus ``NOT_TRAINING``, plus its base and
-    a content hash of the examples it trains on (``data``), so changed data never finds the old run."""
+    a content hash of the examples it trains on (``data``), so changed data never finds the old run and moved
+    data still finds it."""
     identity = {key: value for key, value in config.items() if key not in NOT_TRAINING}
     benchmark = identity.get("benchmark")
     if isinstance(benchmark, Mapping):
         identity["benchmark"] = {k: v for k, v in benchmark.items() if k not in NOT_TRAINING_BENCHMARK}
+    if isinstance(identity.get("model"), Mapping):  # where the model lives: ``base_model`` says what it is
+        identity["model"] = {k: v for k, v in identity["model"].items() if k != "path"}
     identity["base_model"] = base_model
     identity["data"] = data
     return redact(identity)  # secrets never reach disk, nor the hash
@@ -254,8 +257,8 @@ def base_model_path(run_dir: Path, entry: str, what: str = "base model") -> str:
     if local.exists():
         return str(local)
     if entry.startswith((".", "/")):
-        raise FileNotFoundError(f"{run_dir}: its {what} {local.resolve()} is missing (deleted or moved?); "
-                                "this run cannot be loaded until it is back")
+        raise FileNotFoundError(f"its {what} {local.resolve()} is missing (deleted or moved?); the run cannot be "
+                                "loaded until it is back")
     return entry
 
 

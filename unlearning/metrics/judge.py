@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unlearning.io import SECRET_VALUE
+
 log = logging.getLogger(__name__)
 
 
 ENABLED = {"auto": "auto", "true": True, "false": False}
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-KEY_LIKE = re.compile(r"(sk|pk|rk|key|hf|gsk|xai)[-_][A-Za-z0-9_\-*]{6,}|[A-Za-z0-9_\-]{32,}", re.IGNORECASE)
+LONG_TOKEN = re.compile(r"[A-Za-z0-9_\-]{32,}")  # a server may quote a key of any provider's shape
 
 
 @dataclass
@@ -84,7 +86,7 @@ def scrub(text: str, secrets: Sequence[str] = ()) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return KEY_LIKE.sub("***", text)
+    return LONG_TOKEN.sub("***", SECRET_VALUE.sub("***", text))
 
 
 @dataclass(frozen=True)

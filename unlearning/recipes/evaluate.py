@@ -13,6 +13,7 @@ benchmark's parts included, are checked before any model loads.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from unlearning.benchmarks import Benchmark
 from unlearning.evaluation import EvalSettings, Evaluation, run_evaluation
 from unlearning.fingerprint import model_fingerprint
 from unlearning.general import ensure_general_data, general_part, general_settings
+from unlearning.io import CorruptFile
 from unlearning.models import CheckpointError
 from unlearning.recipes.common import (
     CONFIG_DIR,
@@ -113,17 +115,18 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     benchmark = build_benchmark(cfg, accelerator)
     evaluation = build_evaluation(cfg, benchmark, settings, accelerator)
     runs, reference = runs_to_evaluate(cfg, accelerator)
-    targets = [(run_dir, step) for run_dir in runs for step in steps_to_evaluate(run_dir, cfg.steps)]
     for run_dir in runs:
-        info = read_run(run_dir)
-        if info["benchmark"] != benchmark.name:
-            raise ValueError(f"{run_dir} is a {info['benchmark']} run, not {benchmark.name}")
+        with contextlib.suppress(CorruptFile):  # reported with the run's evaluation below
+            info = read_run(run_dir)
+            if info["benchmark"] != benchmark.name:
+                raise ValueError(f"{run_dir} is a {info['benchmark']} run, not {benchmark.name}")
+    targets = [(run_dir, step) for run_dir in runs for step in steps_to_evaluate(run_dir, cfg.steps)]
     summaries, failed = [], []
     for run_dir, step in targets:
         try:
             source = model_source(run_dir, step)
             weights = model_fingerprint(source.weights, source.adapter)
-        except (FileNotFoundError, CheckpointError) as error:  # this run's model is gone or broken: the others go on
+        except (FileNotFoundError, CheckpointError, CorruptFile) as error:  # this run is broken: the others go on
             log.error("cannot evaluate %s: %s", run_dir, error)
             failed.append((run_dir, step, error))
             continue
