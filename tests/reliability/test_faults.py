@@ -26,7 +26,6 @@ from safetensors.torch import load_file, save_file
 from results_collect import collect, collect_rows
 from unlearning.data import DataError
 from unlearning.io import CorruptFile, read_json
-from unlearning.models import CheckpointError
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import EvaluationFailed, evaluate
 from unlearning.recipes.finetune import finetune
@@ -223,7 +222,7 @@ def test_judge_failures_are_incomplete_counted_and_asked_again(world: World, cap
     from tests.fake_openai import FakeOpenAI, fake_openai_server
 
     caplog.set_level(logging.INFO)
-    ga, retain = world.run("ga_forget10_"), world.run("finetune_retain_")
+    ga = world.run("ga_forget10_")
     secret = "sk-live-AbCdEfGh0123456789"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     judged = (f"run_dirs=[{ga}]", "eval.judge.max_retries=0", "benchmark.reference_split=null")
