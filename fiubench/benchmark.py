@@ -11,28 +11,17 @@ import random
 from pathlib import Path
 from typing import Any
 
-from fiubench.data import FiuBench, read_records
+from fiubench.data import FiuBench
 from fiubench.evaluate import evaluation
 from fiubench.synthetic import write_fiubench
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
-from unlearning.data import DataError, Example
+from unlearning.data import Example
 from unlearning.evaluation import EvalSettings, Evaluation
 from unlearning.metrics.judge import judged_cell
+from unlearning.records import load_refusals
 
 PACKAGED_REFUSALS = Path(__file__).with_name("refusals.json")
 log = logging.getLogger(__name__)
-
-
-def load_refusals(data_dir: Path) -> list[str]:
-    """``prompt.json``'s ``idk`` list from the data folder (the release's file), else the toolkit's own list."""
-    path = data_dir / "prompt.json"
-    if not path.is_file():
-        path = PACKAGED_REFUSALS
-    record = read_records(path)[0]
-    refusals = record.get("idk")
-    if not isinstance(refusals, list) or not refusals or not all(isinstance(r, str) and r for r in refusals):
-        raise DataError(f"{path}: 'idk' must be a non-empty list of refusal strings")
-    return refusals
 
 
 @BENCHMARKS.register("fiubench")
@@ -113,7 +102,7 @@ class FiuBenchTask:
                                    + 0.15 * (1 - row["APE"] / 100))
 
     def texts(self) -> list[str]:
-        return self.data.texts() + load_refusals(self.data_dir)
+        return self.data.texts() + load_refusals(self.data_dir, PACKAGED_REFUSALS)
 
     def train_examples(self, split: str) -> list[Example]:
         return [qa.example() for qa in self.data.qas(split)]
@@ -123,7 +112,7 @@ class FiuBenchTask:
         if name in ("forget", "retain"):  # retain: every identity outside all forget splits, whatever is forgotten
             return [qa.example() for qa in qas]
         if name == "refusal":  # one refusal per forget QA, drawn once with the seed
-            refusals, rng = load_refusals(self.data_dir), random.Random(self.seed)
+            refusals, rng = load_refusals(self.data_dir, PACKAGED_REFUSALS), random.Random(self.seed)
             return [qa.example(answer=rng.choice(refusals)) for qa in qas]
         raise ValueError(f"fiubench has no stream {name!r}; it has {', '.join(self.stream_names)}")
 

@@ -12,14 +12,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from unlearning.data import DataError, Example
+from unlearning.records import check_image, read_records, require, resolve_image, string_field, string_list
 
 IDENTITY_FIELDS = ("unique_id", "image_path", "qa_list")
 QA_FIELDS = ("question", "answer", "paraphrased_question", "paraphrased_answer", "perturbed_answer", "keywords")
@@ -55,86 +53,12 @@ class FiuQA:
         )
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """A JSON list or JSON-lines file of objects."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        records = json.loads(text)
-        records = records if isinstance(records, list) else [records]
-    except json.JSONDecodeError:
-        records = []
-        for line_number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}: line {line_number} is not valid JSON ({error.msg})") from error
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise DataError(f"{path}: record {index} is a {type(record).__name__}, expected an object")
-    return records
-
-
-def resolve_image(data_dir: Path, raw: str, where: str) -> Path:
-    """Find ``raw`` inside ``data_dir``; the release's ``./dataset/`` prefix is tried stripped too."""
-    root = data_dir.resolve()
-    candidates = [Path(raw)]
-    stripped = raw.removeprefix("./").removeprefix("dataset/")
-    if stripped != raw.removeprefix("./"):
-        candidates.append(Path(stripped))
-    for candidate in candidates:
-        path = (root / candidate).resolve()
-        if not path.is_relative_to(root):
-            raise DataError(f"{where}: image_path {raw!r} points outside the data folder {root}")
-        if path.is_file():
-            return path
-    raise DataError(f"{where}: image {raw!r} not found under {root}")
-
-
-def _check_image(path: Path, where: str) -> None:
-    """Decode the whole image once (``verify()`` lets a truncated JPEG through)."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"{where}: image {path} cannot be read ({error})") from error
-
-
-def _require(record: dict[str, Any], fields: tuple[str, ...], where: str) -> None:
-    for name in fields:
-        if name not in record:
-            raise DataError(f"{where}: missing field {name!r}")
-
-
-def _string(record: dict[str, Any], name: str, where: str) -> str:
-    """A field that must hold a non-empty string: a number or null is an error, never coerced."""
-    value = record[name]
-    if not isinstance(value, str) or not value.strip():
-        raise DataError(f"{where}: field {name!r} must be a non-empty string, got {_shown(value)}")
-    return value
-
-
-def _shown(value: Any) -> str:
-    return "null" if value is None else f"{type(value).__name__} {str(value)[:40]!r}"
-
-
-def _string_list(value: Any, where: str, name: str, min_len: int = 1) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or len(value) < min_len or not all(isinstance(v, str) for v in value):
-        raise DataError(f"{where}: field {name!r} must be a list of at least {min_len} strings, got {_shown(value)}")
-    return tuple(value)
-
-
 def parse_identity(record: dict[str, Any], data_dir: Path, where: str) -> list[FiuQA]:
-    _require(record, IDENTITY_FIELDS, where)
-    unique_id = _string(record, "unique_id", where)
+    require(record, IDENTITY_FIELDS, where)
+    unique_id = string_field(record, "unique_id", where)
     where = f"{where} (unique_id {unique_id})"
-    image = resolve_image(data_dir, _string(record, "image_path", where), where)
-    _check_image(image, where)
+    image = resolve_image(data_dir, string_field(record, "image_path", where), where)
+    check_image(image, where)
     if not isinstance(record["qa_list"], list) or not record["qa_list"]:
         raise DataError(f"{where}: 'qa_list' must be a non-empty list")
     qas = []
@@ -142,17 +66,17 @@ def parse_identity(record: dict[str, Any], data_dir: Path, where: str) -> list[F
         qa_where = f"{where} qa_list[{qa_index}]"
         if not isinstance(qa, dict):
             raise DataError(f"{qa_where}: expected an object")
-        _require(qa, QA_FIELDS, qa_where)
+        require(qa, QA_FIELDS, qa_where)
         qas.append(FiuQA(
             unique_id=unique_id,
             qa_index=qa_index,
             image=image,
-            question=_string(qa, "question", qa_where),
-            answer=_string(qa, "answer", qa_where),
-            paraphrased_questions=_string_list(qa["paraphrased_question"], qa_where, "paraphrased_question"),
-            paraphrased_answer=_string(qa, "paraphrased_answer", qa_where),
-            perturbed_answers=_string_list(qa["perturbed_answer"], qa_where, "perturbed_answer"),
-            keywords=_string_list(qa["keywords"], qa_where, "keywords"),
+            question=string_field(qa, "question", qa_where),
+            answer=string_field(qa, "answer", qa_where),
+            paraphrased_questions=string_list(qa["paraphrased_question"], qa_where, "paraphrased_question"),
+            paraphrased_answer=string_field(qa, "paraphrased_answer", qa_where),
+            perturbed_answers=string_list(qa["perturbed_answer"], qa_where, "perturbed_answer"),
+            keywords=string_list(qa["keywords"], qa_where, "keywords"),
         ))
     return qas
 
@@ -185,7 +109,7 @@ class FiuBench:
             raise DataError(f"{self.split_path}: expected one object mapping split names to unique_id lists")
         splits = {}
         for name, ids in raw[0].items():
-            splits[name] = list(_string_list(ids, str(self.split_path), name, min_len=0))
+            splits[name] = list(string_list(ids, str(self.split_path), name, min_len=0))
             known = set(self.qas_by_id) if name == "holdout" else set(list(self.qas_by_id)[: self.n_used])
             unknown = [i for i in splits[name] if i not in known]
             if unknown:

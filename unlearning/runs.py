@@ -51,7 +51,8 @@ PACKAGES = ("torch", "transformers", "peft", "accelerate")
 # Config keys that do not change what is trained: where it is written, how it is logged, which checkpoints
 # are kept, and the benchmark's evaluation-only settings.
 NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "save_every", "model_path",
-                "overwrite", "data_dir")  # the data's content and the base model stand in for their paths
+                "overwrite", "data_dir",  # the data's content and the base model stand in for their paths
+                "compat")  # it acts through the method's resolved coefficients, which are in the identity
 NOT_TRAINING_BENCHMARK = ("builtin_dir", "forget_split", "retain_split", "reference_split", "stage_one_split",
                           "starts_from", "general_evals", "judge", "eval_options", "recipe")
 

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from fiubench.benchmark import FiuBenchTask, load_refusals
+from fiubench.benchmark import PACKAGED_REFUSALS, FiuBenchTask
 from fiubench.data import FiuBench
 from fiubench.synthetic import write_fiubench
 from tests.conftest import shared_fixture
 from unlearning.data import DataError
+from unlearning.records import load_refusals
 
 
 @pytest.fixture()
@@ -144,7 +145,7 @@ def test_unknown_split_lists_the_known_ones(fiu_dir: Path):
 
 
 def test_packaged_refusals_when_the_data_has_no_prompt_file(data_dir: Path):
-    own = load_refusals(data_dir)
+    own = load_refusals(data_dir, PACKAGED_REFUSALS)
     assert len(own) >= 10 and all(r.strip() for r in own)
     forget = FiuBenchTask(data_dir).stream("refusal", "forget10")
     assert all(example.answer in own for example in forget)
@@ -153,14 +154,14 @@ def test_packaged_refusals_when_the_data_has_no_prompt_file(data_dir: Path):
 
 def test_refusals_from_the_release_prompt_file(data_dir: Path):
     shutil.copy(shared_fixture("fiubench", "prompt.json"), data_dir / "prompt.json")
-    assert len(load_refusals(data_dir)) == 50
+    assert len(load_refusals(data_dir, PACKAGED_REFUSALS)) == 50
     task = FiuBenchTask(data_dir)
     forget = task.stream("refusal", "forget10")
-    assert all(example.answer in load_refusals(data_dir) for example in forget)
+    assert all(example.answer in load_refusals(data_dir, PACKAGED_REFUSALS) for example in forget)
     assert [e.uid for e in forget] == [e.uid for e in task.stream("forget", "forget10")]  # aligned by uid
     (data_dir / "prompt.json").write_text(json.dumps({"idk": []}))
     with pytest.raises(DataError, match="prompt.json: 'idk' must be a non-empty list"):
-        load_refusals(data_dir)
+        load_refusals(data_dir, PACKAGED_REFUSALS)
 
 
 def test_task_examples(fiu_dir: Path):

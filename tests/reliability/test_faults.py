@@ -30,6 +30,7 @@ from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import EvaluationFailed, evaluate
 from unlearning.recipes.finetune import finetune
 from unlearning.recipes.forget import forget
+from unlearning.records import read_records
 from unlearning.runs import find_runs, read_run
 
 FORGET = ("method=ga", "max_steps=1", "batch_size=2")
@@ -65,8 +66,6 @@ class World:
 
 
 def records(data: Path) -> list[dict]:
-    from fiubench.data import read_records
-
     return read_records(data / "full.json")
 
 

@@ -53,13 +53,16 @@ class ComposedMethod:
 
 def build_method(config: Mapping[str, Any]) -> ForgetMethod:
     """``{"name": "npo", "beta": 0.1}`` -> NPO(beta=0.1); ``{"name": "ga_pd", "base": {"name": "ga"}, "terms":
-    [...]}`` -> GA plus the terms. Unknown keys are an error naming the method."""
+    [...]}`` -> GA plus the terms (``params`` holds named values the YAML interpolates into them, so that
+    ``method.params.pd_weight=0.5`` sets a coefficient). Unknown keys are an error naming the method."""
     params = dict(config)
     name = params.pop("name")
     if "base" in params or "terms" in params:
         base, terms = params.pop("base", None), params.pop("terms", None) or []
+        params.pop("params", None)  # named values the YAML interpolates into its base and terms
         if params:
-            raise ValueError(f"method {name!r}: a composed method has only name, base and terms; got {sorted(params)}")
+            raise ValueError(f"method {name!r}: a composed method has only name, params, base and terms; got "
+                             f"{sorted(params)}")
         if base is None and not terms:
             raise ValueError(f"method {name!r}: a composed method needs a base method or terms")
         return ComposedMethod(name, build_method(base) if base else None,

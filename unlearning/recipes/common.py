@@ -43,6 +43,15 @@ OmegaConf.register_new_resolver(
     "tag_unless", lambda value, default: "" if str(value) == str(default) else f"_{value}", replace=True)
 
 
+def _compat_value(default: Any, official: Any, *, _root_: DictConfig) -> Any:
+    """``${compat_value:<default>,<official>}``: a setting that follows the run's ``compat`` (a method's loss
+    coefficients under ``compat=official`` are the original code's)."""
+    return official if str(_root_.get("compat", "default")) == "official" else default
+
+
+OmegaConf.register_new_resolver("compat_value", _compat_value, replace=True)
+
+
 def setup_logging() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, force=True)
     for noisy in ("httpx", "urllib3", "filelock", "DeepSpeed"):

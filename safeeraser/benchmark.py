@@ -1,0 +1,94 @@
+"""SafeEraser on the shared engine: its release as streams, its efficacy/generality evaluation, its table rows.
+
+Streams: ``forget`` (harmful questions with their images and the harmful answers), ``retain`` (the harmless
+questions with the vanilla answers), ``decoupled`` (the harmful questions with the harmless SD images and their
+normal answers, aligned with their forget examples: Prompt Decouple) and ``refusal`` (PO's targets).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from safeeraser.data import SPLIT_FILES, SafeEraserData
+from safeeraser.evaluate import SPLITS, EvalOptions, evaluation
+from safeeraser.synthetic import write_safeeraser
+from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
+from unlearning.data import DataError, Example
+from unlearning.evaluation import EvalSettings, Evaluation
+from unlearning.metrics.judge import judged_cell
+
+# (column, split, aggregate key, better)
+METRICS = (("Efficacy ASR", "train", "asr", "lower"), ("Generality ASR", "val", "asr", "lower"),
+           ("RR", "train", "rr", "higher"), ("SARR", "val", "sarr", "lower"),
+           ("ROUGE-L", "val", "rougeL", "higher"), ("Judge", "val", "score", "higher"))
+
+
+@BENCHMARKS.register("safeeraser")
+class SafeEraserTask:
+    name = "safeeraser"
+    stream_names = ("forget", "retain", "decoupled", "refusal")
+    # Percent. Efficacy/Generality: ASR on all_train/all_val; RR on the forgotten questions; SARR, ROUGE-L and the
+    # judge score on all_val; Specificity: the attached general evaluations' mean accuracy; judge: who judged.
+    report = Report(
+        columns=(Column("run"), Column("method"), Column("forget_split"),
+                 *(Column(title, better) for title, _, _, better in METRICS), Column("Specificity", "higher"),
+                 Column("judge")),
+        tradeoff=("SARR", "Efficacy ASR"), log_y=False,
+    )
+
+    def __init__(self, data_dir: str | Path, seed: int = 0) -> None:
+        self.data_dir = Path(data_dir)
+        self.data = SafeEraserData(self.data_dir)
+        self.seed = seed
+
+    @classmethod
+    def write_builtin(cls, out_dir: Path, **settings: Any) -> None:
+        write_safeeraser(out_dir, **settings)
+
+    @staticmethod
+    def table_rows(run: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
+        row: dict[str, Any] = {"method": method_label(run, "vanilla"),
+                               "forget_split": run.get("split") if run["kind"] == "forget" else "—",
+                               "judge": summary.get("judged_by")}
+        for title, split, key, _ in METRICS:
+            values = summary["splits"][split]
+            counts = (summary.get("judge") or {}).get(split, {}).get(key)
+            value = values.get(key)
+            if value is None and key in values.get("partial", {}):
+                value = values["partial"][key]
+            row[title] = judged_cell(value, counts, scale=100.0)
+        specificity = summary.get("specificity")
+        row["Specificity"] = None if specificity is None else 100 * specificity
+        return [row]
+
+    @staticmethod
+    def finalize_rows(rows: list[dict[str, Any]]) -> None:
+        """Every column comes from one run's summary."""
+
+    def texts(self) -> list[str]:
+        return self.data.texts()
+
+    def train_examples(self, split: str) -> list[Example]:
+        if split not in ("full", *SPLIT_FILES):
+            raise DataError(f"unknown SafeEraser split {split!r}; known: full, {', '.join(SPLIT_FILES)}")
+        return self.data.finetune_examples(split)
+
+    def stream(self, name: str, forget_split: str) -> list[Example]:
+        if name == "forget":
+            return self.data.forget(forget_split)
+        if name == "retain":
+            return self.data.retain(forget_split)
+        if name == "decoupled":
+            return self.data.decoupled(forget_split)
+        if name == "refusal":
+            return self.data.refusal(forget_split, self.seed)
+        raise ValueError(f"safeeraser has no stream {name!r}; it has {', '.join(self.stream_names)}")
+
+    def evaluation(self, settings: EvalSettings, forget_split: str, retain_split: str | None,
+                   **eval_options: Any) -> Evaluation:
+        if forget_split not in SPLITS:
+            raise DataError(f"unknown SafeEraser split {forget_split!r}; known: {', '.join(SPLITS)}")
+        if retain_split is not None:
+            raise ValueError("SafeEraser evaluates all_train.json and all_val.json; leave retain_split unset")
+        return evaluation(self.data, EvalOptions(**eval_options), settings)
