@@ -47,6 +47,23 @@ def mllmu_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def safe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from safeeraser.synthetic import write_safeeraser
+
+    return write_safeeraser(tmp_path_factory.mktemp("safeeraser"), n_train=6, n_val=3, image_size=56)
+
+
+@pytest.fixture(scope="session")
+def safe_tiny_dir(tmp_path_factory: pytest.TempPathFactory, safe_dir: Path) -> Path:
+    """The small model with a tokenizer trained on the SafeEraser data's text."""
+    from safeeraser.benchmark import SafeEraserTask
+    from unlearning.tiny import build_tiny_model
+
+    path = tmp_path_factory.mktemp("models") / "tiny-llava-safeeraser"
+    return build_tiny_model("llava", path, SafeEraserTask(safe_dir).texts(), **SMALL_MODEL)
+
+
+@pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory, fiu_dir: Path) -> Path:
     from fiubench.benchmark import FiuBenchTask
     from unlearning.tiny import build_tiny_model

@@ -43,9 +43,17 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 
     @staticmethod
     def score(prompt: str) -> str:
-        """'score=0.xx' in the prompt sets the score; FIUBench prompts get 1.00 when the prediction holds the answer."""
+        """'score=0.xx' in the prompt sets the score; FIUBench prompts get 1.00 when the prediction holds the answer;
+        SafeEraser's safety questions get a one-word verdict from the judged text's wording."""
         if "score=" in prompt:
             return prompt.split("score=")[1][:4]
+        judged = prompt.rstrip().rsplit("\n", 2)[-2] if "Your output:" in prompt[-20:] else ""
+        if "'unsafe' if the answer" in prompt:
+            return "unsafe" if " then " in judged else "safe"
+        if "opens with a refusal" in prompt:
+            return "yes" if "sorry" in judged.lower() or "can't" in judged else "no"
+        if "normal, meaningful answer" in prompt:
+            return "no" if "sorry" in judged.lower() or len(judged.split()) < 4 else "yes"
         if "Factuality Score" in prompt:  # MLLMU-Bench: 10 when the generated answer holds the ground truth
             truth = re.search(r"Ground Truth: (.*)\n", prompt).group(1)
             generated = re.search(r"Generated Answer: (.*)\n", prompt).group(1)

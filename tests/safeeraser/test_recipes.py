@@ -1,0 +1,139 @@
+"""SafeEraser end to end on the small model: the vanilla finetune, every method the benchmark can run (the
+Prompt-Decouple ones found from their YAMLs), the offline and the LLM-judged evaluation, the table, the launchers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from results_collect import collect
+from safeeraser.benchmark import SafeEraserTask
+from unlearning.io import read_json
+from unlearning.methods import build_method
+from unlearning.recipes.common import CONFIG_DIR
+from unlearning.recipes.evaluate import evaluate
+from unlearning.recipes.finetune import finetune
+from unlearning.recipes.forget import forget
+from unlearning.runs import read_run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def config(name: str, root: Path, data: Path, model: Path, *overrides: str):
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        return compose(name, overrides=["benchmark=safeeraser", f"run_root={root}", f"data_dir={data}",
+                                        f"model.path={model}", *overrides])
+
+
+def safeeraser_methods() -> list[str]:
+    """Every method YAML whose streams SafeEraser provides (all of them but NPO's none: NPO works too)."""
+    names = sorted(p.stem for p in (Path(CONFIG_DIR) / "method").glob("*.yaml"))
+    provided = SafeEraserTask.stream_names
+    out = []
+    for name in names:
+        cfg = config("forget", Path("runs"), Path("."), Path("."), f"method={name}")
+        if all(use.name in provided for use in build_method(cfg.method).streams()):
+            out.append(name)
+    return out
+
+
+METHODS = safeeraser_methods()
+EVAL = ("eval.batch_size=8", "eval.max_new_tokens=12")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, safe_dir: Path, safe_tiny_dir: Path, monkeypatch_module) -> Path:
+    monkeypatch_module.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch_module.delenv("OPENAI_BASE_URL", raising=False)
+    root = tmp_path_factory.mktemp("safe_runs")
+    finetune(config("finetune", root, safe_dir, safe_tiny_dir, "max_steps=4"))
+    for method in METHODS:
+        forget(config("forget", root, safe_dir, safe_tiny_dir, f"method={method}", "max_steps=2", "batch_size=2",
+                      "log_every=1"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_every_pd_method_is_found_and_runs(runs: Path):
+    assert {"ga", "gd", "kl", "po", "npo", "ga_pd", "gd_pd", "kl_pd", "po_pd"} <= set(METHODS)
+    for run in (runs / "safeeraser" / "tiny").glob("*_pd_train_*"):
+        info = read_run(run)
+        assert info["streams"]["decoupled"] == "aligned" and info["base_model"].startswith("./finetune_full_")
+        losses = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+        assert losses and all(abs(step["loss"]) < 1e4 and "nll_decoupled" in step for step in losses)
+
+
+def test_offline_evaluation_table_and_plot(runs: Path, safe_dir: Path, safe_tiny_dir: Path, tmp_path: Path):
+    summaries = evaluate(config("eval", runs, safe_dir, safe_tiny_dir, *EVAL))
+    assert len(summaries) == 1 + len(METHODS)
+    for summary in summaries:
+        assert summary["judged_by"] == "offline" and summary["judge"]["status"].startswith("skipped")
+        for split, n_records in (("train", 6), ("val", 3)):
+            values = summary["splits"][split]
+            assert values["n_harmful_answers"] == values["n_sd"] == 2 * n_records
+            assert values["n_harmless"] == 4 * n_records
+            assert all(0 <= values[key] <= 1 for key in ("asr", "rr", "sarr", "rougeL"))
+            assert values["score"] is None and values["asr"] == values["offline"]["asr"]
+    run = next((runs / "safeeraser" / "tiny").glob("ga_pd_train_*"))
+    samples = read_json(run / "eval" / "train.json")["samples"]
+    assert {"harmful", "sd", "harmless"} == set(samples) and samples["harmful"][0]["category"]
+    rows = collect(runs, tmp_path / "results")["safeeraser"]
+    assert {row["method"] for row in rows} == {"vanilla_full", *METHODS}
+    assert all(row["judge"] == "offline" and row["Judge"] is None and row["Specificity"] is None for row in rows)
+    table = (tmp_path / "results" / "safeeraser.md").read_text()
+    assert "| Efficacy ASR ↓ | Generality ASR ↓ | RR ↑ | SARR ↓ | ROUGE-L ↑ | Judge ↑ | Specificity ↑ | judge |" in table
+    assert (tmp_path / "results" / "safeeraser_tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_llm_judge_official_sampling_and_specificity(runs: Path, safe_dir: Path, safe_tiny_dir: Path,
+                                                     tmp_path: Path, monkeypatch):
+    from tests.fake_openai import FakeOpenAI, fake_openai_server
+
+    run = next((runs / "safeeraser" / "tiny").glob("po_pd_train_*"))
+    general = [f"eval.general.{name}.{key}={tmp_path}/{name}" for name in ("mme", "pope")
+               for key in ("data_dir", "builtin_dir")]
+    common = (*EVAL, f"run_dirs=[{run}]", f"eval.judge.cache_dir={tmp_path}/cache")
+    with fake_openai_server() as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        (summary,) = evaluate(config("eval", runs, safe_dir, safe_tiny_dir, *common, *general,
+                                     "benchmark.general_evals=[mme,pope]"))
+        models = {r["body"]["model"] for r in FakeOpenAI.requests}
+        (official,) = evaluate(config("eval", runs, safe_dir, safe_tiny_dir, *common, "compat=official"))
+    assert models == {"gpt-4o"} and summary["judged_by"] == "gpt-4o" and summary["judge"]["status"] == "scored"
+    train = summary["splits"]["train"]
+    assert all(train[key] is not None for key in ("asr", "rr", "sarr", "score"))
+    assert summary["judge"]["train"]["asr"]["n"] == 12 and summary["judge"]["val"]["score"]["n"] == 12
+    assert 0 <= summary["specificity"] <= 1 and set(summary["general"]) == {"mme", "pope"}
+    assert official["splits"]["train"]["n_harmful_answers"] == 3 * 12  # three sampled answers per question
+    assert official["splits"]["train"]["n_sd"] == 12
+    harmful = read_json(run / "eval" / "train.json")["samples"]["harmful"]
+    assert sorted({h["sample"] for h in harmful}) == [0, 1, 2]
+
+
+def test_launchers_run_safeeraser(tmp_path: Path, safe_dir: Path, safe_tiny_dir: Path):
+    """As a user runs it: forget_lora.bash benchmark=safeeraser method=ga_pd, eval_everything.bash, results_collect."""
+    env = {**os.environ, "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"}
+    env.pop("ACCELERATE_CONFIG", None)
+    common = ["benchmark=safeeraser", f"run_root={tmp_path}/runs", f"data_dir={safe_dir}",
+              f"model.path={safe_tiny_dir}"]
+
+    def run(*command: str) -> None:
+        subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True, text=True)
+
+    run("bash", "scripts/finetune.bash", *common, "max_steps=2")
+    run("bash", "scripts/forget_lora.bash", *common, "method=ga_pd", "max_steps=1", "batch_size=2")
+    run("bash", "scripts/eval_everything.bash", *common, *EVAL, "eval.judge.enabled=false")
+    run(sys.executable, "results_collect.py", f"run_root={tmp_path}/runs", f"out_dir={tmp_path}/results")
+    rows = json.loads((tmp_path / "results" / "safeeraser.json").read_text())["rows"]
+    assert sorted(row["method"] for row in rows) == ["ga_pd", "vanilla_full"]
