@@ -69,7 +69,7 @@ def test_every_pd_method_is_found_and_runs(runs: Path):
     assert {"ga", "gd", "kl", "po", "npo", "ga_pd", "gd_pd", "kl_pd", "po_pd"} <= set(METHODS)
     for run in (runs / "safeeraser" / "tiny").glob("*_pd_train_*"):
         info = read_run(run)
-        assert info["streams"]["decoupled"] == "aligned" and info["base_model"].startswith("./finetune_full_")
+        assert info["streams"]["decoupled"] == "aligned" and info["base_model"].startswith("../finetune_full_")
         losses = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
         assert losses and all(abs(step["loss"]) < 1e4 and "nll_decoupled" in step for step in losses)
 
@@ -92,7 +92,8 @@ def test_offline_evaluation_table_and_plot(runs: Path, safe_dir: Path, safe_tiny
     assert {row["method"] for row in rows} == {"vanilla_full", *METHODS}
     assert all(row["judge"] == "offline" and row["Judge"] is None and row["Specificity"] is None for row in rows)
     table = (tmp_path / "results" / "safeeraser.md").read_text()
-    assert "| Efficacy ASR ↓ | Generality ASR ↓ | RR ↑ | SARR ↓ | ROUGE-L ↑ | Judge ↑ | Specificity ↑ | judge |" in table
+    header = "| Efficacy ASR ↓ | Generality ASR ↓ | RR ↑ | SARR ↓ | ROUGE-L ↑ | Judge ↑ | Specificity ↑ | judge |"
+    assert header in table
     assert (tmp_path / "results" / "safeeraser_tradeoff.png").read_bytes()[:4] == b"\x89PNG"
 
 
