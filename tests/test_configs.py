@@ -48,7 +48,7 @@ def test_paper_model_carries_fiubench_lora_settings():
 def test_each_benchmark_owns_its_recipe_per_model():
     """Today's values, now owned by the benchmark: the system prompt and training settings come from
     config/recipe/<benchmark>_<model>.yaml over config/benchmark/<benchmark>.yaml, not from the model."""
-    for benchmark in BENCHMARKS:
+    for benchmark in ("fiubench", "mllmu"):  # FIUBench's values, which MLLMU-Bench keeps until it gets its own
         llava = compose_config("finetune", "model=llava_1_5_7b", f"benchmark={benchmark}")
         assert llava.system_prompt.startswith("A chat between a curious human")
         assert compose_config("finetune", "model=llava_phi3_mini", f"benchmark={benchmark}").system_prompt is None
@@ -59,6 +59,11 @@ def test_each_benchmark_owns_its_recipe_per_model():
     assert compose_config("forget", "model=qwen2_vl_7b", "method=po").lr == 1e-4  # no per-method rate there
     edited = compose_config("forget", "benchmark=mllmu", "benchmark.recipe.forget.epochs=1")
     assert edited.epochs == 1 and compose_config("forget").epochs == 8
+    safe = compose_config("forget", "model=llava_1_5_7b", "benchmark=safeeraser", "method=ga_pd")
+    assert (safe.lr, safe.epochs, safe.lora.r, safe.lora.alpha, safe.batch_size, safe.grad_accum) == (
+        1e-4, 10, 32, 256, 1, 16)  # SafeEraser's forget_lora.yaml
+    assert safe.benchmark.starts_from == "vanilla" and "curious user" in safe.system_prompt
+    assert compose_config("forget", "benchmark=safeeraser").benchmark.starts_from == "stage_one"  # tiny: built here
 
 
 @pytest.mark.parametrize("method", METHODS)

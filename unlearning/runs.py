@@ -83,10 +83,11 @@ def provenance() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- identity
 
 
-def training_identity(config: Mapping[str, Any], base_model: str | None, data: str | None = None) -> dict[str, Any]:
-    """The settings that determine a trained model: the resolved config minus ``NOT_TRAINING``, plus its base and
-    a content hash of the examples it trains on (``data``), so changed data never finds the old run and moved
-    data still finds it."""
+def training_identity(config: Mapping[str, Any], base_model: str | None, data: str | None = None,
+                      base_content: str | None = None) -> dict[str, Any]:
+    """The settings that determine a trained model: the resolved config minus ``NOT_TRAINING``, plus its base
+    (where it is and a hash of what it holds) and a content hash of the examples it trains on (``data``), so
+    changed data or a rebuilt base never finds the old run, and moved data still finds it."""
     identity = {key: value for key, value in config.items() if key not in NOT_TRAINING}
     benchmark = identity.get("benchmark")
     if isinstance(benchmark, Mapping):
@@ -94,6 +95,7 @@ def training_identity(config: Mapping[str, Any], base_model: str | None, data: s
     if isinstance(identity.get("model"), Mapping):  # where the model lives: ``base_model`` says what it is
         identity["model"] = {k: v for k, v in identity["model"].items() if k != "path"}
     identity["base_model"] = base_model
+    identity["base_content"] = base_content
     identity["data"] = data
     return redact(identity)  # secrets never reach disk, nor the hash
 

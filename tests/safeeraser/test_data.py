@@ -49,7 +49,7 @@ def test_refusals_come_from_the_release_prompt_file_when_present(tmp_path: Path,
     caplog.set_level(logging.INFO)
     data = tmp_path / "data"
     shutil.copytree(safe_dir, data)
-    assert len(SafeEraserData(data).refusals()) == 12 and "packaged list" in caplog.text
+    assert len(SafeEraserData(data).refusals()) == 10 and "packaged list" in caplog.text
     (data / "prompt.json").write_text(json.dumps({"idk": ["No.", "I will not."]}))
     assert SafeEraserData(data).refusals() == ["No.", "I will not."] and "the release's prompt.json" in caplog.text
 

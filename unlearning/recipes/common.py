@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unlearning.benchmarks import Benchmark, benchmark_class, check_starts_from
 from unlearning.data import ChatCollator, Example, stop_token_ids
-from unlearning.fingerprint import content_hash
+from unlearning.fingerprint import content_hash, folder_fingerprint, model_fingerprint
 from unlearning.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.models import load_generation_config, load_processor
 from unlearning.runs import (
@@ -180,6 +180,16 @@ def starting_model(cfg: DictConfig, benchmark: Benchmark, accelerator: Accelerat
     return model_source(run).weights
 
 
+def base_model_content(base_model: str) -> str | None:
+    """What the base model holds, for a run's identity: its small files by content (config, tokenizer, processor,
+    and the weights of small models such as the tiny ones, which are rebuilt when deleted) or its hub revision.
+    Large weight files are left out: a copied folder gets new modification times, and must find its runs."""
+    if not Path(base_model).is_dir():
+        return model_fingerprint(base_model)
+    files = folder_fingerprint(Path(base_model))
+    return content_hash({name: digest for name, digest in files.items() if isinstance(digest, str)})
+
+
 def prepare_run(cfg: DictConfig, base_model: str, accelerator: Accelerator, data: Any) -> RunClaim:
     """Claim this config's run folder (every process agrees) and, unless it is finished, start an attempt.
 
@@ -189,7 +199,7 @@ def prepare_run(cfg: DictConfig, base_model: str, accelerator: Accelerator, data
     config = to_dict(cfg)
     base = Path(base_model)
     identity = training_identity(config, os.path.relpath(base.resolve(), group_dir(cfg).resolve())
-                                 if base.exists() else base_model, content_hash(data))
+                                 if base.exists() else base_model, content_hash(data), base_model_content(base_model))
     claim = claim_run(group_dir(cfg), cfg.run_label, cfg.run_name, identity, overwrite=bool(cfg.overwrite))
     accelerator.wait_for_everyone()
     if claim.state == "finished":
