@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ class Profile:
     """One person: an image (or the Test_Set's transformed images) and the evaluation questions about them."""
 
     id: str
-    where: str  # "<file>: row <n>", for messages
+    where: str = field(metadata={"fingerprint": False})  # "<file>: row <n>", for messages only
     image: bytes | None
     images: tuple[bytes, ...]  # Test_Set's transformed images; empty elsewhere
     items: tuple[Item, ...]

@@ -1,8 +1,9 @@
 """Content fingerprints: what a result was computed from, so a changed input never reuses an old result.
 
 ``content_hash`` hashes any structure of examples, records and settings by content: a ``Path`` stands for
-the bytes of its file (so an image replaced under the same name changes the hash), ``bytes`` for themselves,
-dataclasses for their fields. ``model_fingerprint`` describes the weights an evaluation loads: every file of
+the bytes of its file (so an image replaced under the same name changes the hash, and a moved folder does not),
+``bytes`` for themselves, dataclasses for their fields (but those marked ``metadata={"fingerprint": False}``,
+such as a record's file-and-row label). ``model_fingerprint`` describes the weights an evaluation loads: every file of
 a local checkpoint folder (small files by content, large ones by size and modification time, which is
 what a checkpoint rewritten in place changes), or a hub id with the revision the local cache resolves it to.
 """
@@ -39,9 +40,10 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 def _canonical(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # fields marked fingerprint=False are labels
         return {"__type__": type(obj).__name__,
-                **{f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+                **{f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                   if f.metadata.get("fingerprint", True)}}
     if isinstance(obj, Path):
         return {"file": file_digest(obj)} if obj.is_file() else {"missing file": str(obj)}
     if isinstance(obj, bytes | bytearray):
