@@ -4,12 +4,7 @@
 # run and prints the results table (results/fiubench.{csv,md}, results/fiubench_tradeoff.png).
 #   bash scripts/demo.bash
 #   RUN_ROOT=runs/demo2 bash scripts/demo.bash seed=1        # extra Hydra overrides go to every stage
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-RUN_ROOT="${RUN_ROOT:-runs}"
-OUT_DIR="${OUT_DIR:-results}"
-start=$SECONDS
+source "$(dirname "${BASH_SOURCE[0]}")/demo_env.sh"
 bash scripts/finetune.bash split=full run_root="$RUN_ROOT" "$@"
 bash scripts/finetune.bash split=retain run_root="$RUN_ROOT" "$@"
 for method in ga gd kl po npo; do

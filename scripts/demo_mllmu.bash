@@ -5,15 +5,10 @@
 # (results/mllmu.{csv,md}, results/mllmu_tradeoff.png).
 #   bash scripts/demo_mllmu.bash
 #   RUN_ROOT=runs/demo2 bash scripts/demo_mllmu.bash seed=1        # extra Hydra overrides go to every stage
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-RUN_ROOT="${RUN_ROOT:-runs}"
-OUT_DIR="${OUT_DIR:-results}"
+source "$(dirname "${BASH_SOURCE[0]}")/demo_env.sh"
 # A 5M-parameter model trained from scratch has no in-context ability: few-shot turns only confuse it, so the
 # demo evaluates zero-shot (real models: the paper's 1 classification / 2 cloze demonstration profiles).
 SHOTS="${SHOTS:-benchmark.eval_options.shots.classification=0 benchmark.eval_options.shots.cloze=0}"
-start=$SECONDS
 bash scripts/finetune.bash benchmark=mllmu epochs="${EPOCHS:-40}" run_root="$RUN_ROOT" "$@"
 for modality in multimodal unimodal; do
   for method in ga gd kl npo; do

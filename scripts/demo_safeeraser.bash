@@ -6,12 +6,7 @@
 # results/safeeraser_tradeoff.png: ASR against SARR).
 #   bash scripts/demo_safeeraser.bash
 #   RUN_ROOT=runs/demo2 bash scripts/demo_safeeraser.bash seed=1        # extra Hydra overrides go to every stage
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-RUN_ROOT="${RUN_ROOT:-runs}"
-OUT_DIR="${OUT_DIR:-results}"
-start=$SECONDS
+source "$(dirname "${BASH_SOURCE[0]}")/demo_env.sh"
 bash scripts/finetune.bash benchmark=safeeraser run_root="$RUN_ROOT" "$@"
 for method in ga gd kl po ga_pd gd_pd kl_pd po_pd; do
   bash scripts/forget_lora.bash benchmark=safeeraser method="$method" run_root="$RUN_ROOT" "$@"
