@@ -149,7 +149,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         if step is None:
             summaries.append(summary)
             for row in benchmark.table_rows(read_run(run_dir), summary):
-                log.info("%s: %s", run_dir.name, _brief(row))
+                log.info("%s: %s", run_dir.name, _brief(row, [column.name for column in benchmark.report.columns]))
     accelerator.end_training()
     if failed:
         lines = "\n".join(f"  {run_dir}{'' if step is None else f' (step {step})'}: {error}"
@@ -163,9 +163,9 @@ class EvaluationFailed(RuntimeError):
     """Some runs could not be evaluated (their model is missing or broken); the others were."""
 
 
-def _brief(row: dict[str, Any]) -> str:
-    return ", ".join(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
-                     for key, value in row.items() if key not in ("run", "method", "label"))
+def _brief(row: dict[str, Any], columns: list[str]) -> str:
+    return ", ".join(f"{key} {row.get(key):.3g}" if isinstance(row.get(key), float) else f"{key} {row.get(key)}"
+                     for key in columns if key not in ("run", "method"))
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="eval")
