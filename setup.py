@@ -18,7 +18,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["unlearning*", "fiubench*", "mllmu*", "safeeraser*", "efuf*", "eval*"]),
-    package_data={"fiubench": ["*.json", "*.txt"], "mllmu": ["*.txt"], "safeeraser": ["*.json"]},
+    package_data={"fiubench": ["*.json", "*.txt"], "mllmu": ["*.txt"], "safeeraser": ["*.json"], "efuf": ["*.txt"]},
     install_requires=requirements,
     extras_require={
         "flash": ["flash-attn>=2.5"],  # CUDA only; never on CPU machines

@@ -1,0 +1,128 @@
+"""CHAIR (Rohrbach et al. 2018), as EFUF's eval_auto.py computes it: which COCO objects a caption mentions, and
+which of them the image does not contain.
+
+A caption is lower-cased and split into words; each word is singularised when its singular form is an object
+word (so "buses" is "bus" and "bus" stays "bus"); two-word names are joined ("hot dog", "teddy bear", and the
+rules for "baby/adult <animal>", "passenger <vehicle>", "bow tie", "toilet seat"); "seat" is dropped when
+"toilet" is mentioned. Each distinct object word of a caption counts once. An image's ground truth is the
+categories of its COCO instances together with those its reference captions mention.
+
+CHAIR_s = captions with at least one hallucinated object / captions; CHAIR_i = hallucinated object words /
+mentioned object words.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import inflect
+
+DEFAULT_SYNONYMS = Path(__file__).with_name("synonyms.txt")
+ANIMALS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe")
+VEHICLES = ("jet", "train")
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def read_synonyms(path: Path) -> dict[str, str]:
+    """``category, synonym, ...`` lines -> {word or phrase: category}; the category names itself."""
+    mapping: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        names = [name.strip().lower() for name in line.split(",") if name.strip()]
+        if not names:
+            continue
+        for name in names:
+            if mapping.get(name, names[0]) != names[0]:
+                raise ValueError(f"{path}: line {number}: {name!r} is already a synonym of {mapping[name]!r}")
+            mapping[name] = names[0]
+    return mapping
+
+
+@functools.cache
+def _inflect() -> inflect.engine:
+    return inflect.engine()
+
+
+@dataclass(frozen=True)
+class ObjectVocabulary:
+    """The object words and phrases of a synonym list, and how captions are read against them."""
+
+    synonyms: Mapping[str, str]
+
+    @classmethod
+    def from_file(cls, path: Path = DEFAULT_SYNONYMS) -> ObjectVocabulary:
+        return cls(read_synonyms(path))
+
+    @functools.cached_property
+    def phrases(self) -> dict[str, str]:
+        """Two-word names -> the word they stand for, as CHAIR joins them."""
+        out = {name: name for name in self.synonyms if " " in name}
+        out.update({"home plate": "home plate", "train track": "train track", "bow tie": "tie",
+                    "toilet seat": "toilet", "wine glas": "wine glass"})
+        for animal in ANIMALS:
+            out[f"baby {animal}"] = out[f"adult {animal}"] = animal
+        for vehicle in VEHICLES:
+            out[f"passenger {vehicle}"] = vehicle
+        return out
+
+    def singular(self, word: str) -> str:
+        """The word itself when it names an object, else its singular when that does, else the word."""
+        if word in self.synonyms:
+            return word
+        singular = _inflect().singular_noun(word)
+        return singular if singular and singular in self.synonyms else word
+
+    def object_words(self, caption: str) -> list[str]:
+        """The object words and phrases a caption mentions, in order, each distinct word once."""
+        words = [self.singular(word) for word in _WORD.findall(caption.lower())]
+        joined, i = [], 0
+        while i < len(words):
+            pair = " ".join(words[i:i + 2])
+            if i + 1 < len(words) and pair in self.phrases:
+                joined.append(self.phrases[pair])
+                i += 2
+            else:
+                joined.append(words[i])
+                i += 1
+        if "toilet" in joined:
+            joined = [word for word in joined if word != "seat"]
+        return list(dict.fromkeys(word for word in joined if word in self.synonyms))
+
+    def categories(self, caption: str) -> set[str]:
+        return {self.synonyms[word] for word in self.object_words(caption)}
+
+
+@dataclass(frozen=True)
+class CaptionChair:
+    """One caption's objects: every mentioned object word with its category, and the hallucinated ones."""
+
+    mentioned: tuple[tuple[str, str], ...]
+    hallucinated: tuple[tuple[str, str], ...]
+
+
+def caption_chair(vocabulary: ObjectVocabulary, caption: str, truth: Iterable[str]) -> CaptionChair:
+    truth = set(truth)
+    mentioned = tuple((word, vocabulary.synonyms[word]) for word in vocabulary.object_words(caption))
+    return CaptionChair(mentioned, tuple(pair for pair in mentioned if pair[1] not in truth))
+
+
+def ground_truth(vocabulary: ObjectVocabulary, instance_categories: Iterable[str],
+                 reference_captions: Sequence[str]) -> set[str]:
+    """An image's objects: its annotated instance categories and those its reference captions name."""
+    truth = {vocabulary.synonyms.get(name.lower(), name.lower()) for name in instance_categories}
+    for caption in reference_captions:
+        truth |= vocabulary.categories(caption)
+    return truth
+
+
+def chair_scores(results: Sequence[CaptionChair]) -> dict[str, float | int]:
+    """CHAIR_s, CHAIR_i and the counts behind them."""
+    mentioned = sum(len(r.mentioned) for r in results)
+    hallucinated = sum(len(r.hallucinated) for r in results)
+    with_hallucination = sum(bool(r.hallucinated) for r in results)
+    return {"chair_s": with_hallucination / len(results) if results else 0.0,
+            "chair_i": hallucinated / mentioned if mentioned else 0.0,
+            "n_captions": len(results), "n_mentioned": mentioned, "n_hallucinated": hallucinated}

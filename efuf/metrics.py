@@ -1,0 +1,48 @@
+"""EFUF's caption metrics besides CHAIR: BLEU against the reference captions, and caption length.
+
+BLEU-1/2/4 are nltk's sentence BLEU with smoothing method 7 (eval_auto.py's), over lower-cased words, against
+all of an image's reference captions. The original passed raw strings, so it scored characters, against one
+reference (the last caption of the image in its dict); ``official=True`` does that.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+
+BLEU_WEIGHTS = {"bleu1": (1.0,), "bleu2": (0.5, 0.5), "bleu4": (0.25, 0.25, 0.25, 0.25)}
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words and punctuation marks."""
+    return _TOKEN.findall(text.lower())
+
+
+@functools.cache
+def _smoothing():
+    from nltk.translate.bleu_score import SmoothingFunction
+
+    return SmoothingFunction().method7
+
+
+def caption_bleu(references: Sequence[str], caption: str, official: bool = False) -> dict[str, float]:
+    """BLEU-1, -2 and -4 of ``caption``; 0 for an empty caption."""
+    from nltk.translate.bleu_score import sentence_bleu
+
+    if not references:
+        raise ValueError("BLEU needs at least one reference caption")
+    if official:
+        refs, hypothesis = [references[-1]], caption  # strings: nltk iterates them as characters
+    else:
+        refs, hypothesis = [words(reference) for reference in references], words(caption)
+    if not hypothesis:
+        return dict.fromkeys(BLEU_WEIGHTS, 0.0)
+    return {name: float(sentence_bleu(refs, hypothesis, weights=weights, smoothing_function=_smoothing()))
+            for name, weights in BLEU_WEIGHTS.items()}
+
+
+def caption_length(caption: str) -> int:
+    """Words in the caption (punctuation left out)."""
+    return sum(1 for token in words(caption) if token[0].isalnum())

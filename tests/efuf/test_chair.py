@@ -1,0 +1,80 @@
+"""CHAIR and BLEU on hand-counted captions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+from efuf.chair import ObjectVocabulary, caption_chair, chair_scores, ground_truth, read_synonyms
+from efuf.metrics import caption_bleu, caption_length, words
+from tests.conftest import shared_fixture
+
+VOCABULARY = ObjectVocabulary.from_file()
+
+
+@pytest.mark.parametrize(("caption", "objects"), [
+    ("A man riding a horse next to two dogs and a dog.", ["man", "horse", "dog"]),  # plural read, counted once
+    ("A toilet with the seat up next to a sink.", ["toilet", "sink"]),  # "seat" dropped beside a toilet
+    ("A toilet seat and a hot dog on a dining table.", ["toilet", "hot dog", "dining table"]),
+    ("Two buses and a bus stop.", ["bus"]),  # "bus" is not singularised to "bu"
+    ("A baby elephant near a train track.", ["elephant"]),  # "train track" is not a train
+    ("A catch by the catcher.", ["catcher"]),  # whole words: no "cat" in "catch"
+    ("People on a passenger train with their knives.", ["people", "train", "knife"]),  # irregular plural
+    ("A chair by the window.", ["chair"]),
+])
+def test_object_words(caption: str, objects: list[str]):
+    assert VOCABULARY.object_words(caption) == objects
+
+
+def test_chair_by_hand():
+    first = caption_chair(VOCABULARY, "A man riding a horse next to two dogs and a dog.", {"person", "horse"})
+    assert first.mentioned == (("man", "person"), ("horse", "horse"), ("dog", "dog"))
+    assert first.hallucinated == (("dog", "dog"),)
+    second = caption_chair(VOCABULARY, "A toilet with the seat up next to a sink.", {"toilet", "sink"})
+    assert second.hallucinated == ()
+    # one of two captions hallucinates; one of five mentioned object words is hallucinated
+    assert chair_scores([first, second]) == {"chair_s": 0.5, "chair_i": 0.2, "n_captions": 2, "n_mentioned": 5,
+                                             "n_hallucinated": 1}
+    assert chair_scores([]) == {"chair_s": 0.0, "chair_i": 0.0, "n_captions": 0, "n_mentioned": 0,
+                                "n_hallucinated": 0}
+
+
+def test_ground_truth_joins_instances_and_reference_captions():
+    truth = ground_truth(VOCABULARY, ["person", "Dining Table"], ["a boy eats a donut", "a child at a table"])
+    assert truth == {"person", "dining table", "donut"}
+
+
+def test_synonym_lists(tmp_path: Path):
+    from efuf.chair import DEFAULT_SYNONYMS
+
+    ours = read_synonyms(DEFAULT_SYNONYMS)
+    assert len(set(ours.values())) == 80 and ours["puppy"] == "dog" and ours["hot dog"] == "hot dog"
+    clash = tmp_path / "synonyms.txt"
+    clash.write_text("dog, puppy\ncat, puppy\n")
+    with pytest.raises(ValueError, match="line 2: 'puppy' is already a synonym of 'dog'"):
+        read_synonyms(clash)
+
+
+def test_the_categories_are_the_released_lists():
+    released = read_synonyms(shared_fixture("efuf", "synonyms.txt"))
+    assert set(released.values()) == set(VOCABULARY.synonyms.values())
+    assert ObjectVocabulary(released).categories("two dogs, a cat and a dining table") == {"dog", "cat",
+                                                                                            "dining table"}
+
+
+def test_bleu_on_words_against_every_reference():
+    references = ["A dog runs on the grass.", "a brown dog running across a field"]
+    caption = "A dog is running on the grass."
+    smooth = SmoothingFunction().method7
+    hypothesis = ["a", "dog", "is", "running", "on", "the", "grass", "."]
+    refs = [["a", "dog", "runs", "on", "the", "grass", "."], ["a", "brown", "dog", "running", "across", "a", "field"]]
+    scores = caption_bleu(references, caption)
+    assert scores["bleu1"] == pytest.approx(sentence_bleu(refs, hypothesis, weights=(1.0,), smoothing_function=smooth))
+    assert scores["bleu4"] == pytest.approx(sentence_bleu(refs, hypothesis, smoothing_function=smooth))
+    official = caption_bleu(references, caption, official=True)  # characters, against the last reference only
+    assert official["bleu1"] == pytest.approx(sentence_bleu([references[-1]], caption, weights=(1.0,),
+                                                            smoothing_function=smooth))
+    assert caption_bleu(references, "") == {"bleu1": 0.0, "bleu2": 0.0, "bleu4": 0.0}
+    assert words("A dog's bone.") == ["a", "dog's", "bone", "."] and caption_length("A dog's bone.") == 3
