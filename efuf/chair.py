@@ -47,6 +47,17 @@ def _inflect() -> inflect.engine:
 
 
 @dataclass(frozen=True)
+class Mention:
+    """An object named in a caption: its object word, category, and where it stands (``text`` as written)."""
+
+    word: str
+    category: str
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
 class ObjectVocabulary:
     """The object words and phrases of a synonym list, and how captions are read against them."""
 
@@ -75,21 +86,26 @@ class ObjectVocabulary:
         singular = _inflect().singular_noun(word)
         return singular if singular and singular in self.synonyms else word
 
-    def object_words(self, caption: str) -> list[str]:
-        """The object words and phrases a caption mentions, in order, each distinct word once."""
-        words = [self.singular(word) for word in _WORD.findall(caption.lower())]
+    def mentions(self, caption: str) -> list[Mention]:
+        """Every object mention of a caption, in order, with its character span (repeats included)."""
+        tokens = [(self.singular(m.group(0)), m.start(), m.end()) for m in _WORD.finditer(caption.lower())]
         joined, i = [], 0
-        while i < len(words):
-            pair = " ".join(words[i:i + 2])
-            if i + 1 < len(words) and pair in self.phrases:
-                joined.append(self.phrases[pair])
+        while i < len(tokens):
+            pair = " ".join(word for word, _, _ in tokens[i:i + 2])
+            if i + 1 < len(tokens) and pair in self.phrases:
+                joined.append((self.phrases[pair], tokens[i][1], tokens[i + 1][2]))
                 i += 2
             else:
-                joined.append(words[i])
+                joined.append(tokens[i])
                 i += 1
-        if "toilet" in joined:
-            joined = [word for word in joined if word != "seat"]
-        return list(dict.fromkeys(word for word in joined if word in self.synonyms))
+        if any(word == "toilet" for word, _, _ in joined):
+            joined = [token for token in joined if token[0] != "seat"]
+        return [Mention(word, self.synonyms[word], start, end, caption[start:end])
+                for word, start, end in joined if word in self.synonyms]
+
+    def object_words(self, caption: str) -> list[str]:
+        """The object words and phrases a caption mentions, in order, each distinct word once."""
+        return list(dict.fromkeys(mention.word for mention in self.mentions(caption)))
 
     def categories(self, caption: str) -> set[str]:
         return {self.synonyms[word] for word in self.object_words(caption)}
