@@ -75,12 +75,6 @@ def read_captions(path: Path) -> list[Caption]:
     return out
 
 
-def write_captions(path: Path, captions: list[Caption]) -> None:
-    from unlearning.io import atomic_write_text
-
-    atomic_write_text(path, "".join(f"{c.image}{SEPARATOR}{' '.join(c.text.split())}\n" for c in captions))
-
-
 def _number(record: dict[str, Any], name: str, where: str) -> float:
     value = record.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):

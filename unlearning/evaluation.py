@@ -148,6 +148,11 @@ class Evaluation:
     summarize: Callable[[Mapping[str, dict[str, Any]], Path | None], dict[str, Any]]
 
 
+def _changed(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
+    """The fingerprint keys whose values differ, for the log line saying why a result is not reused."""
+    return ", ".join(sorted(k for k in {*ours, *theirs} if ours.get(k) != theirs.get(k)))
+
+
 def _stored(path: Path) -> dict | None:
     """A part's stored result, or None (with a warning) when the file is missing or corrupt."""
     if not path.is_file():
@@ -171,9 +176,8 @@ def cached_result(path: Path, fingerprint: Mapping[str, Any], overwrite: bool, c
     if stored is not None:
         failed = (stored.get("judge") or {}).get("n_failed", 0)
         if stored.get("fingerprint") != fingerprint:
-            changed = sorted(k for k in {*fingerprint, *stored.get("fingerprint", {})}
-                             if fingerprint.get(k) != stored.get("fingerprint", {}).get(k))
-            log.info("%s was computed from other %s; computing it again", path, ", ".join(changed))
+            log.info("%s was computed from other %s; computing it again", path,
+                     _changed(fingerprint, stored.get("fingerprint", {})))
         elif failed and judge_available:
             log.info("%s: %d judge requests failed last time; asking again", path, failed)
         else:
@@ -197,8 +201,7 @@ def reference_result(reference_dir: Path | None, part: Part, compat: str) -> tup
     ours = {k: v for k, v in part.key(compat, None).items() if k != "model"}
     theirs = {k: v for k, v in stored.get("fingerprint", {}).items() if k != "model"}
     if theirs != ours:
-        changed = sorted(k for k in {*ours, *theirs} if ours.get(k) != theirs.get(k))
-        return None, f"{path} was computed from other {', '.join(changed)}; re-evaluate the reference run"
+        return None, f"{path} was computed from other {_changed(ours, theirs)}; re-evaluate the reference run"
     return stored, None
 
 

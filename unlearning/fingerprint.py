@@ -104,3 +104,14 @@ def model_fingerprint(*sources: str | None) -> str:
         else:
             described.append({"hub": source, "revision": hub_revision(source)})
     return content_hash(described)
+
+
+def content_fingerprint(source: str) -> str:
+    """What a base model holds, for a training run's identity: a folder's small files by content (config,
+    tokenizer, processor, and the weights of small models such as the tiny ones, which are rebuilt when deleted),
+    or a hub id's cached revision. Large weight files are left out: a copied folder gets new modification times,
+    and must still find its runs."""
+    if not Path(source).is_dir():
+        return model_fingerprint(source)
+    files = folder_fingerprint(Path(source))
+    return content_hash({name: digest for name, digest in files.items() if isinstance(digest, str)})

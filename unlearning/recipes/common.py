@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,8 +13,8 @@ from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 
 from unlearning.benchmarks import Benchmark, benchmark_class, check_starts_from
-from unlearning.data import ChatCollator, Example, stop_token_ids
-from unlearning.fingerprint import content_hash, folder_fingerprint, model_fingerprint
+from unlearning.data import ChatCollator, stop_token_ids
+from unlearning.fingerprint import content_fingerprint, content_hash
 from unlearning.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.models import load_generation_config, load_processor
 from unlearning.runs import (
@@ -27,7 +27,6 @@ from unlearning.runs import (
     step_checkpoint_dir,
     training_identity,
 )
-from unlearning.streams import validate_examples
 from unlearning.tiny import build_tiny_model
 from unlearning.trainer import TrainSettings
 
@@ -153,10 +152,6 @@ def training_collator(path: str, cfg: DictConfig) -> ChatCollator:
     return make_collator(load_processor_for(path, cfg.model), load_generation_config(path), cfg.system_prompt)
 
 
-def check_inputs(collator: ChatCollator, streams: Mapping[str, Sequence[Example]], where: str) -> None:
-    """Every example rendered and every image fully decoded once, before any file of a run is written."""
-    validate_examples(collator, streams, where)
-
 
 def load_processor_for(path: str, model_cfg: Mapping[str, Any]) -> Any:
     return load_processor(path, model_cfg.get("chat_template"), model_cfg.get("processor_class"),
@@ -180,16 +175,6 @@ def starting_model(cfg: DictConfig, benchmark: Benchmark, accelerator: Accelerat
     return model_source(run).weights
 
 
-def base_model_content(base_model: str) -> str | None:
-    """What the base model holds, for a run's identity: its small files by content (config, tokenizer, processor,
-    and the weights of small models such as the tiny ones, which are rebuilt when deleted) or its hub revision.
-    Large weight files are left out: a copied folder gets new modification times, and must find its runs."""
-    if not Path(base_model).is_dir():
-        return model_fingerprint(base_model)
-    files = folder_fingerprint(Path(base_model))
-    return content_hash({name: digest for name, digest in files.items() if isinstance(digest, str)})
-
-
 def prepare_run(cfg: DictConfig, base_model: str, accelerator: Accelerator, data: Any) -> RunClaim:
     """Claim this config's run folder (every process agrees) and, unless it is finished, start an attempt.
 
@@ -199,7 +184,7 @@ def prepare_run(cfg: DictConfig, base_model: str, accelerator: Accelerator, data
     config = to_dict(cfg)
     base = Path(base_model)
     identity = training_identity(config, os.path.relpath(base.resolve(), group_dir(cfg).resolve())
-                                 if base.exists() else base_model, content_hash(data), base_model_content(base_model))
+                                 if base.exists() else base_model, content_hash(data), content_fingerprint(base_model))
     claim = claim_run(group_dir(cfg), cfg.run_label, cfg.run_name, identity, overwrite=bool(cfg.overwrite))
     accelerator.wait_for_everyone()
     if claim.state == "finished":

@@ -24,7 +24,6 @@ from unlearning.models import apply_lora, check_prefixes, count_trainable, freez
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
-    check_inputs,
     ensure_model,
     make_accelerator,
     prepare_run,
@@ -35,6 +34,7 @@ from unlearning.recipes.common import (
 )
 from unlearning.runs import CHECKPOINT, base_model_entry, finish_attempt, save_checkpoint, save_run
 from unlearning.scoring import forward_answer_logits, mean_nll
+from unlearning.streams import validate_examples
 from unlearning.trainer import seed_everything, train
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def finetune(cfg: DictConfig) -> Path:
     if not examples:
         raise DataError(f"split {cfg.split!r} of {cfg.data_dir} has no training examples")
     collator = training_collator(model_path, cfg)
-    check_inputs(collator, {"train": examples}, f"benchmark {benchmark.name!r}, split {cfg.split!r}")
+    validate_examples(collator, {"train": examples}, f"benchmark {benchmark.name!r}, split {cfg.split!r}")
     claim = prepare_run(cfg, model_path, accelerator, examples)
     if claim.state == "finished":
         return claim.run_dir

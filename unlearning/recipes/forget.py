@@ -27,7 +27,6 @@ from unlearning.models import apply_lora, check_prefixes, count_trainable, load_
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
-    check_inputs,
     make_accelerator,
     prepare_run,
     setup_logging,
@@ -38,7 +37,14 @@ from unlearning.recipes.common import (
 )
 from unlearning.runs import CHECKPOINT, base_model_entry, finish_attempt, save_checkpoint, save_run
 from unlearning.scoring import forward_answer_logits
-from unlearning.streams import ANCHOR, StreamCollator, StreamSet, check_streams, with_modality
+from unlearning.streams import (
+    ANCHOR,
+    StreamCollator,
+    StreamSet,
+    check_streams,
+    validate_examples,
+    with_modality,
+)
 from unlearning.trainer import seed_everything, train
 
 log = logging.getLogger(__name__)
@@ -63,7 +69,7 @@ def forget(cfg: DictConfig) -> Path:
         raise DataError(f"{where}: forget split {cfg.forget_split!r} of {cfg.data_dir} has no examples")
     model_path = starting_model(cfg, benchmark, accelerator)
     collator = training_collator(str(model_path), cfg)
-    check_inputs(collator, streams, where)
+    validate_examples(collator, streams, where)
     dataset = StreamSet(streams, uses, cfg.seed, where)
     claim = prepare_run(cfg, model_path, accelerator, streams)
     if claim.state == "finished":
