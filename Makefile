@@ -2,6 +2,7 @@
 #   make demo   # the built-in benchmark end to end on CPU (about 6 minutes on 2 cores)
 #   make demo-mllmu  # the built-in MLLMU-Bench end to end
 #   make demo-safeeraser  # the built-in SafeEraser end to end
+#   make demo-efuf  # the built-in EFUF end to end (curation included)
 #   make test   # the test suite (what CI runs)
 # Both create .venv and install into it first. TORCH_SPEC picks the torch build (the default is the
 # CPU wheel on CPU machines; on a GPU node set it to the CUDA build you use, or preinstall torch).
@@ -9,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo demo-mllmu demo-safeeraser test install lint
+.PHONY: demo demo-mllmu demo-safeeraser demo-efuf test install lint
 
 $(VENV)/.installed: requirements.txt setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,6 +30,9 @@ demo-mllmu: $(VENV)/.installed
 
 demo-safeeraser: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo_safeeraser.bash
+
+demo-efuf: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo_efuf.bash
 
 test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests

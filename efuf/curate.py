@@ -26,12 +26,19 @@ def clause_spans(text: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in CLAUSE.finditer(text) if m.group(0).strip()]
 
 
-def curate(captions: Iterable[Caption], vocabulary: ObjectVocabulary, score: ObjectScore
-           ) -> tuple[list[ClauseScore], list[SentenceScore]]:
-    """``pos_neg.json`` and ``sentences.json`` entries of the captions, objects scored by ``score``."""
+def curate(captions: Iterable[Caption], find: ObjectVocabulary | Callable[[Caption], list[Mention]],
+           score: ObjectScore) -> tuple[list[ClauseScore], list[SentenceScore]]:
+    """``pos_neg.json`` and ``sentences.json`` entries of the captions: objects found by ``find`` (a vocabulary,
+    or any function giving a caption's mentions), scored by ``score``."""
+    if isinstance(find, ObjectVocabulary):
+        vocabulary = find
+
+        def find(caption: Caption) -> list[Mention]:
+            return vocabulary.mentions(caption.text)
+
     clauses, sentences = [], []
     for caption in captions:
-        mentions = vocabulary.mentions(caption.text)
+        mentions = find(caption)
         if not mentions:
             continue
         by_word: dict[str, float] = {}

@@ -172,3 +172,35 @@ def _reference_captions(path: Path) -> dict[str, tuple[str, ...]]:
             raise DataError(f"{where}: image_id {annotation.get('image_id')!r} is not in 'images'")
         found[names[annotation["image_id"]]].append(string_field(annotation, "caption", where))
     return {name: tuple(found.get(name, ())) for name in names.values()}
+
+
+@dataclass(frozen=True)
+class InstructTurn:
+    """The first exchange of a LLaVA-format conversation (``llava_v1_5_mix665k.json``): EFUF's "gold" data."""
+
+    image: str | None
+    question: str
+    answer: str
+
+
+def read_instruct(path: Path, limit: int | None = None) -> list[InstructTurn]:
+    """The first human/gpt turn of each conversation (the ``<image>`` tag stripped), the first ``limit`` ones."""
+    out = []
+    for index, record in enumerate(read_records(path)):
+        if limit is not None and len(out) >= limit:
+            break
+        where = f"{path}: record {index}"
+        turns = record.get("conversations")
+        if not isinstance(turns, list) or len(turns) < 2 or not all(isinstance(t, dict) for t in turns[:2]):
+            raise DataError(f"{where}: field 'conversations' must list at least a human and a gpt turn, got "
+                            f"{shown(turns)}")
+        if (turns[0].get("from"), turns[1].get("from")) != ("human", "gpt"):
+            raise DataError(f"{where}: the first two turns must come from 'human' then 'gpt', got "
+                            f"{turns[0].get('from')!r}, {turns[1].get('from')!r}")
+        question = string_field(turns[0], "value", f"{where}: conversations[0]").replace("<image>", "").strip()
+        answer = string_field(turns[1], "value", f"{where}: conversations[1]").strip()
+        image = string_field(record, "image", where) if "image" in record else None
+        if not question or not answer:
+            raise DataError(f"{where}: empty question or answer in the first turn")
+        out.append(InstructTurn(image, question, answer))
+    return out

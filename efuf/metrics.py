@@ -1,8 +1,10 @@
 """EFUF's caption metrics besides CHAIR: BLEU against the reference captions, and caption length.
 
-BLEU-1/2/4 are nltk's sentence BLEU with smoothing method 7 (eval_auto.py's), over lower-cased words, against
-all of an image's reference captions. The original passed raw strings, so it scored characters, against one
-reference (the last caption of the image in its dict); ``official=True`` does that.
+BLEU-1/2/4 are nltk's sentence BLEU over lower-cased words against all of an image's reference captions, with
+smoothing method 1 (a zero n-gram count becomes 0.1). The original (eval_auto.py) passed raw strings, so it scored
+characters, against one reference (the last caption of the image in its dict), with smoothing method 7, whose
+averaging of neighbouring n-gram orders lifts BLEU above 1 for a caption equal to its reference (method 5 counts
+a pseudo order-0 precision of 2); ``official=True`` does all of that.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ def words(text: str) -> list[str]:
 
 
 @functools.cache
-def _smoothing():
+def _smoothing(official: bool):
     from nltk.translate.bleu_score import SmoothingFunction
 
-    return SmoothingFunction().method7
+    return SmoothingFunction().method7 if official else SmoothingFunction().method1
 
 
 def caption_bleu(references: Sequence[str], caption: str, official: bool = False) -> dict[str, float]:
@@ -39,7 +41,7 @@ def caption_bleu(references: Sequence[str], caption: str, official: bool = False
         refs, hypothesis = [words(reference) for reference in references], words(caption)
     if not hypothesis:
         return dict.fromkeys(BLEU_WEIGHTS, 0.0)
-    return {name: float(sentence_bleu(refs, hypothesis, weights=weights, smoothing_function=_smoothing()))
+    return {name: float(sentence_bleu(refs, hypothesis, weights=weights, smoothing_function=_smoothing(official)))
             for name, weights in BLEU_WEIGHTS.items()}
 
 

@@ -29,7 +29,7 @@ T = TypeVar("T")
 class Decoding:
     """How answers are generated: greedy (the default), or sampled with ``temperature``/``top_p``, ``n`` samples
     per prompt, seeded per batch from ``seed`` and the batch's example uids (the same command gives the same
-    samples; another batch size or process count draws others)."""
+    samples; another batch size or process count draws others). ``num_beams`` > 1 is beam search (greedy only)."""
 
     max_new_tokens: int
     sample: bool = False
@@ -37,6 +37,7 @@ class Decoding:
     top_p: float = 1.0
     n: int = 1
     seed: int = 0
+    num_beams: int = 1
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -46,6 +47,8 @@ class Decoding:
         if self.sample and (self.temperature <= 0 or not 0 < self.top_p <= 1):
             raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {self.temperature}, "
                              f"{self.top_p}")
+        if self.num_beams < 1 or (self.num_beams > 1 and self.sample):
+            raise ValueError(f"decoding num_beams must be >= 1, and 1 when sampling, got {self.num_beams}")
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def generate_samples(
             if decoding.sample:
                 torch.manual_seed(_batch_seed(decoding.seed, batch_examples))
             output = model.generate(
-                **inputs, max_new_tokens=decoding.max_new_tokens, num_beams=1,
+                **inputs, max_new_tokens=decoding.max_new_tokens, num_beams=decoding.num_beams,
                 eos_token_id=sorted(collator.stop_ids), pad_token_id=tokenizer.pad_token_id, **sampling,
             )
         new_tokens = output[:, inputs["input_ids"].shape[1]:]

@@ -322,6 +322,8 @@ def model_source(run_dir: Path, step: int | None = None) -> ModelSource:
         if (folder / ADAPTER_CONFIG).is_file():  # an intermediate checkpoint of a LoRA finetune
             return ModelSource(base_model_path(run_dir, info["base_model"]), str(folder), processor)
         return ModelSource(str(folder), None, processor)
+    if not (folder / ADAPTER_CONFIG).is_file():  # lora.r = 0: the tuned parts were trained in full
+        return ModelSource(str(folder), None, str(folder))
     check_adapter_config(run_dir, folder)
     base = base_model_path(run_dir, info["base_model"])
     return ModelSource(base, str(folder), base)

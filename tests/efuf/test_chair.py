@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -67,14 +68,19 @@ def test_the_categories_are_the_released_lists():
 def test_bleu_on_words_against_every_reference():
     references = ["A dog runs on the grass.", "a brown dog running across a field"]
     caption = "A dog is running on the grass."
-    smooth = SmoothingFunction().method7
     hypothesis = ["a", "dog", "is", "running", "on", "the", "grass", "."]
     refs = [["a", "dog", "runs", "on", "the", "grass", "."], ["a", "brown", "dog", "running", "across", "a", "field"]]
     scores = caption_bleu(references, caption)
-    assert scores["bleu1"] == pytest.approx(sentence_bleu(refs, hypothesis, weights=(1.0,), smoothing_function=smooth))
-    assert scores["bleu4"] == pytest.approx(sentence_bleu(refs, hypothesis, smoothing_function=smooth))
-    official = caption_bleu(references, caption, official=True)  # characters, against the last reference only
+    epsilon = SmoothingFunction().method1
+    assert scores["bleu1"] == pytest.approx(sentence_bleu(refs, hypothesis, weights=(1.0,), smoothing_function=epsilon))
+    assert scores["bleu4"] == pytest.approx(sentence_bleu(refs, hypothesis, smoothing_function=epsilon))
+    # by hand: every word of "a dog ." is in a reference (precision 1); 3 words against the closest reference
+    # length 4: brevity penalty exp(1 - 4/3)
+    assert caption_bleu(["A dog runs."], "A dog.")["bleu1"] == pytest.approx(math.exp(1 - 4 / 3))
+    assert caption_bleu(["A dog runs."], "A dog runs.")["bleu4"] == pytest.approx(1.0)  # never above 1
+    official = caption_bleu(references, caption, official=True)  # characters, last reference, method 7
     assert official["bleu1"] == pytest.approx(sentence_bleu([references[-1]], caption, weights=(1.0,),
-                                                            smoothing_function=smooth))
+                                                            smoothing_function=SmoothingFunction().method7))
+    assert caption_bleu(["A dog runs."], "A dog runs.", official=True)["bleu1"] > 1.0  # the original's overshoot
     assert caption_bleu(references, "") == {"bleu1": 0.0, "bleu2": 0.0, "bleu4": 0.0}
     assert words("A dog's bone.") == ["a", "dog's", "bone", "."] and caption_length("A dog's bone.") == 3

@@ -54,7 +54,8 @@ class ComposedMethod:
 def build_method(config: Mapping[str, Any]) -> ForgetMethod:
     """``{"name": "npo", "beta": 0.1}`` -> NPO(beta=0.1); ``{"name": "ga_pd", "base": {"name": "ga"}, "terms":
     [...]}`` -> GA plus the terms (``params`` holds named values the YAML interpolates into them, so that
-    ``method.params.pd_weight=0.5`` sets a coefficient). Unknown keys are an error naming the method."""
+    ``method.params.pd_weight=0.5`` sets a coefficient). A term weighted 0 throughout is left out, so its stream
+    is neither read nor scored. Unknown keys are an error naming the method."""
     params = dict(config)
     name = params.pop("name")
     if "base" in params or "terms" in params:
@@ -63,10 +64,11 @@ def build_method(config: Mapping[str, Any]) -> ForgetMethod:
         if params:
             raise ValueError(f"method {name!r}: a composed method has only name, params, base and terms; got "
                              f"{sorted(params)}")
-        if base is None and not terms:
-            raise ValueError(f"method {name!r}: a composed method needs a base method or terms")
-        return ComposedMethod(name, build_method(base) if base else None,
-                              tuple(parse_term(term, name, i) for i, term in enumerate(terms)))
+        parsed = [parse_term(term, name, i) for i, term in enumerate(terms)]
+        parsed = [term for term in parsed if not term.weight.always_zero]  # its stream is not even read
+        if base is None and not parsed:
+            raise ValueError(f"method {name!r}: a composed method needs a base method or terms (of nonzero weight)")
+        return ComposedMethod(name, build_method(base) if base else None, tuple(parsed))
     cls = METHODS.get(name)
     try:
         return cls(**params)

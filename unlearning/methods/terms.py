@@ -41,6 +41,10 @@ class Schedule:
         if self.kind == "exp" and self.end is not None and (self.start <= 0 or self.end <= 0):
             raise ValueError("an exponential schedule needs positive start and end")
 
+    @property
+    def always_zero(self) -> bool:
+        return self.start == 0 and (self.end is None or self.end == 0)
+
     def at(self, progress: Progress) -> float:
         if self.end is None:
             return self.start

@@ -8,7 +8,8 @@ The model starts from what the benchmark says (``benchmark.starts_from``: its fi
 ``stage_one_split``, or the vanilla model) unless ``model_path`` names one. The method names the streams it
 scores; each is checked against the benchmark's, and every example is rendered and every image decoded once,
 before any file is written. The run trains in an attempt folder, moved into place when it finishes.
-Methods needing a reference (KL, NPO) get the same weights with adapters disabled.
+Methods needing a reference (KL, NPO) get the same weights with adapters disabled. With ``lora.r=0`` there is
+no adapter: the tuned parts train in full (EFUF trains LLaVA's projector alone) and the run keeps a full model.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from omegaconf import DictConfig
 from unlearning.benchmarks import streams_elsewhere
 from unlearning.data import DataError
 from unlearning.methods import StreamScores, build_method
-from unlearning.models import apply_lora, check_prefixes, count_trainable, load_model
+from unlearning.models import (
+    apply_lora,
+    check_prefixes,
+    count_trainable,
+    freeze_all_but,
+    load_model,
+    tuned_prefixes,
+)
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
@@ -67,6 +75,10 @@ def forget(cfg: DictConfig) -> Path:
             raise DataError(f"{where}, stream {name!r}: {error}") from error
     if not streams[ANCHOR]:
         raise DataError(f"{where}: forget split {cfg.forget_split!r} of {cfg.data_dir} has no examples")
+    full = cfg.lora.r == 0  # no adapter: the tuned parts train in full (EFUF's projector), saved as a full model
+    if full and method.needs_reference:
+        raise ValueError(f"method {cfg.method.name!r} scores the model before forgetting (the adapter disabled); it "
+                         "needs lora.r > 0")
     model_path = starting_model(cfg, benchmark, accelerator)
     collator = training_collator(str(model_path), cfg)
     validate_examples(collator, streams, where)
@@ -78,8 +90,11 @@ def forget(cfg: DictConfig) -> Path:
 
     model = load_model(model_path, cfg.model.dtype, cfg.model.attn_implementation)
     check_prefixes(model, cfg.model.modules)
-    model = apply_lora(model, cfg.model.modules, cfg.tune, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout,
-                       cfg.model.lora_targets)
+    if full:
+        freeze_all_but(model, [p for ps in tuned_prefixes(cfg.model.modules, cfg.tune).values() for p in ps])
+    else:
+        model = apply_lora(model, cfg.model.modules, cfg.tune, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout,
+                           cfg.model.lora_targets)
     trainable, total = count_trainable(model)
     log.info("method %s; trainable parameters: %.2fM of %.2fM", cfg.method.name, trainable / 1e6, total / 1e6)
     log.info("forgetting %s (%s): %s", cfg.forget_split, cfg.forget_modality,
@@ -99,7 +114,8 @@ def forget(cfg: DictConfig) -> Path:
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(prepared)
     if accelerator.is_main_process:
-        save_checkpoint(work_dir / CHECKPOINT, accelerator.unwrap_model(prepared), None, state_dict)
+        save_checkpoint(work_dir / CHECKPOINT, accelerator.unwrap_model(prepared), collator.processor if full else None,
+                        state_dict)
         save_run(work_dir, {
             "kind": "forget", "benchmark": benchmark.name, "model": cfg.model.name, "method": cfg.method.name,
             "split": cfg.forget_split, "forget_modality": cfg.forget_modality,

@@ -1,0 +1,81 @@
+"""EFUF on the shared engine: curated clauses as weighted streams, caption evaluation, its table rows.
+
+Streams (``efuf.release``): ``forget`` (hallucinated clauses), ``positive`` (grounded clauses), ``sentence``
+(whole grounded captions) and ``gold`` (instruction data); the split is ``curated``. The curated files come from
+``scripts/curate_efuf.bash`` (or the release); finetune (split ``full``) trains a captioner on the instruction
+file, which only the built-in world needs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from efuf.evaluate import EvalOptions, evaluation
+from efuf.release import SPLIT, STREAMS, EfufData, EfufOptions
+from efuf.synthetic import write_efuf
+from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
+from unlearning.data import DataError, Example
+from unlearning.evaluation import EvalSettings, Evaluation
+
+# (column, aggregate key, better, scale)
+METRICS = (("CHAIR_s", "chair_s", "lower", 100.0), ("CHAIR_i", "chair_i", "lower", 100.0),
+           ("BLEU-1", "bleu1", "higher", 100.0), ("BLEU-2", "bleu2", "higher", 100.0),
+           ("BLEU-4", "bleu4", "higher", 100.0), ("Length", "length", None, 1.0))
+GENERAL = (("POPE", "pope"), ("MME", "mme"))
+
+
+@BENCHMARKS.register("efuf")
+class EfufTask:
+    name = "efuf"
+    stream_names = STREAMS
+    # CHAIR and BLEU in percent; Length in words; POPE / MME accuracy (percent) when attached (general_evals).
+    report = Report(
+        columns=(Column("run"), Column("method"),
+                 *(Column(title, better) for title, _, better, _ in METRICS),
+                 *(Column(title, "higher") for title, _ in GENERAL)),
+        tradeoff=("BLEU-4", "CHAIR_i"), log_y=False,
+    )
+
+    def __init__(self, data_dir: str | Path, **options: Any) -> None:
+        self.data_dir = Path(data_dir)
+        self.data = EfufData(self.data_dir, EfufOptions(**options))
+
+    @classmethod
+    def write_builtin(cls, out_dir: Path, **settings: Any) -> None:
+        write_efuf(out_dir, **settings)
+
+    @staticmethod
+    def table_rows(run: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
+        captions = summary["captions"]
+        row: dict[str, Any] = {"method": method_label(run, "vanilla")}
+        for title, key, _, scale in METRICS:
+            row[title] = scale * captions[key]
+        general = summary.get("general") or {}
+        for title, key in GENERAL:
+            row[title] = 100 * general[key]["accuracy"] if key in general else None
+        return [row]
+
+    @staticmethod
+    def finalize_rows(rows: list[dict[str, Any]]) -> None:
+        """Every column comes from one run's summary."""
+
+    def texts(self) -> list[str]:
+        return [*(f"{e.question} {e.answer}" for e in self.data.instruct_examples()), self.data.options.prompt]
+
+    def train_examples(self, split: str) -> list[Example]:
+        if split != "full":
+            raise DataError(f"EFUF finetunes on its instruction file ({self.data.options.instruct}) as split 'full'; "
+                            f"got split {split!r}")
+        return self.data.instruct_examples()
+
+    def stream(self, name: str, forget_split: str) -> list[Example]:
+        if forget_split != SPLIT:
+            raise DataError(f"EFUF forgets its curated clauses (forget_split={SPLIT}); got {forget_split!r}")
+        return self.data.stream(name)
+
+    def evaluation(self, settings: EvalSettings, forget_split: str, retain_split: str | None,
+                   **eval_options: Any) -> Evaluation:
+        if retain_split is not None:
+            raise ValueError("EFUF evaluates captions of held-out images; leave retain_split unset")
+        return evaluation(self.data, EvalOptions(**eval_options), settings)
