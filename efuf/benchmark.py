@@ -21,7 +21,8 @@ from unlearning.evaluation import EvalSettings, Evaluation
 # (column, aggregate key, better, scale)
 METRICS = (("CHAIR_s", "chair_s", "lower", 100.0), ("CHAIR_i", "chair_i", "lower", 100.0),
            ("BLEU-1", "bleu1", "higher", 100.0), ("BLEU-2", "bleu2", "higher", 100.0),
-           ("BLEU-4", "bleu4", "higher", 100.0), ("Length", "length", None, 1.0))
+           ("BLEU-4", "bleu4", "higher", 100.0), ("Length", "length", None, 1.0),
+           ("Grounded", "grounded_per_caption", "higher", 1.0))
 GENERAL = (("POPE", "pope"), ("MME", "mme"))
 
 
@@ -29,7 +30,8 @@ GENERAL = (("POPE", "pope"), ("MME", "mme"))
 class EfufTask:
     name = "efuf"
     stream_names = STREAMS
-    # CHAIR and BLEU in percent; Length in words; POPE / MME accuracy (percent) when attached (general_evals).
+    # CHAIR and BLEU in percent; Length in words; Grounded: objects per caption the image holds; POPE / MME accuracy
+    # (percent) when attached (general_evals).
     report = Report(
         columns=(Column("run"), Column("method"),
                  *(Column(title, better) for title, _, better, _ in METRICS),

@@ -86,11 +86,12 @@ def evaluation(data: EfufData, options: EvalOptions, settings: EvalSettings) -> 
 
 
 def aggregate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """CHAIR over every caption, mean BLEU and length."""
+    """CHAIR over every caption, mean BLEU and length, and the objects a caption names that the image holds."""
     results = [chair.CaptionChair(tuple(map(tuple, s["mentioned"])), tuple(map(tuple, s["hallucinated"])))
                for s in samples]
     out: dict[str, Any] = dict(chair.chair_scores(results))
     n = len(samples)
+    out["grounded_per_caption"] = (out["n_mentioned"] - out["n_hallucinated"]) / n if n else 0.0
     for key in (*metrics.BLEU_WEIGHTS, "length"):
         out[key] = sum(s[key] for s in samples) / n if n else 0.0
     return out

@@ -72,9 +72,9 @@ def test_curation_forgetting_and_evaluation(world, tmp_path: Path):
                                 "benchmark.curation.overwrite=true"))
     clauses = read_json(data / "pos_neg.json")
     assert {c["score"] for c in clauses} <= {40.0, 15.0} and coco["labels"] == "coco"
-    # COCO labels agree with the annotations by construction: every absent object is a negative
-    assert coco["separation"].get("absent_below_neg", 1.0) == 1.0 and coco["negatives"] == coco["separation"][
-        "n_absent"] or coco["separation"]["n_absent"] == 0
+    # COCO labels are the annotations: every absent object scores as a negative, every present one as a positive
+    separation = coco["separation"]
+    assert separation.get("absent_below_neg", 1.0) == 1.0 and separation.get("present_above_pos", 1.0) == 1.0
     ensure_a_negative(data)
     run = forget(config("forget", root, data, model, "method=efuf", "max_steps=2", "log_every=1"))
     info = read_run(run)
@@ -93,9 +93,14 @@ def test_curation_forgetting_and_evaluation(world, tmp_path: Path):
     rows = collect(root / "runs", tmp_path / "results")["efuf"]
     assert sorted(row["method"] for row in rows) == ["efuf", "vanilla_full"]
     table = (tmp_path / "results" / "efuf.md").read_text()
-    assert "| CHAIR_s ↓ | CHAIR_i ↓ | BLEU-1 ↑ | BLEU-2 ↑ | BLEU-4 ↑ | Length |" in table
-    (official,) = evaluate(config("eval", root, data, model, *EVAL, "compat=official", f"run_dirs=[{run}]"))
-    assert official["compat"] == "official"
+    assert "| CHAIR_s ↓ | CHAIR_i ↓ | BLEU-1 ↑ | BLEU-2 ↑ | BLEU-4 ↑ | Length | Grounded ↑ | POPE ↑ | MME ↑ |" in table
+    general = [f"eval.general.pope.{key}={tmp_path}/pope" for key in ("data_dir", "builtin_dir")]
+    (official,) = evaluate(config("eval", root, data, model, *EVAL, "compat=official", f"run_dirs=[{run}]",
+                                  "benchmark.general_evals=[pope]", *general))
+    assert official["compat"] == "official" and 0 <= official["general"]["pope"]["accuracy"] <= 1
+    assert read_json(run / "eval" / "captions.json")["fingerprint"]["decoding"]["num_beams"] == 5
+    (row,) = EfufTask.table_rows(read_run(run), official)
+    assert row["POPE"] == pytest.approx(100 * official["general"]["pope"]["accuracy"]) and row["MME"] is None
 
 
 def test_methods_needing_a_reference_need_an_adapter(world):
