@@ -111,7 +111,7 @@ def test_methods_needing_a_reference_need_an_adapter(world):
 
 def test_launchers_run_efuf(world, tmp_path: Path):
     """As a user runs it: curate_efuf.bash, forget_lora.bash benchmark=efuf, eval_everything.bash, results_collect."""
-    data, model, clip = world
+    _, model, clip = world
     env = {**os.environ, "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"}
     env.pop("ACCELERATE_CONFIG", None)
     common = ["benchmark=efuf", f"run_root={tmp_path}/runs", f"data_dir={tmp_path}/data", f"model.path={model}",
