@@ -18,7 +18,7 @@ from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
 from unlearning.data import Example
 from unlearning.evaluation import EvalSettings, Evaluation
 from unlearning.metrics.judge import judged_cell
-from unlearning.records import load_refusals
+from unlearning.records import load_refusals, refusal_source
 
 PACKAGED_REFUSALS = Path(__file__).with_name("refusals.json")
 log = logging.getLogger(__name__)
@@ -115,6 +115,10 @@ class FiuBenchTask:
             refusals, rng = load_refusals(self.data_dir, PACKAGED_REFUSALS), random.Random(self.seed)
             return [qa.example(answer=rng.choice(refusals)) for qa in qas]
         raise ValueError(f"fiubench has no stream {name!r}; it has {', '.join(self.stream_names)}")
+
+    def stream_sources(self) -> dict[str, str]:
+        """Where streams not read from the release come from (kept in a forget run's run.json)."""
+        return {"refusal": refusal_source(self.data_dir, PACKAGED_REFUSALS)}
 
     def evaluation(self, settings: EvalSettings, forget_split: str, retain_split: str | None,
                    **eval_options: Any) -> Evaluation:

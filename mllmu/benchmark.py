@@ -17,8 +17,8 @@ from unlearning.evaluation import EvalSettings, Evaluation
 from unlearning.metrics.judge import judged_cell
 
 SET_TITLES = {"forget": "Forget", "test": "Test", "retain": "Retain", "celebrity": "Celebrity"}
-METRIC_COLUMNS = (("Class. Acc", "classification_acc", 100), ("ROUGE-L", "rougeL_f", 1),
-                  ("Fact.", "factuality", 1), ("Cloze Acc", "cloze_acc", 100))
+METRIC_COLUMNS = (("Class. Acc", "classification_acc", 100), ("ROUGE-1", "rouge1_f", 1), ("ROUGE-2", "rouge2_f", 1),
+                  ("ROUGE-L", "rougeL_f", 1), ("Fact.", "factuality", 1), ("Cloze Acc", "cloze_acc", 100))
 FORGOTTEN_SETS = ("forget", "test")  # lower is better there: the forget profiles, with their own or other images
 MODALITY_TITLES = {"image_text": "image+text", "text": "text-only"}
 
@@ -28,7 +28,7 @@ class MllmuTask:
     name = "mllmu"
     stream_names = ("forget", "retain")
 
-    # The paper's columns per set (accuracies in percent, ROUGE-L F in 0-1, factuality 1-10); one row per
+    # The paper's columns per set (accuracies in percent, ROUGE-1/2/L F in 0-1, factuality 1-10); one row per
     # run and evaluated modality.
     report = Report(
         columns=(Column("run"), Column("method"), Column("forget_split"), Column("forget data"),

@@ -33,7 +33,7 @@ from unlearning.metrics.judge import Judge, judge_all, store_judgment
 
 log = logging.getLogger(__name__)
 
-FILE_VERSION = 2
+FILE_VERSION = 3  # 3: ROUGE-1 and ROUGE-2 per generation
 SETS = ("forget", "test", "retain", "celebrity")
 FICTITIOUS_SETS = ("forget", "test", "retain")  # profiles of Full_Set: few-shot draws must avoid them
 
@@ -191,7 +191,7 @@ def evaluate_set(
     generation_records = []
     for (profile, item, ex), answer in zip(questions, answers, strict=True):
         generation_records.append({**_record(profile, item, ex), "generation": answer,
-                                   "rougeL_f": metrics.rouge_l_f(item.answer, answer),
+                                   **metrics.rouge_f(item.answer, answer),
                                    "bleu": metrics.bleu(item.answer, answer)})
     if judge is not None:
         _judge(judge, generation_records, quirks, accelerator)

@@ -3,7 +3,7 @@
 - classification accuracy: the option chosen either by log-likelihood (default: the letter whose answer
   target is most likely) or parsed from a greedy answer; the original parsed the first character only.
 - cloze accuracy: the ground truth appears in the answer, case-insensitively.
-- generation: ROUGE-L F-measure (rouge-score, stemmed) and sentence BLEU (nltk, whitespace tokens,
+- generation: ROUGE-1, ROUGE-2 and ROUGE-L F-measures (rouge-score, stemmed) and sentence BLEU (nltk, whitespace tokens,
   smoothing method 1, 4-gram weights) of the greedy answer against the ground truth.
 - factuality: the judge's 1-10 score. By default an unparseable reply counts as 1, the rubric's lowest; the
   original dropped unparseable replies from the mean. When more requests failed than ``max_failed`` allows,
@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rouge_score import rouge_scorer
 
 from unlearning.evaluation import check_compat
 from unlearning.metrics.judge import add_counts, judge_counts
@@ -91,6 +93,18 @@ def cloze_correct(ground_truth: str, response: str) -> bool:
 
 def rouge_l_f(reference: str, prediction: str) -> float:
     return rouge_l(reference, prediction).fmeasure
+
+
+@functools.cache
+def _rouge_n_scorer() -> rouge_scorer.RougeScorer:
+    return rouge_scorer.RougeScorer(["rouge1", "rouge2"], use_stemmer=True)
+
+
+def rouge_f(reference: str, prediction: str) -> dict[str, float]:
+    """ROUGE-1, ROUGE-2 and ROUGE-L F-measures (Porter-stemmed), the three the original's eval.py reports."""
+    scores = _rouge_n_scorer().score(reference, prediction)
+    return {"rouge1_f": scores["rouge1"].fmeasure, "rouge2_f": scores["rouge2"].fmeasure,
+            "rougeL_f": rouge_l_f(reference, prediction)}
 
 
 @functools.cache
@@ -170,6 +184,8 @@ def aggregate(records: Sequence[dict[str, Any]], quirks: Quirks = DEFAULT, max_f
         out[modality] = {
             "classification_acc": _mean([float(r["correct"]) for r in cls]),
             "cloze_acc": _mean([float(r["correct"]) for r in cloze]),
+            "rouge1_f": _mean([r["rouge1_f"] for r in gen]),
+            "rouge2_f": _mean([r["rouge2_f"] for r in gen]),
             "rougeL_f": _mean([r["rougeL_f"] for r in gen]),
             "bleu": _mean([r["bleu"] for r in gen]),
             "factuality": partial if counts and counts["complete"] else None,

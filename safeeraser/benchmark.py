@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from safeeraser.data import SPLIT_FILES, SafeEraserData
+from safeeraser.data import PACKAGED_REFUSALS, SPLIT_FILES, SafeEraserData
 from safeeraser.evaluate import SPLITS, EvalOptions, evaluation
 from safeeraser.synthetic import write_safeeraser
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
 from unlearning.data import DataError, Example
 from unlearning.evaluation import EvalSettings, Evaluation
 from unlearning.metrics.judge import judged_cell
+from unlearning.records import refusal_source
 
 # (column, split, aggregate key, better)
 METRICS = (("Efficacy ASR", "train", "asr", "lower"), ("Generality ASR", "val", "asr", "lower"),
@@ -84,6 +85,10 @@ class SafeEraserTask:
         if name == "refusal":
             return self.data.refusal(forget_split, self.seed)
         raise ValueError(f"safeeraser has no stream {name!r}; it has {', '.join(self.stream_names)}")
+
+    def stream_sources(self) -> dict[str, str]:
+        """Where streams not read from the release come from (kept in a forget run's run.json)."""
+        return {"refusal": refusal_source(self.data_dir, PACKAGED_REFUSALS)}
 
     def evaluation(self, settings: EvalSettings, forget_split: str, retain_split: str | None,
                    **eval_options: Any) -> Evaluation:

@@ -46,12 +46,12 @@ def test_paper_model_carries_fiubench_lora_settings():
 
 
 def test_each_benchmark_owns_its_recipe_per_model():
-    """Today's values, now owned by the benchmark: the system prompt and training settings come from
-    config/recipe/<benchmark>_<model>.yaml over config/benchmark/<benchmark>.yaml, not from the model."""
-    for benchmark in ("fiubench", "mllmu"):  # FIUBench's values, which MLLMU-Bench keeps until it gets its own
-        llava = compose_config("finetune", "model=llava_1_5_7b", f"benchmark={benchmark}")
-        assert llava.system_prompt.startswith("A chat between a curious human")
-        assert compose_config("finetune", "model=llava_phi3_mini", f"benchmark={benchmark}").system_prompt is None
+    """The system prompt and training settings come from config/recipe/<benchmark>_<model>.yaml over
+    config/benchmark/<benchmark>.yaml, not from the model."""
+    llava = compose_config("finetune", "model=llava_1_5_7b", "benchmark=fiubench")
+    assert llava.system_prompt.startswith("A chat between a curious human")
+    assert compose_config("finetune", "model=llava_phi3_mini", "benchmark=fiubench").system_prompt is None
+    for benchmark in ("fiubench", "mllmu"):  # the tiny model's measured rates
         tiny = compose_config("forget", "model=tiny", f"benchmark={benchmark}", "method=gd")
         assert (tiny.lr, tiny.epochs, tiny.lora.r, tiny.lora.alpha) == (2e-4, 8, 32, 64)
         assert "finetune" not in compose_config("finetune", f"benchmark={benchmark}").model
@@ -64,6 +64,33 @@ def test_each_benchmark_owns_its_recipe_per_model():
         1e-4, 10, 32, 256, 1, 16)  # SafeEraser's forget_lora.yaml
     assert safe.benchmark.starts_from == "vanilla" and "curious user" in safe.system_prompt
     assert compose_config("forget", "benchmark=safeeraser").benchmark.starts_from == "stage_one"  # tiny: built here
+
+
+@pytest.mark.parametrize("model", ["llava_1_5_7b", "idefics2_8b", "llava_phi3_mini"])
+def test_mllmu_runs_with_its_own_recipe(model: str):
+    """MLLMU-Bench's README, finetune.py and baselines/*.py: not FIUBench's values."""
+    vanilla = compose_config("finetune", f"model={model}", "benchmark=mllmu")
+    assert vanilla.system_prompt is None
+    assert (vanilla.lr, vanilla.epochs, vanilla.batch_size, vanilla.grad_accum, vanilla.lora.r, vanilla.lora.alpha,
+            vanilla.scheduler, vanilla.warmup_ratio, vanilla.weight_decay, vanilla.max_grad_norm) == (
+        2e-5, 5, 4, 1, 16, 16, "linear", 0.0, 0.0, 0.0)
+    for method in ("ga", "gd", "kl", "npo"):
+        forget = compose_config("forget", f"model={model}", "benchmark=mllmu", f"method={method}")
+        assert (forget.lr, forget.epochs, forget.batch_size, forget.grad_accum, forget.lora.r, forget.lora.alpha,
+                forget.weight_decay, forget.max_grad_norm, forget.tune.projector) == (
+            2e-5, 1, 4, 1, 16, 16, 0.0, 0.0, False)
+    assert compose_config("forget", f"model={model}", "benchmark=mllmu", "method=npo").method.beta == 0.4
+    assert compose_config("forget", f"model={model}", "benchmark=fiubench", "method=npo").method.beta == 0.1
+    assert compose_config("forget", "benchmark=mllmu", "method=npo").method.beta == 0.4  # the tiny recipe too
+    assert compose_config("forget", "benchmark=mllmu", "method=npo", "method.beta=0.2").method.beta == 0.2
+
+
+def test_efuf_recipe_is_the_original_for_llava():
+    efuf = compose_config("forget", "model=llava_1_5_7b", "benchmark=efuf", "method=efuf")
+    assert (efuf.lr, efuf.epochs, efuf.batch_size, efuf.lora.r, efuf.weight_decay, efuf.max_grad_norm) == (
+        1e-5, 1, 1, 0, 0.05, 0.0)
+    assert dict(efuf.tune) == {"vision_tower": False, "projector": True, "language_model": False}
+    assert efuf.benchmark.starts_from == "vanilla" and efuf.forget_split == "curated"
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -109,9 +109,7 @@ def check_image(path: Path, where: str) -> None:
         raise DataError(f"{where}: image {path} cannot be read ({error})") from error
 
 
-def load_refusals(data_dir: Path, packaged: Path) -> list[str]:
-    """The refusal answers for PO: ``prompt.json``'s ``idk`` list in the data folder (the releases' file), else
-    the package's own list. The log says which."""
+def _refusals(data_dir: Path, packaged: Path) -> tuple[list[str], str]:
     path = data_dir / "prompt.json"
     source = "the release's prompt.json"
     if not path.is_file():
@@ -120,5 +118,21 @@ def load_refusals(data_dir: Path, packaged: Path) -> list[str]:
     refusals = record.get("idk")
     if not isinstance(refusals, list) or not refusals or not all(isinstance(r, str) and r for r in refusals):
         raise DataError(f"{path}: 'idk' must be a non-empty list of refusal strings")
-    log.info("refusals for PO: %d from %s (%s)", len(refusals), source, path)
+    return refusals, f"{len(refusals)} refusals from {source} ({path})"
+
+
+def load_refusals(data_dir: Path, packaged: Path) -> list[str]:
+    """The refusal answers for PO: ``prompt.json``'s ``idk`` list in the data folder (the releases' file), else
+    the package's own list. The log says which (a warning for the packaged list: the originals' had 50 refusals)."""
+    refusals, source = _refusals(data_dir, packaged)
+    if (data_dir / "prompt.json").is_file():
+        log.info("refusals for PO: %s", source)
+    else:
+        log.warning("refusals for PO: %s; the original code read its own 50 from the release's prompt.json: put that "
+                    "file in the data folder to train on them", source)
     return refusals
+
+
+def refusal_source(data_dir: Path, packaged: Path) -> str:
+    """Where PO's refusals come from, for the run's ``run.json``."""
+    return _refusals(data_dir, packaged)[1]

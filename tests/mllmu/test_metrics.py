@@ -53,6 +53,13 @@ def test_rouge_l_f_hand_computed():
     assert metrics.rouge_l_f("a b c d", "a d") == pytest.approx(2 / 3)
 
 
+def test_rouge_1_and_2_hand_computed():
+    scores = metrics.rouge_f("a b c d", "a c d e")
+    # unigrams: a, c, d shared: P = R = 3/4; bigrams: "c d" shared of 3 each: P = R = 1/3
+    assert scores["rouge1_f"] == pytest.approx(0.75) and scores["rouge2_f"] == pytest.approx(1 / 3)
+    assert scores["rougeL_f"] == pytest.approx(0.75)
+
+
 @pytest.mark.parametrize("reply, expected", [
     ('{"Factuality Score": 8, "Justification": "ok"}', 8.0),
     ('{\n  "Factuality Score": 7,\n  "Justification": "minor omission"\n}', 7.0),
@@ -80,10 +87,11 @@ def test_factuality_mean_counts_unparseable_replies_as_the_lowest_score():
 
 
 def test_factuality_with_failed_requests_is_incomplete_unless_allowed():
-    records = [{"modality": "text", "task": "generation", "rougeL_f": 0.5, "bleu": 0.2, "factuality": 9.0,
+    scores = {"rouge1_f": 0.6, "rouge2_f": 0.4, "rougeL_f": 0.5, "bleu": 0.2}
+    records = [{"modality": "text", "task": "generation", **scores, "factuality": 9.0,
                 "judge_reply": "Factuality Score: 9", "judge_failed": False},
-               {"modality": "text", "task": "generation", "rougeL_f": 0.5, "bleu": 0.2, "factuality": None,
-                "judge_reply": None, "judge_failed": True, "judge_error": "HTTP 500 InternalServerError"}]
+               {"modality": "text", "task": "generation", **scores, "factuality": None, "judge_reply": None,
+                "judge_failed": True, "judge_error": "HTTP 500 InternalServerError"}]
     text = metrics.aggregate(records)["text"]
     assert text["factuality"] is None and text["factuality_partial"] == 9.0
     assert text["judge"]["complete"] is False and text["judge"]["failures"] == {"HTTP 500 InternalServerError": 1}
@@ -97,14 +105,15 @@ def test_aggregate_per_modality():
         {"modality": "image_text", "task": "classification", "correct": False, "prediction": None},
         {"modality": "text", "task": "classification", "correct": True, "prediction": "B"},
         {"modality": "image_text", "task": "cloze", "correct": True},
-        {"modality": "image_text", "task": "generation", "rougeL_f": 0.5, "bleu": 0.2, "factuality": 9.0,
-         "judge_reply": "Factuality Score: 9", "judge_failed": False},
-        {"modality": "image_text", "task": "generation", "rougeL_f": 1.0, "bleu": 0.4, "factuality": None,
-         "judge_reply": "no idea", "judge_failed": False},
+        {"modality": "image_text", "task": "generation", "rouge1_f": 0.6, "rouge2_f": 0.4, "rougeL_f": 0.5,
+         "bleu": 0.2, "factuality": 9.0, "judge_reply": "Factuality Score: 9", "judge_failed": False},
+        {"modality": "image_text", "task": "generation", "rouge1_f": 1.0, "rouge2_f": 1.0, "rougeL_f": 1.0,
+         "bleu": 0.4, "factuality": None, "judge_reply": "no idea", "judge_failed": False},
     ]
     image, text = (metrics.aggregate(records)[m] for m in ("image_text", "text"))
     assert image["classification_acc"] == 0.5 and image["n_unanswered_classification"] == 1
     assert image["cloze_acc"] == 1.0 and image["rougeL_f"] == 0.75 and image["bleu"] == pytest.approx(0.3)
+    assert image["rouge1_f"] == pytest.approx(0.8) and image["rouge2_f"] == pytest.approx(0.7)
     assert image["factuality"] == 5.0
     assert image["judge"] == {"n": 2, "n_scored": 1, "n_failed": 0, "n_unparseable": 1, "failures": {},
                               "complete": True}

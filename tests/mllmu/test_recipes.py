@@ -31,7 +31,8 @@ def test_launchers_run_mllmu_end_to_end(tmp_path: Path, mllmu_dir: Path, tiny_di
     assert not (tmp_path / "dataset").exists()  # no MME/POPE built for MLLMU-Bench
     result = run(sys.executable, "results_collect.py", f"run_root={tmp_path}/runs", f"out_dir={tmp_path}/results")
     table = (tmp_path / "results" / "mllmu.md").read_text()
-    assert "| Forget Class. Acc ↓ | Forget ROUGE-L ↓ | Forget Fact. ↓ | Forget Cloze Acc ↓ | Test Class. Acc ↓" in table
+    assert ("| Forget Class. Acc ↓ | Forget ROUGE-1 ↓ | Forget ROUGE-2 ↓ | Forget ROUGE-L ↓ | Forget Fact. ↓ | "
+            "Forget Cloze Acc ↓ | Test Class. Acc ↓") in table
     assert "| Retain Class. Acc ↑ |" in table
     assert table.count("| gd | forget_15 | text-only | image+text |") == 1
     assert table.count("| gd | forget_15 | image+text |") == 2 and "| vanilla_full |" in result.stdout

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -120,6 +121,7 @@ def forget(cfg: DictConfig) -> Path:
             "kind": "forget", "benchmark": benchmark.name, "model": cfg.model.name, "method": cfg.method.name,
             "split": cfg.forget_split, "forget_modality": cfg.forget_modality,
             "streams": {use.name: use.pairing for use in uses},
+            "stream_sources": {name: source for name, source in stream_sources(benchmark).items() if name in streams},
             "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
         })
         finish_attempt(claim)
@@ -127,6 +129,12 @@ def forget(cfg: DictConfig) -> Path:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return claim.run_dir
+
+
+def stream_sources(benchmark: Any) -> dict[str, str]:
+    """A benchmark's optional ``stream_sources()``: where streams not read from its release come from (PO's
+    refusals: the release's prompt.json or the toolkit's packaged list)."""
+    return benchmark.stream_sources() if hasattr(benchmark, "stream_sources") else {}
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="forget")
