@@ -20,9 +20,9 @@ from unlearning.evaluation import EvalContext, EvalSettings, Evaluation, Part, r
 from unlearning.inference import Decoding, generate_answers, score_answers
 from unlearning.metrics.judge import Judgment, judge_all, judge_counts, store_judgment
 from unlearning.metrics.membership import attack_auc
-from unlearning.metrics.text import keyword_match, rouge_l_recall
+from unlearning.metrics.text import keyword_match, rouge_1_recall, rouge_l_recall
 
-FILE_VERSION = 3
+FILE_VERSION = 4  # 4: rouge1_recall per QA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +132,7 @@ def evaluate_split(qas: Sequence[FiuQA], settings: SplitSettings, context: EvalC
             "uid": qa.uid, "unique_id": qa.unique_id, "question": qa.question, "answer": qa.answer,
             "generation": generation,
             "rougeL_recall": rouge_l_recall(qa.answer, text),
+            "rouge1_recall": rouge_1_recall(qa.answer, text),
             "exact_match": keyword_match(text, qa.keywords),
             "answer_nll": answer_nll, "paraphrased_nll": paraphrased_nll, "perturbed_nll": perturbed_nlls,
             "probability": metrics.answer_probability(answer_nll),

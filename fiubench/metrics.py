@@ -155,6 +155,8 @@ def aggregate_split(records: Sequence[dict], role: str) -> dict[str, float | int
     probability_key = "probability" if role == "forget" else "normalised_probability"
     aggregate: dict[str, float | int | None] = {
         "rougeL_recall": float(np.mean([r["rougeL_recall"] for r in records])),
+        "rouge1_recall": _mean_of(records, "rouge1_recall"),
+        "avg_gt_loss": _mean_of(records, "answer_nll"),  # the ground-truth answer's per-token NLL (TOFU's name)
         "exact_match": float(np.mean([r["exact_match"] for r in records])),
         "probability": float(np.mean([r[probability_key] for r in records])),
         "truth_ratio": aggregate_truth_ratio([r["truth_ratio"] for r in records], role),

@@ -30,7 +30,7 @@ def test_truth_ratio_aggregation_per_role():
 
 
 def _record(uid, rouge, em, nll, pert, para):
-    return {"uid": uid, "rougeL_recall": rouge, "exact_match": em,
+    return {"uid": uid, "rougeL_recall": rouge, "rouge1_recall": rouge / 2, "answer_nll": nll, "exact_match": em,
             "probability": metrics.answer_probability(nll),
             "normalised_probability": metrics.normalised_probability(nll, pert),
             "truth_ratio": metrics.truth_ratio(para, pert)}
@@ -39,7 +39,8 @@ def _record(uid, rouge, em, nll, pert, para):
 def test_aggregate_split_and_model_utility():
     records = [_record("a", 1.0, 1.0, 0.1, [2.0, 2.0], 0.5), _record("b", 0.5, 0.0, 1.0, [1.0, 3.0], 1.0)]
     retain = metrics.aggregate_split(records, "retain")
-    assert retain["rougeL_recall"] == pytest.approx(0.75)
+    assert retain["rougeL_recall"] == pytest.approx(0.75) and retain["rouge1_recall"] == pytest.approx(0.375)
+    assert retain["avg_gt_loss"] == pytest.approx((0.1 + 1.0) / 2)
     assert retain["exact_match"] == pytest.approx(0.5)
     p_a = math.exp(-0.1) / (math.exp(-0.1) + 2 * math.exp(-2.0))
     p_b = math.exp(-1.0) / (math.exp(-1.0) + math.exp(-1.0) + math.exp(-3.0))

@@ -23,6 +23,16 @@ def rouge_l_recall(reference: str, prediction: str) -> float:
     return rouge_l(reference, prediction).recall
 
 
+@functools.cache
+def _rouge_1_scorer() -> rouge_scorer.RougeScorer:
+    return rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True)
+
+
+def rouge_1_recall(reference: str, prediction: str) -> float:
+    """Shared unigrams (with counts) / the reference's unigrams, Porter-stemmed (TOFU's, FIUBench's rouge1_recall)."""
+    return _rouge_1_scorer().score(reference, prediction)["rouge1"].recall
+
+
 def keyword_match(prediction: str, keywords: Sequence[str]) -> float:
     """Fraction of gold keywords found (case-insensitively) in the prediction, capped at 1 (FIUBench's EM)."""
     if not keywords:

@@ -1,6 +1,6 @@
 import pytest
 
-from unlearning.metrics.text import keyword_match, rouge_l, rouge_l_recall
+from unlearning.metrics.text import keyword_match, rouge_1_recall, rouge_l, rouge_l_recall
 
 
 def test_rouge_l_recall_hand_computed():
@@ -9,6 +9,13 @@ def test_rouge_l_recall_hand_computed():
     assert score.recall == pytest.approx(4 / 6)
     assert score.precision == pytest.approx(4 / 5)
     assert rouge_l_recall("the cat sat on the mat", "the cat on a mat") == pytest.approx(4 / 6)
+
+
+def test_rouge_1_recall_hand_computed():
+    # reference unigrams the(2) cat sat on mat; the prediction has the(1) cat on mat: 4 of 6 counted (clipped)
+    assert rouge_1_recall("the cat sat on the mat", "the cat on a mat") == pytest.approx(4 / 6)
+    # order does not matter for unigrams, unlike the LCS
+    assert rouge_1_recall("a b c", "c b a") == pytest.approx(1.0) and rouge_l_recall("a b c", "c b a") < 1.0
 
 
 def test_rouge_l_recall_stems_and_ignores_case():
