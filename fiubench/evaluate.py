@@ -161,8 +161,8 @@ def _judge(context: EvalContext, qas: Sequence[FiuQA], records: list[dict[str, A
     texts = [metrics.answer_text(record["generation"], quirks) for record in records]
     asked = [i for i, text in enumerate(texts)
              if not quirks.short_answers_score_zero or len(text) > metrics.SHORT_ANSWER]
-    prompts = [metrics.judge_prompt(qas[i].question, qas[i].answer, texts[i]) for i in asked]
-    judgments = dict(zip(asked, judge_all(context.judge, prompts, metrics.parse_judge_score, context.accelerator),
+    prompts = [metrics.judge_prompt(qas[i].question, qas[i].answer, texts[i], quirks) for i in asked]
+    judgments = dict(zip(asked, judge_all(context.judge, prompts, metrics.judge_parser(quirks), context.accelerator),
                          strict=True))
     for index, record in enumerate(records):
         store_judgment(record, "gpt", judgments.get(index, Judgment(0.0, None)))

@@ -11,15 +11,15 @@ Forget quality is the KS-test p-value of the forget-split R values against the r
 
 ``compat=official`` switches on the original's number-changing behaviours, each a named field of ``Quirks``
 (docs/fidelity.md): text cut at the first ".", the first answer token unscored with ℓ divided by the full
-answer length, Min-K terms dropped without renormalising, generations of 5 characters or fewer scored 0 by GPT
-without asking.
+answer length, Min-K terms dropped without renormalising (a one-token answer scores 0), generations of 5
+characters or fewer scored 0 by GPT without asking, and the judge's prompt layout and reply parsing.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +44,12 @@ class Quirks:
     skip_first_answer_token: bool = False  # NLL over answer tokens 2..L (no EOS) divided by L
     min_k_without_renormalising: bool = False  # Min-K terms that select no token dropped, weights kept
     short_answers_score_zero: bool = False  # GPT 0 for generations of SHORT_ANSWER characters or fewer
+    judge_as_original: bool = False  # the prompt's original line layout; any first-line number kept, else 0.0
 
 
 DEFAULT = Quirks()
 OFFICIAL = Quirks(cut_at_first_period=True, skip_first_answer_token=True, min_k_without_renormalising=True,
-                  short_answers_score_zero=True)
+                  short_answers_score_zero=True, judge_as_original=True)
 
 
 def quirks_of(compat: str) -> Quirks:
@@ -83,8 +84,8 @@ def mia(score: SequenceScore, quirks: Quirks = DEFAULT) -> tuple[float, float]:
     """FIUBench's weighted Min-K and Min-K++ of one answer."""
     logprobs, mu, sigma = scored_logprobs(score, quirks)
     renormalise = not quirks.min_k_without_renormalising
-    if not logprobs:
-        return math.nan, math.nan
+    if not logprobs:  # a one-token answer under the original's rule: every term empty, their sum 0
+        return (0.0, 0.0) if quirks.min_k_without_renormalising else (math.nan, math.nan)
     return (weighted_min_k(logprobs, renormalise=renormalise),
             weighted_min_k(min_k_plus_plus_z(logprobs, mu, sigma), renormalise=renormalise))
 
@@ -116,9 +117,14 @@ def normalised_probability(answer_nll: float, perturbed_nlls: Sequence[float]) -
     return float(np.exp(logits[0] - np.logaddexp.reduce(logits)))
 
 
-def judge_prompt(question: str, answer: str, prediction: str) -> str:
-    """FIUBench's judge prompt, with the QA's own question (the original always sent the split's first one)."""
-    return JUDGE_PROMPT.format(question=question, answer=answer, prediction=prediction)
+def judge_prompt(question: str, answer: str, prediction: str, quirks: Quirks = DEFAULT) -> str:
+    """FIUBench's judge prompt, with the QA's own question; the original put question, answer and prediction on
+    consecutive lines (``judge_as_original``), ours separates them by blank lines."""
+    prompt = JUDGE_PROMPT
+    if quirks.judge_as_original:
+        prompt = prompt.replace("{question}\n\nCorrect", "{question}\nCorrect").replace("{answer}\n\nPrediction",
+                                                                                        "{answer}\nPrediction")
+    return prompt.format(question=question, answer=answer, prediction=prediction)
 
 
 _NUMBER = re.compile(r"\d*\.?\d+")
@@ -132,6 +138,25 @@ def parse_judge_score(reply: str) -> float | None:
         return None
     value = float(match.group())
     return value if 0.0 <= value <= 1.0 else None
+
+
+def parse_judge_score_official(reply: str) -> float:
+    """The original's reading (``evaluate_util.py``): the first line, from its first ':' on with ':' and spaces
+    stripped, then '*' stripped, as a float; anything ``float`` rejects scores 0.0 and any number is kept (1.5,
+    -0.2)."""
+    text = reply.split("\n")[0].strip(" ")
+    if ":" in text:
+        text = text[text.find(":"):].strip(":").strip(" ")
+    if "**" in text:
+        text = text.strip("*").strip(" ")
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
+def judge_parser(quirks: Quirks = DEFAULT) -> Callable[[str], float | None]:
+    return parse_judge_score_official if quirks.judge_as_original else parse_judge_score
 
 
 def aggregate_truth_ratio(ratios: Sequence[float], role: str) -> float:

@@ -116,3 +116,10 @@ def test_learning_rate_per_method_falls_back_to_the_model_default():
     assert compose_config("forget", "method=po", "model=llama32_vision_11b").lr == 3e-4
     assert compose_config("forget", "method=ga", "model=llama32_vision_11b").lr == 2e-5
     assert compose_config("forget", "method=po", "lr=7e-4").lr == 7e-4  # an explicit override wins
+
+
+def test_fiubench_compat_evaluates_retain5():
+    """The original eval.yaml's retain split under compat=official, unless the user names one."""
+    assert compose_config("eval").retain_split == "retain15"
+    assert compose_config("eval", "compat=official").retain_split == "retain5"
+    assert compose_config("eval", "compat=official", "retain_split=retain15").retain_split == "retain15"

@@ -107,6 +107,28 @@ def test_judge_prompt_and_score_parsing():
     assert metrics.parse_judge_score("7\nout of ten") is None  # outside [0, 1]
 
 
+def test_judge_as_the_original_under_compat():
+    """evaluate_util.py: the first line after its first ':' as a float, '*' stripped; a failed float() scores 0.0
+    and any number is kept; question, answer and prediction on consecutive lines."""
+    official = metrics.judge_parser(metrics.OFFICIAL)
+    assert official("0.85\nkeywords") == 0.85 and official("Score: **0.40**") == 0.40
+    assert official("I think it is fine") == 0.0 and official("Score: 0.7 (good)") == 0.0  # float() rejects both
+    assert official("1.5") == 1.5 and official("Score: -0.2") == -0.2  # kept, not dropped
+    assert metrics.judge_parser(metrics.DEFAULT) is metrics.parse_judge_score
+    ours = metrics.judge_prompt("Who?", "juno", "juno f")
+    theirs = metrics.judge_prompt("Who?", "juno", "juno f", metrics.OFFICIAL)
+    assert "Question: Who?\n\nCorrect Answer: juno\n\nPrediction: juno f" in ours
+    assert "Question: Who?\nCorrect Answer: juno\nPrediction: juno f\n\nOutputs" in theirs
+
+
+def test_one_token_answer_mia_under_compat_is_zero():
+    from unlearning.inference import SequenceScore
+
+    score = SequenceScore((-0.5, -0.1), (-1.0, -1.0), (0.5, 0.5))  # one answer token + EOS
+    assert metrics.mia(score, metrics.OFFICIAL) == (0.0, 0.0)  # tokens 2..L: none; every Min-K term empty
+    assert all(math.isfinite(v) for v in metrics.mia(score))  # ours scores both tokens
+
+
 def test_model_utility_adds_gpt_when_judged():
     retain = {"rougeL_recall": 0.5, "probability": 1.0, "truth_ratio": 0.5, "gpt": None}
     assert metrics.model_utility(retain) == pytest.approx(3 / (2 + 1 + 2))

@@ -38,11 +38,14 @@ def weighted_min_k(
     """FIUBench's MIA score: sum_r w_r * exp(mean of the lowest floor(r n) values).
 
     A ratio that selects no token (short answers) has no term. By default the remaining weights are
-    renormalised to sum to one; ``renormalise=False`` drops the term as FIUBench did (biasing the score low).
+    renormalised to sum to one (an answer too short for any ratio is an error); ``renormalise=False`` drops the
+    term as FIUBench did (biasing the score low; an answer too short for any ratio scores 0).
     """
     terms = [(w, lowest_k_mean(values, r)) for r, w in zip(ratios, weights, strict=True)]
     present = [(w, m) for w, m in terms if m is not None]
     if not present:
+        if not renormalise:
+            return 0.0  # FIUBench: the sum over no term
         raise ValueError(f"no Min-K ratio selects a token of a {len(values)}-token answer")
     total = sum(w * math.exp(m) for w, m in present)
     return total / sum(w for w, _ in present) if renormalise else total

@@ -30,6 +30,7 @@ def test_weighted_min_k_renormalises_missing_terms():
     assert weighted_min_k(ten) == pytest.approx(weighted_min_k(ten, renormalise=False))
     with pytest.raises(ValueError):
         weighted_min_k([-1.0])
+    assert weighted_min_k([-1.0], renormalise=False) == 0.0  # FIUBench: no term, a sum of nothing
 
 
 def test_min_k_plus_plus_z_hand_computed():
