@@ -123,3 +123,13 @@ def test_fiubench_compat_evaluates_retain5():
     assert compose_config("eval").retain_split == "retain15"
     assert compose_config("eval", "compat=official").retain_split == "retain5"
     assert compose_config("eval", "compat=official", "retain_split=retain15").retain_split == "retain15"
+
+
+def test_fiubench_compat_trains_in_file_order_with_bias_only_decay_exemption():
+    for name in ("finetune", "forget"):
+        default = compose_config(name)
+        official = compose_config(name, "compat=official")
+        assert (default.shuffle, default.decay_exempt) == (True, "1d")
+        assert (official.shuffle, official.decay_exempt) == (False, "bias")
+        mllmu = compose_config(name, "benchmark=mllmu", "compat=official")  # its original shuffled: no such switch
+        assert (mllmu.shuffle, mllmu.decay_exempt) == (True, "1d")

@@ -54,7 +54,10 @@ NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "
                 "overwrite", "data_dir",  # the data's content and the base model stand in for their paths
                 "compat")  # it acts through the method's resolved coefficients, which are in the identity
 NOT_TRAINING_BENCHMARK = ("builtin_dir", "forget_split", "retain_split", "reference_split", "stage_one_split",
-                          "starts_from", "general_evals", "judge", "eval_options", "recipe")
+                          "starts_from", "general_evals", "judge", "eval_options", "recipe", "official_training")
+# Settings added after runs existed, at the value that trains as before: left out of the identity at that value,
+# so earlier runs keep their names (any other value is in it).
+IDENTITY_DEFAULTS = {"shuffle": True, "decay_exempt": "1d"}
 
 
 class RunExists(RuntimeError):
@@ -88,7 +91,8 @@ def training_identity(config: Mapping[str, Any], base_model: str | None, data: s
     """The settings that determine a trained model: the resolved config minus ``NOT_TRAINING``, plus its base
     (where it is and a hash of what it holds) and a content hash of the examples it trains on (``data``), so
     changed data or a rebuilt base never finds the old run, and moved data still finds it."""
-    identity = {key: value for key, value in config.items() if key not in NOT_TRAINING}
+    identity = {key: value for key, value in config.items()
+                if key not in NOT_TRAINING and not (key in IDENTITY_DEFAULTS and value == IDENTITY_DEFAULTS[key])}
     benchmark = identity.get("benchmark")
     if isinstance(benchmark, Mapping):
         identity["benchmark"] = {k: v for k, v in benchmark.items() if k not in NOT_TRAINING_BENCHMARK}

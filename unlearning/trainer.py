@@ -29,6 +29,7 @@ from unlearning.progress import Progress
 
 log = logging.getLogger(__name__)
 
+DECAY_EXEMPT = ("1d", "bias")
 StepLoss = Callable[[torch.nn.Module, Any, Progress], tuple[torch.Tensor, dict[str, float]]]
 
 
@@ -46,6 +47,8 @@ class TrainSettings:
     log_every: int = 10
     seed: int = 0
     num_workers: int = 0
+    shuffle: bool = True  # False: batches in file order (FIUBench's original Stage I and forgetting)
+    decay_exempt: str = "1d"  # no weight decay on: "1d" biases and norm weights | "bias" names holding "bias"
 
     def __post_init__(self) -> None:
         """Refuse settings that would train something else than asked (``epochs=0`` trained one step and
@@ -72,6 +75,10 @@ class TrainSettings:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0 or self.max_grad_norm < 0:
             raise ValueError("weight_decay and max_grad_norm must not be negative")
+        if not isinstance(self.shuffle, bool):
+            raise ValueError(f"shuffle must be true or false, got {self.shuffle!r}")
+        if self.decay_exempt not in DECAY_EXEMPT:
+            raise ValueError(f"decay_exempt must be one of {DECAY_EXEMPT}, got {self.decay_exempt!r}")
 
 
 def seed_everything(seed: int) -> None:
@@ -80,11 +87,13 @@ def seed_everything(seed: int) -> None:
 
 
 def _optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and norm weights (1-D parameters)."""
+    """AdamW; no weight decay on biases and norm weights (1-D parameters), or, with ``decay_exempt="bias"``, on
+    parameters whose name holds "bias" only (FIUBench's original: norm weights decay too)."""
     decay, no_decay = [], []
-    for parameter in model.parameters():
+    for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            (no_decay if parameter.ndim < 2 else decay).append(parameter)
+            exempt = "bias" in name if settings.decay_exempt == "bias" else parameter.ndim < 2
+            (no_decay if exempt else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr)
 
@@ -110,7 +119,7 @@ def train(
         raise ValueError("training set is empty")
     generator = torch.Generator().manual_seed(settings.seed)
     loader = DataLoader(
-        dataset, batch_size=settings.batch_size, shuffle=True, collate_fn=collate,
+        dataset, batch_size=settings.batch_size, shuffle=settings.shuffle, collate_fn=collate,
         num_workers=settings.num_workers, generator=generator,
     )
     optimizer = _optimizer(model, settings)

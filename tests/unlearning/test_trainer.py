@@ -54,3 +54,42 @@ def test_empty_training_set_is_an_error():
     with pytest.raises(ValueError, match="empty"):
         train(torch.nn.Linear(1, 1), [], torch.stack, regression_loss, TrainSettings(lr=0.1, epochs=1, batch_size=4),
               Accelerator(cpu=True))
+
+
+def _seen_order(settings: TrainSettings) -> list[float]:
+    seen: list[float] = []
+
+    def collate(items):
+        batch = torch.stack(items)
+        seen.extend(batch[:, 0].tolist())
+        return batch
+
+    train(torch.nn.Linear(1, 1), data(8), collate, regression_loss, settings, Accelerator(cpu=True))
+    return seen
+
+
+def test_file_order_when_not_shuffled():
+    """FIUBench's original (DataLoader(shuffle=False)): every epoch in file order; the default shuffles, seeded."""
+    in_order = [float(x[0]) for x in data(8)]
+    assert _seen_order(TrainSettings(lr=0.1, epochs=2, batch_size=2, shuffle=False)) == in_order * 2
+    shuffled = _seen_order(TrainSettings(lr=0.1, epochs=1, batch_size=2, seed=3))
+    assert sorted(shuffled) == in_order and shuffled != in_order
+    assert shuffled == _seen_order(TrainSettings(lr=0.1, epochs=1, batch_size=2, seed=3))
+
+
+def test_weight_decay_exemptions():
+    """Default: no decay on 1-D parameters (biases and norm weights); ``bias``: only on names holding "bias"."""
+    from unlearning.trainer import _optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LayerNorm(3))
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    def groups(exempt: str) -> dict[float, set[str]]:
+        optimizer = _optimizer(model, TrainSettings(lr=0.1, epochs=1, batch_size=1, weight_decay=0.01,
+                                                    decay_exempt=exempt))
+        return {g["weight_decay"]: {names[id(p)] for p in g["params"]} for g in optimizer.param_groups}
+
+    assert groups("1d") == {0.01: {"0.weight"}, 0.0: {"0.bias", "1.weight", "1.bias"}}
+    assert groups("bias") == {0.01: {"0.weight", "1.weight"}, 0.0: {"0.bias", "1.bias"}}
+    with pytest.raises(ValueError, match="decay_exempt must be one of"):
+        TrainSettings(lr=0.1, epochs=1, batch_size=1, decay_exempt="norms")
