@@ -133,3 +133,12 @@ def test_fiubench_compat_trains_in_file_order_with_bias_only_decay_exemption():
         assert (official.shuffle, official.decay_exempt) == (False, "bias")
         mllmu = compose_config(name, "benchmark=mllmu", "compat=official")  # its original shuffled: no such switch
         assert (mllmu.shuffle, mllmu.decay_exempt) == (True, "1d")
+
+
+def test_po_under_compat_is_one_token_mean_over_the_concatenated_batch():
+    for method in ("po", "po_pd"):
+        default = build_method(compose_config("forget", "benchmark=safeeraser", f"method={method}").method)
+        official = build_method(compose_config("forget", "benchmark=safeeraser", f"method={method}",
+                                               "compat=official").method)
+        assert (getattr(default, "base", None) or default).joint is False
+        assert (getattr(official, "base", None) or official).joint is True

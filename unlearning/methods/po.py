@@ -3,8 +3,9 @@ L = NLL(forget question -> refusal) + retain_weight * NLL(retain).
 
 The benchmark's ``refusal`` stream holds each forget question with a refusal answer (``prompt.json``'s ``idk``
 list from the data folder, or the toolkit's own list), aligned with its forget example. Each set's NLL is its
-own token mean, so the 1:1 weighting does not depend on answer lengths; FIUBench took one token mean over the
-concatenated batch (docs/fidelity.md).
+own token mean, so the 1:1 weighting does not depend on answer lengths. ``joint=True`` is the originals' (FIUBench,
+SafeEraser): one token mean over the refusal and retain answers together, where the longer set weighs more
+(``compat=official``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from unlearning.streams import RANDOM, StreamUse
 @dataclass
 class RefusalPreference:
     retain_weight: float = 1.0
+    joint: bool = False  # one token mean over both sets (the originals' concatenated batch)
 
     needs_reference = False
 
@@ -31,7 +33,11 @@ class RefusalPreference:
     def loss(
         self, policy: StreamScores, reference: StreamScores | None, progress: Progress
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        refusal_nll = mean_nll(policy["refusal"])
-        retain_nll = mean_nll(policy["retain"])
-        loss = refusal_nll + self.retain_weight * retain_nll
+        refusal, retain = policy["refusal"], policy["retain"]
+        refusal_nll, retain_nll = mean_nll(refusal), mean_nll(retain)
+        if self.joint:
+            tokens = torch.cat([-refusal.token_logprobs(), -self.retain_weight * retain.token_logprobs()])
+            loss = tokens.mean()
+        else:
+            loss = refusal_nll + self.retain_weight * retain_nll
         return loss, {"refusal_nll": refusal_nll.item(), "retain_nll": retain_nll.item()}

@@ -89,6 +89,23 @@ def test_po_descends_on_refusals_and_retain():
     assert [(u.name, u.pairing) for u in method.streams()] == [("refusal", "aligned"), ("retain", "random")]
 
 
+def test_po_joint_is_one_token_mean_over_the_concatenated_batch():
+    """The originals' NLL([refusals; retain]): by hand on two refusal rows of 1 and 3 tokens and one retain row of
+    2 tokens, the mean of the six token NLLs (not the mean of the two sets' means)."""
+    rows = torch.tensor([0, 1, 1, 1, 2, 2])
+    targets = torch.tensor([0, 1, 2, 0, 1, 1])
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    answer = AnswerLogits(logits, targets, rows, 3)
+    nll = token_nll(answer)
+    joint = build_method({"name": "po", "joint": True})
+    loss, logs = joint.loss(StreamScores(answer, {"refusal": (0, 2), "retain": (2, 3)}), None, START)
+    assert loss.item() == pytest.approx(nll.mean().item())  # (4 refusal + 2 retain tokens) / 6
+    assert logs["refusal_nll"] == pytest.approx(nll[:4].mean().item())
+    separate, _ = build_method({"name": "po"}).loss(StreamScores(answer, {"refusal": (0, 2), "retain": (2, 3)}),
+                                                    None, START)
+    assert separate.item() == pytest.approx(nll[:4].mean().item() + nll[4:].mean().item())
+
+
 def test_npo_value_at_reference_and_per_sequence_log_ratio():
     beta = 0.5
     method = build_method({"name": "npo", "beta": beta})
