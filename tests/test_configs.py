@@ -142,3 +142,15 @@ def test_po_under_compat_is_one_token_mean_over_the_concatenated_batch():
                                                "compat=official").method)
         assert (getattr(default, "base", None) or default).joint is False
         assert (getattr(official, "base", None) or official).joint is True
+
+
+def test_kl_under_compat_is_each_originals():
+    def kl(benchmark: str, *overrides: str):
+        method = build_method(compose_config("forget", f"benchmark={benchmark}", "method=kl", *overrides).method)
+        return method.reduction, method.retain_nll
+
+    assert kl("fiubench") == kl("mllmu") == kl("safeeraser") == ("answer_tokens", 0.0)
+    assert kl("fiubench", "compat=official") == kl("safeeraser", "compat=official") == ("all_positions", 0.0)
+    assert kl("mllmu", "compat=official") == ("all_positions_per_row", 1.0)
+    kl_pd = build_method(compose_config("forget", "benchmark=safeeraser", "method=kl_pd", "compat=official").method)
+    assert kl_pd.base.reduction == "all_positions" and kl_pd.needs_full_logits

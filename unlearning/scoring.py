@@ -19,7 +19,8 @@ from unlearning.data import IGNORE_INDEX
 class AnswerLogits:
     """Logits at the positions that predict scored tokens, flattened over the batch.
 
-    ``row_weights`` holds each row's example weight, or None when every example weighs 1.
+    ``row_weights`` holds each row's example weight, or None when every example weighs 1. ``full`` holds every
+    position's logits (B, T, V), kept only for losses over all positions (the originals' KL).
     """
 
     logits: torch.Tensor  # (N, V), float32
@@ -27,6 +28,7 @@ class AnswerLogits:
     rows: torch.Tensor  # (N,) batch row of each token
     n_rows: int
     row_weights: torch.Tensor | None = None  # (B,)
+    full: torch.Tensor | None = None  # (B, T, V)
 
     def token_logprobs(self) -> torch.Tensor:
         """log p(target) per scored token, (N,)."""
@@ -63,16 +65,19 @@ class AnswerLogits:
         """The rows ``start <= row < end`` (one stream of a batch) as their own AnswerLogits, rows renumbered."""
         keep = (self.rows >= start) & (self.rows < end)
         weights = None if self.row_weights is None else self.row_weights[start:end]
-        return AnswerLogits(self.logits[keep], self.targets[keep], self.rows[keep] - start, end - start, weights)
+        full = None if self.full is None else self.full[start:end]
+        return AnswerLogits(self.logits[keep], self.targets[keep], self.rows[keep] - start, end - start, weights, full)
 
 
-def answer_logits(logits: torch.Tensor, labels: torch.Tensor, row_weights: torch.Tensor | None = None) -> AnswerLogits:
+def answer_logits(logits: torch.Tensor, labels: torch.Tensor, row_weights: torch.Tensor | None = None,
+                  keep_full: bool = False) -> AnswerLogits:
     shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
     mask = shift_labels != IGNORE_INDEX
     rows = mask.nonzero()[:, 0]
     if row_weights is not None:
         row_weights = row_weights.to(device=logits.device, dtype=torch.float32)
-    return AnswerLogits(shift_logits[mask].float(), shift_labels[mask], rows, labels.shape[0], row_weights)
+    return AnswerLogits(shift_logits[mask].float(), shift_labels[mask], rows, labels.shape[0], row_weights,
+                        logits if keep_full else None)
 
 
 def mean_nll(answer: AnswerLogits, row_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -112,6 +117,24 @@ def kl_ref_to_policy(policy: AnswerLogits, reference: AnswerLogits, row_mask: to
     return F.kl_div(log_p, log_ref, reduction="batchmean", log_target=True)
 
 
+KL_PER = ("position", "row")
+
+
+def kl_all_positions(policy: AnswerLogits, reference: AnswerLogits, per: str = "position") -> torch.Tensor:
+    """KL(p_ref || p_theta) summed over the vocabulary at *every* position of every row (prompt, image and padding
+    positions too), divided by the number of positions B*T (``per="position"``: FIUBench's and SafeEraser's
+    ``kl_div(view(-1, V), ..., "batchmean")``) or by the rows B (``per="row"``: MLLMU-Bench's 3-D ``batchmean``)."""
+    if policy.full is None or reference.full is None:
+        raise ValueError("KL over every position needs every position's logits (keep_full=True)")
+    if per not in KL_PER:
+        raise ValueError(f"per must be one of {KL_PER}, got {per!r}")
+    log_p = F.log_softmax(policy.full.float(), dim=-1)
+    log_ref = F.log_softmax(reference.full.float(), dim=-1)
+    total = (log_ref.exp() * (log_ref - log_p)).sum()
+    batch, length = policy.full.shape[:2]
+    return total / (batch * length if per == "position" else batch)
+
+
 def prepare_inputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Model inputs on the model's device, floating ones (pixel values) in its dtype (bf16 checkpoints)."""
     reference = next(p for p in model.parameters() if p.is_floating_point())
@@ -120,7 +143,7 @@ def prepare_inputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> d
             for key, value in inputs.items()}
 
 
-def forward_answer_logits(model: torch.nn.Module, batch: dict) -> AnswerLogits:
-    """Run the model on a collated batch and keep the scored positions."""
+def forward_answer_logits(model: torch.nn.Module, batch: dict, keep_full: bool = False) -> AnswerLogits:
+    """Run the model on a collated batch and keep the scored positions (and every position's logits when asked)."""
     outputs = model(**prepare_inputs(model, batch["inputs"]), use_cache=False)
-    return answer_logits(outputs.logits, batch["labels"].to(outputs.logits.device), batch.get("weights"))
+    return answer_logits(outputs.logits, batch["labels"].to(outputs.logits.device), batch.get("weights"), keep_full)

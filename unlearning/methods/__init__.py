@@ -35,6 +35,10 @@ class ComposedMethod:
         return bool(self.base and self.base.needs_reference) or any(
             TERMS.get(term.loss).needs_reference for term in self.terms)
 
+    @property
+    def needs_full_logits(self) -> bool:
+        return bool(self.base and getattr(self.base, "needs_full_logits", False))
+
     def streams(self) -> tuple[StreamUse, ...]:
         base = self.base.streams() if self.base else ()
         return merge_uses([*base, *(term.use for term in self.terms)], self.name)

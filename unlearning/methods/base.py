@@ -33,6 +33,7 @@ class StreamScores:
 
 class ForgetMethod(Protocol):
     needs_reference: bool  # score the batch with the pre-forgetting model as well
+    # optional: ``needs_full_logits`` (bool), every position's logits kept for the loss (the originals' KL)
 
     def streams(self) -> tuple[StreamUse, ...]:
         """The streams this method scores, in batch order, with their pairing."""

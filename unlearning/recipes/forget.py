@@ -101,12 +101,14 @@ def forget(cfg: DictConfig) -> Path:
     log.info("forgetting %s (%s): %s", cfg.forget_split, cfg.forget_modality,
              ", ".join(f"{use.name} {len(streams[use.name])} ({use.pairing})" for use in uses))
 
+    keep_full = getattr(method, "needs_full_logits", False)  # losses over every position (the originals' KL)
+
     def step_loss(model, batch, progress):
-        policy = StreamScores(forward_answer_logits(model, batch), batch["streams"])
+        policy = StreamScores(forward_answer_logits(model, batch, keep_full), batch["streams"])
         reference = None
         if method.needs_reference:
             with torch.no_grad(), accelerator.unwrap_model(model).disable_adapter():
-                reference = StreamScores(forward_answer_logits(accelerator.unwrap_model(model), batch),
+                reference = StreamScores(forward_answer_logits(accelerator.unwrap_model(model), batch, keep_full),
                                          batch["streams"])
         return method.loss(policy, reference, progress)
 

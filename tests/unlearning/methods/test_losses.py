@@ -128,3 +128,51 @@ def test_npo_with_retain_weight_needs_retain_and_rejects_bad_beta():
     assert [u.name for u in build_method({"name": "npo", "retain_weight": 1.0}).streams()] == ["forget", "retain"]
     with pytest.raises(ValueError):
         build_method({"name": "npo", "beta": 0.0})
+
+
+def _full_batch(seed: int) -> AnswerLogits:
+    """Two rows of three positions over a vocabulary of 2; the scored tokens are the last position of each row."""
+    full = torch.randn(2, 3, 2, generator=torch.Generator().manual_seed(seed))
+    return AnswerLogits(full[:, 1, :], torch.tensor([0, 1]), torch.tensor([0, 1]), 2, None, full)
+
+
+def _kl(p_ref: list[float], p: list[float]) -> float:
+    return sum(r * math.log(r / q) for r, q in zip(p_ref, p, strict=True))
+
+
+def test_originals_kl_over_every_position_by_hand():
+    """FIUBench/SafeEraser: kl_div(view(-1, V), batchmean) = the mean of the 6 positions' KL; MLLMU-Bench: kl_div on
+    (B, T, V) with batchmean = their sum / 2 rows; ours: the 2 scored tokens only."""
+    from unlearning.scoring import kl_all_positions
+
+    policy, reference = _full_batch(0), _full_batch(1)
+
+    def probs(logits: torch.Tensor) -> list[float]:
+        return torch.softmax(logits, dim=-1).tolist()
+
+    kls = [_kl(probs(reference.full[b, t]), probs(policy.full[b, t])) for b in range(2) for t in range(3)]
+    assert kl_all_positions(policy, reference, "position").item() == pytest.approx(sum(kls) / 6, rel=1e-5)
+    assert kl_all_positions(policy, reference, "row").item() == pytest.approx(sum(kls) / 2, rel=1e-5)
+    torch_mean = torch.nn.functional.kl_div(torch.log_softmax(policy.full.view(-1, 2), -1),
+                                            torch.log_softmax(reference.full.view(-1, 2), -1),
+                                            reduction="batchmean", log_target=True)
+    assert kl_all_positions(policy, reference, "position").item() == pytest.approx(torch_mean.item(), rel=1e-5)
+    scored = [_kl(probs(reference.full[b, 1]), probs(policy.full[b, 1])) for b in range(2)]
+    answer_only = build_method({"name": "kl"})
+    official = build_method({"name": "kl", "reduction": "all_positions_per_row", "retain_nll": 1.0})
+    assert official.needs_full_logits and not answer_only.needs_full_logits
+    forget = _full_batch(2)
+
+    def batch(retain: AnswerLogits) -> StreamScores:
+        joined = AnswerLogits(torch.cat([forget.logits, retain.logits]), torch.cat([forget.targets, retain.targets]),
+                              torch.tensor([0, 1, 2, 3]), 4, None, torch.cat([forget.full, retain.full]))
+        return StreamScores(joined, {"forget": (0, 2), "retain": (2, 4)})
+
+    loss, logs = answer_only.loss(batch(policy), batch(reference), START)
+    assert logs["retain_kl"] == pytest.approx(sum(scored) / 2, rel=1e-5)
+    loss, logs = official.loss(batch(policy), batch(reference), START)
+    retain_nll = token_nll(policy).mean().item()
+    forget_nll = token_nll(forget).mean().item()
+    assert loss.item() == pytest.approx(-forget_nll + sum(kls) / 2 + retain_nll, rel=1e-5)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        build_method({"name": "kl", "reduction": "tokens"})

@@ -135,6 +135,23 @@ def test_forgetting_from_the_vanilla_model(tmp_path: Path, fiu_dir: Path, tiny_d
     assert (run / read_run(run)["base_model"]).resolve() == tiny_dir.resolve()
 
 
+def test_official_training_behaviours_run_on_the_model(tmp_path: Path, fiu_dir: Path, tiny_dir: Path):
+    """compat=official at forgetting (from the vanilla model): KL over every position of the retain batch (the
+    model's full logits kept), batches in file order, bias-only decay exemption: its own run beside the default."""
+    common = ("benchmark.starts_from=vanilla", "method=kl", "max_steps=2", "batch_size=2", "log_every=1")
+    default = forget(make_config("forget", tmp_path, fiu_dir, tiny_dir, *common))
+    official = forget(make_config("forget", tmp_path, fiu_dir, tiny_dir, *common, "compat=official"))
+    assert default != official
+    identity = json.loads((official / "identity.json").read_text())
+    assert identity["shuffle"] is False and identity["decay_exempt"] == "bias"
+    assert identity["method"]["reduction"] == "all_positions"
+    logs = {run: [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+            for run in (default, official)}
+    assert all(math.isfinite(r["retain_kl"]) and r["retain_kl"] >= 0 for r in logs[official])
+    # the first step's KL is 0 either way (the adapter starts as the identity), after that the two reductions differ
+    assert logs[official][1]["retain_kl"] != pytest.approx(logs[default][1]["retain_kl"])
+
+
 def test_runs_differing_in_one_setting_both_survive_with_their_evaluations(runs: Path, fiu_dir: Path,
                                                                            tiny_dir: Path, tmp_path: Path):
     root = runs.parents[1]
