@@ -154,3 +154,13 @@ def test_kl_under_compat_is_each_originals():
     assert kl("mllmu", "compat=official") == ("all_positions_per_row", 1.0)
     kl_pd = build_method(compose_config("forget", "benchmark=safeeraser", "method=kl_pd", "compat=official").method)
     assert kl_pd.base.reduction == "all_positions" and kl_pd.needs_full_logits
+
+
+def test_npo_under_compat_is_mllmus_batch_mean():
+    def npo(benchmark: str, *overrides: str):
+        method = build_method(compose_config("forget", f"benchmark={benchmark}", "method=npo", *overrides).method)
+        return method.granularity, method.beta
+
+    assert npo("mllmu") == ("sequence", 0.4) and npo("fiubench", "compat=official") == ("sequence", 0.1)
+    assert npo("mllmu", "compat=official") == ("batch_token_mean", 0.4)
+    assert compose_config("forget", "reference_model=runs/oracle").reference_model == "runs/oracle"

@@ -2,8 +2,10 @@
 L = (2/beta) * mean_i softplus(beta * (log p_theta(y_i|x_i) - log p_ref(y_i|x_i))) + retain_weight * NLL(retain).
 
 log p(y|x) is summed over each forget answer's tokens (per sequence), as in the paper and open-unlearning;
-MLLMU-Bench applied it to the batch-mean token NLL instead. The reference is the pre-forgetting model
-(adapters disabled). Typical beta: 0.1-0.5. retain_weight 0 is plain NPO; 1 is NPO+RT.
+MLLMU-Bench applied it once per batch to the batch-mean token NLL (``granularity="batch_token_mean"``, its
+``compat=official``). The reference is the pre-forgetting model (adapters disabled), or the model named by the
+forget run's ``reference_model`` (MLLMU-Bench's "oracle"). Typical beta: 0.1-0.5. retain_weight 0 is plain NPO;
+1 is NPO+RT.
 """
 
 from __future__ import annotations
@@ -17,18 +19,23 @@ from unlearning.methods.base import METHODS, Progress, StreamScores
 from unlearning.scoring import mean_nll
 from unlearning.streams import RANDOM, StreamUse
 
+GRANULARITIES = ("sequence", "batch_token_mean")
+
 
 @METHODS.register("npo")
 @dataclass
 class NegativePreference:
     beta: float = 0.1
     retain_weight: float = 0.0
+    granularity: str = "sequence"  # sequence | batch_token_mean
 
     needs_reference = True
 
     def __post_init__(self) -> None:
         if self.beta <= 0:
             raise ValueError(f"npo beta must be positive, got {self.beta}")
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"npo granularity must be one of {GRANULARITIES}, got {self.granularity!r}")
 
     def streams(self) -> tuple[StreamUse, ...]:
         return (StreamUse("forget"), StreamUse("retain", RANDOM)) if self.retain_weight > 0 else (StreamUse("forget"),)
@@ -38,7 +45,10 @@ class NegativePreference:
     ) -> tuple[torch.Tensor, dict[str, float]]:
         if reference is None:
             raise ValueError("npo needs reference scores")
-        log_ratio = policy["forget"].sequence_logprobs() - reference["forget"].sequence_logprobs().detach()
+        if self.granularity == "sequence":
+            log_ratio = policy["forget"].sequence_logprobs() - reference["forget"].sequence_logprobs().detach()
+        else:  # one ratio per batch: the batch's token-mean NLLs
+            log_ratio = (mean_nll(reference["forget"]).detach() - mean_nll(policy["forget"])).reshape(1)
         npo = (2.0 / self.beta) * F.softplus(self.beta * log_ratio).mean()
         logs = {"npo": npo.item(), "log_ratio": log_ratio.mean().item()}
         if self.retain_weight == 0:

@@ -8,7 +8,8 @@ The model starts from what the benchmark says (``benchmark.starts_from``: its fi
 ``stage_one_split``, or the vanilla model) unless ``model_path`` names one. The method names the streams it
 scores; each is checked against the benchmark's, and every example is rendered and every image decoded once,
 before any file is written. The run trains in an attempt folder, moved into place when it finishes.
-Methods needing a reference (KL, NPO) get the same weights with adapters disabled. With ``lora.r=0`` there is
+Methods needing a reference (KL, NPO) get the same weights with adapters disabled, or the frozen model named by
+``reference_model`` (MLLMU-Bench's NPO "oracle"). With ``lora.r=0`` there is
 no adapter: the tuned parts train in full (EFUF trains LLaVA's projector alone) and the run keeps a full model.
 """
 
@@ -77,9 +78,12 @@ def forget(cfg: DictConfig) -> Path:
     if not streams[ANCHOR]:
         raise DataError(f"{where}: forget split {cfg.forget_split!r} of {cfg.data_dir} has no examples")
     full = cfg.lora.r == 0  # no adapter: the tuned parts train in full (EFUF's projector), saved as a full model
-    if full and method.needs_reference:
+    reference_path = cfg.get("reference_model")
+    if reference_path and not method.needs_reference:
+        raise ValueError(f"reference_model is set, but method {cfg.method.name!r} scores no reference")
+    if full and method.needs_reference and not reference_path:
         raise ValueError(f"method {cfg.method.name!r} scores the model before forgetting (the adapter disabled); it "
-                         "needs lora.r > 0")
+                         "needs lora.r > 0 or a reference_model")
     model_path = starting_model(cfg, benchmark, accelerator)
     collator = training_collator(str(model_path), cfg)
     validate_examples(collator, streams, where)
@@ -102,11 +106,20 @@ def forget(cfg: DictConfig) -> Path:
              ", ".join(f"{use.name} {len(streams[use.name])} ({use.pairing})" for use in uses))
 
     keep_full = getattr(method, "needs_full_logits", False)  # losses over every position (the originals' KL)
+    reference_net = None
+    if reference_path:
+        reference_net = load_model(reference_path, cfg.model.dtype, cfg.model.attn_implementation)
+        reference_net.requires_grad_(False)
+        reference_net.to(accelerator.device).eval()
+        log.info("reference scores from %s (frozen)", reference_path)
 
     def step_loss(model, batch, progress):
         policy = StreamScores(forward_answer_logits(model, batch, keep_full), batch["streams"])
         reference = None
-        if method.needs_reference:
+        if reference_net is not None:
+            with torch.no_grad():
+                reference = StreamScores(forward_answer_logits(reference_net, batch, keep_full), batch["streams"])
+        elif method.needs_reference:
             with torch.no_grad(), accelerator.unwrap_model(model).disable_adapter():
                 reference = StreamScores(forward_answer_logits(accelerator.unwrap_model(model), batch, keep_full),
                                          batch["streams"])

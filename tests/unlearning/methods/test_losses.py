@@ -176,3 +176,18 @@ def test_originals_kl_over_every_position_by_hand():
     assert loss.item() == pytest.approx(-forget_nll + sum(kls) / 2 + retain_nll, rel=1e-5)
     with pytest.raises(ValueError, match="reduction must be one of"):
         build_method({"name": "kl", "reduction": "tokens"})
+
+
+def test_npo_on_the_batch_mean_token_nll_by_hand():
+    """MLLMU-Bench's NPO.py: one log-ratio per batch, -(CE_theta - CE_ref) of the batch-mean token NLLs."""
+    beta = 0.4
+    policy, reference = scores(0), scores(1, requires_grad=False)
+    method = build_method({"name": "npo", "beta": beta, "granularity": "batch_token_mean"})
+    loss, _ = loss_of(method, policy, reference)
+    ce_theta, ce_ref = token_nll(policy)[:4].mean().item(), token_nll(reference)[:4].mean().item()
+    expected = (2 / beta) * math.log1p(math.exp(beta * (ce_ref - ce_theta)))  # (2/beta) softplus(beta * log ratio)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    per_sequence = build_method({"name": "npo", "beta": beta})
+    assert loss_of(per_sequence, policy, reference)[0].item() != pytest.approx(expected)
+    with pytest.raises(ValueError, match="granularity must be one of"):
+        build_method({"name": "npo", "granularity": "token"})

@@ -152,6 +152,19 @@ def test_official_training_behaviours_run_on_the_model(tmp_path: Path, fiu_dir: 
     assert logs[official][1]["retain_kl"] != pytest.approx(logs[default][1]["retain_kl"])
 
 
+def test_a_reference_model_by_path(tmp_path: Path, fiu_dir: Path, tiny_dir: Path):
+    """NPO against a frozen model named by reference_model (MLLMU-Bench's "oracle"), even without an adapter."""
+    common = ("benchmark.starts_from=vanilla", "method=npo", "max_steps=2", "batch_size=2", "log_every=1",
+              f"reference_model={tiny_dir}")
+    run = forget(make_config("forget", tmp_path, fiu_dir, tiny_dir, *common, "lora.r=0"))
+    steps = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert steps[0]["log_ratio"] == pytest.approx(0.0, abs=1e-5)  # the reference is the starting weights
+    assert steps[0]["npo"] == pytest.approx(2 / 0.1 * math.log(2), rel=1e-4)
+    assert json.loads((run / "identity.json").read_text())["reference_model"] == str(tiny_dir)
+    with pytest.raises(ValueError, match="scores no reference"):
+        forget(make_config("forget", tmp_path, fiu_dir, tiny_dir, "method=ga", f"reference_model={tiny_dir}"))
+
+
 def test_runs_differing_in_one_setting_both_survive_with_their_evaluations(runs: Path, fiu_dir: Path,
                                                                            tiny_dir: Path, tmp_path: Path):
     root = runs.parents[1]
