@@ -164,3 +164,10 @@ def test_npo_under_compat_is_mllmus_batch_mean():
     assert npo("mllmu") == ("sequence", 0.4) and npo("fiubench", "compat=official") == ("sequence", 0.1)
     assert npo("mllmu", "compat=official") == ("batch_token_mean", 0.4)
     assert compose_config("forget", "reference_model=runs/oracle").reference_model == "runs/oracle"
+
+
+def test_lora_targets_under_compat_are_mllmus_leaf_names():
+    for name in ("finetune", "forget"):
+        assert compose_config(name, "benchmark=mllmu").lora_match == "path"
+        assert compose_config(name, "benchmark=mllmu", "compat=official").lora_match == "leaf"
+        assert compose_config(name, "benchmark=fiubench", "compat=official").lora_match == "path"

@@ -143,6 +143,9 @@ def lora_target_regex(language_model_prefixes: Sequence[str], leaf_names: Sequen
     return rf"(?:{roots})\..*\.(?:{leaves})"
 
 
+LORA_MATCH = ("path", "leaf")
+
+
 def apply_lora(
     model: torch.nn.Module,
     modules: Mapping[str, Sequence[str]],
@@ -151,17 +154,24 @@ def apply_lora(
     alpha: int,
     dropout: float,
     target_leaves: Sequence[str],
+    match: str = "path",
 ) -> PeftModel:
-    """LoRA on the language model; other tuned parts (projector, vision tower) fully trained via modules_to_save."""
+    """LoRA on the language model; other tuned parts (projector, vision tower) fully trained via modules_to_save.
+
+    ``match="leaf"`` is MLLMU-Bench's original: the leaf names matched anywhere in the model, so the vision tower's
+    projections of the same names are adapted too."""
+    if match not in LORA_MATCH:
+        raise ValueError(f"lora_match must be one of {LORA_MATCH}, got {match!r}")
     parts = tuned_prefixes(modules, tune)
     if "language_model" not in parts:
         raise ValueError("LoRA (lora.r > 0) adapts the language model: set tune.language_model=true or lora.r=0")
+    language_model = parts.pop("language_model")
     config = LoraConfig(
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
         bias="none",
-        target_modules=lora_target_regex(parts.pop("language_model"), target_leaves),
+        target_modules=lora_target_regex(language_model, target_leaves) if match == "path" else list(target_leaves),
         modules_to_save=[prefix for prefixes in parts.values() for prefix in prefixes] or None,
     )
     peft_model = get_peft_model(model, config)

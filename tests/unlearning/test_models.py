@@ -31,6 +31,18 @@ def lora(model, r=4):
     return apply_lora(model, MODULES, FIU_TUNE, r=r, alpha=8, dropout=0.0, target_leaves=LEAVES)
 
 
+def test_leaf_name_matching_adapts_the_vision_tower_too(tiny_model):
+    """MLLMU-Bench's original (compat=official): leaf names matched anywhere, so CLIP's q/k/v_proj get adapters."""
+    model = apply_lora(tiny_model, MODULES, {"language_model": True}, 4, 8, 0.0, LEAVES, match="leaf")
+    adapted = [name for name, _ in model.named_modules() if name.endswith("lora_A")]
+    vision = {name.split(".")[-2] for name in adapted if "vision_tower" in name}
+    assert vision == {"q_proj", "k_proj", "v_proj"}  # CLIP's out_proj, fc1, fc2 are not in the list
+    assert any(".language_model." in name for name in adapted)
+    assert not any("multi_modal_projector" in name for name in adapted)
+    with pytest.raises(ValueError, match="lora_match must be one of"):
+        apply_lora(tiny_model, MODULES, {"language_model": True}, 4, 8, 0.0, LEAVES, match="name")
+
+
 def test_lora_adapts_the_language_model_only_and_trains_the_projector(tiny_model):
     model = lora(tiny_model)
     adapted = [name for name, _ in model.named_modules() if name.endswith("lora_A")]

@@ -59,7 +59,7 @@ def finetune(cfg: DictConfig) -> Path:
     check_prefixes(model, cfg.model.modules)
     if cfg.lora.r > 0:
         model = apply_lora(model, cfg.model.modules, cfg.tune, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout,
-                           cfg.model.lora_targets)
+                           cfg.model.lora_targets, cfg.lora_match)
     else:
         freeze_all_but(model, [p for ps in tuned_prefixes(cfg.model.modules, cfg.tune).values() for p in ps])
     trainable, total = count_trainable(model)

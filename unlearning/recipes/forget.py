@@ -99,7 +99,7 @@ def forget(cfg: DictConfig) -> Path:
         freeze_all_but(model, [p for ps in tuned_prefixes(cfg.model.modules, cfg.tune).values() for p in ps])
     else:
         model = apply_lora(model, cfg.model.modules, cfg.tune, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout,
-                           cfg.model.lora_targets)
+                           cfg.model.lora_targets, cfg.lora_match)
     trainable, total = count_trainable(model)
     log.info("method %s; trainable parameters: %.2fM of %.2fM", cfg.method.name, trainable / 1e6, total / 1e6)
     log.info("forgetting %s (%s): %s", cfg.forget_split, cfg.forget_modality,

@@ -165,6 +165,18 @@ def test_a_reference_model_by_path(tmp_path: Path, fiu_dir: Path, tiny_dir: Path
         forget(make_config("forget", tmp_path, fiu_dir, tiny_dir, "method=ga", f"reference_model={tiny_dir}"))
 
 
+def test_a_leaf_matched_adapter_saves_and_loads_back(tmp_path: Path, fiu_dir: Path, tiny_dir: Path):
+    """lora_match=leaf (MLLMU-Bench's original) adapts the vision tower too; the run's adapter loads strictly."""
+    from unlearning.runs import load_source, model_source
+
+    run = forget(make_config("forget", tmp_path, fiu_dir, tiny_dir, "benchmark.starts_from=vanilla", "max_steps=1",
+                             "batch_size=2", "lora_match=leaf"))
+    adapter = load_file(run / "checkpoint" / "adapter_model.safetensors")
+    assert any("vision_tower" in key and "lora_A" in key for key in adapter)
+    model = load_source(model_source(run), "float32", "sdpa")
+    assert any("vision_tower" in name and name.endswith("lora_A") for name, _ in model.named_modules())
+
+
 def test_runs_differing_in_one_setting_both_survive_with_their_evaluations(runs: Path, fiu_dir: Path,
                                                                            tiny_dir: Path, tmp_path: Path):
     root = runs.parents[1]
