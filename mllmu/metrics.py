@@ -47,12 +47,13 @@ class Quirks:
     zero_shot_celebrity_classification: bool = False  # celebrity MCQs asked without demonstrations
     original_factuality_parse: bool = False  # the "Factuality Score" line's text after the last ':' as an int
     factuality_drops_unscored: bool = False  # failed and unparseable judgments left out of the mean
+    factuality_over_both_modalities: bool = False  # one mean per set over both modalities (eval_gpt.py per file)
 
 
 DEFAULT = Quirks()
 OFFICIAL = Quirks(classification_by_generation=True, first_character_choice=True, few_shot_from_evaluated_set=True,
                   zero_shot_celebrity_classification=True, original_factuality_parse=True,
-                  factuality_drops_unscored=True)
+                  factuality_drops_unscored=True, factuality_over_both_modalities=True)
 
 
 def quirks_of(compat: str) -> Quirks:
@@ -194,7 +195,25 @@ def aggregate(records: Sequence[dict[str, Any]], quirks: Quirks = DEFAULT, max_f
             "n_unanswered_classification": sum(r.get("prediction") is None for r in cls),
             "judge": counts,
         }
+    if quirks.factuality_over_both_modalities:
+        _factuality_over_both(records, out, quirks, max_failed)
     return out
+
+
+def _factuality_over_both(records: Sequence[dict[str, Any]], out: dict[str, dict[str, Any]], quirks: Quirks,
+                          max_failed: float) -> None:
+    """The original's number: eval.py wrote one file per set with both modalities' generations, eval_gpt.py
+    averaged over that file. It becomes each modality row's ``factuality``; the per-modality mean is kept as
+    ``factuality_modality``."""
+    judged = [r for r in records if r["task"] == "generation" and "judge_failed" in r]
+    if not judged:
+        return
+    counts = judge_counts(judged, "factuality", max_failed)
+    both = factuality_mean([r["factuality"] for r in judged], [r["judge_failed"] for r in judged], quirks)
+    for values in out.values():
+        values["factuality_modality"] = values["factuality"]
+        values["factuality"] = both if counts["complete"] else None
+        values["factuality_partial"] = both
 
 
 def part_judge_counts(aggregated: dict[str, dict[str, Any]]) -> dict[str, Any] | None:

@@ -171,3 +171,9 @@ def test_lora_targets_under_compat_are_mllmus_leaf_names():
         assert compose_config(name, "benchmark=mllmu").lora_match == "path"
         assert compose_config(name, "benchmark=mllmu", "compat=official").lora_match == "leaf"
         assert compose_config(name, "benchmark=fiubench", "compat=official").lora_match == "path"
+
+
+def test_mllmu_judge_temperature_under_compat_is_the_apis_default():
+    assert compose_config("eval", "benchmark=mllmu").eval.judge.temperature == 0.0
+    assert compose_config("eval", "benchmark=mllmu", "compat=official").eval.judge.temperature is None
+    assert compose_config("eval", "benchmark=fiubench", "compat=official").eval.judge.temperature == 0.0

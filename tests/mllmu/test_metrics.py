@@ -121,6 +121,22 @@ def test_aggregate_per_modality():
     assert math.isclose(metrics.aggregate(records, metrics.OFFICIAL)["image_text"]["factuality"], 9.0)
 
 
+def test_official_factuality_is_one_mean_over_both_modalities():
+    """eval_gpt.py averaged each set's file, which held both modalities' generations; ours per modality stays."""
+    def generation(modality: str, score: float | None) -> dict:
+        return {"modality": modality, "task": "generation", "rouge1_f": 0.5, "rouge2_f": 0.5, "rougeL_f": 0.5,
+                "bleu": 0.1, "factuality": score, "judge_reply": "x", "judge_failed": False}
+
+    records = [generation("image_text", 8.0), generation("image_text", 6.0), generation("text", 2.0),
+               generation("text", None)]
+    ours = metrics.aggregate(records)
+    assert ours["image_text"]["factuality"] == 7.0 and ours["text"]["factuality"] == 1.5  # None counts as 1
+    official = metrics.aggregate(records, metrics.OFFICIAL)
+    for modality in ("image_text", "text"):  # (8 + 6 + 2) / 3, the unparseable reply dropped
+        assert official[modality]["factuality"] == official[modality]["factuality_partial"] == pytest.approx(16 / 3)
+    assert official["image_text"]["factuality_modality"] == 7.0 and official["text"]["factuality_modality"] == 2.0
+
+
 def test_unknown_compat_is_rejected():
     with pytest.raises(ValueError, match="compat"):
         metrics.quirks_of("paper")

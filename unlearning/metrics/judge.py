@@ -42,7 +42,7 @@ class JudgeSettings:
     api_key_env: str = "OPENAI_API_KEY"  # the *name* of the variable holding the key
     system_prompt: str | None = None
     max_tokens: int = 64
-    temperature: float = 0.0
+    temperature: float | None = 0.0  # None: the API's default (not sent)
     concurrency: int = 8
     max_retries: int = 5
     backoff_seconds: float = 2.0
@@ -189,9 +189,9 @@ class Judge:
                     else []) + [{"role": "user", "content": prompt}]
         for attempt in range(self.settings.max_retries + 1):
             try:
+                sampling = {} if self.settings.temperature is None else {"temperature": self.settings.temperature}
                 response = self._client.chat.completions.create(
-                    model=self.settings.model, messages=messages, max_tokens=self.settings.max_tokens,
-                    temperature=self.settings.temperature,
+                    model=self.settings.model, messages=messages, max_tokens=self.settings.max_tokens, **sampling,
                 )
                 return JudgeReply(response.choices[0].message.content or "")
             except transient as error:

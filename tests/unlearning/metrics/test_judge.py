@@ -89,3 +89,12 @@ def test_unavailable_without_endpoint(monkeypatch):
     assert "disabled" in judge_unavailable_reason(JudgeSettings(enabled="false"))
     with pytest.raises(JudgeUnavailable):
         judge_unavailable_reason(JudgeSettings(enabled="true"))
+
+
+def test_temperature_none_leaves_it_to_the_api(server, tmp_path, monkeypatch):
+    """MLLMU-Bench's compat: eval_gpt.py sent no temperature (the API's default 1.0); ours sends 0."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    Judge(settings(server, tmp_path)).complete("score=0.10 a")
+    assert FakeOpenAI.requests[-1]["body"]["temperature"] == 0.0
+    Judge(settings(server, tmp_path, temperature=None)).complete("score=0.10 b")
+    assert "temperature" not in FakeOpenAI.requests[-1]["body"]
