@@ -99,10 +99,15 @@ class FewShot:
             return 0
         return n
 
-    def official_shots(self, set_name: str, task: str, profiles: Sequence[Profile]) -> list[Profile]:
-        """Official: one draw per set and task from the evaluated profiles (which are then not scored)."""
+    def official_shots(self, set_name: str, task: str, profiles: Sequence[Profile]
+                       ) -> tuple[set[str], list[Profile]]:
+        """Official: one draw per set and task of the evaluated profiles' IDs (which are then not scored), the
+        demonstrations being those IDs' Full_Set rows (``--few_shot_data``): the original questions and images for
+        the Test_Set, and for the celebrities whatever fictitious profile shares the ID (none: no demonstration)."""
         n = min(self.n_shots(set_name, task), max(len(profiles) - 1, 0))
-        return random.Random(f"{self.options.seed}/{set_name}/{task}").sample(list(profiles), n)
+        drawn = random.Random(f"{self.options.seed}/{set_name}/{task}").sample(list(profiles), n)
+        by_id = {p.id: p for p in self.pool}
+        return {p.id for p in drawn}, [by_id[p.id] for p in drawn if p.id in by_id]
 
     def default_shots(self, set_name: str, task: str, modality: str, profile: Profile,
                       evaluated_ids: set[str]) -> list[Profile]:
@@ -131,8 +136,7 @@ def build_questions(set_name: str, profiles: Sequence[Profile], few_shot: FewSho
     excluded: set[str] = set()
     official_shots: list[Profile] = []
     if few_shot.quirks.few_shot_from_evaluated_set and few_shot.n_shots(set_name, task):
-        official_shots = few_shot.official_shots(set_name, task, profiles)
-        excluded = {p.id for p in official_shots}
+        excluded, official_shots = few_shot.official_shots(set_name, task, profiles)
     for profile in profiles:
         if profile.id in excluded:
             continue

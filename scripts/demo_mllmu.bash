@@ -8,7 +8,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/demo_env.sh"
 # A 5M-parameter model trained from scratch has no in-context ability: few-shot turns only confuse it, so the
 # demo evaluates zero-shot (real models: the paper's 1 classification / 2 cloze demonstration profiles).
-SHOTS="${SHOTS:-benchmark.eval_options.shots.classification=0 benchmark.eval_options.shots.cloze=0}"
+SHOTS="${SHOTS:-benchmark.recipe.eval.shots.classification=0 benchmark.recipe.eval.shots.cloze=0}"
 bash scripts/finetune.bash benchmark=mllmu epochs="${EPOCHS:-40}" run_root="$RUN_ROOT" "$@"
 for modality in multimodal unimodal; do
   for method in ga gd kl npo; do

@@ -177,3 +177,12 @@ def test_mllmu_judge_temperature_under_compat_is_the_apis_default():
     assert compose_config("eval", "benchmark=mllmu").eval.judge.temperature == 0.0
     assert compose_config("eval", "benchmark=mllmu", "compat=official").eval.judge.temperature is None
     assert compose_config("eval", "benchmark=fiubench", "compat=official").eval.judge.temperature == 0.0
+
+
+def test_mllmu_shots_per_model_as_the_original():
+    assert dict(compose_config("eval", "benchmark=mllmu", "model=llava_1_5_7b").benchmark.eval_options.shots) == {
+        "classification": 1, "cloze": 2}
+    assert dict(compose_config("eval", "benchmark=mllmu", "model=idefics2_8b").benchmark.eval_options.shots) == {
+        "classification": 1, "cloze": 1}
+    assert compose_config("eval", "benchmark=mllmu", "benchmark.recipe.eval.shots.cloze=0"
+                          ).benchmark.eval_options.shots.cloze == 0  # the demo's override

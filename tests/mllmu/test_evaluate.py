@@ -71,6 +71,27 @@ def test_official_shots_come_from_the_evaluated_set_which_loses_them(data, colla
     assert all(not ex.shots for *_, ex in celebrity)  # the original asked celebrity MCQs zero-shot
 
 
+def test_official_shots_are_the_drawn_ids_full_set_rows(data, collator):
+    """eval.py looked the drawn IDs up in --few_shot_data (Full_Set): the Test_Set's demonstrations carry the
+    original questions and images; celebrity demonstrations are the fictitious profiles sharing the IDs."""
+    full = {p.id: p for p in data.profiles("Full_Set")}
+    test = list(data.profiles("Test_Set"))
+    built = evaluate.build_questions("test", test, few_shot(data, collator, "official"), "cloze")
+    shot_ids = {shot.uid.split("/")[0] for *_, ex in built for shot in ex.shots}
+    assert len(shot_ids) == 2 and not shot_ids & {p.id for p, _, _ in built}  # drawn profiles are not scored
+    example = next(ex for _, item, ex in built if item.modality == "image_text")
+    for shot_id in shot_ids:
+        drawn = next(p for p in test if p.id == shot_id)
+        shots = [shot for shot in example.shots if shot.uid.startswith(f"{shot_id}/")]
+        full_prompts = {evaluate._prompt(item) for item in full[shot_id].items_of("cloze", "image_text")}
+        assert {shot.question for shot in shots} == full_prompts
+        assert all(shot.image == full[shot_id].image != drawn.image for shot in shots)
+    celebrity = list(data.profiles("Retain_Set"))
+    built = evaluate.build_questions("celebrity", celebrity, few_shot(data, collator, "official"), "cloze")
+    ids = {shot.uid.split("/")[0] for *_, ex in built for shot in ex.shots}
+    assert ids <= set(full) and len({p.id for p, _, _ in built}) == len(celebrity) - 2
+
+
 def test_demonstrations_are_dropped_to_fit_the_context(data, collator):
     forget = list(data.profiles("forget_15"))
     roomy = evaluate.build_questions("forget", forget, few_shot(data, collator), "classification")
