@@ -186,3 +186,10 @@ def test_mllmu_shots_per_model_as_the_original():
         "classification": 1, "cloze": 1}
     assert compose_config("eval", "benchmark=mllmu", "benchmark.recipe.eval.shots.cloze=0"
                           ).benchmark.eval_options.shots.cloze == 0  # the demo's override
+
+
+def test_mllmu_compat_labels_the_whole_sequence():
+    for name in ("finetune", "forget"):
+        assert compose_config(name, "benchmark=mllmu").label_scope == "answer"
+        assert compose_config(name, "benchmark=mllmu", "compat=official").label_scope == "sequence"
+        assert compose_config(name, "benchmark=fiubench", "compat=official").label_scope == "answer"

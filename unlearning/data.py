@@ -19,6 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 IGNORE_INDEX = -100
+LABEL_SCOPES = ("answer", "sequence")
 
 
 class DataError(ValueError):
@@ -118,12 +119,15 @@ class ChatCollator:
     """
 
     def __init__(
-        self, processor: Any, stop_ids: Sequence[int], system_prompt: str | None = None
+        self, processor: Any, stop_ids: Sequence[int], system_prompt: str | None = None, label_scope: str = "answer"
     ) -> None:
+        if label_scope not in LABEL_SCOPES:
+            raise ValueError(f"label_scope must be one of {LABEL_SCOPES}, got {label_scope!r}")
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.stop_ids = set(stop_ids)
         self.system_prompt = system_prompt
+        self.label_scope = label_scope  # sequence: every non-padding token (MLLMU-Bench's original training)
 
     # ------------------------------------------------------------------ text
 
@@ -223,7 +227,8 @@ class ChatCollator:
         )
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
-        """A training/scoring batch: ``inputs`` for the model and ``labels``, -100 outside the answer targets."""
+        """A training/scoring batch: ``inputs`` for the model and ``labels``, -100 outside the answer targets
+        (with ``label_scope="sequence"``: -100 on padding only, every other token a label)."""
         rendered = [self.target_text(example) for example in examples]
         batch = self._process([text for text, _ in rendered], examples)
         batch.pop("labels", None)  # some processors (PaliGemma) make their own; ours mask more
@@ -234,6 +239,8 @@ class ChatCollator:
             if input_ids[row, positions].tolist() != target_ids:
                 raise DataError(f"example {example.uid!r}: answer tokens moved during image processing")
             labels[row, positions] = input_ids[row, positions]
+        if self.label_scope == "sequence":
+            labels = torch.where(attention.bool(), input_ids, torch.full_like(input_ids, IGNORE_INDEX))
         out = {"inputs": batch, "labels": labels}
         if any(example.weight != 1.0 for example in examples):
             out["weights"] = torch.tensor([float(example.weight) for example in examples])

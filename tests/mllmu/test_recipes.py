@@ -56,3 +56,29 @@ def test_bad_forget_modality_is_rejected(tmp_path: Path, mllmu_dir: Path, tiny_d
         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
         env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"})
     assert result.returncode != 0 and "forget_modality must be one of" in result.stderr
+
+
+def test_official_training_runs_as_the_original(tmp_path: Path, mllmu_dir: Path, tiny_dir: Path):
+    """compat=official: the vanilla LoRA finetune and KL_Min / NPO with whole-sequence labels, leaf-name LoRA (the
+    vision tower adapted too), KL over every position per row plus the retain NLL, NPO on the batch-mean NLL."""
+    from safetensors.torch import load_file
+
+    from unlearning.recipes.finetune import finetune
+    from unlearning.recipes.forget import forget
+
+    def config(name: str, *overrides: str):
+        with initialize_config_dir(CONFIG_DIR, version_base=None):
+            return compose(name, overrides=["benchmark=mllmu", f"run_root={tmp_path}", f"data_dir={mllmu_dir}",
+                                            f"model.path={tiny_dir}", "compat=official", *overrides])
+
+    vanilla = finetune(config("finetune", "max_steps=2", "lora.r=8", "lora.alpha=8"))
+    assert json.loads((vanilla / "identity.json").read_text())["label_scope"] == "sequence"
+    for method, logged in (("kl", {"retain_kl", "retain_nll"}), ("npo", {"npo", "log_ratio"})):
+        run_dir = forget(config("forget", f"method={method}", "forget_split=forget_15", "max_steps=2",
+                                "batch_size=2", "log_every=1"))
+        steps = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+        assert logged <= set(steps[0]) and all(abs(step["loss"]) < 1e6 for step in steps)
+        adapter = load_file(run_dir / "checkpoint" / "adapter_model.safetensors")
+        assert any("vision_tower" in key for key in adapter)  # leaf names matched everywhere
+        identity = json.loads((run_dir / "identity.json").read_text())
+        assert identity["label_scope"] == "sequence" and identity["lora_match"] == "leaf"

@@ -37,6 +37,19 @@ def test_labels_cover_answer_and_eos_only(collator: ChatCollator, tiny_model, ex
     assert "pixel_values" in inputs
 
 
+def test_whole_sequence_labels_mask_padding_only(tiny_processor, tiny_model, examples):
+    """MLLMU-Bench's original training labels (compat=official): input_ids with padding masked, so the template,
+    the question and the image tokens are labels too."""
+    collator = ChatCollator(tiny_processor, [tiny_processor.tokenizer.eos_token_id], label_scope="sequence")
+    batch = collator(examples)
+    ids, attention, labels = batch["inputs"]["input_ids"], batch["inputs"]["attention_mask"], batch["labels"]
+    assert torch.equal(labels[attention == 1], ids[attention == 1])
+    assert torch.all(labels[attention == 0] == IGNORE_INDEX) and (attention == 0).any()  # one row is padded
+    assert (labels == tiny_model.config.image_token_id).sum() == 8  # 4 image tokens per row
+    with pytest.raises(ValueError, match="label_scope must be one of"):
+        ChatCollator(tiny_processor, [], label_scope="prompt")
+
+
 def test_system_prompt_is_masked(tiny_processor, tiny_model, examples):
     collator = ChatCollator(tiny_processor, [tiny_processor.tokenizer.eos_token_id], system_prompt="Be brief.")
     batch = collator(examples[:1])

@@ -144,13 +144,16 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
     )
 
 
-def make_collator(processor: Any, generation_config: Any | None, system_prompt: str | None) -> ChatCollator:
-    return ChatCollator(processor, stop_token_ids(processor.tokenizer, generation_config), system_prompt=system_prompt)
+def make_collator(processor: Any, generation_config: Any | None, system_prompt: str | None,
+                  label_scope: str = "answer") -> ChatCollator:
+    return ChatCollator(processor, stop_token_ids(processor.tokenizer, generation_config), system_prompt=system_prompt,
+                        label_scope=label_scope)
 
 
 def training_collator(path: str, cfg: DictConfig) -> ChatCollator:
     """The collator of a training run, built before any weights load, so every input is checked first."""
-    return make_collator(load_processor_for(path, cfg.model), load_generation_config(path), cfg.system_prompt)
+    return make_collator(load_processor_for(path, cfg.model), load_generation_config(path), cfg.system_prompt,
+                         cfg.get("label_scope", "answer"))
 
 
 
