@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -113,15 +113,20 @@ def train(
     accelerator: Accelerator,
     log_file: str | Path | None = None,
     on_step: Callable[[int, int, torch.nn.Module], None] | None = None,
+    batch_sampler: Sampler | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train ``model`` in place; returns the accelerate-prepared model and a summary (steps, seconds, last values)."""
+    """Train ``model`` in place; returns the accelerate-prepared model and a summary (steps, seconds, last values).
+    ``batch_sampler`` replaces the shuffled batches (sequential passes: ``unlearning.passes``)."""
     if len(dataset) == 0:
         raise ValueError("training set is empty")
     generator = torch.Generator().manual_seed(settings.seed)
-    loader = DataLoader(
-        dataset, batch_size=settings.batch_size, shuffle=settings.shuffle, collate_fn=collate,
-        num_workers=settings.num_workers, generator=generator,
-    )
+    if batch_sampler is not None:
+        loader = DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, num_workers=settings.num_workers)
+    else:
+        loader = DataLoader(
+            dataset, batch_size=settings.batch_size, shuffle=settings.shuffle, collate_fn=collate,
+            num_workers=settings.num_workers, generator=generator,
+        )
     optimizer = _optimizer(model, settings)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     accum = accelerator.gradient_accumulation_steps

@@ -1,12 +1,14 @@
 """GD, gradient difference (Liu et al. 2022; TOFU's ``grad_diff``): L = -NLL(forget) + retain_weight * NLL(retain).
 
 Checked against FIUBench ``forget.py`` (``gd``, weights 1:1). Forget and retain rows come from one
-batch and one optimiser step, not two sequential passes as in MLLMU-Bench's GA_Diff.
+batch and one optimiser step; ``sequential_passes`` gives MLLMU-Bench's GA_Diff form (every forget batch ascends,
+then every retain batch descends: ``passes=sequential`` under its ``compat=official``).
 Typical retain_weight: 1.0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -33,3 +35,7 @@ class GradientDifference:
         retain_nll = mean_nll(policy["retain"])
         loss = -forget_nll + self.retain_weight * retain_nll
         return loss, {"forget_nll": forget_nll.item(), "retain_nll": retain_nll.item()}
+
+    def sequential_passes(self) -> dict[str, Callable[[StreamScores, StreamScores | None], torch.Tensor]]:
+        return {"forget": lambda policy, reference: -mean_nll(policy["forget"]),
+                "retain": lambda policy, reference: self.retain_weight * mean_nll(policy["retain"])}

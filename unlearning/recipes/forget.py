@@ -15,6 +15,7 @@ no adapter: the tuned parts train in full (EFUF trains LLaVA's projector alone) 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from unlearning.models import (
     load_model,
     tuned_prefixes,
 )
+from unlearning.passes import PassBatches, PassCollator, PassItems, pass_losses, pass_of
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
@@ -88,6 +90,7 @@ def forget(cfg: DictConfig) -> Path:
     collator = training_collator(str(model_path), cfg)
     validate_examples(collator, streams, where)
     dataset = StreamSet(streams, uses, cfg.seed, where)
+    passes, pass_items = sequential_passes(cfg, method, uses, streams)
     claim = prepare_run(cfg, model_path, accelerator, streams)
     if claim.state == "finished":
         return claim.run_dir
@@ -113,7 +116,7 @@ def forget(cfg: DictConfig) -> Path:
         reference_net.to(accelerator.device).eval()
         log.info("reference scores from %s (frozen)", reference_path)
 
-    def step_loss(model, batch, progress):
+    def scores(model, batch):
         policy = StreamScores(forward_answer_logits(model, batch, keep_full), batch["streams"])
         reference = None
         if reference_net is not None:
@@ -123,10 +126,27 @@ def forget(cfg: DictConfig) -> Path:
             with torch.no_grad(), accelerator.unwrap_model(model).disable_adapter():
                 reference = StreamScores(forward_answer_logits(accelerator.unwrap_model(model), batch, keep_full),
                                          batch["streams"])
-        return method.loss(policy, reference, progress)
+        return policy, reference
 
-    prepared, summary = train(model, dataset, StreamCollator(collator, uses), step_loss, settings, accelerator,
-                              work_dir / "train_log.jsonl", on_step=step_saver(cfg.save_every, work_dir, accelerator))
+    def step_loss(model, batch, progress):
+        return method.loss(*scores(model, batch), progress)
+
+    def pass_loss(model, batch, progress):
+        name = pass_of(batch)
+        loss = passes[name](*scores(model, batch))
+        return loss, {f"{name}_pass": loss.item()}
+
+    saver = step_saver(cfg.save_every, work_dir, accelerator)
+    if passes:
+        log.info("sequential passes: every forget batch, then every retain batch, per epoch, at a constant rate")
+        prepared, summary = train(model, pass_items, PassCollator(collator), pass_loss,
+                                  dataclasses.replace(settings, scheduler="constant", warmup_ratio=0.0), accelerator,
+                                  work_dir / "train_log.jsonl", on_step=saver,
+                                  batch_sampler=PassBatches(pass_items, settings.batch_size, settings.shuffle,
+                                                            cfg.seed))
+    else:
+        prepared, summary = train(model, dataset, StreamCollator(collator, uses), step_loss, settings, accelerator,
+                                  work_dir / "train_log.jsonl", on_step=saver)
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(prepared)
     if accelerator.is_main_process:
@@ -135,7 +155,7 @@ def forget(cfg: DictConfig) -> Path:
         save_run(work_dir, {
             "kind": "forget", "benchmark": benchmark.name, "model": cfg.model.name, "method": cfg.method.name,
             "split": cfg.forget_split, "forget_modality": cfg.forget_modality,
-            "streams": {use.name: use.pairing for use in uses},
+            "streams": {use.name: use.pairing for use in uses}, "passes": "sequential" if passes else "joint",
             "stream_sources": {name: source for name, source in stream_sources(benchmark).items() if name in streams},
             "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
         })
@@ -144,6 +164,24 @@ def forget(cfg: DictConfig) -> Path:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return claim.run_dir
+
+
+def sequential_passes(cfg: DictConfig, method: Any, uses: Any, streams: dict[str, list]
+                      ) -> tuple[dict[str, Any] | None, PassItems | None]:
+    """``passes=sequential`` (MLLMU-Bench's compat): the method's per-pass losses and the items in pass order; a
+    method that scores the forget set alone trains the same either way, one without a sequential form jointly."""
+    if cfg.get("passes", "joint") != "sequential":
+        return None, None
+    if [use.name for use in uses] == ["forget"]:
+        return None, None
+    if not hasattr(method, "sequential_passes"):
+        log.warning("method %s has no sequential form (MLLMU-Bench's gd and kl have); trained jointly",
+                    cfg.method.name)
+        return None, None
+    if [use.name for use in uses] != ["forget", "retain"]:
+        raise ValueError(f"sequential passes take the forget and retain streams; method {cfg.method.name!r} scores "
+                         f"{[use.name for use in uses]}")
+    return pass_losses(method, cfg.method.name), PassItems(streams["forget"], streams["retain"])
 
 
 def stream_sources(benchmark: Any) -> dict[str, str]:
