@@ -83,7 +83,7 @@ def pass_losses(method: Any, name: str) -> Mapping[str, PassLoss]:
     """The method's losses per pass, or an error naming the methods that have them."""
     passes = getattr(method, "sequential_passes", None)
     if passes is None:
-        raise ValueError(f"method {name!r} has no sequential form (passes=sequential: MLLMU-Bench's gd and kl)")
+        raise ValueError(f"method {name!r} has no sequential form (passes=sequential: gd and kl have one)")
     return passes()
 
 

@@ -175,7 +175,7 @@ def sequential_passes(cfg: DictConfig, method: Any, uses: Any, streams: dict[str
     if [use.name for use in uses] == ["forget"]:
         return None, None
     if not hasattr(method, "sequential_passes"):
-        log.warning("method %s has no sequential form (MLLMU-Bench's gd and kl have); trained jointly",
+        log.warning("method %s has no sequential form (gd and kl have one); trained jointly",
                     cfg.method.name)
         return None, None
     if [use.name for use in uses] != ["forget", "retain"]:
