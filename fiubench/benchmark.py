@@ -28,10 +28,11 @@ log = logging.getLogger(__name__)
 class FiuBenchTask:
     name = "fiubench"
 
-    def __init__(self, data_dir: str | Path, max_identities: int = 400, seed: int = 0) -> None:
+    def __init__(self, data_dir: str | Path, max_identities: int = 400, seed: int = 0, capitalize: bool = False
+                 ) -> None:
         self.data_dir = Path(data_dir)
-        self.data = FiuBench(self.data_dir, max_identities=max_identities)
-        self.seed = seed
+        self.data = FiuBench(self.data_dir, max_identities=max_identities, capitalize=capitalize)
+        self.seed, self.capitalize = seed, capitalize
 
     @classmethod
     def write_builtin(cls, out_dir: Path, **settings: Any) -> None:
@@ -113,6 +114,8 @@ class FiuBenchTask:
             return [qa.example() for qa in qas]
         if name == "refusal":  # one refusal per forget QA, drawn once with the seed
             refusals, rng = load_refusals(self.data_dir, PACKAGED_REFUSALS), random.Random(self.seed)
+            if self.capitalize:  # the original capitalised every string answer, refusals too
+                refusals = [refusal.capitalize() for refusal in refusals]
             return [qa.example(answer=rng.choice(refusals)) for qa in qas]
         raise ValueError(f"fiubench has no stream {name!r}; it has {', '.join(self.stream_names)}")
 
@@ -122,11 +125,12 @@ class FiuBenchTask:
 
     def evaluation(self, settings: EvalSettings, forget_split: str, retain_split: str | None,
                    **eval_options: Any) -> Evaluation:
+        original_prompt = eval_options.pop("original_prompt", None)
         if eval_options:
-            raise ValueError(f"fiubench has no evaluation options; got {sorted(eval_options)}")
+            raise ValueError(f"fiubench has one evaluation option, original_prompt; got {sorted(eval_options)}")
         if retain_split is None:
             raise ValueError("fiubench evaluates a retain split: set retain_split")
-        return evaluation(self.data, settings, forget_split, retain_split)
+        return evaluation(self.data, settings, forget_split, retain_split, original_prompt)
 
 
 def _percent(value: float | None) -> float | None:

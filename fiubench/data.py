@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,20 @@ def parse_identity(record: dict[str, Any], data_dir: Path, where: str) -> list[F
     return qas
 
 
+def capitalized(qa: FiuQA) -> FiuQA:
+    """The original's ``str.capitalize()`` (first letter upper, every other lower: names and acronyms too) of the
+    question, its paraphrases, the answer and the paraphrased answer; the perturbed answers (a list) stayed as they
+    were (``compat=official``)."""
+    return dataclasses.replace(qa, question=qa.question.capitalize(), answer=qa.answer.capitalize(),
+                               paraphrased_questions=tuple(q.capitalize() for q in qa.paraphrased_questions),
+                               paraphrased_answer=qa.paraphrased_answer.capitalize())
+
+
 class FiuBench:
     """A FIUBench data folder: ``full.json``, ``split.json`` and the images."""
 
     def __init__(self, data_dir: str | Path, max_identities: int = 400, full_file: str = "full.json",
-                 split_file: str = "split.json") -> None:
+                 split_file: str = "split.json", capitalize: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.full_path = self.data_dir / full_file
         self.split_path = self.data_dir / split_file
@@ -93,6 +103,8 @@ class FiuBench:
         for index, record in enumerate(read_records(self.full_path)):
             where = f"{self.full_path}: record {index}"
             qas = parse_identity(record, self.data_dir, where)
+            if capitalize:
+                qas = [capitalized(qa) for qa in qas]
             if qas[0].unique_id in self.qas_by_id:
                 raise DataError(f"{where}: duplicate unique_id {qas[0].unique_id}")
             self.qas_by_id[qas[0].unique_id] = qas

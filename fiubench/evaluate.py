@@ -44,9 +44,16 @@ class SplitSettings:
                              f"{self.decoding.n}")
 
 
-def evaluation(data: FiuBench, settings: EvalSettings, forget_split: str, retain_split: str) -> Evaluation:
-    """The parts of one model's FIUBench evaluation; unknown splits fail here, before any model loads."""
+def evaluation(data: FiuBench, settings: EvalSettings, forget_split: str, retain_split: str,
+               original_prompt: Mapping[str, Any] | None = None) -> Evaluation:
+    """The parts of one model's FIUBench evaluation; unknown splits fail here, before any model loads.
+
+    With the original's prompt (``original_prompt``, under ``compat=official``) the collator scores the original's
+    label tokens, so the answer NLL is their mean, as its ``get_batch_loss`` / token count; without it, compat
+    approximates that rule on this toolkit's prompt (tokens 2..L over L, LLaVA-1.5's)."""
     quirks = metrics.quirks_of(settings.compat)
+    if original_prompt:
+        quirks = dataclasses.replace(quirks, skip_first_answer_token=False)
     judge = settings.judge_fingerprint()
     parts: dict[str, Part] = {}
     for role, split in (("forget", forget_split), ("retain", retain_split)):
@@ -54,7 +61,8 @@ def evaluation(data: FiuBench, settings: EvalSettings, forget_split: str, retain
         part = SplitSettings(split, role, settings.batch_size, settings.decoding, quirks, settings.judge.max_failed)
         qas = data.qas(split)
         parts[role] = Part(split, {"version": FILE_VERSION, "split": split,
-                                   "decoding": dataclasses.asdict(settings.decoding), "judge": judge},
+                                   "decoding": dataclasses.asdict(settings.decoding), "judge": judge,
+                                   **({"original_prompt": dict(original_prompt)} if original_prompt else {})},
                            lambda context, part=part, qas=qas: evaluate_split(qas, part, context), data=qas)
     holdout = data.qas("holdout")
     if holdout:

@@ -193,3 +193,14 @@ def test_mllmu_compat_labels_the_whole_sequence():
         assert compose_config(name, "benchmark=mllmu").label_scope == "answer"
         assert compose_config(name, "benchmark=mllmu", "compat=official").label_scope == "sequence"
         assert compose_config(name, "benchmark=fiubench", "compat=official").label_scope == "answer"
+
+
+def test_fiubench_compat_renders_the_original_prompt_and_capitalises():
+    official = compose_config("forget", "model=llava_1_5_7b", "compat=official")
+    assert official.original_prompt.answer_tag == " ASSISTANT: " and official.benchmark.options.capitalize is True
+    assert compose_config("forget", "model=llava_phi3_mini", "compat=official").original_prompt.answer_tag == (
+        "<|end|>\n<|assistant|>\n")
+    assert compose_config("forget", "model=llava_1_5_7b").original_prompt is None
+    assert compose_config("eval", "compat=official").benchmark.eval_options.original_prompt.question_start_tag == (
+        "USER: ")
+    assert compose_config("forget", "model=qwen2_vl_7b", "compat=official").original_prompt is None  # not FIUBench's

@@ -110,6 +110,28 @@ def stop_token_ids(tokenizer: Any, generation_config: Any | None) -> list[int]:
     return sorted(ids)
 
 
+@dataclass(frozen=True)
+class OriginalPrompt:
+    """An original code's hand-written prompt and label rule (``compat=official``; FIUBench's model_config.yaml tags).
+
+    The conversation is ``system_tag + question_start_tag + "<image>\\n" + question + answer_tag + answer`` with no
+    EOS (``chat_template=True``: the processor's chat template, as the original did for Llama-3.2). Labels start at
+    token ``len(tokenize(instruction + answer_tag)) - 1``, ``instruction`` being the conversation before
+    ``answer_tag`` with spaces stripped: FIUBench's ``preprocess_v1`` masks position 0 and the next
+    ``len(...) - 2`` tokens. Depending on the tokenizer this is the answer's first token, its second, or the tag's
+    last (LLaVA-Phi-3's ``<|assistant|>``).
+    """
+
+    system_tag: str = ""
+    question_start_tag: str = ""
+    answer_tag: str = ""
+    chat_template: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.answer_tag:
+            raise ValueError("an original prompt needs its answer_tag (where the labels start)")
+
+
 class ChatCollator:
     """Builds batches for training, teacher-forced scoring and generation from :class:`Example` lists.
 
@@ -119,10 +141,12 @@ class ChatCollator:
     """
 
     def __init__(
-        self, processor: Any, stop_ids: Sequence[int], system_prompt: str | None = None, label_scope: str = "answer"
+        self, processor: Any, stop_ids: Sequence[int], system_prompt: str | None = None, label_scope: str = "answer",
+        original: OriginalPrompt | None = None,
     ) -> None:
         if label_scope not in LABEL_SCOPES:
             raise ValueError(f"label_scope must be one of {LABEL_SCOPES}, got {label_scope!r}")
+        self.original = original
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.stop_ids = set(stop_ids)
@@ -146,9 +170,32 @@ class ChatCollator:
         return messages
 
     def prompt_text(self, example: Example) -> str:
+        if self.original is not None and not self.original.chat_template:
+            if example.shots or example.context:
+                raise DataError(f"example {example.uid!r}: the original prompt has no demonstrations or context")
+            o, image = self.original, getattr(self.processor, "image_token", "<image>")
+            return (o.system_tag + o.question_start_tag + (f"{image}\n" if example.image is not None else "")
+                    + example.question + o.answer_tag)
         return self.processor.apply_chat_template(
             self.messages(example, with_answer=False), add_generation_prompt=True, tokenize=False
         )
+
+    def original_target(self, example: Example) -> tuple[str, list[int]]:
+        """The original's conversation and its label tokens (``OriginalPrompt``)."""
+        o = self.original
+        if o.chat_template:
+            conversation = self.processor.apply_chat_template(self.messages(example, with_answer=True),
+                                                              tokenize=False)
+        else:
+            conversation = self.prompt_text(example) + example.answer
+        if o.answer_tag not in conversation:
+            raise DataError(f"example {example.uid!r}: the answer tag {o.answer_tag!r} is not in the conversation")
+        instruction = conversation.split(o.answer_tag)[0].strip(" ")
+        start = len(self._encode_text(instruction + o.answer_tag)) - 1
+        full_ids = self._encode_text(conversation)
+        if start >= len(full_ids):
+            raise DataError(f"example {example.uid!r}: the original label rule leaves no label token")
+        return conversation, full_ids[start:]
 
     def _encode_text(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=self._add_special_tokens(text))["input_ids"]
@@ -166,6 +213,8 @@ class ChatCollator:
         context, the span's tokens are those that differ from the tokenized conversation up to the context,
         so a token straddling the boundary is scored with the span.
         """
+        if self.original is not None:
+            return self.original_target(example)
         prompt = self.prompt_text(example)
         full = self.processor.apply_chat_template(self.messages(example, with_answer=True), tokenize=False)
         if not full.startswith(prompt):

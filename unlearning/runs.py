@@ -58,7 +58,7 @@ NOT_TRAINING_BENCHMARK = ("builtin_dir", "forget_split", "retain_split", "refere
 # Settings added after runs existed, at the value that trains as before: left out of the identity at that value,
 # so earlier runs keep their names (any other value is in it).
 IDENTITY_DEFAULTS = {"shuffle": True, "decay_exempt": "1d", "reference_model": None, "lora_match": "path",
-                     "label_scope": "answer", "passes": "joint"}
+                     "label_scope": "answer", "passes": "joint", "original_prompt": None}
 
 
 class RunExists(RuntimeError):

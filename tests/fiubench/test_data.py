@@ -171,3 +171,18 @@ def test_task_examples(fiu_dir: Path):
     assert len(task.stream("retain", "forget10")) == (20 - 4) * 3
     with pytest.raises(ValueError, match="fiubench has no stream 'paraphrase'; it has forget, retain, refusal"):
         task.stream("paraphrase", "forget10")
+
+
+def test_compat_capitalises_as_the_original(data_dir: Path):
+    """data_module.py: question.capitalize(), and answer.capitalize() when the answer is a string (the answer, the
+    paraphrased answer, a refusal); the perturbed answers, a list, stay as written."""
+    plain, official = FiuBench(data_dir), FiuBench(data_dir, capitalize=True)
+    for ours, theirs in zip(plain.qas("forget10"), official.qas("forget10"), strict=True):
+        assert theirs.question == ours.question.capitalize() and theirs.answer == ours.answer.capitalize()
+        assert theirs.paraphrased_answer == ours.paraphrased_answer.capitalize()
+        assert theirs.paraphrased_questions == tuple(q.capitalize() for q in ours.paraphrased_questions)
+        assert theirs.perturbed_answers == ours.perturbed_answers
+    example = official.qas("forget10")[0]
+    assert example.answer[0].isupper() and example.answer[1:] == example.answer[1:].lower()  # names lower-cased
+    refusals = FiuBenchTask(data_dir, capitalize=True).stream("refusal", "forget10")
+    assert all(r.answer == r.answer.capitalize() for r in refusals)

@@ -91,3 +91,40 @@ def test_phi3_template_from_the_model_config(tiny_dir: Path, tiny_model):
 def test_real_configs_name_the_module_paths_their_tiny_twin_is_tested_with(real: str, tiny: str):
     assert model_config(real).modules == model_config(tiny).modules
     assert model_config(real).lora_targets == model_config(tiny).lora_targets
+
+
+# The original's label rule on each family's tiny twin, read off its tokenizer by hand: labels start at token
+# len(tokenize(instruction + answer_tag)) - 1. LLaVA-1.5's tag " ASSISTANT: " ends in a lone space token, whose place
+# the answer's first word " juno" takes in the conversation: every answer token is a label. Llama-3.2's tag ends in
+# "\n\n", two "\n" tokens here: the second is a label, a template token before the answer (as LLaVA-Phi-3's tag).
+ORIGINAL_FIRST_LABEL = {"tiny": " juno", "tiny_mllama": "\n"}
+
+
+def test_original_prompt_and_label_rule(family, fiu_dir: Path):
+    """compat=official renders FIUBench's hand-written prompt (LLaVA) or chat template (Llama-3.2) and labels what
+    its preprocess_v1 labelled: everything from one token before len(tokenize(instruction + answer_tag)), no EOS."""
+    from unlearning.recipes.common import make_collator, to_dict
+
+    name, path = family
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        cfg = compose("forget", overrides=[f"model={name}", "benchmark=fiubench", "compat=official"])
+    if name not in ORIGINAL_FIRST_LABEL:  # FIUBench had no such model: compat keeps this toolkit's rendering
+        assert cfg.original_prompt is None
+        return
+    processor = load_processor(path, cfg.model.chat_template, cfg.model.processor_class,
+                               cfg.model.image_processor_overrides)
+    collator = make_collator(processor, None, None, original=to_dict(cfg.original_prompt))
+    tokenizer = collator.tokenizer
+    image = next((fiu_dir / "SFHQ").glob("*.jpg"))
+    example = Example("Who is this?", "juno fairbanks.", image, "a")
+    conversation, target = collator.target_text(example)
+    tag = cfg.original_prompt.answer_tag
+    assert tag in conversation and conversation.rstrip().endswith("juno fairbanks." if name == "tiny" else "<|eot_id|>")
+    instruction = conversation.split(tag)[0].strip(" ")
+    first = len(tokenizer(instruction + tag)["input_ids"]) - 1
+    assert target == tokenizer(conversation)["input_ids"][first:]
+    assert tokenizer.decode(target[:1]) == ORIGINAL_FIRST_LABEL[name]
+    assert tokenizer.eos_token_id not in target or name == "tiny_mllama"  # no EOS appended (the template's own only)
+    batch = collator([example])
+    labels = batch["labels"][0]
+    assert labels[labels != IGNORE_INDEX].tolist() == target  # the image tokens expanded before, labels intact

@@ -13,7 +13,7 @@ from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 
 from unlearning.benchmarks import Benchmark, benchmark_class, check_starts_from
-from unlearning.data import ChatCollator, stop_token_ids
+from unlearning.data import ChatCollator, OriginalPrompt, stop_token_ids
 from unlearning.fingerprint import content_fingerprint, content_hash
 from unlearning.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.models import load_generation_config, load_processor
@@ -145,15 +145,17 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
 
 
 def make_collator(processor: Any, generation_config: Any | None, system_prompt: str | None,
-                  label_scope: str = "answer") -> ChatCollator:
+                  label_scope: str = "answer", original: Mapping[str, Any] | None = None) -> ChatCollator:
+    """``original``: an original code's hand-written prompt and label rule (``compat=official``)."""
     return ChatCollator(processor, stop_token_ids(processor.tokenizer, generation_config), system_prompt=system_prompt,
-                        label_scope=label_scope)
+                        label_scope=label_scope, original=OriginalPrompt(**original) if original else None)
 
 
 def training_collator(path: str, cfg: DictConfig) -> ChatCollator:
     """The collator of a training run, built before any weights load, so every input is checked first."""
+    original = cfg.get("original_prompt")
     return make_collator(load_processor_for(path, cfg.model), load_generation_config(path), cfg.system_prompt,
-                         cfg.get("label_scope", "answer"))
+                         cfg.get("label_scope", "answer"), to_dict(original) if original else None)
 
 
 

@@ -137,7 +137,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             processor = load_processor_for(source.processor, cfg.model)
             model = load_source(source, cfg.model.dtype, cfg.model.attn_implementation)
             model = model.to(accelerator.device).eval()
-            return model, make_collator(processor, model.generation_config, cfg.system_prompt)
+            original = cfg.get("original_prompt")
+            return model, make_collator(processor, model.generation_config, cfg.system_prompt,
+                                        original=to_dict(original) if original else None)
 
         try:
             summary = run_evaluation(benchmark.name, evaluation, load, settings, out_dir,

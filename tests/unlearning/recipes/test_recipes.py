@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
 from unlearning.benchmarks import benchmark_class
+from unlearning.io import read_json
 from unlearning.methods import build_method
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import evaluate
@@ -145,6 +146,8 @@ def test_official_training_behaviours_run_on_the_model(tmp_path: Path, fiu_dir: 
     identity = json.loads((official / "identity.json").read_text())
     assert identity["shuffle"] is False and identity["decay_exempt"] == "bias"
     assert identity["method"]["reduction"] == "all_positions"
+    assert identity["original_prompt"]["answer_tag"] == " ASSISTANT: "  # the hand-written prompt, its labels, no EOS
+    assert identity["benchmark"]["options"]["capitalize"] is True
     logs = {run: [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
             for run in (default, official)}
     assert all(math.isfinite(r["retain_kl"]) and r["retain_kl"] >= 0 for r in logs[official])
@@ -288,6 +291,9 @@ def test_judge_scores_over_http_and_official_compat(runs: Path, fiu_dir: Path, t
     assert official["compat"] == "official" and 0 <= official["forget_quality"] <= 1
     assert official["forget"]["rougeL_recall"] <= default["forget"]["rougeL_recall"] + 1e-9
     assert official["forget"]["probability"] != pytest.approx(default["forget"]["probability"])
+    # scored on the original's hand-written prompt and label tokens, fingerprinted as such
+    split_file = read_json(run / "eval" / f"{official['forget_split']}.json")
+    assert split_file["fingerprint"]["original_prompt"]["answer_tag"] == " ASSISTANT: "
     # the original's retain5 (a third of retain15 here) unless retain_split= names another
     assert official["retain_split"] == "retain5" and default["retain_split"] == "retain15"
     assert 0 < official["retain"]["n"] < default["retain"]["n"]
