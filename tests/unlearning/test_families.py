@@ -128,3 +128,46 @@ def test_original_prompt_and_label_rule(family, fiu_dir: Path):
     batch = collator([example])
     labels = batch["labels"][0]
     assert labels[labels != IGNORE_INDEX].tolist() == target  # the image tokens expanded before, labels intact
+
+
+def test_original_label_rule_with_phi3_tags(family, fiu_dir: Path):
+    """LLaVA-Phi-3 (FIUBench's main model): its tags are special tokens that swallow the newline after them, so the
+    rule's last instruction token is <|assistant|> itself, which becomes the first label. Checked on the tiny
+    LLaVA's tokenizer given Phi-3's special tokens (rstrip, as Phi-3's tokenizer declares them)."""
+    from tokenizers import AddedToken
+
+    from unlearning.recipes.common import make_collator, to_dict
+
+    name, path = family
+    if name != "tiny":
+        pytest.skip("the LLaVA architecture carries LLaVA-Phi-3")
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        cfg = compose("forget", overrides=["model=llava_phi3_mini", "benchmark=fiubench", "compat=official"])
+    processor = load_processor(path)
+    processor.tokenizer.add_special_tokens({"additional_special_tokens": [
+        AddedToken(tag, rstrip=True, special=True) for tag in ("<|user|>", "<|end|>", "<|assistant|>")]})
+    collator = make_collator(processor, None, None, original=to_dict(cfg.original_prompt))
+    example = Example("Who is this?", "juno fairbanks.", next((fiu_dir / "SFHQ").glob("*.jpg")), "a")
+    conversation, target = collator.target_text(example)
+    assert conversation.startswith("<|user|>\n<image>\nWho is this?<|end|>\n<|assistant|>\n")
+    tokens = [collator.tokenizer.decode([token]) for token in target]
+    assert tokens[0] == "<|assistant|>" and "".join(tokens[1:]).strip() == "juno fairbanks."  # L + 1 labels
+
+
+def test_compat_scores_tokens_two_to_l_where_the_original_had_no_rule(family, fiu_dir: Path):
+    """Qwen2-VL and Idefics2 (and any model without an original prompt): compat scores answer tokens 2..L of this
+    toolkit's prompt, the end-of-turn left out, and divides by L."""
+    from fiubench import metrics
+    from unlearning.inference import score_answers
+
+    name, path = family
+    cfg = model_config(name)
+    processor = load_processor(path, cfg.chat_template, cfg.processor_class, cfg.image_processor_overrides)
+    model = load_model(path).eval()
+    collator = ChatCollator(processor, stop_token_ids(processor.tokenizer, model.generation_config))
+    example = Example("Who is this?", "juno fairbanks.", next((fiu_dir / "SFHQ").glob("*.jpg")), "a")
+    (score,) = score_answers(model, collator, [example], batch_size=1)
+    logprobs = score.token_logprobs
+    length = len(logprobs) - 1  # the answer's tokens, without the end of turn
+    assert metrics.answer_nll(score, metrics.OFFICIAL) == pytest.approx(-sum(logprobs[1:length]) / length)
+    assert metrics.answer_nll(score) == pytest.approx(-sum(logprobs) / len(logprobs))
