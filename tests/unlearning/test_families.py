@@ -130,7 +130,7 @@ def test_original_prompt_and_label_rule(family, fiu_dir: Path):
     assert labels[labels != IGNORE_INDEX].tolist() == target  # the image tokens expanded before, labels intact
 
 
-def test_original_label_rule_with_phi3_tags(family, fiu_dir: Path):
+def test_original_label_rule_with_phi3_tags(tiny_dir: Path, fiu_dir: Path):
     """LLaVA-Phi-3 (FIUBench's main model): its tags are special tokens that swallow the newline after them, so the
     rule's last instruction token is <|assistant|> itself, which becomes the first label. Checked on the tiny
     LLaVA's tokenizer given Phi-3's special tokens (rstrip, as Phi-3's tokenizer declares them)."""
@@ -138,12 +138,9 @@ def test_original_label_rule_with_phi3_tags(family, fiu_dir: Path):
 
     from unlearning.recipes.common import make_collator, to_dict
 
-    name, path = family
-    if name != "tiny":
-        pytest.skip("the LLaVA architecture carries LLaVA-Phi-3")
     with initialize_config_dir(CONFIG_DIR, version_base=None):
         cfg = compose("forget", overrides=["model=llava_phi3_mini", "benchmark=fiubench", "compat=official"])
-    processor = load_processor(path)
+    processor = load_processor(tiny_dir)  # the LLaVA architecture carries LLaVA-Phi-3
     processor.tokenizer.add_special_tokens({"additional_special_tokens": [
         AddedToken(tag, rstrip=True, special=True) for tag in ("<|user|>", "<|end|>", "<|assistant|>")]})
     collator = make_collator(processor, None, None, original=to_dict(cfg.original_prompt))
