@@ -1,0 +1,63 @@
+"""Shared set-up of the benchmark scripts: a tiny LLaVA (16 or 576 image tokens) on built-in FIUBench data, built
+offline in a temporary folder, and a timer that reports min and median over repetitions.
+
+Scripts print ratios measured in one process on the same model and data; absolute times depend on the machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fiubench.benchmark import FiuBenchTask
+from fiubench.synthetic import write_fiubench
+from unlearning.models import load_model, load_processor
+from unlearning.recipes.common import make_collator
+from unlearning.tiny import build_tiny_model
+
+# image tokens -> the tiny LLaVA's vision settings (LLaVA-1.5 has 576 image tokens: 336 px at patch 14)
+VARIANTS = {16: {"image_size": 112, "patch_size": 28}, 576: {"image_size": 336, "patch_size": 14}}
+
+
+@dataclass
+class World:
+    task: FiuBenchTask
+    model: torch.nn.Module
+    collator: object
+    folder: Path
+
+
+def build_world(image_tokens: int, n_identities: int = 8) -> World:
+    folder = Path(tempfile.mkdtemp(prefix=f"bench{image_tokens}-"))
+    data = folder / "data"
+    write_fiubench(data, n_identities=n_identities, qa_per_identity=5, image_size=112)
+    task = FiuBenchTask(data)
+    model_dir = folder / "model"
+    build_tiny_model("llava", model_dir, task.texts(), text_hidden=256, text_layers=4, text_heads=8,
+                     vision_hidden=128, vision_layers=2, **VARIANTS[image_tokens])
+    processor = load_processor(model_dir)
+    model = load_model(model_dir)
+    return World(task, model, make_collator(processor, model.generation_config, None), folder)
+
+
+def timed(work: Callable[[], object], repeats: int = 5, warmup: int = 1) -> tuple[float, float]:
+    """(min, median) seconds of ``work`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        work()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        seconds.append(time.perf_counter() - start)
+    return min(seconds), statistics.median(seconds)
+
+
+def ratio_line(name: str, ours: tuple[float, float], baseline: tuple[float, float]) -> str:
+    return (f"{name:<28} ours min {ours[0] * 1000:8.1f} ms, median {ours[1] * 1000:8.1f} ms | baseline min "
+            f"{baseline[0] * 1000:8.1f} ms, median {baseline[1] * 1000:8.1f} ms | ratio (min) {ours[0] / baseline[0]:.3f}")

@@ -1,0 +1,87 @@
+"""Peak memory of a KL step's reference: the adapter-disabled model (ours) against a deep-copied reference model.
+
+    python bench/reference_memory.py
+
+Each variant runs in its own process (peak RSS is a high-water mark): ``none`` takes a policy-only step, ``adapter``
+a KL step whose reference is the same weights with the LoRA adapter disabled, ``copy`` a KL step whose reference is
+a deep copy of the model made before the adapter was attached (what FIUBench and MLLMU-Bench did). The reference's
+memory is each variant's peak minus ``none``'s; the printed ratio is ours over the copy's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import build_world  # noqa: E402
+from bench.forget_step import BATCH, LEAVES, MODULES  # noqa: E402
+from unlearning.methods import StreamScores, build_method  # noqa: E402
+from unlearning.models import apply_lora, load_model, load_processor  # noqa: E402
+from unlearning.progress import Progress  # noqa: E402
+from unlearning.recipes.common import make_collator  # noqa: E402
+from unlearning.scoring import forward_answer_logits  # noqa: E402
+from unlearning.streams import StreamCollator, StreamSet  # noqa: E402
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_variant(folder: Path, variant: str) -> dict[str, float]:
+    from fiubench.benchmark import FiuBenchTask
+
+    model = load_model(folder / "model")
+    collator = make_collator(load_processor(folder / "model"), model.generation_config, None)
+    reference_model = copy.deepcopy(model).eval() if variant == "copy" else None
+    model = apply_lora(model, MODULES, {"language_model": True, "projector": True}, 32, 64, 0.0, LEAVES)
+    method = build_method({"name": "kl"})
+    uses = method.streams()
+    task = FiuBenchTask(folder / "data")
+    dataset = StreamSet({use.name: task.stream(use.name, "forget10") for use in uses}, uses, seed=0)
+    batch = StreamCollator(collator, uses)([dataset[i] for i in range(BATCH)])
+    before = peak_mb()
+    for _ in range(2):
+        policy = StreamScores(forward_answer_logits(model, batch), batch["streams"])
+        if variant == "none":
+            loss = -policy.answer.token_logprobs().mean()
+        else:
+            with torch.no_grad():
+                if variant == "copy":
+                    reference = StreamScores(forward_answer_logits(reference_model, batch), batch["streams"])
+                else:
+                    with model.disable_adapter():
+                        reference = StreamScores(forward_answer_logits(model, batch), batch["streams"])
+            loss, _ = method.loss(policy, reference, Progress(0, 10))
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+    return {"before_mb": before, "peak_mb": peak_mb()}
+
+
+def main() -> None:
+    if len(sys.argv) == 3:  # a variant, in its own process
+        print(json.dumps(run_variant(Path(sys.argv[1]), sys.argv[2])))
+        return
+    for image_tokens in (16, 576):
+        world = build_world(image_tokens, n_identities=20)
+        results = {}
+        for variant in ("none", "adapter", "copy"):
+            done = subprocess.run([sys.executable, __file__, str(world.folder), variant], capture_output=True,
+                                  text=True, check=True)
+            results[variant] = json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
+        ours, theirs = results["adapter"] - results["none"], results["copy"] - results["none"]
+        print(f"{image_tokens} img tokens: peak RSS none {results['none']:.1f} MB, adapter-disabled reference "
+              f"{results['adapter']:.1f} MB (+{ours:.1f}), deep-copied reference {results['copy']:.1f} MB "
+              f"(+{theirs:.1f}); reference memory ratio {ours / theirs if theirs > 0 else float('nan'):.3f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
