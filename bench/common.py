@@ -60,4 +60,5 @@ def timed(work: Callable[[], object], repeats: int = 5, warmup: int = 1) -> tupl
 
 def ratio_line(name: str, ours: tuple[float, float], baseline: tuple[float, float]) -> str:
     return (f"{name:<28} ours min {ours[0] * 1000:8.1f} ms, median {ours[1] * 1000:8.1f} ms | baseline min "
-            f"{baseline[0] * 1000:8.1f} ms, median {baseline[1] * 1000:8.1f} ms | ratio (min) {ours[0] / baseline[0]:.3f}")
+            f"{baseline[0] * 1000:8.1f} ms, median {baseline[1] * 1000:8.1f} ms | "
+            f"ratio (min) {ours[0] / baseline[0]:.3f}")

@@ -16,12 +16,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import build_world, ratio_line, timed  # noqa: E402
-from unlearning.methods import StreamScores, build_method  # noqa: E402
-from unlearning.models import apply_lora  # noqa: E402
-from unlearning.progress import Progress  # noqa: E402
-from unlearning.scoring import forward_answer_logits, prepare_inputs  # noqa: E402
-from unlearning.streams import StreamCollator, StreamSet  # noqa: E402
+from bench.common import build_world, ratio_line, timed
+from unlearning.methods import StreamScores, build_method
+from unlearning.models import apply_lora
+from unlearning.progress import Progress
+from unlearning.scoring import forward_answer_logits, prepare_inputs
+from unlearning.streams import StreamCollator, StreamSet
 
 MODULES = {"language_model": ["model.language_model", "lm_head"], "projector": ["model.multi_modal_projector"],
            "vision_tower": ["model.vision_tower"]}

@@ -21,14 +21,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import build_world  # noqa: E402
-from bench.forget_step import BATCH, LEAVES, MODULES  # noqa: E402
-from unlearning.methods import StreamScores, build_method  # noqa: E402
-from unlearning.models import apply_lora, load_model, load_processor  # noqa: E402
-from unlearning.progress import Progress  # noqa: E402
-from unlearning.recipes.common import make_collator  # noqa: E402
-from unlearning.scoring import forward_answer_logits  # noqa: E402
-from unlearning.streams import StreamCollator, StreamSet  # noqa: E402
+from bench.common import build_world
+from bench.forget_step import BATCH, LEAVES, MODULES
+from unlearning.methods import StreamScores, build_method
+from unlearning.models import apply_lora, load_model, load_processor
+from unlearning.progress import Progress
+from unlearning.recipes.common import make_collator
+from unlearning.scoring import forward_answer_logits
+from unlearning.streams import StreamCollator, StreamSet
 
 
 def peak_mb() -> float:
