@@ -125,7 +125,7 @@ class FewShot:
         return dataclasses.replace(example, shots=shots)
 
     def _length(self, example: Example) -> int:
-        return int(self.collator.generation_batch([example])["input_ids"].shape[1])
+        return self.collator.prompt_length(example)  # images are processed once each, not once per question
 
 
 def build_questions(set_name: str, profiles: Sequence[Profile], few_shot: FewShot,

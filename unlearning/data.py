@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -147,6 +148,7 @@ class ChatCollator:
         if label_scope not in LABEL_SCOPES:
             raise ValueError(f"label_scope must be one of {LABEL_SCOPES}, got {label_scope!r}")
         self.original = original
+        self._expansions: dict[Any, int] = {}  # image -> the tokens its processing adds beyond the text's
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.stop_ids = set(stop_ids)
@@ -294,6 +296,23 @@ class ChatCollator:
         if any(example.weight != 1.0 for example in examples):
             out["weights"] = torch.tensor([float(example.weight) for example in examples])
         return out
+
+    def prompt_length(self, example: Example) -> int:
+        """Tokens of the generation prompt, image tokens included, without preprocessing the images again: the
+        prompt's text tokens plus, per image, how many tokens the processor expands it into (measured once per
+        image and remembered), the number ``generation_batch`` gives."""
+        length = len(self._encode_text(self.prompt_text(example)))
+        return length + sum(self._image_expansion(source) for source in example.images())
+
+    def _image_expansion(self, source: ImageSource) -> int:
+        key: Any = source if isinstance(source, Path | str) else (
+            hashlib.sha256(source).hexdigest() if isinstance(source, bytes) else id(source))
+        if key not in self._expansions:
+            probe = Example("?", "?", source, uid="probe")
+            text = self.prompt_text(probe)
+            processed = self._process([text], [probe])["input_ids"].shape[1]
+            self._expansions[key] = int(processed) - len(self._encode_text(text))
+        return self._expansions[key]
 
     def generation_batch(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         """Left-padded prompts ending with the generation prompt, ready for ``model.generate``."""

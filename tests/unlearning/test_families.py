@@ -168,3 +168,21 @@ def test_compat_scores_tokens_two_to_l_where_the_original_had_no_rule(family, fi
     length = len(logprobs) - 1  # the answer's tokens, without the end of turn
     assert metrics.answer_nll(score, metrics.OFFICIAL) == pytest.approx(-sum(logprobs[1:length]) / length)
     assert metrics.answer_nll(score) == pytest.approx(-sum(logprobs) / len(logprobs))
+
+
+def test_prompt_length_without_processing_images_again(family, fiu_dir: Path):
+    """The few-shot fit counts prompt tokens from the text and one measured expansion per image: the same count as
+    running the processor on the whole prompt, with and without demonstrations, each family."""
+    name, path = family
+    cfg = model_config(name)
+    processor = load_processor(path, cfg.chat_template, cfg.processor_class, cfg.image_processor_overrides)
+    collator = ChatCollator(processor, [processor.tokenizer.eos_token_id])
+    images = sorted((fiu_dir / "SFHQ").glob("*.jpg"))[:2]
+    shot = Example("Who is this?", "juno fairbanks.", images[0], "s1")
+    text_shot = Example("Job?", "a florist.", None, "s2")
+    examples = [Example("Who is this?", "?", images[1], "a"), Example("Job?", "?", None, "b"),
+                Example("Who is this?", "?", images[1], "c", shots=(shot, text_shot, shot))]
+    for example in examples:
+        expected = collator.generation_batch([example])["input_ids"].shape[1]
+        assert collator.prompt_length(example) == expected, example.uid
+    assert len(collator._expansions) == 2  # each image processed once for its count
