@@ -158,6 +158,7 @@ def curate_folder(cfg: DictConfig) -> dict[str, Any]:
     annotations = data.annotations
     examples = [Example(data.options.prompt, "", data.image(name, f"{data.path(data.options.instances)}: {name}"),
                         uid=name) for name in images]
+    paths = {example.uid: example.image for example in examples}  # resolved and decoded once, above
     model_path = starting_model(cfg, benchmark, accelerator)
     identity = {"model": content_fingerprint(model_path), "images": content_hash(examples),
                 "options": dataclasses.asdict(data.options),
@@ -193,7 +194,7 @@ def curate_folder(cfg: DictConfig) -> dict[str, Any]:
         table = {}
         for c in captions:
             words = list(dict.fromkeys(m.word for m in found[c]))
-            for word, value in score_objects(load_image(data.image(c.image, c.image)), words, scorer, windows).items():
+            for word, value in score_objects(load_image(paths[c.image]), words, scorer, windows).items():
                 table[(c, word)] = value
     scored = [(table[(c, m.word)], m.category in truth.get(c.image, set()))
               for c in captions for m in {m.word: m for m in found[c]}.values()]

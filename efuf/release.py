@@ -81,6 +81,7 @@ class EfufOptions:
 class EfufData:
     def __init__(self, data_dir: Path, options: EfufOptions) -> None:
         self.data_dir, self.options = Path(data_dir), options
+        self._decoded: set[Path] = set()
 
     def path(self, name: str) -> Path:
         return self.data_dir / name
@@ -98,15 +99,17 @@ class EfufData:
         return read_sentences(self.path(self.options.sentences))
 
     def image(self, name: str, where: str) -> Path:
-        path = resolve_image(self.path(self.options.images), name, where)
-        check_image(path, where)
-        return path
+        return self._checked(self.path(self.options.images), name, where)
 
     def instruct_image(self, name: str | None, where: str) -> Path | None:
-        if name is None:
-            return None
-        path = resolve_image(self.data_dir, name, where)
-        check_image(path, where)
+        return None if name is None else self._checked(self.data_dir, name, where)
+
+    def _checked(self, root: Path, name: str, where: str) -> Path:
+        """The image's path, decoded in full the first time it is named (many clauses share one image)."""
+        path = resolve_image(root, name, where)
+        if path not in self._decoded:
+            check_image(path, where)
+            self._decoded.add(path)
         return path
 
     # ------------------------------------------------------------------------------------------ streams

@@ -10,17 +10,15 @@ at a constant rate.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
 from unlearning.data import ChatCollator, DataError, Example
-from unlearning.methods.base import StreamScores
 from unlearning.streams import StreamCollator, StreamUse
 
 PASSES = ("forget", "retain")
-PassLoss = Callable[[StreamScores, StreamScores | None], torch.Tensor]
 
 
 class PassItems(torch.utils.data.Dataset):
@@ -77,14 +75,6 @@ class PassCollator:
             raise ValueError(f"a sequential-pass batch mixes {sorted(kinds)}")
         (kind,) = kinds
         return self.by_pass[kind]([(example,) for _, example in items])
-
-
-def pass_losses(method: Any, name: str) -> Mapping[str, PassLoss]:
-    """The method's losses per pass, or an error naming the methods that have them."""
-    passes = getattr(method, "sequential_passes", None)
-    if passes is None:
-        raise ValueError(f"method {name!r} has no sequential form (passes=sequential: gd and kl have one)")
-    return passes()
 
 
 def pass_of(batch: Mapping[str, Any]) -> str:

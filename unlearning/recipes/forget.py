@@ -35,7 +35,7 @@ from unlearning.models import (
     load_model,
     tuned_prefixes,
 )
-from unlearning.passes import PassBatches, PassCollator, PassItems, pass_losses, pass_of
+from unlearning.passes import PassBatches, PassCollator, PassItems, pass_of
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
@@ -181,7 +181,7 @@ def sequential_passes(cfg: DictConfig, method: Any, uses: Any, streams: dict[str
     if [use.name for use in uses] != ["forget", "retain"]:
         raise ValueError(f"sequential passes take the forget and retain streams; method {cfg.method.name!r} scores "
                          f"{[use.name for use in uses]}")
-    return pass_losses(method, cfg.method.name), PassItems(streams["forget"], streams["retain"])
+    return method.sequential_passes(), PassItems(streams["forget"], streams["retain"])
 
 
 def stream_sources(benchmark: Any) -> dict[str, str]:
