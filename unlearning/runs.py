@@ -55,10 +55,16 @@ NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "
                 "compat")  # it acts through the method's resolved coefficients, which are in the identity
 NOT_TRAINING_BENCHMARK = ("builtin_dir", "forget_split", "retain_split", "reference_split", "stage_one_split",
                           "starts_from", "general_evals", "judge", "eval_options", "recipe", "official_training")
-# Settings added after runs existed, at the value that trains as before: left out of the identity at that value,
-# so earlier runs keep their names (any other value is in it).
-IDENTITY_DEFAULTS = {"shuffle": True, "decay_exempt": "1d", "reference_model": None, "lora_match": "path",
-                     "label_scope": "answer", "passes": "joint", "original_prompt": None}
+# Settings added after runs existed, by the section of the config holding them, at the value that trains as before:
+# left out of the identity at that value, so earlier runs keep their names (any other value is in it).
+_METHOD_ADDED = {"reduction": "answer_tokens", "retain_nll": 0.0, "joint": False, "granularity": "sequence"}
+IDENTITY_DEFAULTS: dict[tuple[str, ...], dict[str, Any]] = {
+    (): {"shuffle": True, "decay_exempt": "1d", "reference_model": None, "lora_match": "path",
+         "label_scope": "answer", "passes": "joint", "original_prompt": None},
+    ("method",): _METHOD_ADDED,
+    ("method", "base"): _METHOD_ADDED,  # a composed method's base (kl_pd, po_pd)
+    ("benchmark", "options"): {"capitalize": False},
+}
 
 
 class RunExists(RuntimeError):
@@ -92,8 +98,7 @@ def training_identity(config: Mapping[str, Any], base_model: str | None, data: s
     """The settings that determine a trained model: the resolved config minus ``NOT_TRAINING``, plus its base
     (where it is and a hash of what it holds) and a content hash of the examples it trains on (``data``), so
     changed data or a rebuilt base never finds the old run, and moved data still finds it."""
-    identity = {key: value for key, value in config.items()
-                if key not in NOT_TRAINING and not (key in IDENTITY_DEFAULTS and value == IDENTITY_DEFAULTS[key])}
+    identity = _without_added_defaults({key: value for key, value in config.items() if key not in NOT_TRAINING})
     benchmark = identity.get("benchmark")
     if isinstance(benchmark, Mapping):
         identity["benchmark"] = {k: v for k, v in benchmark.items() if k not in NOT_TRAINING_BENCHMARK}
@@ -103,6 +108,16 @@ def training_identity(config: Mapping[str, Any], base_model: str | None, data: s
     identity["base_content"] = base_content
     identity["data"] = data
     return redact(identity)  # secrets never reach disk, nor the hash
+
+
+def _without_added_defaults(config: dict[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
+    defaults = IDENTITY_DEFAULTS.get(path, {})
+    out = {}
+    for key, value in config.items():
+        if key in defaults and value == defaults[key]:
+            continue
+        out[key] = _without_added_defaults(dict(value), (*path, key)) if isinstance(value, Mapping) else value
+    return out
 
 
 def identity_hash(identity: Mapping[str, Any]) -> str:
