@@ -193,13 +193,14 @@ class ChatCollator:
         if o.answer_tag not in conversation:
             raise DataError(f"example {example.uid!r}: the answer tag {o.answer_tag!r} is not in the conversation")
         instruction = conversation.split(o.answer_tag)[0].strip(" ")
-        start = len(self._encode_text(instruction + o.answer_tag)) - 1
-        full_ids = self._encode_text(conversation)
+        start = len(self.encode_text(instruction + o.answer_tag)) - 1
+        full_ids = self.encode_text(conversation)
         if start >= len(full_ids):
             raise DataError(f"example {example.uid!r}: the original label rule leaves no label token")
         return conversation, full_ids[start:]
 
-    def _encode_text(self, text: str) -> list[int]:
+    def encode_text(self, text: str) -> list[int]:
+        """The text's token ids as the processor tokenizes it, image placeholders unexpanded."""
         return self.tokenizer(text, add_special_tokens=self._add_special_tokens(text))["input_ids"]
 
     def _add_special_tokens(self, text: str) -> bool:
@@ -241,18 +242,18 @@ class ChatCollator:
         target = target.rstrip() if example.final else target
         if not target.strip():
             raise DataError(f"example {example.uid!r}: empty answer")
-        prompt_ids = self._encode_text(prompt)
-        full_ids = self._encode_text(conditioning + target)
+        prompt_ids = self.encode_text(prompt)
+        full_ids = self.encode_text(conditioning + target)
         if example.final and full_ids[-1] not in self.stop_ids:
             target += self.tokenizer.eos_token
-            full_ids = self._encode_text(conditioning + target)
+            full_ids = self.encode_text(conditioning + target)
         if full_ids[: len(prompt_ids)] != prompt_ids:
             raise DataError(
                 f"example {example.uid!r}: tokenizing prompt and answer together changes the prompt tokens"
             )
         start = len(prompt_ids)
         if conditioning != prompt:
-            context_ids = self._encode_text(conditioning)
+            context_ids = self.encode_text(conditioning)
             start = next((i for i, (a, b) in enumerate(zip(context_ids, full_ids, strict=False)) if a != b),
                          min(len(context_ids), len(full_ids)))
             start = max(start, len(prompt_ids))
@@ -301,7 +302,7 @@ class ChatCollator:
         """Tokens of the generation prompt, image tokens included, without preprocessing the images again: the
         prompt's text tokens plus, per image, how many tokens the processor expands it into (measured once per
         image and remembered), the number ``generation_batch`` gives."""
-        length = len(self._encode_text(self.prompt_text(example)))
+        length = len(self.encode_text(self.prompt_text(example)))
         return length + sum(self._image_expansion(source) for source in example.images())
 
     def _image_expansion(self, source: ImageSource) -> int:
@@ -311,7 +312,7 @@ class ChatCollator:
             probe = Example("?", "?", source, uid="probe")
             text = self.prompt_text(probe)
             processed = self._process([text], [probe])["input_ids"].shape[1]
-            self._expansions[key] = int(processed) - len(self._encode_text(text))
+            self._expansions[key] = int(processed) - len(self.encode_text(text))
         return self._expansions[key]
 
     def generation_batch(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:

@@ -19,10 +19,12 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from unlearning.data import IGNORE_INDEX, ChatCollator, Example
-from unlearning.scoring import forward_answer_logits, prepare_inputs
+from unlearning.scoring import AnswerLogits, forward_answer_logits, prepare_inputs
+from unlearning.shared_prefix import PrefixUnsupported, SharedPrefixScorer, group_by_prompt, unsupported_reason
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,8 @@ class SequenceScore:
 
 
 def _sharded(
-    items: Sequence[Example], batch_size: int, accelerator: Accelerator | None, desc: str,
-    run_batch: Callable[[list[Example]], list[T]],
+    items: Sequence[U], batch_size: int, accelerator: Accelerator | None, desc: str,
+    run_batch: Callable[[list[U]], list[T]],
 ) -> list[T]:
     """Run ``run_batch`` over this process's share of ``items``; every process gets all results, in order."""
     if accelerator is None or accelerator.num_processes == 1:
@@ -95,25 +97,67 @@ def _sharded(
     return [output for _, output in sorted(results, key=lambda pair: pair[0])]
 
 
+def _sequence_scores(answer: AnswerLogits) -> list[SequenceScore]:
+    logprobs = answer.token_logprobs().cpu()
+    mu, sigma = (values.cpu() for values in answer.vocabulary_stats())
+    rows = answer.rows.cpu()
+    return [SequenceScore(*(tuple(values[rows == row].tolist()) for values in (logprobs, mu, sigma)))
+            for row in range(answer.n_rows)]
+
+
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        log.warning(message)
+
+
 @torch.no_grad()
 def score_answers(
     model: torch.nn.Module, collator: ChatCollator, examples: Sequence[Example], batch_size: int,
-    accelerator: Accelerator | None = None, desc: str = "score",
+    accelerator: Accelerator | None = None, desc: str = "score", shared_prefix: bool = True,
 ) -> list[SequenceScore]:
-    """Log-probability of every answer token of every example, in batched forward passes."""
+    """Log-probability of every answer token of every example.
 
-    def run(batch_examples: list[Example]) -> list[SequenceScore]:
-        batch = collator(batch_examples)
-        answer = forward_answer_logits(model, batch)
-        logprobs = answer.token_logprobs().cpu()
-        mu, sigma = (values.cpu() for values in answer.vocabulary_stats())
-        rows = answer.rows.cpu()
-        return [
-            SequenceScore(*(tuple(values[rows == row].tolist()) for values in (logprobs, mu, sigma)))
-            for row in range(len(batch_examples))
-        ]
+    Examples sharing a prompt (a question's candidate answers) are scored on one computed prefix
+    (``unlearning.shared_prefix``); the others, and every example of a model that cannot share prefixes (said
+    once in the log), in batched forward passes of whole sequences (``shared_prefix=False``: all of them).
+    """
 
-    return _sharded(examples, batch_size, accelerator, desc, run)
+    def plain(batch_examples: list[Example]) -> list[SequenceScore]:
+        return _sequence_scores(forward_answer_logits(model, collator(batch_examples)))
+
+    reason = unsupported_reason(model, collator) if shared_prefix else "switched off"
+    if reason is not None:
+        if shared_prefix:
+            _say_once(f"scoring without shared prefixes: {reason}")
+        return _sharded(examples, batch_size, accelerator, desc, plain)
+    groups = group_by_prompt(collator, examples)
+    singles = [group[0] for group in groups if len(group) == 1]
+    shared = [group for group in groups if len(group) > 1]
+    scorer = SharedPrefixScorer(model, collator)
+
+    def run_group(batch: list[list[int]]) -> list[list[SequenceScore]]:
+        (group,) = batch
+        members = [examples[i] for i in group]
+        try:
+            return [_sequence_scores(scorer.answer_logits(members, batch_size))]
+        except PrefixUnsupported as error:
+            _say_once(f"scoring some questions without a shared prefix: {error}")
+            return [[score for start in range(0, len(members), batch_size)
+                     for score in plain(members[start:start + batch_size])]]
+
+    out: list[SequenceScore | None] = [None] * len(examples)
+    for group, scores in zip(shared, _sharded(shared, 1, accelerator, desc, run_group), strict=True):
+        for index, score in zip(group, scores, strict=True):
+            out[index] = score
+    if singles:
+        for index, score in zip(singles, _sharded([examples[i] for i in singles], batch_size, accelerator, desc,
+                                                  plain), strict=True):
+            out[index] = score
+    return out
 
 
 def _batch_seed(seed: int, examples: Sequence[Example]) -> int:

@@ -37,13 +37,13 @@ class AnswerLogits:
     def vocabulary_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation of log p(v) under p itself, per scored token (Min-K++'s calibration).
 
-        mu_t = sum_v p_v log p_v,  sigma_t^2 = sum_v p_v (log p_v)^2 - mu_t^2.
+        mu_t = sum_v p_v log p_v,  sigma_t^2 = sum_v p_v (log p_v - mu_t)^2.
         """
         log_p = F.log_softmax(self.logits, dim=-1)
         p = log_p.exp()
         mu = (p * log_p).sum(-1)
-        variance = (p * log_p.square()).sum(-1) - mu.square()
-        return mu, variance.clamp_min(0).sqrt()
+        variance = (p * (log_p - mu.unsqueeze(-1)).square()).sum(-1)  # not E[x^2] - mu^2: that cancels in float32
+        return mu, variance.sqrt()
 
     def per_row(self, values: torch.Tensor) -> torch.Tensor:
         """Sum token values into their batch rows, (B,)."""

@@ -186,3 +186,63 @@ def test_prompt_length_without_processing_images_again(family, fiu_dir: Path):
         expected = collator.generation_batch([example])["input_ids"].shape[1]
         assert collator.prompt_length(example) == expected, example.uid
     assert len(collator._expansions) == 2  # each image processed once for its count
+
+
+def _scoring_examples(fiu_dir: Path) -> list[Example]:
+    """A question's candidates (shared prompt, answers of different lengths), a second image's question, a text-only
+    question's two candidates, and a lone question: the groups a benchmark's scoring pass holds."""
+    images = sorted((fiu_dir / "SFHQ").glob("*.jpg"))[:2]
+    answers = ["juno fairbanks.", "juno fairbanks, a florist from the north of the city.", "no.", "ada",
+               "it is somebody else entirely"]
+    examples = [Example("Who is this?", answer, images[0], f"a{i}") for i, answer in enumerate(answers)]
+    examples += [Example("Where does this person live?", a, images[1], f"b{i}") for i, a in enumerate(["oslo.", "x"])]
+    examples += [Example("Job?", a, None, f"c{i}") for i, a in enumerate(["a florist.", "a baker of bread."])]
+    return [*examples, Example("Who is this?", "a lone answer.", images[1], "d")]
+
+
+def test_shared_prefix_scores_equal_the_plain_path(family, fiu_dir: Path):
+    """Issue 13: the candidates of a question scored on one computed prefix give the plain path's log-probabilities,
+    Min-K++ statistics and token counts to 1e-5, on every family, whatever the chunking of the candidates."""
+    from unlearning.shared_prefix import unsupported_reason
+
+    name, path = family
+    cfg = model_config(name)
+    processor = load_processor(path, cfg.chat_template, cfg.processor_class, cfg.image_processor_overrides)
+    model = load_model(path)
+    model.eval()
+    collator = ChatCollator(processor, stop_token_ids(processor.tokenizer, model.generation_config))
+    assert unsupported_reason(model, collator) is None
+    _assert_shared_equals_plain(model, collator, _scoring_examples(fiu_dir))
+
+
+def _assert_shared_equals_plain(model, collator: ChatCollator, examples: list[Example]) -> None:
+    from unlearning.inference import score_answers
+    from unlearning.shared_prefix import SharedPrefixScorer
+
+    SharedPrefixScorer(model, collator).answer_logits(examples[:5], 2)  # the first question's group: no fallback
+    plain = score_answers(model, collator, examples, batch_size=4, shared_prefix=False)
+    for batch_size in (2, 8):
+        shared = score_answers(model, collator, examples, batch_size=batch_size)
+        for example, ours, theirs in zip(examples, shared, plain, strict=True):
+            assert ours.n_tokens == theirs.n_tokens, example.uid
+            for field in ("token_logprobs", "token_mu", "token_sigma"):
+                assert getattr(ours, field) == pytest.approx(getattr(theirs, field), abs=1e-5), (example.uid, field)
+
+
+def test_shared_prefix_with_the_original_prompt(family, fiu_dir: Path):
+    """compat=official's label rule can make a prompt token the first label (Llama-3.2's tag newline): the shared
+    prefix then stops before it, and the scores still equal the plain path's."""
+    from unlearning.recipes.common import make_collator, to_dict
+
+    name, path = family
+    if name not in ORIGINAL_FIRST_LABEL:
+        pytest.skip("FIUBench has no original prompt for this family")
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        cfg = compose("forget", overrides=[f"model={name}", "benchmark=fiubench", "compat=official"])
+    processor = load_processor(path, cfg.model.chat_template, cfg.model.processor_class,
+                               cfg.model.image_processor_overrides)
+    model = load_model(path)
+    model.eval()
+    collator = make_collator(processor, None, None, original=to_dict(cfg.original_prompt))
+    examples = [ex for ex in _scoring_examples(fiu_dir) if ex.image is not None]
+    _assert_shared_equals_plain(model, collator, examples)
