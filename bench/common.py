@@ -33,10 +33,10 @@ class World:
     folder: Path
 
 
-def build_world(image_tokens: int, n_identities: int = 8) -> World:
+def build_world(image_tokens: int, n_identities: int = 8, n_perturbed: int = 3) -> World:
     folder = Path(tempfile.mkdtemp(prefix=f"bench{image_tokens}-"))
     data = folder / "data"
-    write_fiubench(data, n_identities=n_identities, qa_per_identity=5, image_size=112)
+    write_fiubench(data, n_identities=n_identities, qa_per_identity=5, image_size=112, n_perturbed=n_perturbed)
     task = FiuBenchTask(data)
     model_dir = folder / "model"
     build_tiny_model("llava", model_dir, task.texts(), text_hidden=256, text_layers=4, text_heads=8,
@@ -58,7 +58,11 @@ def timed(work: Callable[[], object], repeats: int = 5, warmup: int = 1) -> tupl
     return min(seconds), statistics.median(seconds)
 
 
-def ratio_line(name: str, ours: tuple[float, float], baseline: tuple[float, float]) -> str:
+def ratio_line(name: str, ours: tuple[float, float], baseline: tuple[float, float],
+               baseline_is_slower: bool = False) -> str:
+    """Times in ms and their ratio: ours / baseline (an overhead), or baseline / ours with ``baseline_is_slower``
+    (a speed-up)."""
+    ratio = (f"speed-up (min) {baseline[0] / ours[0]:.2f}x" if baseline_is_slower
+             else f"ratio (min) {ours[0] / baseline[0]:.3f}")
     return (f"{name:<28} ours min {ours[0] * 1000:8.1f} ms, median {ours[1] * 1000:8.1f} ms | baseline min "
-            f"{baseline[0] * 1000:8.1f} ms, median {baseline[1] * 1000:8.1f} ms | "
-            f"ratio (min) {ours[0] / baseline[0]:.3f}")
+            f"{baseline[0] * 1000:8.1f} ms, median {baseline[1] * 1000:8.1f} ms | {ratio}")

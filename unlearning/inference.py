@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from unlearning.data import IGNORE_INDEX, ChatCollator, Example
 from unlearning.scoring import AnswerLogits, forward_answer_logits, prepare_inputs
-from unlearning.shared_prefix import PrefixUnsupported, SharedPrefixScorer, group_by_prompt, unsupported_reason
+from unlearning.shared_prefix import PrefixUnsupported, SharedPrefix, group_by_prefix, unsupported_reason
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,14 +77,17 @@ class SequenceScore:
 
 def _sharded(
     items: Sequence[U], batch_size: int, accelerator: Accelerator | None, desc: str,
-    run_batch: Callable[[list[U]], list[T]],
+    run_batch: Callable[[list[U]], list[T]], order: Callable[[U], int] | None = None,
 ) -> list[T]:
-    """Run ``run_batch`` over this process's share of ``items``; every process gets all results, in order."""
+    """Run ``run_batch`` over this process's share of ``items`` (batched in ``order`` of its key when given);
+    every process gets all results, in input order."""
     if accelerator is None or accelerator.num_processes == 1:
         indexed = list(enumerate(items))
     else:
         with accelerator.split_between_processes(list(enumerate(items))) as share:
             indexed = list(share)
+    if order is not None:
+        indexed.sort(key=lambda pair: order(pair[1]))
     results: list[tuple[int, T]] = []
     show = accelerator is None or accelerator.is_local_main_process
     batches = range(0, len(indexed), batch_size)
@@ -134,10 +137,10 @@ def score_answers(
         if shared_prefix:
             _say_once(f"scoring without shared prefixes: {reason}")
         return _sharded(examples, batch_size, accelerator, desc, plain)
-    groups = group_by_prompt(collator, examples)
+    groups = group_by_prefix(collator, examples)
     singles = [group[0] for group in groups if len(group) == 1]
     shared = [group for group in groups if len(group) > 1]
-    scorer = SharedPrefixScorer(model, collator)
+    scorer = SharedPrefix(model, collator)
 
     def run_group(batch: list[list[int]]) -> list[list[SequenceScore]]:
         (group,) = batch
@@ -149,14 +152,20 @@ def score_answers(
             return [[score for start in range(0, len(members), batch_size)
                      for score in plain(members[start:start + batch_size])]]
 
-    out: list[SequenceScore | None] = [None] * len(examples)
-    for group, scores in zip(shared, _sharded(shared, 1, accelerator, desc, run_group), strict=True):
-        for index, score in zip(group, scores, strict=True):
-            out[index] = score
+    return _regrouped(examples, shared, _sharded(shared, 1, accelerator, desc, run_group), singles,
+                      lambda: _sharded([examples[i] for i in singles], batch_size, accelerator, desc, plain))
+
+
+def _regrouped(examples: Sequence[Example], groups: Sequence[list[int]], group_results: Sequence[list[T]],
+               singles: Sequence[int], single_results: Callable[[], list[T]]) -> list[T]:
+    """Per-example results in input order from the shared-prefix groups' results and the lone examples'."""
+    out: list[T | None] = [None] * len(examples)
+    for group, results in zip(groups, group_results, strict=True):
+        for index, result in zip(group, results, strict=True):
+            out[index] = result
     if singles:
-        for index, score in zip(singles, _sharded([examples[i] for i in singles], batch_size, accelerator, desc,
-                                                  plain), strict=True):
-            out[index] = score
+        for index, result in zip(singles, single_results(), strict=True):
+            out[index] = result
     return out
 
 
@@ -168,32 +177,62 @@ def _batch_seed(seed: int, examples: Sequence[Example]) -> int:
 @torch.no_grad()
 def generate_samples(
     model: torch.nn.Module, collator: ChatCollator, examples: Sequence[Example], batch_size: int,
-    decoding: Decoding, accelerator: Accelerator | None = None, desc: str = "generate",
+    decoding: Decoding, accelerator: Accelerator | None = None, desc: str = "generate", shared_prefix: bool = True,
 ) -> list[list[str]]:
-    """``decoding.n`` answers to each example's question, stopped at EOS / end of turn."""
+    """``decoding.n`` answers to each example's question, stopped at EOS / end of turn.
+
+    Greedy answers to prompts showing the same images are generated on one computed prefix (the image encoded
+    once; ``unlearning.shared_prefix``); the rest in batches of prompts of similar length (less padding).
+    """
     tokenizer = collator.tokenizer
     sampling = ({"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p,
                  "num_return_sequences": decoding.n} if decoding.sample else {"do_sample": False})
 
-    def run(batch_examples: list[Example]) -> list[list[str]]:
+    settings = {"max_new_tokens": decoding.max_new_tokens, "num_beams": decoding.num_beams,
+                "eos_token_id": sorted(collator.stop_ids), "pad_token_id": tokenizer.pad_token_id, **sampling}
+
+    def decode(new_tokens: Sequence[torch.Tensor]) -> list[str]:
+        return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def plain(batch_examples: list[Example]) -> list[list[str]]:
         inputs = prepare_inputs(model, collator.generation_batch(batch_examples))
         with torch.random.fork_rng(devices=[]):
             if decoding.sample:
                 torch.manual_seed(_batch_seed(decoding.seed, batch_examples))
-            output = model.generate(
-                **inputs, max_new_tokens=decoding.max_new_tokens, num_beams=decoding.num_beams,
-                eos_token_id=sorted(collator.stop_ids), pad_token_id=tokenizer.pad_token_id, **sampling,
-            )
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        texts = [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+            output = model.generate(**inputs, **settings)
+        texts = decode(output[:, inputs["input_ids"].shape[1]:])
         return [texts[i * decoding.n:(i + 1) * decoding.n] for i in range(len(batch_examples))]
 
-    return _sharded(examples, batch_size, accelerator, desc, run)
+    greedy = not decoding.sample and decoding.num_beams == 1
+    reason = unsupported_reason(model, collator) if shared_prefix and greedy else "switched off"
+    if reason is not None:
+        if shared_prefix and greedy:
+            _say_once(f"generating without shared prefixes: {reason}")
+        return _sharded(examples, batch_size, accelerator, desc, plain, order=collator.prompt_length)
+    groups = group_by_prefix(collator, examples)
+    singles = [group[0] for group in groups if len(group) == 1]
+    shared = [group for group in groups if len(group) > 1]
+    prefix = SharedPrefix(model, collator)
+
+    def run_group(batch: list[list[int]]) -> list[list[list[str]]]:
+        (group,) = batch
+        members = [examples[i] for i in group]
+        try:
+            return [[[text] for text in decode(prefix.generate(members, batch_size, settings))]]
+        except PrefixUnsupported as error:
+            _say_once(f"generating some answers without a shared prefix: {error}")
+            return [[texts for start in range(0, len(members), batch_size)
+                     for texts in plain(members[start:start + batch_size])]]
+
+    return _regrouped(examples, shared, _sharded(shared, 1, accelerator, desc, run_group), singles,
+                      lambda: _sharded([examples[i] for i in singles], batch_size, accelerator, desc, plain,
+                                       order=collator.prompt_length))
 
 
 def generate_answers(
     model: torch.nn.Module, collator: ChatCollator, examples: Sequence[Example], batch_size: int,
     decoding: Decoding | int, accelerator: Accelerator | None = None, desc: str = "generate",
+    shared_prefix: bool = True,
 ) -> list[str]:
     """One answer per example (``decoding`` an int: greedy with that many new tokens at most)."""
     if isinstance(decoding, int):
@@ -201,7 +240,7 @@ def generate_answers(
     if decoding.n != 1:
         raise ValueError(f"generate_answers gives one answer per question; decoding asks for {decoding.n}")
     return [samples[0] for samples in generate_samples(model, collator, examples, batch_size, decoding,
-                                                       accelerator, desc)]
+                                                       accelerator, desc, shared_prefix)]
 
 
 @torch.no_grad()

@@ -1,17 +1,18 @@
-"""Teacher-forced scoring of several answers to one prompt on one computed prefix.
+"""Teacher-forced scoring of several answers on one computed prefix.
 
 The candidates a benchmark scores for one question (its answer, a paraphrased answer, perturbed answers, the
-options of a multiple-choice question) share everything before their answer: system prompt, image, question. Here
-that prefix runs through the model once (its image through the vision tower once), its key/value cache is repeated
-over the candidates, and only the candidates' own tokens run on top of it. The log-probabilities are those of the
-plain path (each candidate a full sequence) up to floating-point reordering; ``tests/unlearning/test_families.py``
-compares the two on every family.
+options of a multiple-choice question) share everything before their answer, and the questions about one image
+(an identity's) share the system prompt and the image. Here the examples showing the same images are scored
+together: their longest common prefix, which holds the images, runs through the model once (each image through the
+vision tower once), its key/value cache is repeated over the examples, and only their own tokens (question rest,
+answer) run on top of it. The log-probabilities are those of the plain path (each example a full sequence) up to
+floating-point reordering; ``tests/unlearning/test_families.py`` compares the two on every family.
 
 Positions are counted in the text's tokens: the processor expands each image placeholder into image tokens inside
-the prompt, and nothing after the last image changes, so a candidate's tokens after the shared prefix are the same
+the prompt, and nothing after the last image changes, so an example's tokens after the shared prefix are the same
 in both. Inputs that are one value per token (attention masks, token types, Mllama's cross-attention mask) are
-cut with the prefix; a model that needs per-token inputs for its continuation gets Mllama's rule (every text token
-after the image sees the image), the one ``generate`` applies.
+cut with the prefix; for the continuation a per-token cross-attention mask repeats the prefix's last row (every
+text token after the image sees it), the rule ``generate`` applies.
 """
 
 from __future__ import annotations
@@ -42,16 +43,20 @@ def _image_key(source: ImageSource) -> Any:
     return id(source) if isinstance(source, Image.Image) else str(source)
 
 
-def prompt_key(collator: ChatCollator, example: Example) -> tuple[str, tuple[Any, ...]]:
-    """Examples with equal keys share their prompt (text and images): they can share one prefix."""
-    return collator.prompt_text(example), tuple(_image_key(source) for source in example.images())
+def prefix_key(collator: ChatCollator, example: Example) -> tuple[str, Any]:
+    """Examples with equal keys can share one prefix: those showing the same images (in order; the prefix then
+    runs up to where their tokens part, past the last image), and text-only ones with the same prompt."""
+    images = example.images()
+    if images:
+        return "images", tuple(_image_key(source) for source in images)
+    return "text", collator.prompt_text(example)
 
 
-def group_by_prompt(collator: ChatCollator, examples: Sequence[Example]) -> list[list[int]]:
-    """Indices of the examples that share a prompt, groups in order of first appearance."""
-    groups: dict[tuple[str, tuple[Any, ...]], list[int]] = {}
+def group_by_prefix(collator: ChatCollator, examples: Sequence[Example]) -> list[list[int]]:
+    """Indices of the examples that can share a prefix, groups in order of first appearance."""
+    groups: dict[tuple[str, Any], list[int]] = {}
     for index, example in enumerate(examples):
-        groups.setdefault(prompt_key(collator, example), []).append(index)
+        groups.setdefault(prefix_key(collator, example), []).append(index)
     return list(groups.values())
 
 
@@ -94,9 +99,9 @@ def _cut(inputs: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor
     return {key: value[:, :length] if key in PER_TOKEN_INPUTS else value for key, value in inputs.items()}
 
 
-class SharedPrefixScorer:
-    """Scores a group of examples sharing one prompt: one prefix pass, then the candidates in chunks of
-    ``batch_size`` on a copy of its cache."""
+class SharedPrefix:
+    """One group's shared prefix through ``model`` (``group_by_prefix``), and what runs on top of it: the
+    examples' scored tokens (``answer_logits``) or their generated answers (``generate``)."""
 
     def __init__(self, model: torch.nn.Module, collator: ChatCollator) -> None:
         self.model, self.collator = model, collator
@@ -106,31 +111,58 @@ class SharedPrefixScorer:
         tokenizer = collator.tokenizer
         image_token = getattr(collator.processor, "image_token", None)
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token) if image_token else None
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         # Position state a model keeps between calls for its cached continuations (Qwen2-VL's M-RoPE offsets):
         # cleared before each prefix, so a text-only prefix does not continue from the previous image's offsets.
         self._position_state = [module for module in model.modules() if hasattr(module, "rope_deltas")]
 
-    def _prefix(self, example: Example, candidates: Sequence[_Candidate]) -> tuple[dict[str, torch.Tensor], int]:
-        """The model inputs of the shared prefix and its length in text tokens."""
+    def _prefix(self, example: Example, sequences: Sequence[Sequence[int]], limit: int
+                ) -> tuple[dict[str, torch.Tensor], int]:
+        """The model inputs of the prefix ``sequences`` (text tokens) share, at most ``limit`` tokens long, and its
+        length in text tokens; ``example`` (one of them) gives the prompt and images it is processed from."""
         prompt_ids = self.collator.encode_text(self.collator.prompt_text(example))
-        shared = min(_common_length([prompt_ids, *(c.ids for c in candidates)]),
-                     min(c.first_label for c in candidates))
+        shared = min(_common_length([prompt_ids, *sequences]), limit)
         if shared < 1:
-            raise PrefixUnsupported("the candidates share no prompt token before their first label")
+            raise PrefixUnsupported("the examples share no prompt token before their first scored or new token")
         inputs = self.collator.generation_batch([example])  # one row: no padding
         processed = inputs["input_ids"][0].tolist()
         expansion = len(processed) - len(prompt_ids)
         rest = prompt_ids[shared:]
-        if rest and (processed[len(processed) - len(rest):] != rest or self.image_token_id in rest):
-            raise PrefixUnsupported("the prompt's tokens after the shared prefix hold an image")
+        if (rest and processed[len(processed) - len(rest):] != rest) or any(
+                self.image_token_id in ids[shared:] for ids in sequences):
+            raise PrefixUnsupported("the tokens after the shared prefix hold an image")
         return _cut(inputs, shared + expansion), shared
 
-    def _continuation_inputs(self, prefix: dict[str, torch.Tensor], rows: int, length: int) -> dict[str, Any]:
+    def _run_prefix(self, inputs: dict[str, torch.Tensor]) -> Any:
+        for module in self._position_state:
+            module.rope_deltas = None
+        keep = {"logits_to_keep": 1} if self.keeps_last_logits else {}
+        return self.model(**prepare_inputs(self.model, inputs), use_cache=True, **keep)
+
+    def _repeated_cache(self, prefix: Any, rows: int, last_use: bool) -> Any:
+        """The prefix's cache repeated over ``rows`` (a copy unless this is its last use)."""
+        cache = prefix[self.cache_argument]  # the output field is named as the input
+        if not last_use:
+            cache = copy.deepcopy(cache)
+        cache.batch_repeat_interleave(rows)
+        return cache
+
+    def _per_token_inputs(self, prefix: dict[str, torch.Tensor], rows: int, length: int,
+                          whole: bool = False) -> dict[str, Any]:
+        """Per-token inputs of ``length`` tokens after the prefix (``whole``: of the prefix and those tokens)."""
         extra: dict[str, Any] = {}
         if "cross_attention_mask" in prefix:  # every text token after the image sees it (Mllama)
-            last = prefix["cross_attention_mask"][:, -1:]
-            extra["cross_attention_mask"] = last.expand(rows, length, *last.shape[2:])
+            mask = prefix["cross_attention_mask"]
+            after = mask[:, -1:].expand(rows, length, *mask.shape[2:])
+            extra["cross_attention_mask"] = torch.cat([mask.expand(rows, *mask.shape[1:]), after], 1) if whole \
+                else after
         return extra
+
+    def _padded(self, tails: Sequence[Sequence[int]], length: int) -> torch.Tensor:
+        ids = torch.full((len(tails), length), self.pad_id, dtype=torch.long)
+        for row, tail in enumerate(tails):
+            ids[row, :len(tail)] = torch.tensor(list(tail), dtype=torch.long)
+        return ids
 
     @torch.no_grad()
     def answer_logits(self, examples: Sequence[Example], batch_size: int) -> AnswerLogits:
@@ -141,33 +173,23 @@ class SharedPrefixScorer:
         for example in examples:
             text, target_ids = collator.target_text(example)
             candidates.append(_Candidate(collator.encode_text(text), len(target_ids)))
-        prefix_inputs, shared = self._prefix(examples[0], candidates)
-        prefix_inputs = prepare_inputs(model, prefix_inputs)
-        keep = {"logits_to_keep": 1} if self.keeps_last_logits else {}
-        for module in self._position_state:
-            module.rope_deltas = None
-        prefix = model(**prefix_inputs, use_cache=True, **keep)
+        prefix_inputs, shared = self._prefix(examples[0], [c.ids for c in candidates],
+                                             min(c.first_label for c in candidates))
+        prefix = self._run_prefix(prefix_inputs)
         last_logits = prefix.logits[0, -1:]  # predicts each candidate's token at position `shared`
         device = last_logits.device
-        pad_id = collator.tokenizer.pad_token_id or 0
 
         logits, targets, rows = [], [], []
         for start in range(0, len(candidates), batch_size):
             chunk = candidates[start:start + batch_size]
             tails = [c.ids[shared:] for c in chunk]
             length = max(len(t) for t in tails)
-            ids = torch.full((len(chunk), length), pad_id, dtype=torch.long)
-            for row, tail in enumerate(tails):
-                ids[row, :len(tail)] = torch.tensor(tail, dtype=torch.long)
-            cache = prefix[self.cache_argument]  # the output field is named as the input
-            if length > 1:
-                if start + batch_size < len(candidates):  # later chunks need the prefix's cache unextended
-                    cache = copy.deepcopy(cache)
-                cache.batch_repeat_interleave(len(chunk))
             continuation = None
             if length > 1:  # a one-token tail is predicted by the prefix alone
-                continuation = model(input_ids=ids.to(device), use_cache=True, **{self.cache_argument: cache},
-                                     **self._continuation_inputs(prefix_inputs, len(chunk), length)).logits
+                cache = self._repeated_cache(prefix, len(chunk), start + batch_size >= len(candidates))
+                continuation = model(input_ids=self._padded(tails, length).to(device), use_cache=True,
+                                     **{self.cache_argument: cache},
+                                     **self._per_token_inputs(prefix_inputs, len(chunk), length)).logits
             for row, candidate in enumerate(chunk):
                 tail = len(tails[row])  # >= 1: every label lies at or after `shared`
                 # logits at positions shared-1 .. len-2 predict tokens shared .. len-1
@@ -177,3 +199,43 @@ class SharedPrefixScorer:
                 rows.append(torch.full((candidate.n_labels,), start + row, dtype=torch.long))
         return AnswerLogits(torch.cat(logits), torch.cat(targets).to(device), torch.cat(rows).to(device),
                             len(candidates))
+
+    @torch.no_grad()
+    def generate(self, examples: Sequence[Example], batch_size: int, generate_kwargs: dict[str, Any]
+                 ) -> list[torch.Tensor]:
+        """Each example's new tokens, greedy, rows in the given order.
+
+        Per chunk of ``batch_size`` prompts: the prefix's cache repeated, each prompt's remaining tokens but its
+        last run right-padded on top of it, then ``generate`` from every prompt's last token with an attention
+        mask that leaves out the padding between a prompt's tokens and its last one (positions follow the mask, as
+        for left padding).
+        """
+        collator, model = self.collator, self.model
+        prompts = [collator.encode_text(collator.prompt_text(example)) for example in examples]
+        prefix_inputs, shared = self._prefix(examples[0], prompts, min(len(p) for p in prompts) - 1)
+        prefix = self._run_prefix(prefix_inputs)
+        prefix_ids = prefix_inputs["input_ids"].cpu()
+        device = prefix.logits.device
+        order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))  # less padding per chunk
+        out: list[torch.Tensor | None] = [None] * len(examples)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            rows = len(chunk)
+            tails = [prompts[i][shared:-1] for i in chunk]  # may be empty
+            length = max(len(t) for t in tails)
+            cache = self._repeated_cache(prefix, rows, start + batch_size >= len(order))
+            if length:
+                model(input_ids=self._padded(tails, length).to(device), use_cache=True,
+                      **{self.cache_argument: cache}, **self._per_token_inputs(prefix_inputs, rows, length))
+            tail_mask = torch.tensor([[1] * len(t) + [0] * (length - len(t)) for t in tails], dtype=torch.long)
+            ids = torch.cat([prefix_ids.expand(rows, -1), self._padded(tails, length),
+                             torch.tensor([[prompts[i][-1]] for i in chunk], dtype=torch.long)], dim=1)
+            mask = torch.cat([torch.ones_like(prefix_ids).expand(rows, -1), tail_mask,
+                              torch.ones(rows, 1, dtype=torch.long)], dim=1)
+            output = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                    **{self.cache_argument: cache},
+                                    **self._per_token_inputs(prefix_inputs, rows, length + 1, whole=True),
+                                    **generate_kwargs)
+            for row, index in enumerate(chunk):
+                out[index] = output[row, ids.shape[1]:].cpu()
+        return out

@@ -144,20 +144,32 @@ def _by_uid(examples: Sequence[Example], forget: Sequence[Example], name: str, w
 
 
 class StreamCollator:
-    """Rows grouped by stream (in the method's order) in one batch; ``streams`` maps each name to its rows."""
+    """Rows grouped by stream (in the method's order) in one batch; ``streams`` maps each name to its rows.
 
-    def __init__(self, collator: ChatCollator, uses: Sequence[StreamUse]) -> None:
+    With ``reference_streams`` naming some of the streams only, the batch also holds ``reference``: those streams'
+    rows collated on their own, for a reference pass that skips the rows whose reference scores no loss reads.
+    """
+
+    def __init__(self, collator: ChatCollator, uses: Sequence[StreamUse],
+                 reference_streams: Sequence[str] | None = None) -> None:
         self.collator, self.names = collator, [use.name for use in uses]
+        self.reference_streams = [n for n in self.names if reference_streams is None or n in reference_streams]
 
-    def __call__(self, items: Sequence[tuple[Example, ...]]) -> dict[str, Any]:
+    def _collate(self, items: Sequence[tuple[Example, ...]], names: Sequence[str]) -> dict[str, Any]:
         rows: list[Example] = []
         spans: dict[str, tuple[int, int]] = {}
-        for position, name in enumerate(self.names):
+        for name in names:
             start = len(rows)
-            rows += [item[position] for item in items]
+            rows += [item[self.names.index(name)] for item in items]
             spans[name] = (start, len(rows))
         batch = self.collator(rows)
         batch["streams"] = spans
+        return batch
+
+    def __call__(self, items: Sequence[tuple[Example, ...]]) -> dict[str, Any]:
+        batch = self._collate(items, self.names)
+        if self.reference_streams != self.names:
+            batch["reference"] = self._collate(items, self.reference_streams)
         return batch
 
 

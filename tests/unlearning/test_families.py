@@ -217,9 +217,9 @@ def test_shared_prefix_scores_equal_the_plain_path(family, fiu_dir: Path):
 
 def _assert_shared_equals_plain(model, collator: ChatCollator, examples: list[Example]) -> None:
     from unlearning.inference import score_answers
-    from unlearning.shared_prefix import SharedPrefixScorer
+    from unlearning.shared_prefix import SharedPrefix
 
-    SharedPrefixScorer(model, collator).answer_logits(examples[:5], 2)  # the first question's group: no fallback
+    SharedPrefix(model, collator).answer_logits(examples[:5], 2)  # the first question's group: no fallback
     plain = score_answers(model, collator, examples, batch_size=4, shared_prefix=False)
     for batch_size in (2, 8):
         shared = score_answers(model, collator, examples, batch_size=batch_size)
@@ -246,3 +246,27 @@ def test_shared_prefix_with_the_original_prompt(family, fiu_dir: Path):
     collator = make_collator(processor, None, None, original=to_dict(cfg.original_prompt))
     examples = [ex for ex in _scoring_examples(fiu_dir) if ex.image is not None]
     _assert_shared_equals_plain(model, collator, examples)
+
+
+def test_shared_prefix_generation_equals_the_plain_path(family, fiu_dir: Path):
+    """Issue 13: greedy answers generated on one computed prefix per image (prompts of different lengths, several
+    chunks) are the plain path's, token for token, on every family."""
+    from unlearning.inference import Decoding, generate_answers
+    from unlearning.shared_prefix import SharedPrefix
+
+    name, path = family
+    cfg = model_config(name)
+    processor = load_processor(path, cfg.chat_template, cfg.processor_class, cfg.image_processor_overrides)
+    model = load_model(path)
+    model.eval()
+    collator = ChatCollator(processor, stop_token_ids(processor.tokenizer, model.generation_config))
+    images = sorted((fiu_dir / "SFHQ").glob("*.jpg"))[:2]
+    questions = ["Who is this?", "What is the name of the person in this picture, please?", "Job?",
+                 "Where does this person live and where did they grow up?", "Age?"]
+    examples = [Example(q, "?", images[i % 2], f"{i}-{q}") for i in range(2) for q in questions]
+    examples += [Example("Job?", "?", None, "text")]
+    SharedPrefix(model, collator).generate(examples[:5], 2, {"max_new_tokens": 2})  # no fallback
+    decoding = Decoding(max_new_tokens=12)
+    plain = generate_answers(model, collator, examples, 4, decoding, shared_prefix=False)
+    for batch_size in (2, 8):
+        assert generate_answers(model, collator, examples, batch_size, decoding) == plain

@@ -39,6 +39,19 @@ class ComposedMethod:
     def needs_full_logits(self) -> bool:
         return bool(self.base and getattr(self.base, "needs_full_logits", False))
 
+    @property
+    def reference_streams(self) -> tuple[str, ...] | None:
+        """The base's reference streams and those of the terms scored against the reference; None (every
+        stream) when the base needs a reference without saying on which streams."""
+        names: list[str] = []
+        if self.base and self.base.needs_reference:
+            base_streams = getattr(self.base, "reference_streams", None)
+            if base_streams is None:
+                return None
+            names += base_streams
+        names += [term.stream for term in self.terms if TERMS.get(term.loss).needs_reference]
+        return tuple(dict.fromkeys(names))
+
     def streams(self) -> tuple[StreamUse, ...]:
         base = self.base.streams() if self.base else ()
         return merge_uses([*base, *(term.use for term in self.terms)], self.name)

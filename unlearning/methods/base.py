@@ -33,7 +33,8 @@ class StreamScores:
 
 class ForgetMethod(Protocol):
     needs_reference: bool  # score the batch with the pre-forgetting model as well
-    # optional: ``needs_full_logits`` (bool), every position's logits kept for the loss (the originals' KL)
+    # optional: ``needs_full_logits`` (bool), every position's logits kept for the loss (the originals' KL);
+    # ``reference_streams`` (names), the streams whose reference scores the loss reads (others skip the reference pass)
 
     def streams(self) -> tuple[StreamUse, ...]:
         """The streams this method scores, in batch order, with their pairing."""

@@ -29,6 +29,7 @@ class KLMinimisation:
     retain_nll: float = 0.0  # MLLMU-Bench's KL_Min adds the retain NLL
 
     needs_reference = True
+    reference_streams = ("retain",)
 
     def __post_init__(self) -> None:
         if self.reduction not in REDUCTIONS:

@@ -30,6 +30,7 @@ class NegativePreference:
     granularity: str = "sequence"  # sequence | batch_token_mean
 
     needs_reference = True
+    reference_streams = ("forget",)
 
     def __post_init__(self) -> None:
         if self.beta <= 0:

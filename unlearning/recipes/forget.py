@@ -119,13 +119,14 @@ def forget(cfg: DictConfig) -> Path:
     def scores(model, batch):
         policy = StreamScores(forward_answer_logits(model, batch, keep_full), batch["streams"])
         reference = None
+        rows = batch.get("reference", batch)  # only the streams whose reference scores the loss reads
         if reference_net is not None:
             with torch.no_grad():
-                reference = StreamScores(forward_answer_logits(reference_net, batch, keep_full), batch["streams"])
+                reference = StreamScores(forward_answer_logits(reference_net, rows, keep_full), rows["streams"])
         elif method.needs_reference:
             with torch.no_grad(), accelerator.unwrap_model(model).disable_adapter():
-                reference = StreamScores(forward_answer_logits(accelerator.unwrap_model(model), batch, keep_full),
-                                         batch["streams"])
+                reference = StreamScores(forward_answer_logits(accelerator.unwrap_model(model), rows, keep_full),
+                                         rows["streams"])
         return policy, reference
 
     def step_loss(model, batch, progress):
@@ -145,8 +146,8 @@ def forget(cfg: DictConfig) -> Path:
                                   batch_sampler=PassBatches(pass_items, settings.batch_size, settings.shuffle,
                                                             cfg.seed))
     else:
-        prepared, summary = train(model, dataset, StreamCollator(collator, uses), step_loss, settings, accelerator,
-                                  work_dir / "train_log.jsonl", on_step=saver)
+        prepared, summary = train(model, dataset, StreamCollator(collator, uses, reference_rows(method)), step_loss,
+                                  settings, accelerator, work_dir / "train_log.jsonl", on_step=saver)
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(prepared)
     if accelerator.is_main_process:
@@ -164,6 +165,14 @@ def forget(cfg: DictConfig) -> Path:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return claim.run_dir
+
+
+def reference_rows(method: Any) -> tuple[str, ...] | None:
+    """The streams whose reference scores the method's loss reads (its ``reference_streams``), or None for all of
+    them. Losses over every position keep the whole batch: their reference must have the policy's padded shape."""
+    if not method.needs_reference or getattr(method, "needs_full_logits", False):
+        return None
+    return getattr(method, "reference_streams", None)
 
 
 def sequential_passes(cfg: DictConfig, method: Any, uses: Any, streams: dict[str, list]
