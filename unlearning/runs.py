@@ -19,6 +19,7 @@ folder of kind ``external`` whose ``run.json`` records where it came from.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import hashlib
 import importlib.metadata
@@ -368,3 +369,34 @@ def load_source(source: ModelSource, dtype: str, attn_implementation: str) -> to
     """The full weights, with the adapter attached strictly when there is one."""
     model = load_model(source.weights, dtype, attn_implementation)
     return load_adapter(model, source.adapter) if source.adapter else model
+
+
+class BaseModels:
+    """Models to evaluate, built on one base model kept loaded between them (the last weights folder asked for).
+
+    Runs that share their base (a finetune run and the forget runs trained on it) read it from disk once per
+    command. A run with an adapter gets the adapter merged into a copy of the base weights (no LoRA detour at
+    every step; modules_to_save parts replaced by their trained copies); the kept base is never modified. Evaluation
+    only: the models returned are for inference.
+    """
+
+    def __init__(self, dtype: str, attn_implementation: str, device: torch.device | str = "cpu",
+                 merge: bool = True) -> None:
+        self.dtype, self.attn_implementation, self.device, self.merge = dtype, attn_implementation, device, merge
+        self._weights: str | None = None
+        self._base: torch.nn.Module | None = None
+
+    def base(self, weights: str) -> torch.nn.Module:
+        key = os.path.realpath(weights) if os.path.exists(weights) else weights  # ../ddp/checkpoint = ddp/checkpoint
+        if self._weights != key:
+            self._base = None  # the previous base is released before the next one loads
+            self._base = load_model(weights, self.dtype, self.attn_implementation).to(self.device).eval()
+            self._weights = key
+        return self._base
+
+    def load(self, source: ModelSource) -> torch.nn.Module:
+        base = self.base(source.weights)
+        if not source.adapter:
+            return base
+        model = load_adapter(copy.deepcopy(base), source.adapter)
+        return model.merge_and_unload().eval() if self.merge else model.eval()

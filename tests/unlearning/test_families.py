@@ -64,7 +64,7 @@ def test_one_forget_step_and_one_evaluation(family, fiu_dir: Path, tmp_path: Pat
                                                   "batch_size=2", "lora.r=4", "lora.alpha=8"])
     run = forget(forget_cfg)
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
-    assert len(log) == 1 and log[0]["retain_kl"] >= 0
+    assert len(log) == 1 and log[0]["retain_kl"] >= -1e-6  # 0 up to float noise (the reference sees retain rows only)
     with initialize_config_dir(CONFIG_DIR, version_base=None):
         eval_cfg = compose("eval", overrides=[*common, f"run_dirs=[{run}]", f"reference_run={run}",
                                               "eval.general=null", "eval.max_new_tokens=4", "eval.batch_size=8"])

@@ -41,12 +41,12 @@ from unlearning.recipes.common import (
     to_dict,
 )
 from unlearning.runs import (
+    BaseModels,
     ModelSource,
     checkpoint_steps,
     external_run,
     find_finetune_run,
     find_runs,
-    load_source,
     model_source,
     read_run,
 )
@@ -121,6 +121,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             if info["benchmark"] != benchmark.name:
                 raise ValueError(f"{run_dir} is a {info['benchmark']} run, not {benchmark.name}")
     targets = [(run_dir, step) for run_dir in runs for step in steps_to_evaluate(run_dir, cfg.steps)]
+    models = BaseModels(cfg.model.dtype, cfg.model.attn_implementation, accelerator.device,
+                        merge=bool(cfg.eval.get("merge_adapters", True)))
     summaries, failed = [], []
     for run_dir, step in targets:
         try:
@@ -135,8 +137,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
 
         def load(source: ModelSource = source) -> tuple[Any, Any]:
             processor = load_processor_for(source.processor, cfg.model)
-            model = load_source(source, cfg.model.dtype, cfg.model.attn_implementation)
-            model = model.to(accelerator.device).eval()
+            model = models.load(source)
             original = cfg.get("original_prompt")
             return model, make_collator(processor, model.generation_config, cfg.system_prompt,
                                         original=to_dict(original) if original else None)
