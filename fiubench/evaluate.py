@@ -110,16 +110,14 @@ def evaluate_split(qas: Sequence[FiuQA], settings: SplitSettings, context: EvalC
     net, collator = context.model.get()
     role, split, quirks = settings.role, settings.split, settings.quirks
     batch_size, accelerator = settings.batch_size, context.accelerator
-    generations = generate_answers(net, collator, [qa.example() for qa in qas], batch_size, settings.decoding,
-                                   accelerator, desc=f"{split} generate")
-    paraphrase_generations: list[list[str]] = []
-    if role == "forget":  # APE: the same facts asked in other words
-        questions = [(i, q) for i, qa in enumerate(qas) for q in qa.paraphrased_questions]
-        flat = generate_answers(net, collator, [qas[i].example(question=q) for i, q in questions], batch_size,
-                                settings.decoding, accelerator, desc=f"{split} paraphrases")
-        paraphrase_generations = [[] for _ in qas]
-        for (i, _), text in zip(questions, flat, strict=True):
-            paraphrase_generations[i].append(text)
+    # APE (forget split): the same facts asked in other words, generated with the questions (one prefix per image)
+    questions = [(i, q) for i, qa in enumerate(qas) for q in qa.paraphrased_questions] if role == "forget" else []
+    flat = generate_answers(net, collator, [qa.example() for qa in qas] + [qas[i].example(question=q)
+                                                                          for i, q in questions],
+                            batch_size, settings.decoding, accelerator, desc=f"{split} generate")
+    generations, paraphrase_generations = flat[:len(qas)], [[] for _ in qas]
+    for (i, _), text in zip(questions, flat[len(qas):], strict=True):
+        paraphrase_generations[i].append(text)
 
     requests, spans = [], []
     for qa in qas:

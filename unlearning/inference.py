@@ -214,17 +214,25 @@ def generate_samples(
     shared = [group for group in groups if len(group) > 1]
     prefix = SharedPrefix(model, collator)
 
-    def run_group(batch: list[list[int]]) -> list[list[list[str]]]:
-        (group,) = batch
-        members = [examples[i] for i in group]
+    def run_groups(batch: list[list[int]]) -> list[list[list[str]]]:
+        members = [[examples[i] for i in group] for group in batch]
         try:
-            return [[[text] for text in decode(prefix.generate(members, batch_size, settings))]]
+            generated = prefix.generate(members, batch_size, settings)
         except PrefixUnsupported as error:
             _say_once(f"generating some answers without a shared prefix: {error}")
-            return [[texts for start in range(0, len(members), batch_size)
-                     for texts in plain(members[start:start + batch_size])]]
+            generated = [None] * len(members)
+        out = []
+        for group, tokens in zip(members, generated, strict=True):
+            if tokens is None:
+                out.append([texts for start in range(0, len(group), batch_size)
+                            for texts in plain(group[start:start + batch_size])])
+            else:
+                out.append([[text] for text in decode(tokens)])
+        return out
 
-    return _regrouped(examples, shared, _sharded(shared, 1, accelerator, desc, run_group), singles,
+    # groups per call: enough prompts for a few full batches across groups laid out alike
+    per_call = max(1, 4 * batch_size * len(shared) // max(1, sum(len(g) for g in shared)))
+    return _regrouped(examples, shared, _sharded(shared, per_call, accelerator, desc, run_groups), singles,
                       lambda: _sharded([examples[i] for i in singles], batch_size, accelerator, desc, plain,
                                        order=collator.prompt_length))
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from PIL import Image
+from transformers.cache_utils import DynamicLayer, StaticCache, StaticLayer
 
 from unlearning.data import ChatCollator, Example, ImageSource
 from unlearning.scoring import AnswerLogits, prepare_inputs
@@ -200,42 +201,118 @@ class SharedPrefix:
         return AnswerLogits(torch.cat(logits), torch.cat(targets).to(device), torch.cat(rows).to(device),
                             len(candidates))
 
-    @torch.no_grad()
-    def generate(self, examples: Sequence[Example], batch_size: int, generate_kwargs: dict[str, Any]
-                 ) -> list[torch.Tensor]:
-        """Each example's new tokens, greedy, rows in the given order.
+    def _image_prefix(self, example: Example, prompts: Sequence[Sequence[int]]) -> tuple[dict[str, torch.Tensor], int]:
+        """A generation prefix: the prompt up to its last image placeholder, so that groups showing other images
+        but laid out alike (same template, same image token count) have prefixes of one length and batch together."""
+        own = self.collator.encode_text(self.collator.prompt_text(example))
+        placeholders = [i for i, token in enumerate(own) if token == self.image_token_id]
+        if not placeholders:
+            raise PrefixUnsupported("the processor names no image placeholder token the prompt holds")
+        inputs, shared = self._prefix(example, prompts, placeholders[-1] + 1)
+        if shared != placeholders[-1] + 1 or shared > min(len(p) for p in prompts) - 1:
+            raise PrefixUnsupported("the prompts differ before their last image, or end with it")
+        return inputs, shared
 
-        Per chunk of ``batch_size`` prompts: the prefix's cache repeated, each prompt's remaining tokens but its
-        last run right-padded on top of it, then ``generate`` from every prompt's last token with an attention
-        mask that leaves out the padding between a prompt's tokens and its last one (positions follow the mask, as
-        for left padding).
+    @torch.no_grad()
+    def generate(self, groups: Sequence[Sequence[Example]], batch_size: int, generate_kwargs: dict[str, Any]
+                 ) -> list[list[torch.Tensor] | None]:
+        """Each example's new tokens, greedy, per group in the given order (None for a group that cannot share a
+        prefix: the caller generates it on the plain path).
+
+        Each group's prefix (its prompt up to the last image) runs once. Prompts of every group whose prefix has the
+        same length are then batched together, in order of length, ``batch_size`` at a time: their prefixes'
+        keys and values stacked (in a preallocated cache where the model allows), each prompt's remaining tokens
+        but its last run right-padded on top, and ``generate`` continues from every prompt's last token with an
+        attention mask leaving out the padding between them (positions follow the mask, as with left padding).
         """
-        collator, model = self.collator, self.model
-        prompts = [collator.encode_text(collator.prompt_text(example)) for example in examples]
-        prefix_inputs, shared = self._prefix(examples[0], prompts, min(len(p) for p in prompts) - 1)
-        prefix = self._run_prefix(prefix_inputs)
-        prefix_ids = prefix_inputs["input_ids"].cpu()
-        device = prefix.logits.device
-        order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))  # less padding per chunk
-        out: list[torch.Tensor | None] = [None] * len(examples)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            rows = len(chunk)
-            tails = [prompts[i][shared:-1] for i in chunk]  # may be empty
-            length = max(len(t) for t in tails)
-            cache = self._repeated_cache(prefix, rows, start + batch_size >= len(order))
-            if length:
-                model(input_ids=self._padded(tails, length).to(device), use_cache=True,
-                      **{self.cache_argument: cache}, **self._per_token_inputs(prefix_inputs, rows, length))
-            tail_mask = torch.tensor([[1] * len(t) + [0] * (length - len(t)) for t in tails], dtype=torch.long)
-            ids = torch.cat([prefix_ids.expand(rows, -1), self._padded(tails, length),
-                             torch.tensor([[prompts[i][-1]] for i in chunk], dtype=torch.long)], dim=1)
-            mask = torch.cat([torch.ones_like(prefix_ids).expand(rows, -1), tail_mask,
-                              torch.ones(rows, 1, dtype=torch.long)], dim=1)
-            output = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                    **{self.cache_argument: cache},
-                                    **self._per_token_inputs(prefix_inputs, rows, length + 1, whole=True),
-                                    **generate_kwargs)
-            for row, index in enumerate(chunk):
-                out[index] = output[row, ids.shape[1]:].cpu()
+        collator = self.collator
+        prepared: dict[int, tuple[dict[str, torch.Tensor], int, Any, list[Any]]] = {}
+        prompts = [[collator.encode_text(collator.prompt_text(example)) for example in group] for group in groups]
+        for index, group in enumerate(groups):
+            try:
+                inputs, shared = self._image_prefix(group[0], prompts[index])
+            except PrefixUnsupported:
+                continue
+            output = self._run_prefix(inputs)
+            prepared[index] = inputs, shared, output[self.cache_argument], [m.rope_deltas for m in self._position_state]
+        out: list[list[torch.Tensor | None] | None] = [[None] * len(g) if i in prepared else None
+                                                       for i, g in enumerate(groups)]
+        buckets: dict[int, list[tuple[int, int]]] = {}
+        for index, (inputs, _, _, _) in prepared.items():
+            rows = [(index, row) for row in range(len(groups[index]))]
+            buckets.setdefault(inputs["input_ids"].shape[1], []).extend(rows)
+        for rows in buckets.values():
+            rows.sort(key=lambda pair: len(prompts[pair[0]][pair[1]]))  # less padding per batch
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start:start + batch_size]
+                new = self._generate_chunk([(prepared[g], prompts[g][r]) for g, r in chunk], generate_kwargs)
+                for (g, r), tokens in zip(chunk, new, strict=True):
+                    out[g][r] = tokens
         return out
+
+    def _generate_chunk(self, rows: Sequence[tuple[tuple[dict[str, torch.Tensor], int, Any, list[Any]], list[int]]],
+                        generate_kwargs: dict[str, Any]) -> list[torch.Tensor]:
+        model = self.model
+        tails = [prompt[prefix[1]:-1] for prefix, prompt in rows]  # may be empty
+        length = max(len(t) for t in tails)
+        prefix_ids = torch.cat([prefix[0]["input_ids"].cpu() for prefix, _ in rows])
+        device = next(p for p in model.parameters()).device
+        cache = self._stacked_cache([prefix[2] for prefix, _ in rows], prefix_ids.shape[1] + length + 1,
+                                    generate_kwargs)
+        for position, module in enumerate(self._position_state):  # each row's own M-RoPE offset
+            deltas = [prefix[3][position] for prefix, _ in rows]
+            module.rope_deltas = None if any(d is None for d in deltas) else torch.cat(deltas)
+        cross = self._stacked_cross_mask([prefix[0] for prefix, _ in rows])
+        if length:
+            model(input_ids=self._padded(tails, length).to(device), use_cache=True, **{self.cache_argument: cache},
+                  **self._rows_after(cross, length))
+        tail_mask = torch.tensor([[1] * len(t) + [0] * (length - len(t)) for t in tails], dtype=torch.long)
+        ids = torch.cat([prefix_ids, self._padded(tails, length),
+                         torch.tensor([[prompt[-1]] for _, prompt in rows], dtype=torch.long)], dim=1)
+        mask = torch.cat([torch.ones_like(prefix_ids), tail_mask, torch.ones(len(rows), 1, dtype=torch.long)], dim=1)
+        whole = {} if cross is None else {
+            "cross_attention_mask": torch.cat([cross, self._rows_after(cross, length + 1)["cross_attention_mask"]], 1)}
+        output = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                **{self.cache_argument: cache}, **whole, **generate_kwargs)
+        return [output[row, ids.shape[1]:].cpu() for row in range(len(rows))]
+
+    def _stacked_cache(self, caches: Sequence[Any], length: int, generate_kwargs: dict[str, Any]) -> Any:
+        """The rows' prefix caches stacked into one batch: a preallocated cache with room for the prompts and the
+        new tokens where every layer is one plain key/value pair (decoding then writes in place instead of copying
+        the whole cache at every step, which dominates batched decoding over long image prompts), else a dynamic
+        cache (cross-attention layers, sliding windows)."""
+        layers = list(zip(*(cache.layers for cache in caches), strict=True))
+        if any(len({layer.keys.shape[1:] for layer in stack}) != 1 for stack in layers):
+            raise PrefixUnsupported("the groups' prefix caches differ in shape")
+        keys = [torch.cat([layer.keys for layer in stack]) for stack in layers]
+        values = [torch.cat([layer.values for layer in stack]) for stack in layers]
+        plain = all(type(layer) is DynamicLayer for layer in caches[0].layers) and len(
+            {k.shape[-2] for k in keys}) == 1  # cross-attention layers hold the image instead
+        if plain:
+            static = StaticCache(config=self.model.config,
+                                 max_cache_len=length + int(generate_kwargs["max_new_tokens"]))
+            if len(static.layers) == len(keys) and all(type(layer) is StaticLayer for layer in static.layers):
+                for index, (k, v) in enumerate(zip(keys, values, strict=True)):
+                    static.update(k, v, index)
+                return static
+        stacked = copy.copy(caches[0])
+        stacked.layers = [copy.copy(layer) for layer in caches[0].layers]
+        for layer, k, v in zip(stacked.layers, keys, values, strict=True):
+            layer.keys, layer.values = k, v
+        return stacked
+
+    @staticmethod
+    def _stacked_cross_mask(prefixes: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor | None:
+        if "cross_attention_mask" not in prefixes[0]:
+            return None
+        masks = [prefix["cross_attention_mask"] for prefix in prefixes]
+        if len({mask.shape for mask in masks}) != 1:
+            raise PrefixUnsupported("the groups' cross-attention masks differ in shape")
+        return torch.cat(masks)
+
+    @staticmethod
+    def _rows_after(cross: torch.Tensor | None, length: int) -> dict[str, torch.Tensor]:
+        """Per-token inputs of ``length`` tokens after the prefixes: every text token after the image sees it."""
+        if cross is None:
+            return {}
+        return {"cross_attention_mask": cross[:, -1:].expand(-1, length, *cross.shape[2:])}

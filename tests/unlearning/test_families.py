@@ -265,7 +265,8 @@ def test_shared_prefix_generation_equals_the_plain_path(family, fiu_dir: Path):
                  "Where does this person live and where did they grow up?", "Age?"]
     examples = [Example(q, "?", images[i % 2], f"{i}-{q}") for i in range(2) for q in questions]
     examples += [Example("Job?", "?", None, "text")]
-    SharedPrefix(model, collator).generate(examples[:5], 2, {"max_new_tokens": 2})  # no fallback
+    groups = [examples[:5], examples[5:10]]  # two images, one batch of prompts from both: no fallback
+    assert None not in SharedPrefix(model, collator).generate(groups, 8, {"max_new_tokens": 2})
     decoding = Decoding(max_new_tokens=12)
     plain = generate_answers(model, collator, examples, 4, decoding, shared_prefix=False)
     for batch_size in (2, 8):
