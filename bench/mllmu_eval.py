@@ -52,7 +52,7 @@ def original_loop(model, collator, questions) -> list[str]:
 
 def measure(image_tokens: int, repeats: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-mllmu{image_tokens}-"))
-    task = MllmuTask(write_mllmu(folder / "data", n_profiles=20, n_celebrities=4, image_size=112))
+    task = MllmuTask(write_mllmu(folder / "data", n_profiles=10, n_celebrities=3, image_size=112))
     model_dir = build_tiny_model("llava", folder / "model", task.texts(), text_hidden=256, text_layers=4,
                                  text_heads=8, vision_hidden=128, vision_layers=2, **VARIANTS[image_tokens])
     model = load_model(model_dir).eval()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from unlearning.fingerprint import content_hash
 from unlearning.inference import Decoding
 from unlearning.io import CorruptFile, atomic_write_json, read_json
 from unlearning.metrics.judge import Judge, JudgeSettings, judge_status, judge_unavailable_reason
+from unlearning.resources import peak_memory_mb
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,10 @@ class LazyModel:
         if self._loaded is None:
             self._loaded = self._load()
         return self._loaded
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
 
 
 @dataclass
@@ -214,6 +220,7 @@ def run_evaluation(
     skipped = judge_unavailable_reason(settings.judge)
     judge = Judge(settings.judge) if skipped is None else None
     context = EvalContext(LazyModel(load_model), judge, accelerator, settings.compat)
+    start = time.perf_counter()
     results = {
         key: cached_result(out_dir / f"{part.name}.json", part.key(settings.compat, model), settings.overwrite,
                            lambda part=part: part.compute(context), accelerator, judge is not None)
@@ -229,6 +236,10 @@ def run_evaluation(
         **own,
         "judge": {"status": status, **own.get("judge", {})},
         "parts": {key: f"{part.name}.json" for key, part in evaluation.parts.items()},
+        # what this evaluation cost (the model loaded only when some part was computed); the memory peak is the
+        # process's, over everything it evaluated so far
+        "cost": {"seconds": round(time.perf_counter() - start, 2), "model_loaded": context.model.loaded,
+                 **peak_memory_mb()},
     }
     if accelerator is None or accelerator.is_main_process:
         atomic_write_json(out_dir / "summary.json", summary)

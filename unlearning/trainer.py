@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from unlearning.progress import Progress
+from unlearning.resources import peak_memory_mb
 
 log = logging.getLogger(__name__)
 
@@ -181,4 +182,4 @@ def train(
                 break
     seconds = time.perf_counter() - start
     log.info("trained %d steps in %.1f s (%.0f ms/step)", step, seconds, 1000 * seconds / max(step, 1))
-    return model, {"steps": step, "seconds": round(seconds, 2), "final": last}
+    return model, {"steps": step, "seconds": round(seconds, 2), "final": last, **peak_memory_mb()}

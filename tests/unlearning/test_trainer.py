@@ -77,6 +77,27 @@ def test_file_order_when_not_shuffled():
     assert shuffled == _seen_order(TrainSettings(lr=0.1, epochs=1, batch_size=2, seed=3))
 
 
+def test_worker_processes_collate_the_same_batches():
+    """num_workers > 0 collates (preprocesses images) in background processes while the model runs: the same
+    batches in the same order, and no part of a run's identity."""
+    from unlearning.runs import identity_hash, training_identity
+
+    def batches(workers: int) -> list[float]:
+        seen: list[float] = []
+
+        def loss(model, batch, progress):  # runs in the main process, unlike the collation
+            seen.extend(batch[:, 0].tolist())
+            return regression_loss(model, batch, progress)
+
+        settings = TrainSettings(lr=0.1, epochs=2, batch_size=2, seed=3, num_workers=workers)
+        train(torch.nn.Linear(1, 1), data(8), torch.stack, loss, settings, Accelerator(cpu=True))
+        return seen
+
+    assert batches(2) == batches(0) and len(batches(0)) == 16
+    assert identity_hash(training_identity({"lr": 1, "num_workers": 2}, "base")) == identity_hash(
+        training_identity({"lr": 1, "num_workers": 0}, "base"))
+
+
 def test_weight_decay_exemptions():
     """Default: no decay on 1-D parameters (biases and norm weights); ``bias``: only on names holding "bias"."""
     from unlearning.trainer import _optimizer

@@ -140,7 +140,7 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
         lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
         weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, scheduler=cfg.scheduler,
         max_grad_norm=cfg.max_grad_norm, max_steps=cfg.max_steps, log_every=cfg.log_every, seed=cfg.seed,
-        shuffle=cfg.shuffle, decay_exempt=cfg.decay_exempt,
+        shuffle=cfg.shuffle, decay_exempt=cfg.decay_exempt, num_workers=cfg.get("num_workers", 0),
     )
 
 
