@@ -270,4 +270,4 @@ def choice_token_logprobs(
         logits = outputs.logits[torch.arange(len(batch_examples)), first + offset].float()
         return torch.log_softmax(logits, dim=-1)[:, index.to(logits.device)].cpu().tolist()
 
-    return _sharded(examples, batch_size, accelerator, desc, run)
+    return _sharded(examples, batch_size, accelerator, desc, run, order=collator.prompt_length)
