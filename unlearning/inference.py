@@ -124,36 +124,48 @@ def score_answers(
 ) -> list[SequenceScore]:
     """Log-probability of every answer token of every example.
 
-    Examples sharing a prompt (a question's candidate answers) are scored on one computed prefix
-    (``unlearning.shared_prefix``); the others, and every example of a model that cannot share prefixes (said
-    once in the log), in batched forward passes of whole sequences (``shared_prefix=False``: all of them).
+    Examples showing the same images (a question's candidate answers, an identity's questions) are scored on one
+    computed prefix (``unlearning.shared_prefix``); the others, and every example of a model that cannot share
+    prefixes (said once in the log), in batched forward passes of whole sequences (``shared_prefix=False``: all).
     """
 
     def plain(batch_examples: list[Example]) -> list[SequenceScore]:
         return _sequence_scores(forward_answer_logits(model, collator(batch_examples)))
 
+    scorer = SharedPrefix(model, collator)
+    return _on_prefixes(model, collator, examples, batch_size, accelerator, desc, plain,
+                        lambda members: _sequence_scores(scorer.answer_logits(members, batch_size)), shared_prefix)
+
+
+def _on_prefixes(
+    model: torch.nn.Module, collator: ChatCollator, examples: Sequence[Example], batch_size: int,
+    accelerator: Accelerator | None, desc: str, plain: Callable[[list[Example]], list[T]],
+    on_prefix: Callable[[list[Example]], list[T]], shared_prefix: bool, order: Callable[[Example], int] | None = None,
+) -> list[T]:
+    """Per-example results: ``on_prefix`` for each group of examples that can share a prefix, ``plain`` in
+    batches for the others (and for every example of a model that cannot share one, said once in the log)."""
     reason = unsupported_reason(model, collator) if shared_prefix else "switched off"
     if reason is not None:
         if shared_prefix:
             _say_once(f"scoring without shared prefixes: {reason}")
-        return _sharded(examples, batch_size, accelerator, desc, plain)
+        return _sharded(examples, batch_size, accelerator, desc, plain, order=order)
     groups = group_by_prefix(collator, examples)
     singles = [group[0] for group in groups if len(group) == 1]
     shared = [group for group in groups if len(group) > 1]
-    scorer = SharedPrefix(model, collator)
 
-    def run_group(batch: list[list[int]]) -> list[list[SequenceScore]]:
+    def run_group(batch: list[list[int]]) -> list[list[T]]:
         (group,) = batch
         members = [examples[i] for i in group]
         try:
-            return [_sequence_scores(scorer.answer_logits(members, batch_size))]
+            return [on_prefix(members)]
         except PrefixUnsupported as error:
             _say_once(f"scoring some questions without a shared prefix: {error}")
-            return [[score for start in range(0, len(members), batch_size)
-                     for score in plain(members[start:start + batch_size])]]
+            return [[result for start in range(0, len(members), batch_size)
+                     for result in plain(members[start:start + batch_size])]]
 
     return _regrouped(examples, shared, _sharded(shared, 1, accelerator, desc, run_group), singles,
-                      lambda: _sharded([examples[i] for i in singles], batch_size, accelerator, desc, plain))
+                      lambda: _sharded([examples[i] for i in singles], batch_size, accelerator, desc, plain,
+                                       order=order))
 
 
 def _regrouped(examples: Sequence[Example], groups: Sequence[list[int]], group_results: Sequence[list[T]],
@@ -255,11 +267,13 @@ def generate_answers(
 def choice_token_logprobs(
     model: torch.nn.Module, collator: ChatCollator, examples: Sequence[Example], candidates: Sequence[int],
     offset: int, batch_size: int, accelerator: Accelerator | None = None, desc: str = "choices",
+    shared_prefix: bool = True,
 ) -> list[list[float]]:
     """log p(token | prompt + answer[:offset]) for each candidate token id, where the candidates' targets share
     their first ``offset`` tokens (e.g. a space before the option letter): one forward pass per example scores
-    every option of a multiple-choice question (lm-evaluation-harness's single-token choices). Each example's
-    answer must be one of the candidates' targets."""
+    every option of a multiple-choice question (lm-evaluation-harness's single-token choices), the questions about
+    one image on one computed prefix (as ``score_answers``). Each example's answer must be one of the candidates'
+    targets."""
     index = torch.tensor(list(candidates))
 
     def run(batch_examples: list[Example]) -> list[list[float]]:
@@ -270,4 +284,12 @@ def choice_token_logprobs(
         logits = outputs.logits[torch.arange(len(batch_examples)), first + offset].float()
         return torch.log_softmax(logits, dim=-1)[:, index.to(logits.device)].cpu().tolist()
 
-    return _sharded(examples, batch_size, accelerator, desc, run, order=collator.prompt_length)
+    scorer = SharedPrefix(model, collator)
+
+    def on_prefix(members: list[Example]) -> list[list[float]]:
+        answer = scorer.answer_logits(members, batch_size)
+        rows = torch.stack([answer.logits[answer.rows == row][offset] for row in range(len(members))])
+        return torch.log_softmax(rows, dim=-1)[:, index.to(rows.device)].cpu().tolist()
+
+    return _on_prefixes(model, collator, examples, batch_size, accelerator, desc, run, on_prefix, shared_prefix,
+                        order=collator.prompt_length)

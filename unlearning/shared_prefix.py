@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from PIL import Image
 from transformers.cache_utils import DynamicLayer, StaticCache, StaticLayer
 
-from unlearning.data import ChatCollator, Example, ImageSource
+from unlearning.data import ChatCollator, Example, image_key
 from unlearning.scoring import AnswerLogits, prepare_inputs
 
 PER_TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "cross_attention_mask")
@@ -38,18 +37,12 @@ class PrefixUnsupported(Exception):
     """The shared-prefix path cannot score these examples; the caller scores them on the plain path."""
 
 
-def _image_key(source: ImageSource) -> Any:
-    if isinstance(source, bytes):
-        return source
-    return id(source) if isinstance(source, Image.Image) else str(source)
-
-
 def prefix_key(collator: ChatCollator, example: Example) -> tuple[str, Any]:
     """Examples with equal keys can share one prefix: those showing the same images (in order; the prefix then
     runs up to where their tokens part, past the last image), and text-only ones with the same prompt."""
     images = example.images()
     if images:
-        return "images", tuple(_image_key(source) for source in images)
+        return "images", tuple(image_key(source) for source in images)
     return "text", collator.prompt_text(example)
 
 
@@ -125,7 +118,7 @@ class SharedPrefix:
         shared = min(_common_length([prompt_ids, *sequences]), limit)
         if shared < 1:
             raise PrefixUnsupported("the examples share no prompt token before their first scored or new token")
-        inputs = self.collator.generation_batch([example])  # one row: no padding
+        inputs = self.collator.prompt_inputs(example)  # one row: no padding
         processed = inputs["input_ids"][0].tolist()
         expansion = len(processed) - len(prompt_ids)
         rest = prompt_ids[shared:]

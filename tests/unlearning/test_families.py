@@ -229,6 +229,23 @@ def _assert_shared_equals_plain(model, collator: ChatCollator, examples: list[Ex
                 assert getattr(ours, field) == pytest.approx(getattr(theirs, field), abs=1e-5), (example.uid, field)
 
 
+def test_shared_prefix_choice_logprobs_equal_the_plain_path(family, fiu_dir: Path):
+    """Single-token choices (MLLMU-Bench's option letters) read on shared prefixes: the plain path's values."""
+    from unlearning.inference import choice_token_logprobs
+
+    name, path = family
+    cfg = model_config(name)
+    processor = load_processor(path, cfg.chat_template, cfg.processor_class, cfg.image_processor_overrides)
+    model = load_model(path).eval()
+    collator = ChatCollator(processor, stop_token_ids(processor.tokenizer, model.generation_config))
+    examples = _scoring_examples(fiu_dir)
+    candidates = [5, 17, 42]
+    plain = choice_token_logprobs(model, collator, examples, candidates, 1, 4, shared_prefix=False)
+    shared = choice_token_logprobs(model, collator, examples, candidates, 1, 3)
+    for example, ours, theirs in zip(examples, shared, plain, strict=True):
+        assert ours == pytest.approx(theirs, abs=1e-5), example.uid
+
+
 def test_shared_prefix_with_the_original_prompt(family, fiu_dir: Path):
     """compat=official's label rule can make a prompt token the first label (Llama-3.2's tag newline): the shared
     prefix then stops before it, and the scores still equal the plain path's."""
