@@ -3,8 +3,9 @@
     python bench/forget_step.py            # prints, per method and variant, min and median ms and the ratio
 
 Ours: the engine's step (answer logits of every stream in one forward pass, the reference pass with the adapter
-disabled for KL/NPO, the method's loss, backward). Bare: the same batch through the model with its own loss
-(``labels=``) and backward, plus one no-grad forward with the adapter disabled when the method needs a reference.
+disabled on the rows the loss reads (KL: retain, NPO: forget), the method's loss, backward). Bare: the same batch
+through the model with its own loss (``labels=``) and backward, plus one no-grad forward of the whole batch with the
+adapter disabled when the method needs a reference (what the originals ran).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bench.common import build_world, ratio_line, timed
 from unlearning.methods import StreamScores, build_method
 from unlearning.models import apply_lora
 from unlearning.progress import Progress
+from unlearning.recipes.forget import reference_rows
 from unlearning.scoring import forward_answer_logits, prepare_inputs
 from unlearning.streams import StreamCollator, StreamSet
 
@@ -41,13 +43,14 @@ def main() -> None:
             uses = method.streams()
             streams = {use.name: world.task.stream(use.name, "forget10") for use in uses}
             dataset = StreamSet(streams, uses, seed=0)
-            batch = StreamCollator(world.collator, uses)([dataset[i] for i in range(BATCH)])
+            batch = StreamCollator(world.collator, uses, reference_rows(method))([dataset[i] for i in range(BATCH)])
 
             def reference_pass(model=model, batch=batch, method=method):
                 if not method.needs_reference:
                     return None
+                rows = batch.get("reference", batch)  # the rows whose reference the loss reads, as forget.py
                 with torch.no_grad(), model.disable_adapter():
-                    return StreamScores(forward_answer_logits(model, batch), batch["streams"])
+                    return StreamScores(forward_answer_logits(model, rows), rows["streams"])
 
             def ours(model=model, batch=batch, method=method, reference_pass=reference_pass):
                 policy = StreamScores(forward_answer_logits(model, batch), batch["streams"])

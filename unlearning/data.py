@@ -137,8 +137,8 @@ PROMPTS_KEPT = 64  # processed prompts a collator remembers (a 336-px image's pi
 
 
 def image_key(source: ImageSource) -> Any:
-    """What identifies an image source in a cache: its path, its bytes (their hash is computed once), or the
-    decoded image object itself."""
+    """What identifies an image source in a cache: its path, its bytes (their hash is computed once), or a decoded
+    image's id (a cache entry must keep that image alive, so the id is not reused)."""
     if isinstance(source, bytes):
         return source
     return id(source) if isinstance(source, Image.Image) else str(source)
@@ -159,8 +159,10 @@ class ChatCollator:
         if label_scope not in LABEL_SCOPES:
             raise ValueError(f"label_scope must be one of {LABEL_SCOPES}, got {label_scope!r}")
         self.original = original
-        self._expansions: dict[Any, int] = {}  # image -> the tokens its processing adds beyond the text's
-        self._prompts: OrderedDict[Any, dict[str, torch.Tensor]] = OrderedDict()  # prompt_inputs' recent prompts
+        # image -> (the tokens its processing adds beyond the text's, the source: a decoded image's key is its id,
+        # which the entry keeps from being reused by another object)
+        self._expansions: dict[Any, tuple[int, ImageSource]] = {}
+        self._prompts: OrderedDict[Any, tuple[dict[str, torch.Tensor], list[ImageSource]]] = OrderedDict()
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.stop_ids = set(stop_ids)
@@ -323,8 +325,8 @@ class ChatCollator:
             probe = Example("?", "?", source, uid="probe")
             text = self.prompt_text(probe)
             processed = self._process([text], [probe])["input_ids"].shape[1]
-            self._expansions[key] = int(processed) - len(self.encode_text(text))
-        return self._expansions[key]
+            self._expansions[key] = int(processed) - len(self.encode_text(text)), source
+        return self._expansions[key][0]
 
     def generation_batch(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         """Left-padded prompts ending with the generation prompt, ready for ``model.generate``."""
@@ -340,10 +342,10 @@ class ChatCollator:
         if key in self._prompts:
             self._prompts.move_to_end(key)
         else:
-            self._prompts[key] = self.generation_batch([example])
+            self._prompts[key] = self.generation_batch([example]), example.images()  # the images pin their ids
             while len(self._prompts) > PROMPTS_KEPT:
                 self._prompts.popitem(last=False)
-        return dict(self._prompts[key])
+        return dict(self._prompts[key][0])
 
     @contextlib.contextmanager
     def _padding_side(self, side: str) -> Iterator[None]:
