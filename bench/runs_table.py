@@ -35,7 +35,8 @@ def rows(root: Path) -> list[dict[str, Any]]:
         train, cost = run.get("train") or {}, summary.get("cost") or {}
         out.append({
             "benchmark": run.get("benchmark"), "model": run.get("model"),
-            "what": run.get("method") or f"{run.get('kind')} {run.get('split', '')}".strip(),
+            "what": (run.get("method") or f"{run.get('kind')} {run.get('split', '')}".strip())
+            + (" (text-only forget data)" if run.get("forget_modality") == "unimodal" else ""),
             "train s": train.get("seconds"), "train steps": train.get("steps"),
             "train peak MB": train.get("peak_rss_mb"),
             "eval s": cost.get("seconds"), "eval peak MB": cost.get("peak_rss_mb"),

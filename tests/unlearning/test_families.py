@@ -157,11 +157,7 @@ def test_compat_scores_tokens_two_to_l_where_the_original_had_no_rule(family, fi
     from fiubench import metrics
     from unlearning.inference import score_answers
 
-    name, path = family
-    cfg = model_config(name)
-    processor = load_processor(path, cfg.chat_template, cfg.processor_class, cfg.image_processor_overrides)
-    model = load_model(path).eval()
-    collator = ChatCollator(processor, stop_token_ids(processor.tokenizer, model.generation_config))
+    model, collator = _model_and_collator(family)
     example = Example("Who is this?", "juno fairbanks.", next((fiu_dir / "SFHQ").glob("*.jpg")), "a")
     (score,) = score_answers(model, collator, [example], batch_size=1)
     logprobs = score.token_logprobs
@@ -188,6 +184,15 @@ def test_prompt_length_without_processing_images_again(family, fiu_dir: Path):
     assert len(collator._expansions) == 2  # each image processed once for its count
 
 
+def _model_and_collator(family: tuple[str, Path]) -> tuple:
+    """The family's tiny model (eval mode) and a collator with its processor and stop tokens."""
+    name, path = family
+    cfg = model_config(name)
+    processor = load_processor(path, cfg.chat_template, cfg.processor_class, cfg.image_processor_overrides)
+    model = load_model(path).eval()
+    return model, ChatCollator(processor, stop_token_ids(processor.tokenizer, model.generation_config))
+
+
 def _scoring_examples(fiu_dir: Path) -> list[Example]:
     """A question's candidates (shared prompt, answers of different lengths), a second image's question, a text-only
     question's two candidates, and a lone question: the groups a benchmark's scoring pass holds."""
@@ -205,12 +210,7 @@ def test_shared_prefix_scores_equal_the_plain_path(family, fiu_dir: Path):
     Min-K++ statistics and token counts to 1e-5, on every family, whatever the chunking of the candidates."""
     from unlearning.shared_prefix import unsupported_reason
 
-    name, path = family
-    cfg = model_config(name)
-    processor = load_processor(path, cfg.chat_template, cfg.processor_class, cfg.image_processor_overrides)
-    model = load_model(path)
-    model.eval()
-    collator = ChatCollator(processor, stop_token_ids(processor.tokenizer, model.generation_config))
+    model, collator = _model_and_collator(family)
     assert unsupported_reason(model, collator) is None
     _assert_shared_equals_plain(model, collator, _scoring_examples(fiu_dir))
 
@@ -233,11 +233,7 @@ def test_shared_prefix_choice_logprobs_equal_the_plain_path(family, fiu_dir: Pat
     """Single-token choices (MLLMU-Bench's option letters) read on shared prefixes: the plain path's values."""
     from unlearning.inference import choice_token_logprobs
 
-    name, path = family
-    cfg = model_config(name)
-    processor = load_processor(path, cfg.chat_template, cfg.processor_class, cfg.image_processor_overrides)
-    model = load_model(path).eval()
-    collator = ChatCollator(processor, stop_token_ids(processor.tokenizer, model.generation_config))
+    model, collator = _model_and_collator(family)
     examples = _scoring_examples(fiu_dir)
     candidates = [5, 17, 42]
     plain = choice_token_logprobs(model, collator, examples, candidates, 1, 4, shared_prefix=False)
@@ -271,12 +267,7 @@ def test_shared_prefix_generation_equals_the_plain_path(family, fiu_dir: Path):
     from unlearning.inference import Decoding, generate_answers
     from unlearning.shared_prefix import SharedPrefix
 
-    name, path = family
-    cfg = model_config(name)
-    processor = load_processor(path, cfg.chat_template, cfg.processor_class, cfg.image_processor_overrides)
-    model = load_model(path)
-    model.eval()
-    collator = ChatCollator(processor, stop_token_ids(processor.tokenizer, model.generation_config))
+    model, collator = _model_and_collator(family)
     images = sorted((fiu_dir / "SFHQ").glob("*.jpg"))[:2]
     questions = ["Who is this?", "What is the name of the person in this picture, please?", "Job?",
                  "Where does this person live and where did they grow up?", "Age?"]
