@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from accelerate import Accelerator
@@ -77,10 +78,15 @@ class SequenceScore:
 
 def _sharded(
     items: Sequence[U], batch_size: int, accelerator: Accelerator | None, desc: str,
-    run_batch: Callable[[list[U]], list[T]], order: Callable[[U], int] | None = None,
+    run_batch: Callable[..., list[T]], order: Callable[[U], int] | None = None,
+    prepare: Callable[[list[U]], Any] | None = None,
 ) -> list[T]:
     """Run ``run_batch`` over this process's share of ``items`` (batched in ``order`` of its key when given);
-    every process gets all results, in input order."""
+    every process gets all results, in input order.
+
+    With ``prepare`` (collation: the processor on texts and images), ``run_batch(batch, prepared)`` gets each
+    batch's prepared inputs, made in a background thread while the model runs on the batch before.
+    """
     if accelerator is None or accelerator.num_processes == 1:
         indexed = list(enumerate(items))
     else:
@@ -88,13 +94,21 @@ def _sharded(
             indexed = list(share)
     if order is not None:
         indexed.sort(key=lambda pair: order(pair[1]))
-    results: list[tuple[int, T]] = []
+    chunks = [[item for _, item in indexed[start:start + batch_size]] for start in range(0, len(indexed), batch_size)]
+    outputs: list[T] = []
     show = accelerator is None or accelerator.is_local_main_process
-    batches = range(0, len(indexed), batch_size)
-    for start in tqdm(batches, desc=desc, disable=None if show else True, leave=False):  # None: off when not a TTY
-        chunk = indexed[start:start + batch_size]
-        outputs = run_batch([example for _, example in chunk])
-        results += [(index, output) for (index, _), output in zip(chunk, outputs, strict=True)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(prepare, chunks[0]) if prepare is not None and chunks else None
+        for number in tqdm(range(len(chunks)), desc=desc, disable=None if show else True, leave=False):
+            chunk = chunks[number]  # None above: the bar is off when not a TTY
+            if upcoming is None:
+                outputs += run_batch(chunk)
+                continue
+            prepared = upcoming.result()  # a bad record's error is raised here, naming it
+            if number + 1 < len(chunks):
+                upcoming = pool.submit(prepare, chunks[number + 1])
+            outputs += run_batch(chunk, prepared)
+    results = list(zip((index for index, _ in indexed), outputs, strict=True))
     if accelerator is not None and accelerator.num_processes > 1:
         results = gather_object(results)
     return [output for _, output in sorted(results, key=lambda pair: pair[0])]
@@ -129,26 +143,29 @@ def score_answers(
     prefixes (said once in the log), in batched forward passes of whole sequences (``shared_prefix=False``: all).
     """
 
-    def plain(batch_examples: list[Example]) -> list[SequenceScore]:
-        return _sequence_scores(forward_answer_logits(model, collator(batch_examples)))
+    def plain(batch_examples: list[Example], batch: dict | None = None) -> list[SequenceScore]:
+        return _sequence_scores(forward_answer_logits(model, collator(batch_examples) if batch is None else batch))
 
     scorer = SharedPrefix(model, collator)
     return _on_prefixes(model, collator, examples, batch_size, accelerator, desc, plain,
-                        lambda members: _sequence_scores(scorer.answer_logits(members, batch_size)), shared_prefix)
+                        lambda members: _sequence_scores(scorer.answer_logits(members, batch_size)), shared_prefix,
+                        prepare=collator)
 
 
 def _on_prefixes(
     model: torch.nn.Module, collator: ChatCollator, examples: Sequence[Example], batch_size: int,
     accelerator: Accelerator | None, desc: str, plain: Callable[[list[Example]], list[T]],
     on_prefix: Callable[[list[Example]], list[T]], shared_prefix: bool, order: Callable[[Example], int] | None = None,
+    prepare: Callable[[list[Example]], Any] | None = None,
 ) -> list[T]:
     """Per-example results: ``on_prefix`` for each group of examples that can share a prefix, ``plain`` in
-    batches for the others (and for every example of a model that cannot share one, said once in the log)."""
+    batches for the others (and for every example of a model that cannot share one, said once in the log), their
+    inputs ``prepare``d in the background."""
     reason = unsupported_reason(model, collator) if shared_prefix else "switched off"
     if reason is not None:
         if shared_prefix:
             _say_once(f"scoring without shared prefixes: {reason}")
-        return _sharded(examples, batch_size, accelerator, desc, plain, order=order)
+        return _sharded(examples, batch_size, accelerator, desc, plain, order=order, prepare=prepare)
     groups = group_by_prefix(collator, examples)
     singles = [group[0] for group in groups if len(group) == 1]
     shared = [group for group in groups if len(group) > 1]
@@ -165,7 +182,7 @@ def _on_prefixes(
 
     return _regrouped(examples, shared, _sharded(shared, 1, accelerator, desc, run_group), singles,
                       lambda: _sharded([examples[i] for i in singles], batch_size, accelerator, desc, plain,
-                                       order=order))
+                                       order=order, prepare=prepare))
 
 
 def _regrouped(examples: Sequence[Example], groups: Sequence[list[int]], group_results: Sequence[list[T]],
@@ -206,8 +223,8 @@ def generate_samples(
     def decode(new_tokens: Sequence[torch.Tensor]) -> list[str]:
         return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
-    def plain(batch_examples: list[Example]) -> list[list[str]]:
-        inputs = prepare_inputs(model, collator.generation_batch(batch_examples))
+    def plain(batch_examples: list[Example], inputs: dict | None = None) -> list[list[str]]:
+        inputs = prepare_inputs(model, collator.generation_batch(batch_examples) if inputs is None else inputs)
         with torch.random.fork_rng(devices=[]):
             if decoding.sample:
                 torch.manual_seed(_batch_seed(decoding.seed, batch_examples))
@@ -220,7 +237,8 @@ def generate_samples(
     if reason is not None:
         if shared_prefix and greedy:
             _say_once(f"generating without shared prefixes: {reason}")
-        return _sharded(examples, batch_size, accelerator, desc, plain, order=collator.prompt_length)
+        return _sharded(examples, batch_size, accelerator, desc, plain, order=collator.prompt_length,
+                        prepare=collator.generation_batch)
     groups = group_by_prefix(collator, examples)
     singles = [group[0] for group in groups if len(group) == 1]
     shared = [group for group in groups if len(group) > 1]
@@ -246,7 +264,7 @@ def generate_samples(
     per_call = max(1, 4 * batch_size * len(shared) // max(1, sum(len(g) for g in shared)))
     return _regrouped(examples, shared, _sharded(shared, per_call, accelerator, desc, run_groups), singles,
                       lambda: _sharded([examples[i] for i in singles], batch_size, accelerator, desc, plain,
-                                       order=collator.prompt_length))
+                                       order=collator.prompt_length, prepare=collator.generation_batch))
 
 
 def generate_answers(
@@ -276,8 +294,8 @@ def choice_token_logprobs(
     targets."""
     index = torch.tensor(list(candidates))
 
-    def run(batch_examples: list[Example]) -> list[list[float]]:
-        batch = collator(batch_examples)
+    def run(batch_examples: list[Example], batch: dict | None = None) -> list[list[float]]:
+        batch = collator(batch_examples) if batch is None else batch
         outputs = model(**prepare_inputs(model, batch["inputs"]), use_cache=False)
         labels = batch["labels"].to(outputs.logits.device)
         first = (labels[:, 1:] != IGNORE_INDEX).int().argmax(dim=1)  # first answer token, shifted coordinates
@@ -292,4 +310,4 @@ def choice_token_logprobs(
         return torch.log_softmax(rows, dim=-1)[:, index.to(rows.device)].cpu().tolist()
 
     return _on_prefixes(model, collator, examples, batch_size, accelerator, desc, run, on_prefix, shared_prefix,
-                        order=collator.prompt_length)
+                        order=collator.prompt_length, prepare=collator)

@@ -39,3 +39,30 @@ def test_bad_decoding_settings_are_refused():
                             ({"max_new_tokens": 4, "sample": True, "top_p": 0.0}, "0 < top_p <= 1")):
         with pytest.raises(ValueError, match=message):
             Decoding(**kwargs)
+
+
+def test_batches_prepared_in_the_background_keep_order_and_errors():
+    """Issue 13: collation runs in a background thread while the model works on the batch before; results stay in
+    input order (with a length order too) and a bad record's error reaches the caller."""
+    import threading
+
+    from unlearning.data import DataError
+    from unlearning.inference import _sharded
+
+    threads = set()
+
+    def prepare(batch: list[int]) -> list[int]:
+        threads.add(threading.current_thread().name)
+        if 13 in batch:
+            raise DataError("record 13: image not found")
+        return [x * 10 for x in batch]
+
+    def run(batch: list[int], prepared: list[int]) -> list[int]:
+        assert prepared == [x * 10 for x in batch]
+        return [p + 1 for p in prepared]
+
+    items = [5, 3, 8, 1, 9, 2, 7]
+    assert _sharded(items, 3, None, "t", run, order=lambda x: -x, prepare=prepare) == [x * 10 + 1 for x in items]
+    assert threading.current_thread().name not in threads
+    with pytest.raises(DataError, match="record 13"):
+        _sharded([1, 2, 13, 4], 2, None, "t", run, prepare=prepare)
