@@ -89,6 +89,12 @@ def _common_length(sequences: Sequence[Sequence[int]]) -> int:
     return length
 
 
+def _repeated_cross_mask(inputs: dict[str, torch.Tensor], rows: int) -> torch.Tensor | None:
+    """A prefix's per-token cross-attention mask (Mllama) repeated over ``rows``, or None."""
+    mask = inputs.get("cross_attention_mask")
+    return None if mask is None else mask.expand(rows, *mask.shape[1:])
+
+
 def _cut(inputs: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
     return {key: value[:, :length] if key in PER_TOKEN_INPUTS else value for key, value in inputs.items()}
 
@@ -141,17 +147,6 @@ class SharedPrefix:
         cache.batch_repeat_interleave(rows)
         return cache
 
-    def _per_token_inputs(self, prefix: dict[str, torch.Tensor], rows: int, length: int,
-                          whole: bool = False) -> dict[str, Any]:
-        """Per-token inputs of ``length`` tokens after the prefix (``whole``: of the prefix and those tokens)."""
-        extra: dict[str, Any] = {}
-        if "cross_attention_mask" in prefix:  # every text token after the image sees it (Mllama)
-            mask = prefix["cross_attention_mask"]
-            after = mask[:, -1:].expand(rows, length, *mask.shape[2:])
-            extra["cross_attention_mask"] = torch.cat([mask.expand(rows, *mask.shape[1:]), after], 1) if whole \
-                else after
-        return extra
-
     def _padded(self, tails: Sequence[Sequence[int]], length: int) -> torch.Tensor:
         ids = torch.full((len(tails), length), self.pad_id, dtype=torch.long)
         for row, tail in enumerate(tails):
@@ -183,7 +178,7 @@ class SharedPrefix:
                 cache = self._repeated_cache(prefix, len(chunk), start + batch_size >= len(candidates))
                 continuation = model(input_ids=self._padded(tails, length).to(device), use_cache=True,
                                      **{self.cache_argument: cache},
-                                     **self._per_token_inputs(prefix_inputs, len(chunk), length)).logits
+                                     **self._rows_after(_repeated_cross_mask(prefix_inputs, len(chunk)), length)).logits
             for row, candidate in enumerate(chunk):
                 tail = len(tails[row])  # >= 1: every label lies at or after `shared`
                 # logits at positions shared-1 .. len-2 predict tokens shared .. len-1
