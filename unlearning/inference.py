@@ -260,8 +260,9 @@ def generate_samples(
                 out.append([[text] for text in decode(tokens)])
         return out
 
-    # groups per call: enough prompts for a few full batches across groups laid out alike
-    per_call = max(1, 4 * batch_size * len(shared) // max(1, sum(len(g) for g in shared)))
+    # groups per call: enough prompts for a few full batches across groups laid out alike, but no more groups than a
+    # batch has rows, so the prefixes held at once take at most one batch's cache
+    per_call = min(batch_size, max(1, 4 * batch_size * len(shared) // max(1, sum(len(g) for g in shared))))
     return _regrouped(examples, shared, _sharded(shared, per_call, accelerator, desc, run_groups), singles,
                       lambda: _sharded([examples[i] for i in singles], batch_size, accelerator, desc, plain,
                                        order=collator.prompt_length, prepare=collator.generation_batch))
