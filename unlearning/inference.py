@@ -223,8 +223,10 @@ def generate_samples(
     def decode(new_tokens: Sequence[torch.Tensor]) -> list[str]:
         return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
-    def plain(batch_examples: list[Example], inputs: dict | None = None) -> list[list[str]]:
-        inputs = prepare_inputs(model, collator.generation_batch(batch_examples) if inputs is None else inputs)
+    def plain(batch_examples: list[Example]) -> list[list[str]]:
+        # collated here, not in a background thread: decoding below uses the tokenizer, whose padding settings
+        # the collation changes (a fast tokenizer used from two threads can fail with "Already borrowed")
+        inputs = prepare_inputs(model, collator.generation_batch(batch_examples))
         with torch.random.fork_rng(devices=[]):
             if decoding.sample:
                 torch.manual_seed(_batch_seed(decoding.seed, batch_examples))
@@ -237,8 +239,7 @@ def generate_samples(
     if reason is not None:
         if shared_prefix and greedy:
             _say_once(f"generating without shared prefixes: {reason}")
-        return _sharded(examples, batch_size, accelerator, desc, plain, order=collator.prompt_length,
-                        prepare=collator.generation_batch)
+        return _sharded(examples, batch_size, accelerator, desc, plain, order=collator.prompt_length)
     groups = group_by_prefix(collator, examples)
     singles = [group[0] for group in groups if len(group) == 1]
     shared = [group for group in groups if len(group) > 1]
@@ -265,7 +266,7 @@ def generate_samples(
     per_call = min(batch_size, max(1, 4 * batch_size * len(shared) // max(1, sum(len(g) for g in shared))))
     return _regrouped(examples, shared, _sharded(shared, per_call, accelerator, desc, run_groups), singles,
                       lambda: _sharded([examples[i] for i in singles], batch_size, accelerator, desc, plain,
-                                       order=collator.prompt_length, prepare=collator.generation_batch))
+                                       order=collator.prompt_length))
 
 
 def generate_answers(
