@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from unlearning.data import IGNORE_INDEX, ChatCollator, Example
 from unlearning.scoring import AnswerLogits, forward_answer_logits, prepare_inputs
-from unlearning.shared_prefix import PrefixUnsupported, SharedPrefix, group_by_prefix, unsupported_reason
+from unlearning.shared_prefix import PrefixUnsupported, SharedPrefix, group_by_prefix, say_once, unsupported_reason
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,15 +122,6 @@ def _sequence_scores(answer: AnswerLogits) -> list[SequenceScore]:
             for row in range(answer.n_rows)]
 
 
-_said: set[str] = set()
-
-
-def _say_once(message: str) -> None:
-    if message not in _said:
-        _said.add(message)
-        log.warning(message)
-
-
 @torch.no_grad()
 def score_answers(
     model: torch.nn.Module, collator: ChatCollator, examples: Sequence[Example], batch_size: int,
@@ -164,7 +155,7 @@ def _on_prefixes(
     reason = unsupported_reason(model, collator) if shared_prefix else "switched off"
     if reason is not None:
         if shared_prefix:
-            _say_once(f"scoring without shared prefixes: {reason}")
+            say_once(f"scoring without shared prefixes: {reason}")
         return _sharded(examples, batch_size, accelerator, desc, plain, order=order, prepare=prepare)
     groups = group_by_prefix(collator, examples)
     singles = [group[0] for group in groups if len(group) == 1]
@@ -176,7 +167,7 @@ def _on_prefixes(
         try:
             return [on_prefix(members)]
         except PrefixUnsupported as error:
-            _say_once(f"scoring some questions without a shared prefix: {error}")
+            say_once(f"scoring some questions without a shared prefix: {error}")
             return [[result for start in range(0, len(members), batch_size)
                      for result in plain(members[start:start + batch_size])]]
 
@@ -238,7 +229,7 @@ def generate_samples(
     reason = unsupported_reason(model, collator) if shared_prefix and greedy else "switched off"
     if reason is not None:
         if shared_prefix and greedy:
-            _say_once(f"generating without shared prefixes: {reason}")
+            say_once(f"generating without shared prefixes: {reason}")
         return _sharded(examples, batch_size, accelerator, desc, plain, order=collator.prompt_length)
     groups = group_by_prefix(collator, examples)
     singles = [group[0] for group in groups if len(group) == 1]
@@ -250,7 +241,7 @@ def generate_samples(
         try:
             generated = prefix.generate(members, batch_size, settings)
         except PrefixUnsupported as error:
-            _say_once(f"generating some answers without a shared prefix: {error}")
+            say_once(f"generating some answers without a shared prefix: {error}")
             generated = [None] * len(members)
         out = []
         for group, tokens in zip(members, generated, strict=True):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +30,21 @@ from transformers.cache_utils import DynamicLayer, StaticCache, StaticLayer
 
 from unlearning.data import ChatCollator, Example, image_key
 from unlearning.scoring import AnswerLogits, prepare_inputs
+from unlearning.slot_decoding import Prompt, SlotDecoder, logit_changes
+
+log = logging.getLogger(__name__)
 
 PER_TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "cross_attention_mask")
+
+
+_said: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    """Log a fallback's reason the first time it happens (it would repeat for every batch)."""
+    if message not in _said:
+        _said.add(message)
+        log.warning(message)
 
 
 class PrefixUnsupported(Exception):
@@ -202,16 +216,18 @@ class SharedPrefix:
         return inputs, shared
 
     @torch.no_grad()
-    def generate(self, groups: Sequence[Sequence[Example]], batch_size: int, generate_kwargs: dict[str, Any]
-                 ) -> list[list[torch.Tensor] | None]:
+    def generate(self, groups: Sequence[Sequence[Example]], batch_size: int, generate_kwargs: dict[str, Any],
+                 refill: bool = True) -> list[list[torch.Tensor] | None]:
         """Each example's new tokens, greedy, per group in the given order (None for a group that cannot share a
         prefix: the caller generates it on the plain path).
 
         Each group's prefix (its prompt up to the last image) runs once. Prompts of every group whose prefix has the
-        same length are then batched together, in order of length, ``batch_size`` at a time: their prefixes'
-        keys and values stacked (in a preallocated cache where the model allows), each prompt's remaining tokens
-        but its last run right-padded on top, and ``generate`` continues from every prompt's last token with an
-        attention mask leaving out the padding between them (positions follow the mask, as with left padding).
+        same length are then generated together, in order of length, in ``batch_size`` slots, each slot taking the
+        next prompt as soon as its answer ends (``unlearning.slot_decoding``). Where the model's generation config
+        changes greedy's argmax, or its cache cannot be held in slots (or ``refill`` is False), they go in fixed
+        batches of ``batch_size`` instead: their prefixes' keys and values stacked (in a preallocated cache where the
+        model allows), each prompt's remaining tokens but its last run right-padded on top, and ``generate``
+        continues from every prompt's last token with an attention mask leaving out the padding between them.
         """
         collator = self.collator
         prepared: dict[int, tuple[dict[str, torch.Tensor], int, Any, list[Any]]] = {}
@@ -229,14 +245,36 @@ class SharedPrefix:
         for index, (inputs, _, _, _) in prepared.items():
             rows = [(index, row) for row in range(len(groups[index]))]
             buckets.setdefault(inputs["input_ids"].shape[1], []).extend(rows)
+        changes = logit_changes(self.model, generate_kwargs) if refill else ["refill=False"]
+        if changes and refill:
+            say_once(f"generating in fixed batches, not refilled slots: generation adds {', '.join(changes)}")
+        decoder = None if changes else SlotDecoder(
+            self.model, self.cache_argument, batch_size, int(generate_kwargs["max_new_tokens"]),
+            generate_kwargs.get("eos_token_id") or [], self.pad_id, self.keeps_last_logits)
         for rows in buckets.values():
             rows.sort(key=lambda pair: len(prompts[pair[0]][pair[1]]))  # less padding per batch
+            if decoder is not None:
+                queued = [self._slot_prompt(prepared[g], prompts[g][r]) for g, r in rows]
+                reason = decoder.unsupported(queued)
+                if reason is None:
+                    for (g, r), tokens in zip(rows, decoder.run(queued), strict=True):
+                        out[g][r] = tokens
+                    continue
+                say_once(f"generating in fixed batches, not refilled slots: {reason}")
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start:start + batch_size]
                 new = self._generate_chunk([(prepared[g], prompts[g][r]) for g, r in chunk], generate_kwargs)
                 for (g, r), tokens in zip(chunk, new, strict=True):
                     out[g][r] = tokens
         return out
+
+    @staticmethod
+    def _slot_prompt(prefix: tuple[dict[str, torch.Tensor], int, Any, list[Any]], prompt: list[int]) -> Prompt:
+        inputs, shared, cache, deltas = prefix
+        delta = next((int(d.reshape(-1)[0]) for d in deltas if d is not None), 0)
+        cross = inputs.get("cross_attention_mask")
+        return Prompt(cache, inputs["input_ids"].shape[1], prompt[shared:-1], prompt[-1], delta,
+                      None if cross is None else cross[:, -1:])
 
     def _generate_chunk(self, rows: Sequence[tuple[tuple[dict[str, torch.Tensor], int, Any, list[Any]], list[int]]],
                         generate_kwargs: dict[str, Any]) -> list[torch.Tensor]:

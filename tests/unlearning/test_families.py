@@ -279,3 +279,69 @@ def test_shared_prefix_generation_equals_the_plain_path(family, fiu_dir: Path):
     plain = generate_answers(model, collator, examples, 4, decoding, shared_prefix=False)
     for batch_size in (2, 8):
         assert generate_answers(model, collator, examples, batch_size, decoding) == plain
+
+
+def _answers_one_by_one(model, collator: ChatCollator, examples: list[Example], settings: dict) -> list[list[int]]:
+    """Each prompt's new tokens from ``generate`` alone (batch 1, no padding): what any batching must give."""
+    from unlearning.scoring import prepare_inputs
+
+    answers = []
+    for example in examples:
+        inputs = prepare_inputs(model, collator.generation_batch([example]))
+        answers.append(model.generate(**inputs, **settings)[0, inputs["input_ids"].shape[1]:].tolist())
+    return answers
+
+
+def _stops_spreading_lengths(answers: list[list[int]]) -> list[int]:
+    """One or two tokens which, as stop tokens, end the answers after the most different numbers of tokens."""
+    import itertools
+
+    def lengths(stops: tuple[int, ...]) -> int:
+        return len({next((step + 1 for step, token in enumerate(a) if token in stops), len(a)) for a in answers})
+
+    tokens = sorted({token for answer in answers for token in answer})
+    return list(max([(t,) for t in tokens] + list(itertools.combinations(tokens, 2)), key=lengths))
+
+
+def test_refilled_slots_equal_one_prompt_at_a_time(family, fiu_dir: Path, monkeypatch):
+    """Issue 13: greedy generation in slots refilled as rows stop (answers of different lengths, more prompts than
+    slots, the cache compacted) gives each prompt the tokens ``generate`` gives it alone, on every family; a model
+    whose generation config changes the argmax (a repetition penalty) is generated in fixed batches instead."""
+    from unlearning import slot_decoding
+    from unlearning.shared_prefix import SharedPrefix
+
+    model, collator = _model_and_collator(family)
+    images = sorted((fiu_dir / "SFHQ").glob("*.jpg"))[:3]
+    questions = ["Who is this?", "What is the name of the person in this picture, please?", "Job?",
+                 "Where does this person live and where did they grow up?", "Age?"]
+    examples = [Example(q, "?", images[i], f"{i}-{q}") for i in range(3) for q in questions]
+    groups = [examples[:5], examples[5:10], examples[10:]]
+    settings = {"max_new_tokens": 10, "eos_token_id": [], "pad_token_id": collator.tokenizer.pad_token_id,
+                "do_sample": False}
+    unstopped = _answers_one_by_one(model, collator, examples, settings)
+    settings["eos_token_id"] = _stops_spreading_lengths(unstopped)
+    expected = _answers_one_by_one(model, collator, examples, settings)
+    assert len({len(answer) for answer in expected}) >= 3  # rows stop at different steps
+
+    decoders = []
+    run = slot_decoding.SlotDecoder.run
+    monkeypatch.setattr(slot_decoding.SlotDecoder, "run",
+                        lambda self, prompts: decoders.append(self) or run(self, prompts))
+    for slots in (2, 4):
+        generated = SharedPrefix(model, collator).generate(groups, slots, settings)
+        assert [tokens.tolist() for group in generated for tokens in group] == expected
+    assert decoders and all(d.stats["refills"] == len(examples) for d in decoders)
+    assert decoders[-1].stats["row_steps"] == sum(len(answer) for answer in expected)  # no step for a finished row
+
+    settings["eos_token_id"] = []  # every answer runs to the limit: 75 steps in 2 slots, past the cache's end
+    generated = SharedPrefix(model, collator).generate(groups, 2, settings)
+    assert [tokens.tolist() for group in generated for tokens in group] == unstopped
+    assert decoders[-1].stats["compactions"] >= 1
+
+    model.generation_config.repetition_penalty = 1.3
+    assert slot_decoding.logit_changes(model, settings) == ["repetition_penalty=1.3"]
+    count = len(decoders)
+    generated = SharedPrefix(model, collator).generate(groups, 4, settings)
+    assert len(decoders) == count  # fixed batches
+    assert [tokens.tolist() for group in generated for tokens in group] == _answers_one_by_one(
+        model, collator, examples, settings)
