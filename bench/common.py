@@ -33,13 +33,16 @@ class World:
     folder: Path
 
 
-def build_world(image_tokens: int, n_identities: int = 8, n_perturbed: int = 3) -> World:
+def build_world(image_tokens: int, n_identities: int = 8, n_perturbed: int = 3, text_hidden: int = 256,
+                text_layers: int = 4) -> World:
+    """Built-in FIUBench data and the tiny LLaVA (language model ``text_hidden`` wide, ``text_layers`` deep)."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench{image_tokens}-"))
     data = folder / "data"
     write_fiubench(data, n_identities=n_identities, qa_per_identity=5, image_size=112, n_perturbed=n_perturbed)
     task = FiuBenchTask(data)
     model_dir = folder / "model"
-    build_tiny_model("llava", model_dir, task.texts(), text_hidden=256, text_layers=4, text_heads=8,
+    build_tiny_model("llava", model_dir, task.texts(), text_hidden=text_hidden, text_layers=text_layers,
+                     text_ffn=4 * text_hidden, text_heads=8,
                      vision_hidden=128, vision_layers=2, **VARIANTS[image_tokens])
     processor = load_processor(model_dir)
     model = load_model(model_dir)

@@ -5,7 +5,12 @@
 Each variant runs in its own process (peak RSS is a high-water mark): ``none`` takes a policy-only step, ``adapter``
 a KL step whose reference is the same weights with the LoRA adapter disabled, ``copy`` a KL step whose reference is
 a deep copy of the model made before the adapter was attached (what FIUBench and MLLMU-Bench did). The reference's
-memory is each variant's peak minus ``none``'s; the printed ratio is ours over the copy's.
+memory is each variant's peak minus ``none``'s; the printed ratio is ours over the copy's. The reference runs on
+the rows KL reads (the retain rows), as ``forget.py`` runs it.
+
+Models: the tiny LLaVA (language model 256 wide, 4 layers) with 16 and 576 image tokens, whose 20 MB of weights
+the activations outweigh, and wider ones (1024 and 2048 wide, 8 layers: about 0.14B and 0.54B parameters, 0.5 and
+2.1 GB in float32) where, as on real models, the weights a copy adds dominate.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from unlearning.methods import StreamScores, build_method
 from unlearning.models import apply_lora, load_model, load_processor
 from unlearning.progress import Progress
 from unlearning.recipes.common import make_collator
+from unlearning.recipes.forget import reference_rows
 from unlearning.scoring import forward_answer_logits
 from unlearning.streams import StreamCollator, StreamSet
 
@@ -46,7 +52,8 @@ def run_variant(folder: Path, variant: str) -> dict[str, float]:
     uses = method.streams()
     task = FiuBenchTask(folder / "data")
     dataset = StreamSet({use.name: task.stream(use.name, "forget10") for use in uses}, uses, seed=0)
-    batch = StreamCollator(collator, uses)([dataset[i] for i in range(BATCH)])
+    batch = StreamCollator(collator, uses, reference_rows(method))([dataset[i] for i in range(BATCH)])
+    rows = batch.get("reference", batch)  # the rows whose reference the loss reads
     before = peak_mb()
     for _ in range(2):
         policy = StreamScores(forward_answer_logits(model, batch), batch["streams"])
@@ -55,10 +62,10 @@ def run_variant(folder: Path, variant: str) -> dict[str, float]:
         else:
             with torch.no_grad():
                 if variant == "copy":
-                    reference = StreamScores(forward_answer_logits(reference_model, batch), batch["streams"])
+                    reference = StreamScores(forward_answer_logits(reference_model, rows), rows["streams"])
                 else:
                     with model.disable_adapter():
-                        reference = StreamScores(forward_answer_logits(model, batch), batch["streams"])
+                        reference = StreamScores(forward_answer_logits(model, rows), rows["streams"])
             loss, _ = method.loss(policy, reference, Progress(0, 10))
         loss.backward()
         model.zero_grad(set_to_none=True)
@@ -69,15 +76,16 @@ def main() -> None:
     if len(sys.argv) == 3:  # a variant, in its own process
         print(json.dumps(run_variant(Path(sys.argv[1]), sys.argv[2])))
         return
-    for image_tokens in (16, 576):
-        world = build_world(image_tokens, n_identities=20)
+    for image_tokens, hidden, layers in ((16, 256, 4), (576, 256, 4), (16, 1024, 8), (16, 2048, 8)):
+        world = build_world(image_tokens, n_identities=20, text_hidden=hidden, text_layers=layers)
         results = {}
         for variant in ("none", "adapter", "copy"):
             done = subprocess.run([sys.executable, __file__, str(world.folder), variant], capture_output=True,
                                   text=True, check=True)
             results[variant] = json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
         ours, theirs = results["adapter"] - results["none"], results["copy"] - results["none"]
-        print(f"{image_tokens} img tokens: peak RSS none {results['none']:.1f} MB, adapter-disabled reference "
+        print(f"{image_tokens} img tokens, language model {hidden} x {layers}: peak RSS none {results['none']:.1f} MB, "
+              f"adapter-disabled reference "
               f"{results['adapter']:.1f} MB (+{ours:.1f}), deep-copied reference {results['copy']:.1f} MB "
               f"(+{theirs:.1f}); reference memory ratio {ours / theirs if theirs > 0 else float('nan'):.3f}",
               flush=True)
