@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from unlearning.pixel_cache import CachedImageProcessor
+
 IGNORE_INDEX = -100
 LABEL_SCOPES = ("answer", "sequence")
 
@@ -154,7 +156,7 @@ class ChatCollator:
 
     def __init__(
         self, processor: Any, stop_ids: Sequence[int], system_prompt: str | None = None, label_scope: str = "answer",
-        original: OriginalPrompt | None = None,
+        original: OriginalPrompt | None = None, pixel_cache: CachedImageProcessor | None = None,
     ) -> None:
         if label_scope not in LABEL_SCOPES:
             raise ValueError(f"label_scope must be one of {LABEL_SCOPES}, got {label_scope!r}")
@@ -163,6 +165,8 @@ class ChatCollator:
         # which the entry keeps from being reused by another object)
         self._expansions: dict[Any, tuple[int, ImageSource]] = {}
         self._prompts: OrderedDict[Any, tuple[dict[str, torch.Tensor], list[ImageSource]]] = OrderedDict()
+        # each example's images processed once (``pixel_cache``: one shared with other collators, or budget 0: off)
+        self._pixels = CachedImageProcessor() if pixel_cache is None else pixel_cache
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.stop_ids = set(stop_ids)
@@ -279,18 +283,21 @@ class ChatCollator:
 
     def _process(self, texts: list[str], examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         # One list of images per example: the batched layout every processor accepts (Mllama requires it).
-        images = [[open_image(source) for source in ex.images()] for ex in examples]
+        sources = [ex.images() for ex in examples]
+        images = [[open_image(source) for source in own] for own in sources]
         if not any(images):
             images = []
-        return dict(
-            self.processor(
-                text=texts,
-                images=images or None,
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=self._add_special_tokens(texts[0]),
+        keys = [[image_key(source) for source in own] for own in sources]
+        with self._pixels.serving(self.processor, keys, pinned=sources):
+            return dict(
+                self.processor(
+                    text=texts,
+                    images=images or None,
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=self._add_special_tokens(texts[0]),
+                )
             )
-        )
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
         """A training/scoring batch: ``inputs`` for the model and ``labels``, -100 outside the answer targets

@@ -54,7 +54,7 @@ PACKAGES = ("torch", "transformers", "peft", "accelerate")
 NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "save_every", "model_path",
                 "overwrite", "data_dir",  # the data's content and the base model stand in for their paths
                 "compat",  # it acts through the method's resolved coefficients, which are in the identity
-                "num_workers")  # where batches are collated, not what they hold
+                "num_workers", "pixel_cache_mb")  # where and how batches are collated, not what they hold
 NOT_TRAINING_BENCHMARK = ("builtin_dir", "forget_split", "retain_split", "reference_split", "stage_one_split",
                           "starts_from", "general_evals", "judge", "eval_options", "recipe", "official_training")
 # Settings added after runs existed, by the section of the config holding them, at the value that trains as before:

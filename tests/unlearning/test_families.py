@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import SMALL_MODEL
@@ -345,3 +346,38 @@ def test_refilled_slots_equal_one_prompt_at_a_time(family, fiu_dir: Path, monkey
     assert len(decoders) == count  # fixed batches
     assert [tokens.tolist() for group in generated for tokens in group] == _answers_one_by_one(
         model, collator, examples, settings)
+
+
+def test_cached_pixels_equal_the_image_processor(family, fiu_dir: Path, tmp_path: Path):
+    """Issue 13: a collator processes each example's images once and joins the remembered outputs into a batch
+    equal to the processor's own output, tensor for tensor, on every family: examples with one image, two images
+    (a demonstration's and their own), none, a wide image (other tiles or padded pixels); scoring and generation
+    batches; a second pass served from memory; budget 0 processes every time."""
+    from PIL import Image
+
+    from unlearning.pixel_cache import CachedImageProcessor
+
+    name, path = family
+    cfg = model_config(name)
+    processor = load_processor(path, cfg.chat_template, cfg.processor_class, cfg.image_processor_overrides)
+    faces = sorted((fiu_dir / "SFHQ").glob("*.jpg"))[:2]
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (84, 30), (200, 40, 90)).save(wide)
+    shot = Example("Who is this?", "juno fairbanks.", faces[1], "shot")
+    examples = [Example("Who is this?", "juno fairbanks.", faces[0], "a"), Example("Job?", "a florist.", None, "b"),
+                Example("Who is this?", "ada.", faces[0], "c", shots=(shot,)),
+                Example("What is shown?", "a wide picture.", wide, "d")]
+    cached = ChatCollator(processor, [processor.tokenizer.eos_token_id])
+    plain = ChatCollator(processor, [processor.tokenizer.eos_token_id], pixel_cache=CachedImageProcessor(0))
+    for batch in (examples, examples[1:], examples[::-1], examples[:1]):
+        for build in ("__call__", "generation_batch"):
+            want = getattr(plain, build)(batch)
+            for _ in range(2):
+                got = getattr(cached, build)(batch)
+                want_inputs, got_inputs = want.get("inputs", want), got.get("inputs", got)
+                assert sorted(got_inputs) == sorted(want_inputs)
+                for key, value in want_inputs.items():
+                    assert torch.equal(got_inputs[key], value), (name, build, key)
+    assert cached._pixels.misses == 3 and cached._pixels.hits > 3  # face a, shot + face a, the wide image
+    assert plain._pixels.hits == plain._pixels.misses == 0
+    assert type(processor.image_processor).__name__ != "CachedImageProcessor"  # the processor is left as it was

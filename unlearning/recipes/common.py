@@ -17,6 +17,7 @@ from unlearning.data import ChatCollator, OriginalPrompt, stop_token_ids
 from unlearning.fingerprint import content_fingerprint, content_hash
 from unlearning.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.models import load_generation_config, load_processor
+from unlearning.pixel_cache import PIXEL_CACHE_MB, CachedImageProcessor
 from unlearning.runs import (
     RunClaim,
     claim_run,
@@ -145,17 +146,25 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
 
 
 def make_collator(processor: Any, generation_config: Any | None, system_prompt: str | None,
-                  label_scope: str = "answer", original: Mapping[str, Any] | None = None) -> ChatCollator:
-    """``original``: an original code's hand-written prompt and label rule (``compat=official``)."""
+                  label_scope: str = "answer", original: Mapping[str, Any] | None = None,
+                  pixel_cache: CachedImageProcessor | None = None) -> ChatCollator:
+    """``original``: an original code's hand-written prompt and label rule (``compat=official``); ``pixel_cache``:
+    where processed images are remembered (shared by an evaluation command's runs; default: the collator's own)."""
     return ChatCollator(processor, stop_token_ids(processor.tokenizer, generation_config), system_prompt=system_prompt,
-                        label_scope=label_scope, original=OriginalPrompt(**original) if original else None)
+                        label_scope=label_scope, original=OriginalPrompt(**original) if original else None,
+                        pixel_cache=pixel_cache)
+
+
+def pixel_cache(cfg: DictConfig) -> CachedImageProcessor:
+    """The processed-image memory a config asks for (``pixel_cache_mb``; 0 switches it off)."""
+    return CachedImageProcessor(cfg.get("pixel_cache_mb", PIXEL_CACHE_MB))
 
 
 def training_collator(path: str, cfg: DictConfig) -> ChatCollator:
     """The collator of a training run, built before any weights load, so every input is checked first."""
     original = cfg.get("original_prompt")
     return make_collator(load_processor_for(path, cfg.model), load_generation_config(path), cfg.system_prompt,
-                         cfg.get("label_scope", "answer"), to_dict(original) if original else None)
+                         cfg.get("label_scope", "answer"), to_dict(original) if original else None, pixel_cache(cfg))
 
 
 

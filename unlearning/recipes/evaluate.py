@@ -37,6 +37,7 @@ from unlearning.recipes.common import (
     make_accelerator,
     make_collator,
     on_main_first,
+    pixel_cache,
     setup_logging,
     to_dict,
 )
@@ -123,6 +124,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     targets = [(run_dir, step) for run_dir in runs for step in steps_to_evaluate(run_dir, cfg.steps)]
     models = BaseModels(cfg.model.dtype, cfg.model.attn_implementation, accelerator.device,
                         merge=bool(cfg.eval.get("merge_adapters", True)))
+    pixels = pixel_cache(cfg)  # each image processed once for every run this command evaluates
     summaries, failed = [], []
     for run_dir, step in targets:
         try:
@@ -140,7 +142,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             model = models.load(source)
             original = cfg.get("original_prompt")
             return model, make_collator(processor, model.generation_config, cfg.system_prompt,
-                                        original=to_dict(original) if original else None)
+                                        original=to_dict(original) if original else None, pixel_cache=pixels)
 
         try:
             summary = run_evaluation(benchmark.name, evaluation, load, settings, out_dir,
