@@ -30,7 +30,7 @@ from transformers.cache_utils import DynamicLayer, StaticCache, StaticLayer
 
 from unlearning.data import ChatCollator, Example, image_key
 from unlearning.scoring import AnswerLogits, prepare_inputs
-from unlearning.slot_decoding import Prompt, SlotDecoder, logit_changes
+from unlearning.slot_decoding import Prompt, SlotDecoder, logit_changes, repetition_penalty
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,8 @@ class SharedPrefix:
             say_once(f"generating in fixed batches, not refilled slots: generation adds {', '.join(changes)}")
         decoder = None if changes else SlotDecoder(
             self.model, self.cache_argument, batch_size, int(generate_kwargs["max_new_tokens"]),
-            generate_kwargs.get("eos_token_id") or [], self.pad_id, self.keeps_last_logits)
+            generate_kwargs.get("eos_token_id") or [], self.pad_id, self.keeps_last_logits,
+            repetition_penalty(self.model, generate_kwargs))
         for rows in buckets.values():
             rows.sort(key=lambda pair: len(prompts[pair[0]][pair[1]]))  # less padding per batch
             if decoder is not None:
@@ -274,7 +275,7 @@ class SharedPrefix:
         delta = next((int(d.reshape(-1)[0]) for d in deltas if d is not None), 0)
         cross = inputs.get("cross_attention_mask")
         return Prompt(cache, inputs["input_ids"].shape[1], prompt[shared:-1], prompt[-1], delta,
-                      None if cross is None else cross[:, -1:])
+                      None if cross is None else cross[:, -1:], inputs["input_ids"][0])
 
     def _generate_chunk(self, rows: Sequence[tuple[tuple[dict[str, torch.Tensor], int, Any, list[Any]], list[int]]],
                         generate_kwargs: dict[str, Any]) -> list[torch.Tensor]:

@@ -9,11 +9,12 @@ and each row has its own position ids (its sequence length, plus its M-RoPE offs
 position reaches the end of the cache, every row is moved back to end where the longest ends (compaction). Once no
 prompt is left to start, finished rows leave the batch.
 
-A prompt arrives as a computed prefix (its cache, one row) and the tokens after it; prompts whose prefixes have
-the same length run their remaining tokens together, right-padded, when they take their slots. Greedy decoding
-only, and only where the model's generation config adds nothing to the argmax (``logit_changes`` names what it
-adds): the caller then uses ``generate``. Cross-attention layers (Mllama's, which the model's text config lists)
-hold each row's image states whole, in place of a growing key/value pair.
+A prompt arrives as a computed prefix (its cache, one row) and the tokens after it; prompts whose prefixes have the
+same length run their remaining tokens together, right-padded, when they take their slots. Greedy decoding only: a
+repetition penalty in the model's generation config is applied as ``generate`` applies it, anything else that
+changes the argmax (``logit_changes`` names it) sends the caller back to ``generate``. Cross-attention layers
+(Mllama's, which the model's text config lists) hold each row's image states whole, in place of a growing key/value
+pair.
 """
 
 from __future__ import annotations
@@ -30,23 +31,34 @@ from transformers.cache_utils import Cache, DynamicLayer, DynamicSlidingWindowLa
 
 log = logging.getLogger(__name__)
 
-# generation settings that change greedy's argmax (logits processors), with the values that leave it unchanged
-_NEUTRAL = {"repetition_penalty": (1.0,), "encoder_repetition_penalty": (1.0,), "no_repeat_ngram_size": (0,),
+# generation settings that change greedy's argmax (logits processors), with the values that leave it unchanged;
+# the repetition penalty is applied here (``SlotDecoder``), the others send generation back to ``generate``
+_NEUTRAL = {"encoder_repetition_penalty": (1.0,), "no_repeat_ngram_size": (0,),
             "encoder_no_repeat_ngram_size": (0,), "bad_words_ids": (), "force_words_ids": (), "min_length": (0,),
             "min_new_tokens": (0,), "suppress_tokens": (), "begin_suppress_tokens": (), "forced_bos_token_id": (),
             "forced_eos_token_id": (), "sequence_bias": (), "exponential_decay_length_penalty": (),
             "guidance_scale": (1.0,), "stop_strings": (), "watermarking_config": (), "remove_invalid_values": (False,)}
 
 
+def _generation_config(model: torch.nn.Module, settings: dict[str, Any]) -> GenerationConfig:
+    return GenerationConfig.from_dict({**model.generation_config.to_dict(), **settings})
+
+
 def logit_changes(model: torch.nn.Module, settings: dict[str, Any]) -> list[str]:
     """The settings of ``model.generation_config`` updated with ``settings`` that ``generate`` would apply to the
-    logits before its argmax (a repetition penalty, suppressed tokens, ...): slot decoding applies none of them."""
-    config = GenerationConfig.from_dict({**model.generation_config.to_dict(), **settings})
+    logits before its argmax and slot decoding does not (suppressed tokens, n-gram bans, ...)."""
+    config = _generation_config(model, settings)
     changes = [f"{name}={getattr(config, name)!r}" for name, neutral in _NEUTRAL.items()
                if getattr(config, name, None) not in (None, *neutral)]
     if config.do_sample or (config.num_beams or 1) > 1:
         changes.append("sampling or beam search")
     return changes
+
+
+def repetition_penalty(model: torch.nn.Module, settings: dict[str, Any]) -> float | None:
+    """The repetition penalty ``generate`` would apply (Qwen2-VL-Instruct ships 1.05), or None."""
+    penalty = _generation_config(model, settings).repetition_penalty
+    return None if penalty in (None, 1.0) else float(penalty)
 
 
 @dataclass(frozen=True)
@@ -59,14 +71,17 @@ class Prompt:
     last: int  # the prompt's last token: the first token its slot's step feeds
     delta: int = 0  # offset of text positions after the images (Qwen2-VL's M-RoPE), 0 elsewhere
     cross: torch.Tensor | None = None  # Mllama: the prefix's last cross-attention mask row, [1, 1, images, tiles]
+    prefix_ids: torch.Tensor | None = None  # the prefix's token ids (images expanded): a repetition penalty's
 
 
 class SlotDecoder:
     """Greedy answers to many prompts in ``slots`` rows at once, each row refilled when its answer ends."""
 
     def __init__(self, model: torch.nn.Module, cache_argument: str, slots: int, max_new_tokens: int,
-                 stop_ids: Sequence[int], pad_id: int, keeps_last_logits: bool) -> None:
+                 stop_ids: Sequence[int], pad_id: int, keeps_last_logits: bool,
+                 repetition_penalty: float | None = None) -> None:
         self.model, self.cache_argument, self.slots = model, cache_argument, slots
+        self.penalty = repetition_penalty
         self.max_new_tokens, self.stop_ids, self.pad_id = max_new_tokens, set(stop_ids), pad_id
         self.keep = {"logits_to_keep": 1} if keeps_last_logits else {}
         text_config = model.config.get_text_config(decoder=True)
@@ -106,6 +121,8 @@ class SlotDecoder:
         self.tokens = torch.full((slots,), self.pad_id, dtype=torch.long, device=self.device)
         self.cross: torch.Tensor | None = None
         self.owner = [-1] * slots  # the prompt each slot answers, -1 when free
+        self.seen: torch.Tensor | None = None  # with a repetition penalty: [slot, token] in the row's sequence
+        self.arrived: dict[int, torch.Tensor] = {}  # a refilled slot's prompt ids, marked seen at its first step
         new: list[list[int]] = [[] for _ in prompts]
         queue = deque(range(len(prompts)))
         while True:
@@ -137,11 +154,27 @@ class SlotDecoder:
         extra = {} if self.cross is None else {"cross_attention_mask": self.cross}
         logits = self.model(input_ids=self.tokens[:, None], attention_mask=self.mask,
                             position_ids=self.positions[:, None], use_cache=True,
-                            **{self.cache_argument: self.cache}, **extra, **self.keep).logits[:, -1]
+                            **{self.cache_argument: self.cache}, **extra, **self.keep).logits[:, -1].float()
         self.write += 1
         self.positions += 1
+        if self.penalty is not None:
+            logits = self._penalised(logits)
         self.tokens = logits.argmax(dim=-1)
+        if self.seen is not None:
+            self.seen[torch.arange(len(self.owner), device=self.device), self.tokens] = True
         return self.tokens
+
+    def _penalised(self, logits: torch.Tensor) -> torch.Tensor:
+        """``generate``'s repetition penalty: the scores of tokens already in a row's sequence (prompt, image
+        tokens, answer so far) divided by the penalty, or multiplied where negative."""
+        if self.seen is None:
+            self.seen = torch.zeros(len(self.owner), logits.shape[-1], dtype=torch.bool, device=self.device)
+        for slot, ids in self.arrived.items():
+            self.seen[slot] = False
+            self.seen[slot, ids.to(self.device)] = True
+        self.arrived.clear()
+        penalised = torch.where(logits < 0, logits * self.penalty, logits / self.penalty)
+        return torch.where(self.seen, penalised, logits)
 
     # ---- slots ---------------------------------------------------------------------------------------------
     def _fill(self, slots: list[int], indices: list[int], prompts: Sequence[Prompt]) -> None:
@@ -172,6 +205,11 @@ class SlotDecoder:
                 self.mask[slot, self.write - width:self.write] = row_mask[row]
                 self.positions[slot] = length + len(prompt.tail) + prompt.delta
                 self.tokens[slot] = prompt.last
+                if self.penalty is not None:
+                    if prompt.prefix_ids is None:
+                        raise ValueError("a repetition penalty needs each prompt's prefix_ids")
+                    self.arrived[slot] = torch.cat([prompt.prefix_ids.reshape(-1).cpu(),
+                                                    torch.tensor([*prompt.tail, prompt.last], dtype=torch.long)])
                 if prompt.cross is not None:
                     if self.cross is None:
                         self.cross = prompt.cross.new_zeros((len(self.owner), *prompt.cross.shape[1:]))
@@ -243,6 +281,8 @@ class SlotDecoder:
         for layer in self.cache.layers:
             layer.keys, layer.values = layer.keys.index_select(0, index), layer.values.index_select(0, index)
         self.mask, self.positions, self.tokens = self.mask[index], self.positions[index], self.tokens[index]
+        if self.seen is not None:
+            self.seen = self.seen[index]
         if self.cross is not None:
             self.cross = self.cross[index]
         self.owner = [self.owner[slot] for slot in slots]

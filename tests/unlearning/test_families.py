@@ -306,8 +306,8 @@ def _stops_spreading_lengths(answers: list[list[int]]) -> list[int]:
 
 def test_refilled_slots_equal_one_prompt_at_a_time(family, fiu_dir: Path, monkeypatch):
     """Issue 13: greedy generation in slots refilled as rows stop (answers of different lengths, more prompts than
-    slots, the cache compacted) gives each prompt the tokens ``generate`` gives it alone, on every family; a model
-    whose generation config changes the argmax (a repetition penalty) is generated in fixed batches instead."""
+    slots, the cache compacted, a repetition penalty) gives each prompt the tokens ``generate`` gives it alone, on
+    every family; a generation config that changes the argmax otherwise (an n-gram ban) sends it to fixed batches."""
     from unlearning import slot_decoding
     from unlearning.shared_prefix import SharedPrefix
 
@@ -339,11 +339,18 @@ def test_refilled_slots_equal_one_prompt_at_a_time(family, fiu_dir: Path, monkey
     assert [tokens.tolist() for group in generated for tokens in group] == unstopped
     assert decoders[-1].stats["compactions"] >= 1
 
-    model.generation_config.repetition_penalty = 1.3
-    assert slot_decoding.logit_changes(model, settings) == ["repetition_penalty=1.3"]
+    model.generation_config.repetition_penalty = 1.3  # applied in the slots as generate applies it
+    assert slot_decoding.logit_changes(model, settings) == []
     count = len(decoders)
     generated = SharedPrefix(model, collator).generate(groups, 4, settings)
-    assert len(decoders) == count  # fixed batches
+    assert len(decoders) == count + 1
+    penalised = _answers_one_by_one(model, collator, examples, settings)
+    assert [tokens.tolist() for group in generated for tokens in group] == penalised != unstopped
+
+    model.generation_config.no_repeat_ngram_size = 2  # not applied in slots: fixed batches with generate
+    assert slot_decoding.logit_changes(model, settings) == ["no_repeat_ngram_size=2"]
+    generated = SharedPrefix(model, collator).generate(groups, 4, settings)
+    assert len(decoders) == count + 1
     assert [tokens.tolist() for group in generated for tokens in group] == _answers_one_by_one(
         model, collator, examples, settings)
 
