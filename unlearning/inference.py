@@ -232,8 +232,10 @@ def generate_samples(
             say_once(f"generating without shared prefixes: {reason}")
         return _sharded(examples, batch_size, accelerator, desc, plain, order=collator.prompt_length)
     groups = group_by_prefix(collator, examples)
-    singles = [group[0] for group in groups if len(group) == 1]
-    shared = [group for group in groups if len(group) > 1]
+    # prompts showing images, even alone, start from their image's prefix in the slots; text-only ones without a
+    # partner are batched on the plain path
+    shared = [group for group in groups if len(group) > 1 or examples[group[0]].images()]
+    singles = [group[0] for group in groups if len(group) == 1 and not examples[group[0]].images()]
     prefix = SharedPrefix(model, collator)
 
     def run_groups(batch: list[list[int]]) -> list[list[list[str]]]:
@@ -243,18 +245,23 @@ def generate_samples(
         except PrefixUnsupported as error:
             say_once(f"generating some answers without a shared prefix: {error}")
             generated = [None] * len(members)
-        out = []
-        for group, tokens in zip(members, generated, strict=True):
-            if tokens is None:
-                out.append([texts for start in range(0, len(group), batch_size)
-                            for texts in plain(group[start:start + batch_size])])
-            else:
-                out.append([[text] for text in decode(tokens)])
+        out: list[list[list[str]]] = [[] if tokens is None else [[text] for text in decode(tokens)]
+                                      for tokens in generated]
+        left = [(g, r) for g, tokens in enumerate(generated) if tokens is None for r in range(len(members[g]))]
+        if left:  # batched together on the plain path, in order of prompt length
+            say_once("generating some answers without a shared prefix: their prompts share no prefix up to an image")
+            left.sort(key=lambda pair: collator.prompt_length(members[pair[0]][pair[1]]))
+            texts = [t for start in range(0, len(left), batch_size)
+                     for t in plain([members[g][r] for g, r in left[start:start + batch_size]])]
+            answers = dict(zip(left, texts, strict=True))
+            for g, tokens in enumerate(generated):
+                if tokens is None:
+                    out[g] = [answers[(g, r)] for r in range(len(members[g]))]
         return out
 
-    # groups per call: enough prompts for a few full batches across groups laid out alike, but no more groups than a
-    # batch has rows, so the prefixes held at once take at most one batch's cache
-    per_call = min(batch_size, max(1, 4 * batch_size * len(shared) // max(1, sum(len(g) for g in shared))))
+    # groups per call: about eight batches of prompts, so that slots freed by short answers take waiting prompts (a
+    # group's prefix is held only while its prompts start: slot decoding, or a batch's worth of groups at a time)
+    per_call = max(1, 8 * batch_size * len(shared) // max(1, sum(len(g) for g in shared)))
     return _regrouped(examples, shared, _sharded(shared, per_call, accelerator, desc, run_groups), singles,
                       lambda: _sharded([examples[i] for i in singles], batch_size, accelerator, desc, plain,
                                        order=collator.prompt_length))

@@ -17,6 +17,7 @@ text token after the image sees it), the rule ``generate`` applies.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -221,47 +222,65 @@ class SharedPrefix:
         """Each example's new tokens, greedy, per group in the given order (None for a group that cannot share a
         prefix: the caller generates it on the plain path).
 
-        Each group's prefix (its prompt up to the last image) runs once. Prompts of every group whose prefix has the
-        same length are then generated together, in order of length, in ``batch_size`` slots, each slot taking the
-        next prompt as soon as its answer ends (``unlearning.slot_decoding``). Where the model's generation config
-        changes greedy's argmax, or its cache cannot be held in slots (or ``refill`` is False), they go in fixed
-        batches of ``batch_size`` instead: their prefixes' keys and values stacked (in a preallocated cache where the
-        model allows), each prompt's remaining tokens but its last run right-padded on top, and ``generate``
-        continues from every prompt's last token with an attention mask leaving out the padding between them.
+        Each group's prefix (its prompt up to the last image) runs once. The prompts are generated in
+        ``batch_size`` slots, each slot taking the next prompt as soon as its answer ends
+        (``unlearning.slot_decoding``), group after group: a group's prefix runs when its first prompt takes a slot
+        and is let go when its last has, so few prefixes are held at once however many groups come. Where the
+        model's generation config changes greedy's argmax otherwise than by a repetition penalty, or its cache
+        cannot be held in slots (or ``refill`` is False), they go in fixed batches (``_generate_fixed``).
         """
         collator = self.collator
-        prepared: dict[int, tuple[dict[str, torch.Tensor], int, Any, list[Any]]] = {}
         prompts = [[collator.encode_text(collator.prompt_text(example)) for example in group] for group in groups]
+        laid_out: dict[int, tuple[dict[str, torch.Tensor], int]] = {}
         for index, group in enumerate(groups):
-            try:
-                inputs, shared = self._image_prefix(group[0], prompts[index])
-            except PrefixUnsupported:
-                continue
-            output = self._run_prefix(inputs)
-            prepared[index] = inputs, shared, output[self.cache_argument], [m.rope_deltas for m in self._position_state]
-        out: list[list[torch.Tensor | None] | None] = [[None] * len(g) if i in prepared else None
+            with contextlib.suppress(PrefixUnsupported):
+                laid_out[index] = self._image_prefix(group[0], prompts[index])
+        out: list[list[torch.Tensor | None] | None] = [[None] * len(g) if i in laid_out else None
                                                        for i, g in enumerate(groups)]
-        buckets: dict[int, list[tuple[int, int]]] = {}
-        for index, (inputs, _, _, _) in prepared.items():
-            rows = [(index, row) for row in range(len(groups[index]))]
-            buckets.setdefault(inputs["input_ids"].shape[1], []).extend(rows)
+        if not laid_out:
+            return out
         changes = logit_changes(self.model, generate_kwargs) if refill else ["refill=False"]
         if changes and refill:
             say_once(f"generating in fixed batches, not refilled slots: generation adds {', '.join(changes)}")
-        decoder = None if changes else SlotDecoder(
-            self.model, self.cache_argument, batch_size, int(generate_kwargs["max_new_tokens"]),
-            generate_kwargs.get("eos_token_id") or [], self.pad_id, self.keeps_last_logits,
-            repetition_penalty(self.model, generate_kwargs))
+        if not changes:
+            decoder = SlotDecoder(self.model, self.cache_argument, batch_size, int(generate_kwargs["max_new_tokens"]),
+                                  generate_kwargs.get("eos_token_id") or [], self.pad_id, self.keeps_last_logits,
+                                  repetition_penalty(self.model, generate_kwargs))
+            sources = {index: _LazyPrefix(self, inputs, len(groups[index])) for index, (inputs, _) in laid_out.items()}
+            rows = [(g, r) for g in laid_out for r in sorted(range(len(groups[g])), key=lambda r, g=g: len(
+                prompts[g][r]))]
+            queued = [self._slot_prompt(laid_out[g], sources[g], prompts[g][r]) for g, r in rows]
+            reason = decoder.unsupported(next(iter(sources.values())).peek(), queued)
+            if reason is None:
+                for (g, r), tokens in zip(rows, decoder.run(queued), strict=True):
+                    out[g][r] = tokens
+                return out
+            say_once(f"generating in fixed batches, not refilled slots: {reason}")
+        indices = list(laid_out)
+        for start in range(0, len(indices), batch_size):  # at most a batch's worth of group prefixes held at once
+            window = {index: laid_out[index] for index in indices[start:start + batch_size]}
+            for index, tokens in self._generate_fixed(window, groups, prompts, batch_size, generate_kwargs).items():
+                out[index] = tokens
+        return out
+
+    def _generate_fixed(self, laid_out: dict[int, tuple[dict[str, torch.Tensor], int]],
+                        groups: Sequence[Sequence[Example]], prompts: list[list[list[int]]], batch_size: int,
+                        generate_kwargs: dict[str, Any]) -> dict[int, list[torch.Tensor]]:
+        """Fixed batches: each group's prefix run, prompts of every group whose prefix has the same length batched
+        together in order of length, ``batch_size`` at a time: their prefixes' keys and values stacked (in a
+        preallocated cache where the model allows), each prompt's remaining tokens but its last run right-padded on
+        top, and ``generate`` continues from every prompt's last token with an attention mask leaving out the
+        padding between them (positions follow the mask, as with left padding)."""
+        prepared = {}
+        for index, (inputs, shared) in laid_out.items():
+            output = self._run_prefix(inputs)
+            prepared[index] = inputs, shared, output[self.cache_argument], [m.rope_deltas for m in self._position_state]
+        out: dict[int, list[Any]] = {index: [None] * len(groups[index]) for index in prepared}
+        buckets: dict[int, list[tuple[int, int]]] = {}
+        for index, (inputs, _, _, _) in prepared.items():
+            buckets.setdefault(inputs["input_ids"].shape[1], []).extend((index, r) for r in range(len(groups[index])))
         for rows in buckets.values():
             rows.sort(key=lambda pair: len(prompts[pair[0]][pair[1]]))  # less padding per batch
-            if decoder is not None:
-                queued = [self._slot_prompt(prepared[g], prompts[g][r]) for g, r in rows]
-                reason = decoder.unsupported(queued)
-                if reason is None:
-                    for (g, r), tokens in zip(rows, decoder.run(queued), strict=True):
-                        out[g][r] = tokens
-                    continue
-                say_once(f"generating in fixed batches, not refilled slots: {reason}")
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start:start + batch_size]
                 new = self._generate_chunk([(prepared[g], prompts[g][r]) for g, r in chunk], generate_kwargs)
@@ -270,11 +289,10 @@ class SharedPrefix:
         return out
 
     @staticmethod
-    def _slot_prompt(prefix: tuple[dict[str, torch.Tensor], int, Any, list[Any]], prompt: list[int]) -> Prompt:
-        inputs, shared, cache, deltas = prefix
-        delta = next((int(d.reshape(-1)[0]) for d in deltas if d is not None), 0)
+    def _slot_prompt(laid_out: tuple[dict[str, torch.Tensor], int], source: _LazyPrefix, prompt: list[int]) -> Prompt:
+        inputs, shared = laid_out
         cross = inputs.get("cross_attention_mask")
-        return Prompt(cache, inputs["input_ids"].shape[1], prompt[shared:-1], prompt[-1], delta,
+        return Prompt(source, inputs["input_ids"].shape[1], prompt[shared:-1], prompt[-1],
                       None if cross is None else cross[:, -1:], inputs["input_ids"][0])
 
     def _generate_chunk(self, rows: Sequence[tuple[tuple[dict[str, torch.Tensor], int, Any, list[Any]], list[int]]],
@@ -343,3 +361,30 @@ class SharedPrefix:
         if cross is None:
             return {}
         return {"cross_attention_mask": cross[:, -1:].expand(-1, length, *cross.shape[2:])}
+
+
+class _LazyPrefix:
+    """A group's prefix for slot decoding: run through the model when its first prompt takes a slot, let go when
+    its last has (``uses`` takes)."""
+
+    def __init__(self, owner: SharedPrefix, inputs: dict[str, torch.Tensor], uses: int) -> None:
+        self.owner, self.inputs, self.uses = owner, inputs, uses
+        self._computed: tuple[Any, int] | None = None
+
+    def peek(self) -> Any:
+        """The prefix's cache, computed if need be, without taking a use."""
+        if self._computed is None:
+            output = self.owner._run_prefix(self.inputs)
+            deltas = [module.rope_deltas for module in self.owner._position_state]
+            delta = next((int(d.reshape(-1)[0]) for d in deltas if d is not None), 0)
+            self._computed = output[self.owner.cache_argument], delta
+        return self._computed[0]
+
+    def take(self) -> tuple[Any, int]:
+        """The prefix's cache and its position offset (M-RoPE), for one of the group's prompts."""
+        self.peek()
+        computed = self._computed
+        self.uses -= 1
+        if self.uses <= 0:
+            self._computed = None
+        return computed

@@ -23,7 +23,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import GenerationConfig
@@ -61,15 +61,20 @@ def repetition_penalty(model: torch.nn.Module, settings: dict[str, Any]) -> floa
     return None if penalty in (None, 1.0) else float(penalty)
 
 
+class PrefixSource(Protocol):
+    def take(self) -> tuple[Cache, int]:
+        """The prefix's keys and values (its first row is used) and the offset of text positions after its images
+        (Qwen2-VL's M-RoPE; 0 elsewhere), taken once per prompt when the prompt takes a slot."""
+
+
 @dataclass(frozen=True)
 class Prompt:
-    """One prompt to answer: its computed prefix and what follows it."""
+    """One prompt to answer: where its computed prefix comes from, and what follows the prefix."""
 
-    cache: Cache  # the prefix's keys and values (one row, or the first row of a repeated group prefix)
+    source: PrefixSource
     length: int  # positions the prefix holds (image tokens expanded)
     tail: Sequence[int]  # prompt tokens after the prefix, but the last
     last: int  # the prompt's last token: the first token its slot's step feeds
-    delta: int = 0  # offset of text positions after the images (Qwen2-VL's M-RoPE), 0 elsewhere
     cross: torch.Tensor | None = None  # Mllama: the prefix's last cross-attention mask row, [1, 1, images, tiles]
     prefix_ids: torch.Tensor | None = None  # the prefix's token ids (images expanded): a repetition penalty's
 
@@ -93,17 +98,17 @@ class SlotDecoder:
         # room for the longest sequence and as many steps again before the holes are compacted away
         return max(p.length + len(p.tail) for p in prompts) + 1 + 2 * self.max_new_tokens
 
-    def unsupported(self, prompts: Sequence[Prompt]) -> str | None:
-        """Why these prompts' caches cannot be held in slots, or None: every self-attention layer must be a plain
-        key/value pair (a sliding window counts as one when it spans the whole cache)."""
+    def unsupported(self, cache: Cache, prompts: Sequence[Prompt]) -> str | None:
+        """Why ``prompts``, whose prefix caches are laid out as ``cache``, cannot be held in slots, or None: every
+        self-attention layer must be a plain key/value pair (a sliding window counts as one when it spans the whole
+        slot cache, as Mistral's 4096 in Idefics2 spans its prompts and answers)."""
         capacity = self._capacity(prompts)
-        for prompt in prompts:
-            for number, layer in enumerate(prompt.cache.layers):
-                if number in self.cross_layers or type(layer) is DynamicLayer:
-                    continue
-                if isinstance(layer, DynamicSlidingWindowLayer) and layer.sliding_window >= capacity:
-                    continue
-                return f"cache layer {number} is a {type(layer).__name__}"
+        for number, layer in enumerate(cache.layers):
+            if number in self.cross_layers or type(layer) is DynamicLayer:
+                continue
+            if isinstance(layer, DynamicSlidingWindowLayer) and layer.sliding_window >= capacity:
+                continue
+            return f"cache layer {number} is a {type(layer).__name__}"
         return None
 
     # ---- the decode loop -------------------------------------------------------------------------------------
@@ -186,14 +191,17 @@ class SlotDecoder:
             by_length.setdefault(prompts[index].length, []).append((slot, index))
         for length, members in by_length.items():
             rows = [prompts[index] for _, index in members]
-            layers, row_mask = self._run_tails(rows, length)
+            taken = [row.source.take() for row in rows]
+            deltas = [delta for _, delta in taken]
+            layers, row_mask = self._run_tails(rows, [cache for cache, _ in taken], deltas, length)
+            del taken
             if self.cache is None:
                 self._allocate(layers)
             width = row_mask.shape[1]
             if self.write < width:  # the other rows get a hole before their next token
                 self._move_write(width)
             for row, (slot, index) in enumerate(members):
-                prompt = prompts[index]
+                prompt, delta = prompts[index], deltas[row]
                 for number, (keys, values) in enumerate(layers):
                     target = self.cache.layers[number]
                     if number in self.cross_layers:
@@ -203,7 +211,7 @@ class SlotDecoder:
                         target.values[slot, :, self.write - width:self.write] = values[row, :, :width]
                 self.mask[slot] = 0
                 self.mask[slot, self.write - width:self.write] = row_mask[row]
-                self.positions[slot] = length + len(prompt.tail) + prompt.delta
+                self.positions[slot] = length + len(prompt.tail) + delta
                 self.tokens[slot] = prompt.last
                 if self.penalty is not None:
                     if prompt.prefix_ids is None:
@@ -216,13 +224,13 @@ class SlotDecoder:
                     self.cross[slot] = prompt.cross[0].to(self.device)
                 self.owner[slot] = index
 
-    def _run_tails(self, rows: Sequence[Prompt], length: int) -> tuple[list[tuple[torch.Tensor, torch.Tensor]],
-                                                                         torch.Tensor]:
+    def _run_tails(self, rows: Sequence[Prompt], caches: Sequence[Cache], deltas: Sequence[int], length: int
+                   ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
         """The rows' keys and values per layer after their remaining prompt tokens (right-padded) ran on their
-        stacked prefixes, and which positions are real (1) or padding (0)."""
-        stacked = [(torch.cat([row.cache.layers[n].keys[:1] for row in rows]),
-                    torch.cat([row.cache.layers[n].values[:1] for row in rows]))
-                   for n in range(len(rows[0].cache.layers))]
+        stacked prefixes (``caches``), and which positions are real (1) or padding (0)."""
+        stacked = [(torch.cat([cache.layers[n].keys[:1] for cache in caches]),
+                    torch.cat([cache.layers[n].values[:1] for cache in caches]))
+                   for n in range(len(caches[0].layers))]
         tails = [list(row.tail) for row in rows]
         width = max(len(tail) for tail in tails)
         real = torch.tensor([[1] * len(tail) + [0] * (width - len(tail)) for tail in tails], dtype=torch.long)
@@ -234,7 +242,7 @@ class SlotDecoder:
             layer.lazy_initialization(keys, values)
             layer.keys, layer.values = keys, values
         ids = torch.tensor([tail + [self.pad_id] * (width - len(tail)) for tail in tails], dtype=torch.long)
-        offsets = torch.tensor([length + row.delta for row in rows], dtype=torch.long)
+        offsets = torch.tensor([length + delta for delta in deltas], dtype=torch.long)
         extra = {}
         if rows[0].cross is not None:
             extra["cross_attention_mask"] = torch.cat([row.cross for row in rows]).expand(-1, width, -1, -1)

@@ -264,16 +264,18 @@ def test_shared_prefix_with_the_original_prompt(family, fiu_dir: Path):
 
 def test_shared_prefix_generation_equals_the_plain_path(family, fiu_dir: Path):
     """Issue 13: greedy answers generated on one computed prefix per image (prompts of different lengths, several
-    chunks) are the plain path's, token for token, on every family."""
+    chunks; a prompt alone with its image; two equal text-only prompts, which share no image prefix) are the plain
+    path's, on every family."""
     from unlearning.inference import Decoding, generate_answers
     from unlearning.shared_prefix import SharedPrefix
 
     model, collator = _model_and_collator(family)
-    images = sorted((fiu_dir / "SFHQ").glob("*.jpg"))[:2]
+    images = sorted((fiu_dir / "SFHQ").glob("*.jpg"))[:3]
     questions = ["Who is this?", "What is the name of the person in this picture, please?", "Job?",
                  "Where does this person live and where did they grow up?", "Age?"]
     examples = [Example(q, "?", images[i % 2], f"{i}-{q}") for i in range(2) for q in questions]
-    examples += [Example("Job?", "?", None, "text")]
+    examples += [Example("Job?", "?", None, "text"), Example("Age?", "?", None, "text-a"),
+                 Example("Age?", "?", None, "text-b"), Example("Age?", "?", images[2], "alone")]
     groups = [examples[:5], examples[5:10]]  # two images, one batch of prompts from both: no fallback
     assert None not in SharedPrefix(model, collator).generate(groups, 8, {"max_new_tokens": 2})
     decoding = Decoding(max_new_tokens=12)
