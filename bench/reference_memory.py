@@ -1,6 +1,6 @@
 """Peak memory of a KL step's reference: the adapter-disabled model (ours) against a deep-copied reference model.
 
-    python bench/reference_memory.py
+    python bench/reference_memory.py [--repeats 3]
 
 Each variant runs in its own process (peak RSS is a high-water mark): ``none`` takes a policy-only step, ``adapter``
 a KL step whose reference is the same weights with the LoRA adapter disabled, ``copy`` a KL step whose reference is
@@ -9,15 +9,18 @@ memory is each variant's peak minus ``none``'s; the printed ratio is ours over t
 the rows KL reads (the retain rows), as ``forget.py`` runs it.
 
 Models: the tiny LLaVA (language model 256 wide, 4 layers) with 16 and 576 image tokens, whose 20 MB of weights
-the activations outweigh, and wider ones (1024 and 2048 wide, 8 layers: about 0.14B and 0.54B parameters, 0.5 and
-2.1 GB in float32) where, as on real models, the weights a copy adds dominate.
+the activations outweigh, and wider ones (1024 and 2048 wide, 8 layers; their weights printed) where, as on real
+models, the weights a copy adds dominate. Peak RSS moves by tens of MB between identical processes (the allocator),
+so each variant runs ``--repeats`` times and the median is used.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import resource
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -73,21 +76,28 @@ def run_variant(folder: Path, variant: str) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 3:  # a variant, in its own process
+    if len(sys.argv) == 3 and not sys.argv[1].startswith("-"):  # a variant, in its own process
         print(json.dumps(run_variant(Path(sys.argv[1]), sys.argv[2])))
         return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="processes per variant; the median peak is used")
+    args = parser.parse_args()
     for image_tokens, hidden, layers in ((16, 256, 4), (576, 256, 4), (16, 1024, 8), (16, 2048, 8)):
         world = build_world(image_tokens, n_identities=20, text_hidden=hidden, text_layers=layers)
+        weights = sum(p.numel() * p.element_size() for p in world.model.parameters()) / 2**20
+        del world.model
         results = {}
         for variant in ("none", "adapter", "copy"):
-            done = subprocess.run([sys.executable, __file__, str(world.folder), variant], capture_output=True,
-                                  text=True, check=True)
-            results[variant] = json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
+            peaks = [json.loads(subprocess.run([sys.executable, __file__, str(world.folder), variant],
+                                               capture_output=True, text=True, check=True
+                                               ).stdout.strip().splitlines()[-1])["peak_mb"]
+                     for _ in range(args.repeats)]
+            results[variant] = statistics.median(peaks)
         ours, theirs = results["adapter"] - results["none"], results["copy"] - results["none"]
-        print(f"{image_tokens} img tokens, language model {hidden} x {layers}: peak RSS none {results['none']:.1f} MB, "
-              f"adapter-disabled reference "
-              f"{results['adapter']:.1f} MB (+{ours:.1f}), deep-copied reference {results['copy']:.1f} MB "
-              f"(+{theirs:.1f}); reference memory ratio {ours / theirs if theirs > 0 else float('nan'):.3f}",
+        print(f"{image_tokens} img tokens, language model {hidden} x {layers} ({weights:.0f} MB of weights): median "
+              f"peak RSS of {args.repeats}: none {results['none']:.1f} MB, adapter-disabled reference "
+              f"{results['adapter']:.1f} MB ({ours:+.1f}), deep-copied reference {results['copy']:.1f} MB "
+              f"({theirs:+.1f}); reference memory ratio {ours / theirs if theirs > 0 else float('nan'):.3f}",
               flush=True)
 
 

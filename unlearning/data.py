@@ -136,6 +136,7 @@ class OriginalPrompt:
 
 
 PROMPTS_KEPT = 64  # processed prompts a collator remembers (a 336-px image's pixel values: 1.3 MB)
+TEXTS_KEPT = 4096  # tokenized texts a collator remembers
 
 
 def image_key(source: ImageSource) -> Any:
@@ -165,6 +166,7 @@ class ChatCollator:
         # which the entry keeps from being reused by another object)
         self._expansions: dict[Any, tuple[int, ImageSource]] = {}
         self._prompts: OrderedDict[Any, tuple[dict[str, torch.Tensor], list[ImageSource]]] = OrderedDict()
+        self._encoded: OrderedDict[str, tuple[int, ...]] = OrderedDict()
         # each example's images processed once (``pixel_cache``: one shared with other collators, or budget 0: off)
         self._pixels = CachedImageProcessor() if pixel_cache is None else pixel_cache
         self.processor = processor
@@ -218,8 +220,19 @@ class ChatCollator:
         return conversation, full_ids[start:]
 
     def encode_text(self, text: str) -> list[int]:
-        """The text's token ids as the processor tokenizes it, image placeholders unexpanded."""
-        return self.tokenizer(text, add_special_tokens=self._add_special_tokens(text))["input_ids"]
+        """The text's token ids as the processor tokenizes it, image placeholders unexpanded; the last
+        ``TEXTS_KEPT`` texts are remembered (a question's prompt is encoded for each of its candidate answers, and a
+        scored conversation again when it runs on a shared prefix)."""
+        ids = self._encoded.get(text)
+        if ids is None:
+            ids = tuple(self.tokenizer(text, add_special_tokens=self._add_special_tokens(text))["input_ids"])
+            self._encoded[text] = ids
+            if len(self._encoded) > TEXTS_KEPT:
+                self._encoded.popitem(last=False)
+        else:
+            with contextlib.suppress(KeyError):  # another collating thread may have just let it go
+                self._encoded.move_to_end(text)
+        return list(ids)
 
     def _add_special_tokens(self, text: str) -> bool:
         """Templates that already write BOS must not get a second one from the tokenizer."""
