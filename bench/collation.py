@@ -14,15 +14,12 @@ processing them dearer).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import build_world, ratio_line, timed
+from bench.common import build_world, ratio_line, run_variants, timed
 from bench.forget_step import BATCH
 from unlearning.data import ChatCollator
 from unlearning.methods import build_method
@@ -74,13 +71,7 @@ def measure(image_tokens: int, repeats: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--variants", type=int, nargs="+", default=[16, 576])
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    for image_tokens in args.variants:
-        measure(image_tokens, args.repeats)
+    run_variants(__doc__, measure, repeats=5)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Scripts print ratios measured in one process on the same model and data; absolut
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import tempfile
 import time
@@ -69,3 +70,14 @@ def ratio_line(name: str, ours: tuple[float, float], baseline: tuple[float, floa
              else f"ratio (min) {ours[0] / baseline[0]:.3f}")
     return (f"{name:<28} ours min {ours[0] * 1000:8.1f} ms, median {ours[1] * 1000:8.1f} ms | baseline min "
             f"{baseline[0] * 1000:8.1f} ms, median {baseline[1] * 1000:8.1f} ms | {ratio}")
+
+
+def run_variants(doc: str, measure: Callable[[int, int], None], repeats: int = 5) -> None:
+    """A script's command line (``--repeats``, ``--variants``): ``measure(image_tokens, repeats)`` per variant."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--variants", type=int, nargs="+", default=sorted(VARIANTS))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    for image_tokens in args.variants:
+        measure(image_tokens, args.repeats)

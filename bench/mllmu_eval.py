@@ -13,7 +13,6 @@ the whole prompt and one greedy ``generate``. Both up to 50 new tokens, on an un
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import VARIANTS, ratio_line, timed
+from bench.common import VARIANTS, ratio_line, run_variants, timed
 from mllmu import metrics
 from mllmu.benchmark import MllmuTask
 from mllmu.evaluate import SETS, EvalOptions, FewShot, SetSettings, build_questions, eval_sets, evaluate_set
@@ -81,13 +80,7 @@ def measure(image_tokens: int, repeats: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--variants", type=int, nargs="+", default=[16, 576])
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    for image_tokens in args.variants:
-        measure(image_tokens, args.repeats)
+    run_variants(__doc__, measure, repeats=5)
 
 
 if __name__ == "__main__":

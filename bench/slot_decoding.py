@@ -14,7 +14,6 @@ tokens are the useful ones.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import statistics
 import sys
@@ -24,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import build_world, ratio_line, timed
+from bench.common import build_world, ratio_line, run_variants, timed
 from unlearning.shared_prefix import SharedPrefix, group_by_prefix
 
 SPLIT = "forget10"
@@ -87,13 +86,7 @@ def measure(image_tokens: int, repeats: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--variants", type=int, nargs="+", default=[16, 576])
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    for image_tokens in args.variants:
-        measure(image_tokens, args.repeats)
+    run_variants(__doc__, measure, repeats=3)
 
 
 if __name__ == "__main__":
