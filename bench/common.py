@@ -18,7 +18,9 @@ import torch
 
 from fiubench.benchmark import FiuBenchTask
 from fiubench.synthetic import write_fiubench
+from unlearning.data import ChatCollator
 from unlearning.models import load_model, load_processor
+from unlearning.pixel_cache import PIXEL_CACHE_MB, CachedImageProcessor
 from unlearning.recipes.common import make_collator
 from unlearning.tiny import build_tiny_model
 
@@ -81,3 +83,10 @@ def run_variants(doc: str, measure: Callable[[int, int], None], repeats: int = 5
     torch.manual_seed(0)
     for image_tokens in args.variants:
         measure(image_tokens, args.repeats)
+
+
+def fresh_collator(collator: ChatCollator, remember_images: bool = True) -> ChatCollator:
+    """A new collator like ``collator`` with nothing remembered: a run's first evaluation (processed images kept
+    from then on), or with ``remember_images=False`` the originals' loops, which processed every image each time."""
+    return ChatCollator(collator.processor, sorted(collator.stop_ids), collator.system_prompt, collator.label_scope,
+                        collator.original, CachedImageProcessor(PIXEL_CACHE_MB if remember_images else 0))

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import build_world, ratio_line, timed
+from bench.common import build_world, fresh_collator, ratio_line, timed
 from fiubench import metrics
 from fiubench.evaluate import SplitSettings, evaluate_split
 from unlearning.evaluation import EvalContext, LazyModel
@@ -65,19 +65,26 @@ def measure(image_tokens: int, repeats: int, only: list[str] | None) -> None:
     prompts = [qa.example(question=q) for qa in qas for q in (qa.question, *qa.paraphrased_questions)]
     decoding = Decoding(max_new_tokens=MAX_NEW_TOKENS)
     settings = SplitSettings(SPLIT, "forget", BATCH, decoding, metrics.quirks_of("default"))
-    context = EvalContext(LazyModel(lambda: (model, collator)), None, None)
+
+    def context() -> EvalContext:  # a run's first evaluation: nothing processed or tokenized yet
+        fresh = fresh_collator(collator)
+        return EvalContext(LazyModel(lambda: (model, fresh)), None, None)
+
+    def plain() -> object:  # the original processed every image and tokenized every text each time
+        return fresh_collator(collator, remember_images=False)
+
     print(f"{image_tokens} image tokens: {len(qas)} QAs of {SPLIT}, {len(requests)} scored answers, "
           f"{len(prompts)} generations")
     stages = {
-        "scoring": (lambda: score_answers(model, collator, requests, BATCH),
-                    lambda: original_scores(model, collator, qas)),
-        "plain": (lambda: score_answers(model, collator, requests, BATCH, shared_prefix=False),
-                  lambda: original_scores(model, collator, qas)),
-        "generation": (lambda: generate_answers(model, collator, prompts, BATCH, decoding),
-                       lambda: original_generations(model, collator, qas, paraphrases=True)),
-        "split": (lambda: evaluate_split(qas, settings, context),
-                  lambda: (original_generations(model, collator, qas, paraphrases=True),
-                           original_scores(model, collator, qas))),
+        "scoring": (lambda: score_answers(model, fresh_collator(collator), requests, BATCH),
+                    lambda: original_scores(model, plain(), qas)),
+        "plain": (lambda: score_answers(model, fresh_collator(collator), requests, BATCH, shared_prefix=False),
+                  lambda: original_scores(model, plain(), qas)),
+        "generation": (lambda: generate_answers(model, fresh_collator(collator), prompts, BATCH, decoding),
+                       lambda: original_generations(model, plain(), qas, paraphrases=True)),
+        "split": (lambda: evaluate_split(qas, settings, context()),
+                  lambda: (original_generations(model, plain(), qas, paraphrases=True),
+                           original_scores(model, plain(), qas))),
     }
     with torch.no_grad():
         for name, (ours, original) in stages.items():
