@@ -291,6 +291,8 @@ class SlotDecoder:
         self.mask, self.positions, self.tokens = self.mask[index], self.positions[index], self.tokens[index]
         if self.seen is not None:
             self.seen = self.seen[index]
+        renumbered = {old: new for new, old in enumerate(slots)}
+        self.arrived = {renumbered[slot]: ids for slot, ids in self.arrived.items() if slot in renumbered}
         if self.cross is not None:
             self.cross = self.cross[index]
         self.owner = [self.owner[slot] for slot in slots]
