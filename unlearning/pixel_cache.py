@@ -61,7 +61,7 @@ class CachedImageProcessor:
 
     def __init__(self, budget_mb: float = PIXEL_CACHE_MB) -> None:
         self.budget = int(budget_mb * 2**20)
-        self._entries: OrderedDict[Any, tuple[dict[str, Any], Any]] = OrderedDict()
+        self._entries: OrderedDict[Any, tuple[dict[str, Any], int, Any]] = OrderedDict()  # output, bytes, pinned
         self._bytes = 0
         self._lock = threading.Lock()
         self._settings: dict[int, tuple[str, Any]] = {}  # id(image processor) -> (its settings, itself: pinned)
@@ -133,11 +133,11 @@ class CachedImageProcessor:
         output = dict(self._inner([list(sample)], **kwargs))
         size = sum(_nbytes(value) for value in output.values())
         if size <= self.budget:
-            self._entries[key] = output, self._pinned
+            self._entries[key] = output, size, self._pinned
             self._bytes += size
             while self._bytes > self.budget:
-                _, (evicted, _) = self._entries.popitem(last=False)
-                self._bytes -= sum(_nbytes(value) for value in evicted.values())
+                _, (_, evicted, _) = self._entries.popitem(last=False)
+                self._bytes -= evicted
         return output
 
     def _probe(self, images: Sequence[Sequence[Any]], kwargs: dict[str, Any]) -> _Layout:

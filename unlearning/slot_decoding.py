@@ -92,7 +92,7 @@ class SlotDecoder:
         text_config = model.config.get_text_config(decoder=True)
         self.cross_layers = set(getattr(text_config, "cross_attention_layers", None) or ())
         self.device = next(model.parameters()).device
-        self.stats: Counter[str] = Counter()  # steps, row_steps, new_tokens, refills, compactions
+        self.stats: Counter[str] = Counter()  # steps, row_steps, refills, compactions
 
     def _capacity(self, prompts: Sequence[Prompt]) -> int:
         # room for the longest sequence and as many steps again before the holes are compacted away
@@ -150,7 +150,6 @@ class SlotDecoder:
                 if token in self.stop_ids or len(answer) >= self.max_new_tokens:
                     self.owner[slot] = -1
                     self.mask[slot] = 0
-        self.stats["new_tokens"] += sum(len(tokens) for tokens in new)
         self.cache = None
         return [torch.tensor(tokens, dtype=torch.long) for tokens in new]
 
