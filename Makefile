@@ -4,19 +4,23 @@
 #   make demo-safeeraser  # the built-in SafeEraser end to end
 #   make demo-efuf  # the built-in EFUF end to end (curation included)
 #   make test   # the test suite (what CI runs)
-# Both create .venv and install into it first. TORCH_SPEC picks the torch build (the default is the
-# CPU wheel on CPU machines; on a GPU node set it to the CUDA build you use, or preinstall torch).
+#   make lock   # regenerate requirements.lock from requirements.txt/setup.py (docs/reproducibility.md)
+# Each creates .venv and installs into it first: torch from TORCH_SPEC (the CPU wheel on CPU machines; on a GPU
+# node set it to the CUDA build you use, or preinstall torch), then the exact versions of requirements.lock (uv).
 VENV ?= .venv
 PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
 TORCH_SPEC ?= torch==2.13.0
+UV_SPEC ?= uv==0.13.9
 
-.PHONY: demo demo-mllmu demo-safeeraser demo-efuf test install lint
+.PHONY: demo demo-mllmu demo-safeeraser demo-efuf test install lint lock
 
-$(VENV)/.installed: requirements.txt setup.py
+$(VENV)/.installed: requirements.lock setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(UV_SPEC)"
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(UV) pip install -q --python $(PY) -r requirements.lock
+	$(UV) pip install -q --python $(PY) --no-deps -e .
 	$(PY) scripts/check_env.py
 	touch $@
 
@@ -36,6 +40,9 @@ demo-efuf: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+lock: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/lock.bash
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

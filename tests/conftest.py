@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from unlearning.numerics import pin_cpu_numerics
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+pin_cpu_numerics()  # before torch loads: the pinned numbers repeat on any x86-64 CPU with AVX2
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = Path(os.environ.get("UNLEARNING_SHARED_FIXTURES", REPO.parent / "shared" / "fixtures"))

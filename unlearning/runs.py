@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import datetime as dt
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +36,7 @@ import yaml
 
 from unlearning.io import atomic_write_dir, atomic_write_json, atomic_write_text, read_json, redact
 from unlearning.models import ADAPTER_CONFIG, CheckpointError, load_adapter, load_model
+from unlearning.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +45,6 @@ IDENTITY_FILE = "identity.json"
 ATTEMPTS = ".attempts"  # unfinished training attempts, beside the runs of a benchmark/model
 CHECKPOINT = "checkpoint"
 STEP_CHECKPOINTS = "checkpoints"
-PACKAGES = ("torch", "transformers", "peft", "accelerate")
 
 # Config keys that do not change what is trained: where it is written, how it is logged, which checkpoints
 # are kept, and the benchmark's evaluation-only settings.
@@ -71,25 +68,6 @@ IDENTITY_DEFAULTS: dict[tuple[str, ...], dict[str, Any]] = {
 
 class RunExists(RuntimeError):
     """A run folder already holds a run trained with other settings."""
-
-
-def provenance() -> dict[str, Any]:
-    """Where a result came from: code revision, date, library versions."""
-    try:
-        revision = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        revision = None
-    versions = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return {"git": revision, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "versions": versions}
 
 
 # ---------------------------------------------------------------------------------------------- identity

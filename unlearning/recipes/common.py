@@ -18,6 +18,7 @@ from unlearning.fingerprint import content_fingerprint, content_hash
 from unlearning.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.models import load_generation_config, load_processor
 from unlearning.pixel_cache import PIXEL_CACHE_MB, CachedImageProcessor
+from unlearning.provenance import check_versions
 from unlearning.runs import (
     RunClaim,
     claim_run,
@@ -56,6 +57,7 @@ def setup_logging() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, force=True)
     for noisy in ("httpx", "urllib3", "filelock", "DeepSpeed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    check_versions()  # one line when the installed packages are not requirements.lock's
 
 
 def to_dict(cfg: DictConfig) -> dict[str, Any]:
@@ -70,7 +72,8 @@ def make_accelerator(grad_accum: int = 1, report_to: str = "none") -> Accelerato
         raise ValueError(f"report_to must be 'none' or 'wandb', got {report_to!r}")
     if not torch.cuda.is_available():  # CPU processes share the cores instead of oversubscribing them
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // world_size))
+        threads = os.environ.get("OMP_NUM_THREADS")  # a chosen count (pinned numerics) is kept
+        torch.set_num_threads(int(threads) if threads else max(1, len(os.sched_getaffinity(0)) // world_size))
     return Accelerator(gradient_accumulation_steps=grad_accum, log_with=None if report_to == "none" else report_to)
 
 
