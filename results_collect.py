@@ -21,7 +21,9 @@ import hydra
 from omegaconf import DictConfig
 
 from unlearning.benchmarks import Report, benchmark_class
-from unlearning.io import (
+from unlearning.recipes.common import CONFIG_DIR, setup_logging
+from unlearning.runs.folders import find_runs, read_run
+from unlearning.runs.io import (
     CorruptFile,
     atomic_write_bytes,
     atomic_write_csv,
@@ -29,8 +31,6 @@ from unlearning.io import (
     atomic_write_text,
     read_json,
 )
-from unlearning.recipes.common import CONFIG_DIR, setup_logging
-from unlearning.runs import find_runs, read_run
 
 log = logging.getLogger("results_collect")
 

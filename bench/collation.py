@@ -1,4 +1,4 @@
-"""Collation with each example's images processed once per run (``unlearning/pixel_cache.py``) against processing
+"""Collation with each example's images processed once per run (``unlearning/data/pixel_cache.py``) against processing
 them in every batch, on the tiny LLaVA's processor with 16 and 576 image tokens (112 and 336 px).
 
     python bench/collation.py          # prints, per variant, min and median seconds and the ratio
@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import build_world, ratio_line, run_variants, timed
 from bench.forget_step import BATCH
-from unlearning.data import ChatCollator
-from unlearning.methods import build_method
-from unlearning.pixel_cache import CachedImageProcessor
+from unlearning.data.collator import ChatCollator
+from unlearning.data.pixel_cache import CachedImageProcessor
+from unlearning.data.streams import StreamCollator, StreamSet
 from unlearning.recipes.forget import reference_rows
-from unlearning.streams import StreamCollator, StreamSet
+from unlearning.training.methods import build_method
 
 
 def collator_with(world, cache: CachedImageProcessor) -> ChatCollator:

@@ -18,11 +18,11 @@ import torch
 
 from fiubench.benchmark import FiuBenchTask
 from fiubench.synthetic import write_fiubench
-from unlearning.data import ChatCollator
-from unlearning.models import load_model, load_processor
-from unlearning.pixel_cache import PIXEL_CACHE_MB, CachedImageProcessor
+from unlearning.data.collator import ChatCollator
+from unlearning.data.pixel_cache import PIXEL_CACHE_MB, CachedImageProcessor
+from unlearning.models.loading import load_model, load_processor
+from unlearning.models.tiny import build_tiny_model
 from unlearning.recipes.common import make_collator
-from unlearning.tiny import build_tiny_model
 
 # image tokens -> the tiny LLaVA's vision settings (LLaVA-1.5 has 576 image tokens: 336 px at patch 14)
 VARIANTS = {16: {"image_size": 112, "patch_size": 28}, 576: {"image_size": 336, "patch_size": 14}}

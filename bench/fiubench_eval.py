@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import build_world, fresh_collator, ratio_line, timed
 from fiubench import metrics
 from fiubench.evaluate import SplitSettings, evaluate_split
-from unlearning.evaluation import EvalContext, LazyModel
-from unlearning.inference import Decoding, generate_answers, score_answers
-from unlearning.scoring import forward_answer_logits, prepare_inputs
+from unlearning.evaluation.runner import EvalContext, LazyModel
+from unlearning.inference.answers import Decoding, generate_answers, score_answers
+from unlearning.inference.scoring import forward_answer_logits, prepare_inputs
 
 SPLIT = "forget10"
 BATCH = 16  # config/benchmark/fiubench.yaml recipe.eval.batch_size

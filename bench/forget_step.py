@@ -18,12 +18,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import build_world, ratio_line, timed
-from unlearning.methods import StreamScores, build_method
-from unlearning.models import apply_lora
-from unlearning.progress import Progress
+from unlearning.data.streams import StreamCollator, StreamSet
+from unlearning.inference.scoring import forward_answer_logits, prepare_inputs
+from unlearning.models.loading import apply_lora
 from unlearning.recipes.forget import reference_rows
-from unlearning.scoring import forward_answer_logits, prepare_inputs
-from unlearning.streams import StreamCollator, StreamSet
+from unlearning.training.methods import StreamScores, build_method
+from unlearning.training.progress import Progress
 
 MODULES = {"language_model": ["model.language_model", "lm_head"], "projector": ["model.multi_modal_projector"],
            "vision_tower": ["model.vision_tower"]}

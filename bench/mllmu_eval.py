@@ -26,11 +26,11 @@ from mllmu import metrics
 from mllmu.benchmark import MllmuTask
 from mllmu.evaluate import SETS, EvalOptions, FewShot, SetSettings, build_questions, eval_sets, evaluate_set
 from mllmu.synthetic import write_mllmu
-from unlearning.inference import Decoding
-from unlearning.models import load_model, load_processor
+from unlearning.inference.answers import Decoding
+from unlearning.inference.scoring import prepare_inputs
+from unlearning.models.loading import load_model, load_processor
+from unlearning.models.tiny import build_tiny_model
 from unlearning.recipes.common import make_collator
-from unlearning.scoring import prepare_inputs
-from unlearning.tiny import build_tiny_model
 
 BATCH = 16  # config/benchmark/mllmu.yaml recipe.eval.batch_size
 MAX_NEW_TOKENS = 50

@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import build_world
 from bench.forget_step import BATCH, LEAVES, MODULES
-from unlearning.methods import StreamScores, build_method
-from unlearning.models import apply_lora, load_model, load_processor
-from unlearning.progress import Progress
+from unlearning.data.streams import StreamCollator, StreamSet
+from unlearning.inference.scoring import forward_answer_logits
+from unlearning.models.loading import apply_lora, load_model, load_processor
 from unlearning.recipes.common import make_collator
 from unlearning.recipes.forget import reference_rows
-from unlearning.scoring import forward_answer_logits
-from unlearning.streams import StreamCollator, StreamSet
+from unlearning.training.methods import StreamScores, build_method
+from unlearning.training.progress import Progress
 
 
 def peak_mb() -> float:

@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unlearning.runs import find_runs
+from unlearning.runs.folders import find_runs
 
 
 def _read(path: Path) -> dict[str, Any]:

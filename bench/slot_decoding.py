@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import build_world, ratio_line, run_variants, timed
-from unlearning.shared_prefix import SharedPrefix, group_by_prefix
+from unlearning.inference.shared_prefix import SharedPrefix, group_by_prefix
 
 SPLIT = "forget10"
 BATCH = 16  # config/benchmark/fiubench.yaml recipe.eval.batch_size

@@ -15,8 +15,8 @@ from efuf.evaluate import EvalOptions, evaluation
 from efuf.release import SPLIT, STREAMS, EfufData, EfufOptions
 from efuf.synthetic import write_efuf
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
-from unlearning.data import DataError, Example
-from unlearning.evaluation import EvalSettings, Evaluation
+from unlearning.data.collator import DataError, Example
+from unlearning.evaluation.runner import EvalSettings, Evaluation
 
 # (column, aggregate key, better, scale)
 METRICS = (("CHAIR_s", "chair_s", "lower", 100.0), ("CHAIR_i", "chair_i", "lower", 100.0),

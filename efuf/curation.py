@@ -35,12 +35,10 @@ from efuf.curate import ObjectScore, coco_label_score, curate
 from efuf.data import Caption, ClauseScore, SentenceScore
 from efuf.release import EfufData, caption_lines
 from efuf.tiny_clip import train_tiny_clip
-from unlearning.data import Example, load_image
-from unlearning.fingerprint import content_fingerprint, content_hash
-from unlearning.inference import Decoding, generate_answers
-from unlearning.io import atomic_write_json, atomic_write_text, read_json, redact
-from unlearning.metrics.judge import Judge, JudgeSettings, judge_all, judge_unavailable_reason
-from unlearning.models import load_model
+from unlearning.data.collator import Example, load_image
+from unlearning.evaluation.metrics.judge import Judge, JudgeSettings, judge_all, judge_unavailable_reason
+from unlearning.inference.answers import Decoding, generate_answers
+from unlearning.models.loading import load_model
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
@@ -51,6 +49,8 @@ from unlearning.recipes.common import (
     starting_model,
     to_dict,
 )
+from unlearning.runs.fingerprint import content_fingerprint, content_hash
+from unlearning.runs.io import atomic_write_json, atomic_write_text, read_json, redact
 
 log = logging.getLogger(__name__)
 

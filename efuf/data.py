@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unlearning.data import DataError
-from unlearning.records import read_records, shown, string_field
+from unlearning.data.collator import DataError
+from unlearning.data.records import read_records, shown, string_field
 
 SEPARATOR = " ### "
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from efuf import chair, metrics
 from efuf.release import EfufData
-from unlearning.evaluation import EvalContext, EvalSettings, Evaluation, Part
-from unlearning.inference import Decoding, generate_answers
+from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
+from unlearning.inference.answers import Decoding, generate_answers
 
 FILE_VERSION = 1
 OFFICIAL_BEAMS = 5

@@ -38,8 +38,8 @@ from efuf.data import (
     read_pos_neg,
     read_sentences,
 )
-from unlearning.data import DataError, Example, span_example
-from unlearning.records import check_image, resolve_image
+from unlearning.data.collator import DataError, Example, span_example
+from unlearning.data.records import check_image, resolve_image
 
 SPLIT = "curated"
 STREAMS = ("forget", "positive", "sentence", "gold")

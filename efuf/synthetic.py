@@ -26,7 +26,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from unlearning.io import atomic_write_text
+from unlearning.runs.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 

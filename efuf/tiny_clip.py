@@ -17,8 +17,8 @@ from tqdm import tqdm
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
 from efuf.clip_scores import TEXT_TEMPLATE, WindowSettings, window_boxes
-from unlearning.data import load_image
-from unlearning.tiny import train_tokenizer
+from unlearning.data.collator import load_image
+from unlearning.models.tiny import train_tokenizer
 
 
 def build_tiny_clip(out_dir: str | Path, texts: Iterable[str], image_size: int = 64, patch_size: int = 16,

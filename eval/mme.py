@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.yesno import parse_yes_no
-from unlearning.data import DataError, Example
-from unlearning.general import GENERAL_EVALS, GeneralEval
-from unlearning.synthetic import SHAPE_COLOURS, SHAPES, draw_shapes
+from unlearning.data.collator import DataError, Example
+from unlearning.data.synthetic import SHAPE_COLOURS, SHAPES, draw_shapes
+from unlearning.evaluation.general import GENERAL_EVALS, GeneralEval
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork",
               "OCR")

@@ -19,10 +19,10 @@ from typing import Any
 from PIL import Image
 
 from eval.yesno import parse_yes_no
-from unlearning.data import DataError, Example
-from unlearning.general import GENERAL_EVALS, GeneralEval
-from unlearning.io import atomic_write_text
-from unlearning.synthetic import SHAPE_COLOURS, SHAPES, draw_shapes
+from unlearning.data.collator import DataError, Example
+from unlearning.data.synthetic import SHAPE_COLOURS, SHAPES, draw_shapes
+from unlearning.evaluation.general import GENERAL_EVALS, GeneralEval
+from unlearning.runs.io import atomic_write_text
 
 SPLITS = ("random", "popular", "adversarial")
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unlearning.data import DataError, Example
-from unlearning.records import check_image, read_records, require, resolve_image, string_field, string_list
+from unlearning.data.collator import DataError, Example
+from unlearning.data.records import check_image, read_records, require, resolve_image, string_field, string_list
 
 IDENTITY_FIELDS = ("unique_id", "image_path", "qa_list")
 QA_FIELDS = ("question", "answer", "paraphrased_question", "paraphrased_answer", "perturbed_answer", "keywords")

@@ -16,11 +16,11 @@ from typing import Any
 
 from fiubench import metrics
 from fiubench.data import FiuBench, FiuQA
-from unlearning.evaluation import EvalContext, EvalSettings, Evaluation, Part, reference_result
-from unlearning.inference import Decoding, generate_answers, score_answers
-from unlearning.metrics.judge import Judgment, judge_all, judge_counts, store_judgment
-from unlearning.metrics.membership import attack_auc
-from unlearning.metrics.text import keyword_match, rouge_1_recall, rouge_l_recall
+from unlearning.evaluation.metrics.judge import Judgment, judge_all, judge_counts, store_judgment
+from unlearning.evaluation.metrics.membership import attack_auc
+from unlearning.evaluation.metrics.text import keyword_match, rouge_1_recall, rouge_l_recall
+from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part, reference_result
+from unlearning.inference.answers import Decoding, generate_answers, score_answers
 
 FILE_VERSION = 4  # 4: rouge1_recall per QA
 

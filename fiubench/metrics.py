@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from unlearning.evaluation import check_compat
-from unlearning.inference import SequenceScore
-from unlearning.metrics.membership import lowest_k_mean, min_k_plus_plus_z, weighted_min_k, zlib_score
-from unlearning.metrics.stats import harmonic_mean, ks_forget_quality
+from unlearning.evaluation.metrics.membership import lowest_k_mean, min_k_plus_plus_z, weighted_min_k, zlib_score
+from unlearning.evaluation.metrics.stats import harmonic_mean, ks_forget_quality
+from unlearning.evaluation.runner import check_compat
+from unlearning.inference.answers import SequenceScore
 
 ROLES = ("forget", "retain")
 JUDGE_PROMPT = Path(__file__).with_name("judge_prompt.txt").read_text(encoding="utf-8")

@@ -19,8 +19,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from unlearning.io import atomic_write_json, atomic_write_text
-from unlearning.synthetic import (
+from unlearning.data.synthetic import (
     BLOOD_TYPES,
     CITIES,
     CONDITIONS,
@@ -32,6 +31,7 @@ from unlearning.synthetic import (
     OCCUPATIONS,
     draw_face,
 )
+from unlearning.runs.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from mllmu.data import MllmuBench
 from mllmu.evaluate import SETS, EvalOptions, evaluation
 from mllmu.synthetic import write_mllmu
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
-from unlearning.data import Example
-from unlearning.evaluation import EvalSettings, Evaluation
-from unlearning.metrics.judge import judged_cell
+from unlearning.data.collator import Example
+from unlearning.evaluation.metrics.judge import judged_cell
+from unlearning.evaluation.runner import EvalSettings, Evaluation
 
 SET_TITLES = {"forget": "Forget", "test": "Test", "retain": "Retain", "celebrity": "Celebrity"}
 METRIC_COLUMNS = (("Class. Acc", "classification_acc", 100), ("ROUGE-1", "rouge1_f", 1), ("ROUGE-2", "rouge2_f", 1),

@@ -26,10 +26,10 @@ from accelerate import Accelerator
 from mllmu import metrics
 from mllmu.data import MODALITIES, Item, MllmuBench, Profile
 from mllmu.prompts import classification_prompt, cloze_prompt, generation_prompt
-from unlearning.data import ChatCollator, DataError, Example
-from unlearning.evaluation import EvalContext, EvalSettings, Evaluation, Part
-from unlearning.inference import Decoding, choice_token_logprobs, generate_answers, score_answers
-from unlearning.metrics.judge import Judge, judge_all, store_judgment
+from unlearning.data.collator import ChatCollator, DataError, Example
+from unlearning.evaluation.metrics.judge import Judge, judge_all, store_judgment
+from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
+from unlearning.inference.answers import Decoding, choice_token_logprobs, generate_answers, score_answers
 
 log = logging.getLogger(__name__)
 

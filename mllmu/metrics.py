@@ -24,9 +24,9 @@ from typing import Any
 
 from rouge_score import rouge_scorer
 
-from unlearning.evaluation import check_compat
-from unlearning.metrics.judge import add_counts, judge_counts
-from unlearning.metrics.text import rouge_l
+from unlearning.evaluation.metrics.judge import add_counts, judge_counts
+from unlearning.evaluation.metrics.text import rouge_l
+from unlearning.evaluation.runner import check_compat
 
 JUDGE_PROMPT = Path(__file__).with_name("judge_prompt.txt").read_text(encoding="utf-8")
 JUDGE_SYSTEM_PROMPT = "You are an expert at evaluating the factuality of responses."

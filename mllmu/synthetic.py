@@ -29,7 +29,7 @@ from PIL import Image, ImageOps
 
 from mllmu.data import LETTERS, RETAIN_OF
 from mllmu.prompts import classification_prompt, cloze_prompt, generation_prompt
-from unlearning.synthetic import CITIES, CONDITIONS, FIRST_NAMES, LANGUAGES, LAST_NAMES, OCCUPATIONS, draw_face
+from unlearning.data.synthetic import CITIES, CONDITIONS, FIRST_NAMES, LANGUAGES, LAST_NAMES, OCCUPATIONS, draw_face
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from safeeraser.data import PACKAGED_REFUSALS, SPLIT_FILES, SafeEraserData
 from safeeraser.evaluate import SPLITS, EvalOptions, evaluation
 from safeeraser.synthetic import write_safeeraser
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
-from unlearning.data import DataError, Example
-from unlearning.evaluation import EvalSettings, Evaluation
-from unlearning.metrics.judge import judged_cell
-from unlearning.records import refusal_source
+from unlearning.data.collator import DataError, Example
+from unlearning.data.records import refusal_source
+from unlearning.evaluation.metrics.judge import judged_cell
+from unlearning.evaluation.runner import EvalSettings, Evaluation
 
 # (column, split, aggregate key, better)
 METRICS = (("Efficacy ASR", "train", "asr", "lower"), ("Generality ASR", "val", "asr", "lower"),

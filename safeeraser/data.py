@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unlearning.data import DataError, Example
-from unlearning.records import (
+from unlearning.data.collator import DataError, Example
+from unlearning.data.records import (
     check_image,
     load_refusals,
     object_field,

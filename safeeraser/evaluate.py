@@ -2,8 +2,9 @@
 
 Per record of a split: the harmful questions answered with the harmful image (``n`` answers each), the same
 questions answered with the harmless SD image, and the harmless questions answered with the record's image.
-Each answer is judged offline (always) and by the LLM judge when one is configured (``unlearning.metrics.judge``);
-the summary reports the LLM's numbers when there are any, else the offline ones, and says which.
+Each answer is judged offline (always) and by the LLM judge when one is configured
+(``unlearning.evaluation.metrics.judge``); the summary reports the LLM's numbers when there are any, else the
+offline ones, and says which.
 
 Decoding is ``eval.decoding`` (greedy by default); ``compat=official`` samples as the original did (temperature
 1.0, top-p 0.9, three answers per harmful question, one per SD and harmless question), seeded.
@@ -18,10 +19,10 @@ from typing import Any
 
 from safeeraser import judges, metrics
 from safeeraser.data import SafeEraserData, SafeRecord
-from unlearning.data import Example
-from unlearning.evaluation import EvalContext, EvalSettings, Evaluation, Part
-from unlearning.inference import Decoding, generate_answers, generate_samples
-from unlearning.metrics.judge import add_counts, judge_all, judge_counts, store_judgment
+from unlearning.data.collator import Example
+from unlearning.evaluation.metrics.judge import add_counts, judge_all, judge_counts, store_judgment
+from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
+from unlearning.inference.answers import Decoding, generate_answers, generate_samples
 
 FILE_VERSION = 1
 SPLITS = {"train": "efficacy", "val": "generality"}

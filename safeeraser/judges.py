@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from unlearning.metrics.refusal import content_recall, is_meaningless, is_refusal
+from unlearning.evaluation.metrics.refusal import content_recall, is_meaningless, is_refusal
 
 UNSAFE_CONTENT = {
     "Violence": "describing or encouraging violent acts, harm or aggression against people or groups, glorifying "

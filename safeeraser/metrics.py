@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from unlearning.metrics.text import rouge_l
+from unlearning.evaluation.metrics.text import rouge_l
 
 
 def rate(values: Sequence[float | None], official: bool = False) -> float | None:

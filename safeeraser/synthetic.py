@@ -21,8 +21,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from safeeraser.data import CATEGORIES, SPLIT_FILES
-from unlearning.io import atomic_write_text
-from unlearning.synthetic import SHAPE_COLOURS
+from unlearning.data.synthetic import SHAPE_COLOURS
+from unlearning.runs.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 

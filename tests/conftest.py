@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearning.numerics import pin_cpu_numerics
+from unlearning.runs.numerics import pin_cpu_numerics
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -60,7 +60,7 @@ def safe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def safe_tiny_dir(tmp_path_factory: pytest.TempPathFactory, safe_dir: Path) -> Path:
     """The small model with a tokenizer trained on the SafeEraser data's text."""
     from safeeraser.benchmark import SafeEraserTask
-    from unlearning.tiny import build_tiny_model
+    from unlearning.models.tiny import build_tiny_model
 
     path = tmp_path_factory.mktemp("models") / "tiny-llava-safeeraser"
     return build_tiny_model("llava", path, SafeEraserTask(safe_dir).texts(), **SMALL_MODEL)
@@ -69,7 +69,7 @@ def safe_tiny_dir(tmp_path_factory: pytest.TempPathFactory, safe_dir: Path) -> P
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory, fiu_dir: Path) -> Path:
     from fiubench.benchmark import FiuBenchTask
-    from unlearning.tiny import build_tiny_model
+    from unlearning.models.tiny import build_tiny_model
 
     path = tmp_path_factory.mktemp("models") / "tiny-llava"
     return build_tiny_model("llava", path, FiuBenchTask(fiu_dir).texts(), **SMALL_MODEL)
@@ -77,20 +77,20 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory, fiu_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_processor(tiny_dir: Path):
-    from unlearning.models import load_processor
+    from unlearning.models.loading import load_processor
 
     return load_processor(tiny_dir)
 
 
 @pytest.fixture()
 def tiny_model(tiny_dir: Path):
-    from unlearning.models import load_model
+    from unlearning.models.loading import load_model
 
     return load_model(tiny_dir)
 
 
 @pytest.fixture()
 def collator(tiny_processor, tiny_model):
-    from unlearning.data import ChatCollator, stop_token_ids
+    from unlearning.data.collator import ChatCollator, stop_token_ids
 
     return ChatCollator(tiny_processor, stop_token_ids(tiny_processor.tokenizer, tiny_model.generation_config))

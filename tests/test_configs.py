@@ -7,9 +7,9 @@ import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 from hydra import compose, initialize_config_dir
 
-from unlearning.methods import build_method
-from unlearning.models import PARTS
+from unlearning.models.loading import PARTS
 from unlearning.recipes.common import CONFIG_DIR
+from unlearning.training.methods import build_method
 
 CONFIG = Path(CONFIG_DIR)
 MODELS = sorted(p.stem for p in (CONFIG / "model").glob("*.yaml"))

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from unlearning.data import Example
-from unlearning.evaluation import EvalSettings, Evaluation
+from unlearning.data.collator import Example
+from unlearning.evaluation.runner import EvalSettings, Evaluation
 from unlearning.registry import Registry
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -17,13 +17,13 @@ from efuf.curation import curate_folder
 from efuf.synthetic import write_efuf
 from results_collect import collect
 from tests.conftest import SMALL_MODEL
-from unlearning.io import read_json
+from unlearning.models.tiny import build_tiny_model
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import evaluate
 from unlearning.recipes.finetune import finetune
 from unlearning.recipes.forget import forget
-from unlearning.runs import read_run
-from unlearning.tiny import build_tiny_model
+from unlearning.runs.folders import read_run
+from unlearning.runs.io import read_json
 
 REPO = Path(__file__).resolve().parents[2]
 EVAL = ("eval.batch_size=8", "eval.max_new_tokens=12", "benchmark.recipe.eval.n_images=4")

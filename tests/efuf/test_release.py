@@ -16,11 +16,11 @@ from efuf.curation import separation
 from efuf.data import Caption, read_instruct
 from efuf.objects import mentions_of, parse_objects, read_prompt
 from efuf.synthetic import write_efuf
-from unlearning.data import DataError
-from unlearning.methods import build_method
-from unlearning.methods.base import Progress, StreamScores
+from unlearning.data.collator import DataError
+from unlearning.inference.scoring import AnswerLogits
 from unlearning.recipes.common import CONFIG_DIR
-from unlearning.scoring import AnswerLogits
+from unlearning.training.methods import build_method
+from unlearning.training.methods.base import Progress, StreamScores
 
 CAPTION = "A photo of a dog, a frisbee is next to it."
 

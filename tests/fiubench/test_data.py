@@ -10,8 +10,8 @@ from fiubench.benchmark import PACKAGED_REFUSALS, FiuBenchTask
 from fiubench.data import FiuBench
 from fiubench.synthetic import write_fiubench
 from tests.conftest import shared_fixture
-from unlearning.data import DataError
-from unlearning.records import load_refusals
+from unlearning.data.collator import DataError
+from unlearning.data.records import load_refusals
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ import pytest
 
 from fiubench import metrics
 from fiubench.benchmark import FiuBenchTask
-from unlearning.inference import SequenceScore
+from unlearning.inference.answers import SequenceScore
 
 
 def test_truth_ratio_hand_computed():
@@ -122,7 +122,7 @@ def test_judge_as_the_original_under_compat():
 
 
 def test_one_token_answer_mia_under_compat_is_zero():
-    from unlearning.inference import SequenceScore
+    from unlearning.inference.answers import SequenceScore
 
     score = SequenceScore((-0.5, -0.1), (-1.0, -1.0), (0.5, 0.5))  # one answer token + EOS
     assert metrics.mia(score, metrics.OFFICIAL) == (0.0, 0.0)  # tokens 2..L: none; every Min-K term empty

@@ -9,8 +9,8 @@ import pytest
 from mllmu import evaluate, metrics
 from mllmu.data import MllmuBench
 from tests.fake_openai import FakeOpenAI, fake_openai_server
-from unlearning.evaluation import EvalSettings, run_evaluation
-from unlearning.inference import score_answers
+from unlearning.evaluation.runner import EvalSettings, run_evaluation
+from unlearning.inference.answers import score_answers
 
 
 @pytest.fixture()
@@ -105,7 +105,7 @@ def test_demonstrations_are_dropped_to_fit_the_context(data, collator):
 
 
 def test_evaluate_run_reports_four_sets_per_modality_deterministically(data, tiny_dir, tmp_path, monkeypatch):
-    from unlearning.models import load_model, load_processor
+    from unlearning.models.loading import load_model, load_processor
     from unlearning.recipes.common import make_collator
 
     def load():
@@ -149,7 +149,7 @@ def test_forget_profiles_missing_from_the_test_set_are_named(mllmu_dir: Path, tm
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from unlearning.data import DataError
+    from unlearning.data.collator import DataError
 
     copy = tmp_path / "mllmu"
     shutil.copytree(mllmu_dir, copy)

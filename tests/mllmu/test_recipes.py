@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from tests.test_launchers import run
 from unlearning.recipes.common import CONFIG_DIR
-from unlearning.runs import read_run
+from unlearning.runs.folders import read_run
 
 
 def test_launchers_run_mllmu_end_to_end(tmp_path: Path, mllmu_dir: Path, tiny_dir: Path):

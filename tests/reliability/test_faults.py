@@ -24,14 +24,14 @@ from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file, save_file
 
 from results_collect import collect, collect_rows
-from unlearning.data import DataError
-from unlearning.io import CorruptFile, read_json
+from unlearning.data.collator import DataError
+from unlearning.data.records import read_records
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import EvaluationFailed, evaluate
 from unlearning.recipes.finetune import finetune
 from unlearning.recipes.forget import forget
-from unlearning.records import read_records
-from unlearning.runs import find_runs, read_run
+from unlearning.runs.folders import find_runs, read_run
+from unlearning.runs.io import CorruptFile, read_json
 
 FORGET = ("method=ga", "max_steps=1", "batch_size=2")
 

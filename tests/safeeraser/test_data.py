@@ -12,8 +12,8 @@ import pytest
 
 from safeeraser.benchmark import SafeEraserTask
 from safeeraser.data import CATEGORIES, SafeEraserData
-from unlearning.data import DataError
-from unlearning.streams import StreamSet, StreamUse
+from unlearning.data.collator import DataError
+from unlearning.data.streams import StreamSet, StreamUse
 
 
 def test_streams_of_the_built_in_release(safe_dir: Path):

@@ -6,7 +6,7 @@ import pytest
 
 from safeeraser import judges, metrics
 from safeeraser.evaluate import SplitSettings, aggregate_split
-from unlearning.inference import Decoding
+from unlearning.inference.answers import Decoding
 
 
 def test_rates_by_hand():

@@ -14,13 +14,13 @@ from hydra import compose, initialize_config_dir
 
 from results_collect import collect
 from safeeraser.benchmark import SafeEraserTask
-from unlearning.io import read_json
-from unlearning.methods import build_method
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import evaluate
 from unlearning.recipes.finetune import finetune
 from unlearning.recipes.forget import forget
-from unlearning.runs import read_run
+from unlearning.runs.folders import read_run
+from unlearning.runs.io import read_json
+from unlearning.training.methods import build_method
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,12 +9,12 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import SMALL_MODEL
-from unlearning.data import IGNORE_INDEX, ChatCollator, Example, stop_token_ids
-from unlearning.models import check_prefixes, load_model, load_processor
+from unlearning.data.collator import IGNORE_INDEX, ChatCollator, Example, stop_token_ids
+from unlearning.models.loading import check_prefixes, load_model, load_processor
+from unlearning.models.tiny import build_tiny_model
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import evaluate
 from unlearning.recipes.forget import forget
-from unlearning.tiny import build_tiny_model
 
 # config name -> (tiny architecture, end-of-turn marker that closes every answer target)
 FAMILIES = {
@@ -156,7 +156,7 @@ def test_compat_scores_tokens_two_to_l_where_the_original_had_no_rule(family, fi
     """Qwen2-VL and Idefics2 (and any model without an original prompt): compat scores answer tokens 2..L of this
     toolkit's prompt, the end-of-turn left out, and divides by L."""
     from fiubench import metrics
-    from unlearning.inference import score_answers
+    from unlearning.inference.answers import score_answers
 
     model, collator = _model_and_collator(family)
     example = Example("Who is this?", "juno fairbanks.", next((fiu_dir / "SFHQ").glob("*.jpg")), "a")
@@ -209,7 +209,7 @@ def _scoring_examples(fiu_dir: Path) -> list[Example]:
 def test_shared_prefix_scores_equal_the_plain_path(family, fiu_dir: Path):
     """Issue 13: the candidates of a question scored on one computed prefix give the plain path's log-probabilities,
     Min-K++ statistics and token counts to 1e-5, on every family, whatever the chunking of the candidates."""
-    from unlearning.shared_prefix import unsupported_reason
+    from unlearning.inference.shared_prefix import unsupported_reason
 
     model, collator = _model_and_collator(family)
     assert unsupported_reason(model, collator) is None
@@ -217,8 +217,8 @@ def test_shared_prefix_scores_equal_the_plain_path(family, fiu_dir: Path):
 
 
 def _assert_shared_equals_plain(model, collator: ChatCollator, examples: list[Example]) -> None:
-    from unlearning.inference import score_answers
-    from unlearning.shared_prefix import SharedPrefix
+    from unlearning.inference.answers import score_answers
+    from unlearning.inference.shared_prefix import SharedPrefix
 
     SharedPrefix(model, collator).answer_logits(examples[:5], 2)  # the first question's group: no fallback
     plain = score_answers(model, collator, examples, batch_size=4, shared_prefix=False)
@@ -232,7 +232,7 @@ def _assert_shared_equals_plain(model, collator: ChatCollator, examples: list[Ex
 
 def test_shared_prefix_choice_logprobs_equal_the_plain_path(family, fiu_dir: Path):
     """Single-token choices (MLLMU-Bench's option letters) read on shared prefixes: the plain path's values."""
-    from unlearning.inference import choice_token_logprobs
+    from unlearning.inference.answers import choice_token_logprobs
 
     model, collator = _model_and_collator(family)
     examples = _scoring_examples(fiu_dir)
@@ -266,8 +266,8 @@ def test_shared_prefix_generation_equals_the_plain_path(family, fiu_dir: Path):
     """Issue 13: greedy answers generated on one computed prefix per image (prompts of different lengths, several
     chunks; a prompt alone with its image; two equal text-only prompts, which share no image prefix) are the plain
     path's, on every family."""
-    from unlearning.inference import Decoding, generate_answers
-    from unlearning.shared_prefix import SharedPrefix
+    from unlearning.inference.answers import Decoding, generate_answers
+    from unlearning.inference.shared_prefix import SharedPrefix
 
     model, collator = _model_and_collator(family)
     images = sorted((fiu_dir / "SFHQ").glob("*.jpg"))[:3]
@@ -286,7 +286,7 @@ def test_shared_prefix_generation_equals_the_plain_path(family, fiu_dir: Path):
 
 def _answers_one_by_one(model, collator: ChatCollator, examples: list[Example], settings: dict) -> list[list[int]]:
     """Each prompt's new tokens from ``generate`` alone (batch 1, no padding): what any batching must give."""
-    from unlearning.scoring import prepare_inputs
+    from unlearning.inference.scoring import prepare_inputs
 
     answers = []
     for example in examples:
@@ -310,8 +310,8 @@ def test_refilled_slots_equal_one_prompt_at_a_time(family, fiu_dir: Path, monkey
     """Issue 13: greedy generation in slots refilled as rows stop (answers of different lengths, more prompts than
     slots, the cache compacted, a repetition penalty) gives each prompt the tokens ``generate`` gives it alone, on
     every family; a generation config that changes the argmax otherwise (an n-gram ban) sends it to fixed batches."""
-    from unlearning import slot_decoding
-    from unlearning.shared_prefix import SharedPrefix
+    from unlearning.inference.answers import slot_decoding
+    from unlearning.inference.shared_prefix import SharedPrefix
 
     model, collator = _model_and_collator(family)
     images = sorted((fiu_dir / "SFHQ").glob("*.jpg"))[:3]
@@ -364,7 +364,7 @@ def test_cached_pixels_equal_the_image_processor(family, fiu_dir: Path, tmp_path
     batches; a second pass served from memory; budget 0 processes every time."""
     from PIL import Image
 
-    from unlearning.pixel_cache import CachedImageProcessor
+    from unlearning.data.pixel_cache import CachedImageProcessor
 
     name, path = family
     cfg = model_config(name)

@@ -13,13 +13,12 @@ from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 
 from unlearning.benchmarks import Benchmark, benchmark_class, check_starts_from
-from unlearning.data import ChatCollator, OriginalPrompt, stop_token_ids
-from unlearning.fingerprint import content_fingerprint, content_hash
-from unlearning.io import atomic_write_dir, atomic_write_json, read_json
-from unlearning.models import load_generation_config, load_processor
-from unlearning.pixel_cache import PIXEL_CACHE_MB, CachedImageProcessor
-from unlearning.provenance import check_versions
-from unlearning.runs import (
+from unlearning.data.collator import ChatCollator, OriginalPrompt, stop_token_ids
+from unlearning.data.pixel_cache import PIXEL_CACHE_MB, CachedImageProcessor
+from unlearning.models.loading import load_generation_config, load_processor
+from unlearning.models.tiny import build_tiny_model
+from unlearning.runs.fingerprint import content_fingerprint, content_hash
+from unlearning.runs.folders import (
     RunClaim,
     claim_run,
     find_finetune_run,
@@ -29,8 +28,9 @@ from unlearning.runs import (
     step_checkpoint_dir,
     training_identity,
 )
-from unlearning.tiny import build_tiny_model
-from unlearning.trainer import TrainSettings
+from unlearning.runs.io import atomic_write_dir, atomic_write_json, read_json
+from unlearning.runs.provenance import check_versions
+from unlearning.training.trainer import TrainSettings
 
 log = logging.getLogger(__name__)
 

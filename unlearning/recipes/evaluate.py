@@ -23,11 +23,9 @@ from accelerate import Accelerator
 from omegaconf import DictConfig
 
 from unlearning.benchmarks import Benchmark
-from unlearning.evaluation import EvalSettings, Evaluation, run_evaluation
-from unlearning.fingerprint import model_fingerprint
-from unlearning.general import ensure_general_data, general_part, general_settings
-from unlearning.io import CorruptFile
-from unlearning.models import CheckpointError
+from unlearning.evaluation.general import ensure_general_data, general_part, general_settings
+from unlearning.evaluation.runner import EvalSettings, Evaluation, run_evaluation
+from unlearning.models.loading import CheckpointError
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
@@ -41,7 +39,8 @@ from unlearning.recipes.common import (
     setup_logging,
     to_dict,
 )
-from unlearning.runs import (
+from unlearning.runs.fingerprint import model_fingerprint
+from unlearning.runs.folders import (
     BaseModels,
     ModelSource,
     checkpoint_steps,
@@ -51,6 +50,7 @@ from unlearning.runs import (
     model_source,
     read_run,
 )
+from unlearning.runs.io import CorruptFile
 
 log = logging.getLogger(__name__)
 

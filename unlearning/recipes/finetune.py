@@ -19,8 +19,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from unlearning.data import DataError
-from unlearning.models import apply_lora, check_prefixes, count_trainable, freeze_all_but, load_model, tuned_prefixes
+from unlearning.data.collator import DataError
+from unlearning.data.streams import validate_examples
+from unlearning.inference.scoring import forward_answer_logits, mean_nll
+from unlearning.models.loading import (
+    apply_lora,
+    check_prefixes,
+    count_trainable,
+    freeze_all_but,
+    load_model,
+    tuned_prefixes,
+)
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
@@ -32,10 +41,8 @@ from unlearning.recipes.common import (
     train_settings,
     training_collator,
 )
-from unlearning.runs import CHECKPOINT, base_model_entry, finish_attempt, save_checkpoint, save_run
-from unlearning.scoring import forward_answer_logits, mean_nll
-from unlearning.streams import validate_examples
-from unlearning.trainer import seed_everything, train
+from unlearning.runs.folders import CHECKPOINT, base_model_entry, finish_attempt, save_checkpoint, save_run
+from unlearning.training.trainer import seed_everything, train
 
 log = logging.getLogger(__name__)
 

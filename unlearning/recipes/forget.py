@@ -25,9 +25,17 @@ import torch
 from omegaconf import DictConfig
 
 from unlearning.benchmarks import streams_elsewhere
-from unlearning.data import DataError
-from unlearning.methods import StreamScores, build_method
-from unlearning.models import (
+from unlearning.data.collator import DataError
+from unlearning.data.streams import (
+    ANCHOR,
+    StreamCollator,
+    StreamSet,
+    check_streams,
+    validate_examples,
+    with_modality,
+)
+from unlearning.inference.scoring import forward_answer_logits
+from unlearning.models.loading import (
     apply_lora,
     check_prefixes,
     count_trainable,
@@ -35,7 +43,6 @@ from unlearning.models import (
     load_model,
     tuned_prefixes,
 )
-from unlearning.passes import PassBatches, PassCollator, PassItems, pass_of
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
@@ -47,17 +54,10 @@ from unlearning.recipes.common import (
     train_settings,
     training_collator,
 )
-from unlearning.runs import CHECKPOINT, base_model_entry, finish_attempt, save_checkpoint, save_run
-from unlearning.scoring import forward_answer_logits
-from unlearning.streams import (
-    ANCHOR,
-    StreamCollator,
-    StreamSet,
-    check_streams,
-    validate_examples,
-    with_modality,
-)
-from unlearning.trainer import seed_everything, train
+from unlearning.runs.folders import CHECKPOINT, base_model_entry, finish_attempt, save_checkpoint, save_run
+from unlearning.training.methods import StreamScores, build_method
+from unlearning.training.passes import PassBatches, PassCollator, PassItems, pass_of
+from unlearning.training.trainer import seed_everything, train
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
 from unlearning.benchmarks import benchmark_class
-from unlearning.io import read_json
-from unlearning.methods import build_method
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import evaluate
 from unlearning.recipes.finetune import finetune
 from unlearning.recipes.forget import forget
-from unlearning.runs import RunExists, find_runs, read_run
+from unlearning.runs.folders import RunExists, find_runs, read_run
+from unlearning.runs.io import read_json
+from unlearning.training.methods import build_method
 
 METHOD_CONFIGS = sorted(p.stem for p in (Path(CONFIG_DIR) / "method").glob("*.yaml"))
 
@@ -111,8 +111,8 @@ def test_forget_method_trains_adapters_only(runs: Path, method: str):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_stage_one_weights_are_untouched_by_forgetting(runs: Path, method: str):
-    from unlearning.models import load_model
-    from unlearning.runs import load_source, model_source
+    from unlearning.models.loading import load_model
+    from unlearning.runs.folders import load_source, model_source
 
     base_state = load_model(run_dir(runs, "finetune_full_") / "checkpoint").state_dict()
     model = load_source(model_source(run_dir(runs, f"{method}_forget10_")), "float32", "sdpa")
@@ -170,7 +170,7 @@ def test_a_reference_model_by_path(tmp_path: Path, fiu_dir: Path, tiny_dir: Path
 
 def test_a_leaf_matched_adapter_saves_and_loads_back(tmp_path: Path, fiu_dir: Path, tiny_dir: Path):
     """lora_match=leaf (MLLMU-Bench's original) adapts the vision tower too; the run's adapter loads strictly."""
-    from unlearning.runs import load_source, model_source
+    from unlearning.runs.folders import load_source, model_source
 
     run = forget(make_config("forget", tmp_path, fiu_dir, tiny_dir, "benchmark.starts_from=vanilla", "max_steps=1",
                              "batch_size=2", "lora_match=leaf"))
@@ -318,7 +318,7 @@ def test_built_in_benchmark_is_generated_once_and_checked(tmp_path: Path, tiny_d
 
 
 def test_a_model_that_is_not_a_run_is_evaluated_by_path(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_path: Path):
-    """The tiny model as ``unlearning/tiny.py`` saved it, and a forget run's adapter on top of its base."""
+    """The tiny model as ``unlearning/models/tiny.py`` saved it, and a forget run's adapter on top of its base."""
     from results_collect import collect_rows
 
     root = runs.parents[1]
@@ -372,8 +372,8 @@ def test_intermediate_checkpoints_give_a_metric_versus_step_table(fiu_dir: Path,
 def test_bad_streams_and_spans_stop_before_training(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_path: Path,
                                                     mllmu_dir: Path, monkeypatch):
     from fiubench.benchmark import FiuBenchTask
-    from unlearning.data import DataError, span_example
-    from unlearning.streams import StreamError
+    from unlearning.data.collator import DataError, span_example
+    from unlearning.data.streams import StreamError
 
     root = runs.parents[1]
     composed = ["method.name=ga_pd", "+method.base={name: ga}", "+method.terms=[{loss: nll, stream: decoupld}]"]

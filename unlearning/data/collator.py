@@ -1,0 +1,377 @@
+"""One example type for every benchmark, and the collator that turns examples into model inputs.
+
+Prompts always go through the processor's chat template (never hand-written "USER: <image>" strings),
+and only the answer tokens plus the end-of-turn/EOS token are scored: image, system and question
+positions carry the label -100.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from unlearning.data.pixel_cache import CachedImageProcessor
+
+IGNORE_INDEX = -100
+LABEL_SCOPES = ("answer", "sequence")
+
+
+class DataError(ValueError):
+    """Bad benchmark input; the message names the file and the record."""
+
+
+ImageSource = Path | Image.Image | bytes  # a file, a decoded image, or encoded bytes (parquet releases)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One (image, question, answer) triple; ``uid`` ties per-sample results back to the source record.
+
+    ``shots`` are earlier (question, answer) turns of the same conversation: few-shot demonstrations,
+    rendered as user/assistant turns before this question, their images included; never scored.
+    ``context`` is assistant text before the scored ``answer`` (EFUF's caption up to a sub-sentence): it
+    conditions the span and is never scored. ``final`` says the answer ends the assistant's turn, so the
+    end-of-turn marker and EOS are scored with it; a span inside a longer response is scored alone.
+    ``weight`` multiplies this example's loss (1 for every benchmark but those that weight examples).
+    """
+
+    question: str
+    answer: str
+    image: ImageSource | None = None
+    uid: str = ""
+    shots: tuple[Example, ...] = ()
+    context: str = ""
+    final: bool = True
+    weight: float = 1.0
+
+    def images(self) -> list[ImageSource]:
+        """Every image of the conversation, in the order the chat template places them."""
+        return [ex.image for ex in (*self.shots, self) if ex.image is not None]
+
+
+def span_example(question: str, text: str, start: int, end: int, *, final: bool, where: str,
+                 image: ImageSource | None = None, uid: str = "", weight: float = 1.0) -> Example:
+    """The characters ``text[start:end]`` as the scored span of a response, ``text[:start]`` its context.
+
+    Raises a DataError naming ``where`` when the span is empty or lies outside the text.
+    """
+    if not 0 <= start < end <= len(text):
+        raise DataError(f"{where}: span [{start}, {end}) lies outside its text of {len(text)} characters "
+                        f"({text[:60]!r})")
+    return Example(question, text[start:end], image, uid=uid, context=text[:start], final=final, weight=weight)
+
+
+@functools.lru_cache(maxsize=256)
+def load_image(path: Path) -> Image.Image:
+    """Open an image as RGB, or raise a DataError that names the file."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError as error:
+        raise DataError(f"image not found: {path}") from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"image cannot be read: {path} ({error})") from error
+
+
+@functools.lru_cache(maxsize=256)
+def decode_image(data: bytes) -> Image.Image:
+    """Decode encoded image bytes (a parquet release's Image feature) as RGB."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"image bytes cannot be decoded ({error})") from error
+
+
+def open_image(source: ImageSource) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    if isinstance(source, bytes):
+        return decode_image(source)
+    return load_image(Path(source))
+
+
+def stop_token_ids(tokenizer: Any, generation_config: Any | None) -> list[int]:
+    """Ids that end an answer: the model's generation EOS ids plus the tokenizer's EOS."""
+    ids: set[int] = set()
+    configured = getattr(generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(int(i) for i in configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return sorted(ids)
+
+
+@dataclass(frozen=True)
+class OriginalPrompt:
+    """An original code's hand-written prompt and label rule (``compat=official``; FIUBench's model_config.yaml tags).
+
+    The conversation is ``system_tag + question_start_tag + "<image>\\n" + question + answer_tag + answer`` with no
+    EOS (``chat_template=True``: the processor's chat template, as the original did for Llama-3.2). Labels start at
+    token ``len(tokenize(instruction + answer_tag)) - 1``, ``instruction`` being the conversation before
+    ``answer_tag`` with spaces stripped: FIUBench's ``preprocess_v1`` masks position 0 and the next
+    ``len(...) - 2`` tokens. Depending on the tokenizer this is the answer's first token, its second, or the tag's
+    last (LLaVA-Phi-3's ``<|assistant|>``).
+    """
+
+    system_tag: str = ""
+    question_start_tag: str = ""
+    answer_tag: str = ""
+    chat_template: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.answer_tag:
+            raise ValueError("an original prompt needs its answer_tag (where the labels start)")
+
+
+PROMPTS_KEPT = 64  # processed prompts a collator remembers (a 336-px image's pixel values: 1.3 MB)
+TEXTS_KEPT = 4096  # tokenized texts a collator remembers
+
+
+def image_key(source: ImageSource) -> Any:
+    """What identifies an image source in a cache: its path, its bytes (their hash is computed once), or a decoded
+    image's id (a cache entry must keep that image alive, so the id is not reused)."""
+    if isinstance(source, bytes):
+        return source
+    return id(source) if isinstance(source, Image.Image) else str(source)
+
+
+class ChatCollator:
+    """Builds batches for training, teacher-forced scoring and generation from :class:`Example` lists.
+
+    The answer target is whatever the chat template puts after the generation prompt for the assistant
+    turn (the answer and the template's end-of-turn marker), with the tokenizer's EOS appended when that
+    target does not already end in a stop token, so the model learns to stop.
+    """
+
+    def __init__(
+        self, processor: Any, stop_ids: Sequence[int], system_prompt: str | None = None, label_scope: str = "answer",
+        original: OriginalPrompt | None = None, pixel_cache: CachedImageProcessor | None = None,
+    ) -> None:
+        if label_scope not in LABEL_SCOPES:
+            raise ValueError(f"label_scope must be one of {LABEL_SCOPES}, got {label_scope!r}")
+        self.original = original
+        # image -> (the tokens its processing adds beyond the text's, the source: a decoded image's key is its id,
+        # which the entry keeps from being reused by another object)
+        self._expansions: dict[Any, tuple[int, ImageSource]] = {}
+        self._prompts: OrderedDict[Any, tuple[dict[str, torch.Tensor], list[ImageSource]]] = OrderedDict()
+        self._encoded: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+        # each example's images processed once (``pixel_cache``: one shared with other collators, or budget 0: off)
+        self._pixels = CachedImageProcessor() if pixel_cache is None else pixel_cache
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.stop_ids = set(stop_ids)
+        self.system_prompt = system_prompt
+        self.label_scope = label_scope  # sequence: every non-padding token (MLLMU-Bench's original training)
+
+    # ------------------------------------------------------------------ text
+
+    def messages(self, example: Example, with_answer: bool) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
+        turns = (*example.shots, example)
+        for index, turn in enumerate(turns):
+            user: list[dict[str, str]] = [{"type": "image"}] if turn.image is not None else []
+            user.append({"type": "text", "text": turn.question})
+            messages.append({"role": "user", "content": user})
+            if with_answer or index < len(turns) - 1:
+                text = turn.context + turn.answer
+                messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
+        return messages
+
+    def prompt_text(self, example: Example) -> str:
+        if self.original is not None and not self.original.chat_template:
+            if example.shots or example.context:
+                raise DataError(f"example {example.uid!r}: the original prompt has no demonstrations or context")
+            o, image = self.original, getattr(self.processor, "image_token", "<image>")
+            return (o.system_tag + o.question_start_tag + (f"{image}\n" if example.image is not None else "")
+                    + example.question + o.answer_tag)
+        return self.processor.apply_chat_template(
+            self.messages(example, with_answer=False), add_generation_prompt=True, tokenize=False
+        )
+
+    def original_target(self, example: Example) -> tuple[str, list[int]]:
+        """The original's conversation and its label tokens (``OriginalPrompt``)."""
+        o = self.original
+        if o.chat_template:
+            conversation = self.processor.apply_chat_template(self.messages(example, with_answer=True),
+                                                              tokenize=False)
+        else:
+            conversation = self.prompt_text(example) + example.answer
+        if o.answer_tag not in conversation:
+            raise DataError(f"example {example.uid!r}: the answer tag {o.answer_tag!r} is not in the conversation")
+        instruction = conversation.split(o.answer_tag)[0].strip(" ")
+        start = len(self.encode_text(instruction + o.answer_tag)) - 1
+        full_ids = self.encode_text(conversation)
+        if start >= len(full_ids):
+            raise DataError(f"example {example.uid!r}: the original label rule leaves no label token")
+        return conversation, full_ids[start:]
+
+    def encode_text(self, text: str) -> list[int]:
+        """The text's token ids as the processor tokenizes it, image placeholders unexpanded; the last
+        ``TEXTS_KEPT`` texts are remembered (a question's prompt is encoded for each of its candidate answers, and a
+        scored conversation again when it runs on a shared prefix)."""
+        ids = self._encoded.get(text)
+        if ids is None:
+            ids = tuple(self.tokenizer(text, add_special_tokens=self._add_special_tokens(text))["input_ids"])
+            self._encoded[text] = ids
+            if len(self._encoded) > TEXTS_KEPT:
+                self._encoded.popitem(last=False)
+        else:
+            with contextlib.suppress(KeyError):  # another collating thread may have just let it go
+                self._encoded.move_to_end(text)
+        return list(ids)
+
+    def _add_special_tokens(self, text: str) -> bool:
+        """Templates that already write BOS must not get a second one from the tokenizer."""
+        bos = self.tokenizer.bos_token
+        return not (bos and text.startswith(bos))
+
+    def target_text(self, example: Example) -> tuple[str, list[int]]:
+        """Return the rendered conversation up to the end of the scored span, and the span's token ids.
+
+        Without a context the span is everything the template renders after the generation prompt (the
+        answer and the end-of-turn marker), plus EOS when that does not already end in a stop token. With a
+        context, the span's tokens are those that differ from the tokenized conversation up to the context,
+        so a token straddling the boundary is scored with the span.
+        """
+        if self.original is not None:
+            return self.original_target(example)
+        prompt = self.prompt_text(example)
+        full = self.processor.apply_chat_template(self.messages(example, with_answer=True), tokenize=False)
+        if not full.startswith(prompt):
+            raise DataError(
+                f"example {example.uid!r}: the chat template does not render the answer as a continuation of "
+                "the generation prompt, so answer tokens cannot be located"
+            )
+        if not example.answer.strip():
+            raise DataError(f"example {example.uid!r}: empty answer")
+        continuation = full[len(prompt):]
+        if example.context or not example.final:
+            at = continuation.find(example.context + example.answer)
+            if at < 0:
+                raise DataError(f"example {example.uid!r}: the chat template changes the response text, so the "
+                                "scored span cannot be located")
+            conditioning = prompt + continuation[:at + len(example.context)]
+            target = continuation[at + len(example.context):]
+            if not example.final:
+                target = target[:len(example.answer)]
+        else:
+            conditioning, target = prompt, continuation
+        target = target.rstrip() if example.final else target
+        if not target.strip():
+            raise DataError(f"example {example.uid!r}: empty answer")
+        prompt_ids = self.encode_text(prompt)
+        full_ids = self.encode_text(conditioning + target)
+        if example.final and full_ids[-1] not in self.stop_ids:
+            target += self.tokenizer.eos_token
+            full_ids = self.encode_text(conditioning + target)
+        if full_ids[: len(prompt_ids)] != prompt_ids:
+            raise DataError(
+                f"example {example.uid!r}: tokenizing prompt and answer together changes the prompt tokens"
+            )
+        start = len(prompt_ids)
+        if conditioning != prompt:
+            context_ids = self.encode_text(conditioning)
+            start = next((i for i, (a, b) in enumerate(zip(context_ids, full_ids, strict=False)) if a != b),
+                         min(len(context_ids), len(full_ids)))
+            start = max(start, len(prompt_ids))
+        if start >= len(full_ids):
+            raise DataError(f"example {example.uid!r}: the scored span has no tokens")
+        return conditioning + target, full_ids[start:]
+
+    # ------------------------------------------------------------------ batches
+
+    def _process(self, texts: list[str], examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        # One list of images per example: the batched layout every processor accepts (Mllama requires it).
+        sources = [ex.images() for ex in examples]
+        images = [[open_image(source) for source in own] for own in sources]
+        if not any(images):
+            images = []
+        keys = [[image_key(source) for source in own] for own in sources]
+        with self._pixels.serving(self.processor, keys, pinned=sources):
+            return dict(
+                self.processor(
+                    text=texts,
+                    images=images or None,
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=self._add_special_tokens(texts[0]),
+                )
+            )
+
+    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
+        """A training/scoring batch: ``inputs`` for the model and ``labels``, -100 outside the answer targets
+        (with ``label_scope="sequence"``: -100 on padding only, every other token a label)."""
+        rendered = [self.target_text(example) for example in examples]
+        batch = self._process([text for text, _ in rendered], examples)
+        batch.pop("labels", None)  # some processors (PaliGemma) make their own; ours mask more
+        input_ids, attention = batch["input_ids"], batch["attention_mask"]
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        for row, (example, (_, target_ids)) in enumerate(zip(examples, rendered, strict=True)):
+            positions = attention[row].nonzero().squeeze(-1)[-len(target_ids):]
+            if input_ids[row, positions].tolist() != target_ids:
+                raise DataError(f"example {example.uid!r}: answer tokens moved during image processing")
+            labels[row, positions] = input_ids[row, positions]
+        if self.label_scope == "sequence":
+            labels = torch.where(attention.bool(), input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+        out = {"inputs": batch, "labels": labels}
+        if any(example.weight != 1.0 for example in examples):
+            out["weights"] = torch.tensor([float(example.weight) for example in examples])
+        return out
+
+    def prompt_length(self, example: Example) -> int:
+        """Tokens of the generation prompt, image tokens included, without preprocessing the images again: the
+        prompt's text tokens plus, per image, how many tokens the processor expands it into (measured once per
+        image and remembered), the number ``generation_batch`` gives."""
+        length = len(self.encode_text(self.prompt_text(example)))
+        return length + sum(self._image_expansion(source) for source in example.images())
+
+    def _image_expansion(self, source: ImageSource) -> int:
+        key = image_key(source)
+        if key not in self._expansions:
+            probe = Example("?", "?", source, uid="probe")
+            text = self.prompt_text(probe)
+            processed = self._process([text], [probe])["input_ids"].shape[1]
+            self._expansions[key] = int(processed) - len(self.encode_text(text)), source
+        return self._expansions[key][0]
+
+    def generation_batch(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        """Left-padded prompts ending with the generation prompt, ready for ``model.generate``."""
+        with self._padding_side("left"):
+            batch = self._process([self.prompt_text(example) for example in examples], examples)
+        batch.pop("labels", None)
+        return batch
+
+    def prompt_inputs(self, example: Example) -> dict[str, torch.Tensor]:
+        """One prompt's processed inputs (no padding), remembered for the last ``PROMPTS_KEPT`` prompts: the
+        shared prefixes of a split's generation and scoring passes process each image once between them."""
+        key = (self.prompt_text(example), tuple(image_key(source) for source in example.images()))
+        if key in self._prompts:
+            self._prompts.move_to_end(key)
+        else:
+            self._prompts[key] = self.generation_batch([example]), example.images()  # the images pin their ids
+            while len(self._prompts) > PROMPTS_KEPT:
+                self._prompts.popitem(last=False)
+        return dict(self._prompts[key][0])
+
+    @contextlib.contextmanager
+    def _padding_side(self, side: str) -> Iterator[None]:
+        previous = self.tokenizer.padding_side
+        self.tokenizer.padding_side = side
+        try:
+            yield
+        finally:
+            self.tokenizer.padding_side = previous

@@ -1,0 +1,1 @@
+"""The evaluation runner, general evaluations, metrics and the LLM judge."""

@@ -1,0 +1,89 @@
+"""General-capability evaluations (MME, POPE, ...) that a benchmark attaches to its own, found by name.
+
+Each lives in the ``eval`` package as ``eval/<name>.py`` and registers an object with its settings class,
+its built-in (offline) data writer, its questions and its scores; the engine generates the answers. A
+benchmark config lists the ones it reports (``general_evals``) and ``eval.general.<name>`` holds their
+settings. All of them form one evaluation part, ``eval/general.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unlearning.data.collator import Example
+from unlearning.evaluation.runner import EvalContext, Part
+from unlearning.inference.answers import generate_answers
+from unlearning.registry import Registry
+
+log = logging.getLogger(__name__)
+
+FILE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class GeneralEval:
+    """One general evaluation: its settings class (a dataclass with ``data_dir``, ``builtin_dir`` where the
+    built-in data is written, and ``max_new_tokens``), its built-in data writer, its questions (the release's
+    items and the prompt to answer for each) and its scores (with ``accuracy``, 0-1, over all questions)."""
+
+    settings: type
+    write_builtin: Callable[[Path], Path]
+    questions: Callable[[Any], tuple[Sequence[Any], list[Example]]]
+    score: Callable[[Sequence[Any], Sequence[str]], dict[str, Any]]
+
+
+GENERAL_EVALS: Registry[GeneralEval] = Registry("general evaluation")
+
+
+def general_eval(name: str) -> GeneralEval:
+    """Import ``eval.<name>`` (which registers it) and return it."""
+    return GENERAL_EVALS.find(name, f"eval.{name}")
+
+
+def general_settings(names: Sequence[str], configs: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """Each listed evaluation's typed settings (``eval.general.<name>``); none when ``eval.general`` is null."""
+    if not configs:
+        return {}
+    out = {}
+    for name in names:
+        if name not in configs:
+            raise ValueError(f"the benchmark reports {name!r} but eval.general has no settings for it")
+        evaluation = general_eval(name)
+        try:
+            out[name] = evaluation.settings(**configs[name])
+        except TypeError as error:
+            raise ValueError(f"eval.general.{name}: {error}") from error
+    return out
+
+
+def ensure_general_data(settings: Mapping[str, Any], on_main_first: Callable[[Callable[[], None]], None],
+                        ensure_data: Callable[..., None]) -> None:
+    """Write each evaluation's built-in data the first time its built-in folder is used."""
+    for name, values in settings.items():
+        if values.builtin_dir:
+            on_main_first(lambda name=name, values=values: ensure_data(
+                Path(values.data_dir), Path(values.builtin_dir), general_eval(name).write_builtin, {}, name.upper()))
+
+
+def general_part(settings: Mapping[str, Any], batch_size: int) -> Part:
+    """One part running every configured general evaluation on the model (its questions are read here, before
+    any model loads, so a missing file stops the evaluation early and the part's fingerprint covers them)."""
+    questions = {name: general_eval(name).questions(values) for name, values in settings.items()}
+
+    def compute(context: EvalContext) -> dict[str, Any]:
+        model, collator = context.model.get()
+        results = {}
+        for name, values in settings.items():
+            items, prompts = questions[name]
+            answers = generate_answers(model, collator, prompts, batch_size, values.max_new_tokens,
+                                       context.accelerator, desc=name)
+            results[name] = general_eval(name).score(items, answers)
+        return results
+
+    fingerprint = {"version": FILE_VERSION, **{name: dataclasses.asdict(v) for name, v in settings.items()}}
+    return Part("general", fingerprint, compute, data={name: prompts for name, (_, prompts) in questions.items()})

@@ -1,0 +1,246 @@
+"""One evaluation runner for every benchmark: lazy model, judge, compat mode, a fingerprinted cache per part,
+the summary, writes on the main process only.
+
+A benchmark describes its evaluation as parts (``Part``: one file under ``eval/``, the settings it was computed
+under, the data it scores, and the function computing it) and a ``summarize`` function over the parts' results.
+A part's stored file is reused only when it was computed from the same settings, the same data (by content:
+texts and image bytes) and the same model weights; otherwise it is computed again. The runner loads the model
+only when some part must be computed, asks again the judge requests that failed last time, and writes
+``summary.json`` with the engine's fields (benchmark, compat, judge status, which file holds which part) around
+the benchmark's own.
+
+A part that judges reports its counts as ``result["judge"]`` (``unlearning.evaluation.metrics.judge.judge_counts``, or
+their sum with ``add_counts``): the summary's judge status and the retry of failed requests read them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+
+from unlearning.data.collator import ChatCollator
+from unlearning.evaluation.metrics.judge import Judge, JudgeSettings, judge_status, judge_unavailable_reason
+from unlearning.inference.answers import Decoding
+from unlearning.runs.fingerprint import content_hash
+from unlearning.runs.io import CorruptFile, atomic_write_json, read_json
+from unlearning.runs.resources import peak_memory_mb
+
+log = logging.getLogger(__name__)
+
+COMPAT_MODES = ("default", "official")
+ModelLoader = Callable[[], tuple[Any, ChatCollator]]
+
+
+def check_compat(compat: str) -> str:
+    """``default``: correct behaviour; ``official``: the original code's number-changing behaviours."""
+    if compat not in COMPAT_MODES:
+        raise ValueError(f"compat must be one of {COMPAT_MODES}, got {compat!r}")
+    return compat
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """The engine's evaluation settings (``eval.*`` in the config), checked before any model loads."""
+
+    batch_size: int
+    decoding: Decoding
+    compat: str = "default"
+    overwrite: bool = False
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
+
+    def __post_init__(self) -> None:
+        check_compat(self.compat)
+        if self.batch_size < 1:
+            raise ValueError(f"eval.batch_size must be positive, got {self.batch_size}")
+
+    def judge_fingerprint(self) -> dict[str, Any] | None:
+        """What the judged numbers depend on (None when judging is off or has no endpoint; raises when judging is
+        required and has none): part fingerprints record it."""
+        if judge_unavailable_reason(self.judge):
+            return None
+        j = self.judge
+        return {"model": j.model, "system_prompt": j.system_prompt, "max_tokens": j.max_tokens,
+                "temperature": j.temperature, "max_failed": j.max_failed}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> EvalSettings:
+        decoding = dict(config.get("decoding") or {})
+        try:
+            return cls(
+                batch_size=_whole(config["batch_size"], "eval.batch_size"),
+                decoding=Decoding(max_new_tokens=_whole(config["max_new_tokens"], "eval.max_new_tokens"),
+                                  **decoding),
+                compat=str(config.get("compat", "default")), overwrite=_flag(config.get("overwrite", False)),
+                judge=JudgeSettings(**(config.get("judge") or {})),
+            )
+        except TypeError as error:
+            raise ValueError(f"eval settings: {error}") from error
+
+
+def _whole(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"eval.overwrite must be true or false, got {value!r}")
+    return value
+
+
+class LazyModel:
+    """Loads the model the first time a part of an evaluation actually needs it (resumed runs may not)."""
+
+    def __init__(self, load: ModelLoader) -> None:
+        self._load, self._loaded = load, None
+
+    def get(self) -> tuple[Any, ChatCollator]:
+        if self._loaded is None:
+            self._loaded = self._load()
+        return self._loaded
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+
+@dataclass
+class EvalContext:
+    """What a part's computation gets: the (lazily loaded) model and collator, the judge, the processes."""
+
+    model: LazyModel
+    judge: Judge | None
+    accelerator: Accelerator | None
+    compat: str = "default"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One cached unit of an evaluation: ``eval/<name>.json``, computed by ``compute`` under the settings in
+    ``fingerprint`` from ``data`` (what it scores: examples, records, files; hashed by content)."""
+
+    name: str
+    fingerprint: Mapping[str, Any]
+    compute: Callable[[EvalContext], dict[str, Any]]
+    data: Any
+
+    @functools.cached_property
+    def data_hash(self) -> str:
+        """Hashed once per evaluation command, however many runs it evaluates."""
+        return content_hash(self.data)
+
+    def key(self, compat: str, model: str | None) -> dict[str, Any]:
+        """Everything the stored result depends on: settings, a content hash of the data, the model weights."""
+        return {"compat": compat, **self.fingerprint, "data": self.data_hash, "model": model}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A benchmark's evaluation of one model: its parts (by key) and how their results become its summary.
+
+    ``summarize(results, reference_dir)`` gets each part's stored result by key, and the reference run's
+    ``eval/`` folder (or None) for metrics measured against a reference model.
+    """
+
+    parts: Mapping[str, Part]
+    summarize: Callable[[Mapping[str, dict[str, Any]], Path | None], dict[str, Any]]
+
+
+def _changed(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
+    """The fingerprint keys whose values differ, for the log line saying why a result is not reused."""
+    return ", ".join(sorted(k for k in {*ours, *theirs} if ours.get(k) != theirs.get(k)))
+
+
+def _stored(path: Path) -> dict | None:
+    """A part's stored result, or None (with a warning) when the file is missing or corrupt."""
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path)
+    except CorruptFile as error:
+        log.warning("%s; computing it again", error)
+        return None
+
+
+def cached_result(path: Path, fingerprint: Mapping[str, Any], overwrite: bool, compute: Callable[[], dict],
+                  accelerator: Accelerator | None, judge_available: bool = False) -> dict:
+    """The result stored at ``path`` when it was computed under ``fingerprint``; else compute and store it.
+
+    A stored result whose judge requests partly failed is computed again when a judge is available (its
+    successful replies come from the judge's cache, the failed ones are asked again).
+    """
+    fingerprint = dict(fingerprint)
+    stored = None if overwrite else _stored(path)
+    if stored is not None:
+        failed = (stored.get("judge") or {}).get("n_failed", 0)
+        if stored.get("fingerprint") != fingerprint:
+            log.info("%s was computed from other %s; computing it again", path,
+                     _changed(fingerprint, stored.get("fingerprint", {})))
+        elif failed and judge_available:
+            log.info("%s: %d judge requests failed last time; asking again", path, failed)
+        else:
+            log.info("reusing %s", path)
+            return stored
+    result = {"fingerprint": fingerprint, **compute()}
+    if accelerator is None or accelerator.is_main_process:
+        atomic_write_json(path, result)
+    return result
+
+
+def reference_result(reference_dir: Path | None, part: Part, compat: str) -> tuple[dict | None, str | None]:
+    """The reference run's result of ``part`` when it was computed from the same data and settings (its own
+    model aside), else a note saying why it cannot be used."""
+    path = reference_dir / f"{part.name}.json" if reference_dir else None
+    if path is None or not path.is_file():
+        return None, f"no reference evaluation of {part.name} found"
+    stored = _stored(path)
+    if stored is None:
+        return None, f"{path} cannot be read; re-evaluate the reference run"
+    ours = {k: v for k, v in part.key(compat, None).items() if k != "model"}
+    theirs = {k: v for k, v in stored.get("fingerprint", {}).items() if k != "model"}
+    if theirs != ours:
+        return None, f"{path} was computed from other {_changed(ours, theirs)}; re-evaluate the reference run"
+    return stored, None
+
+
+def run_evaluation(
+    benchmark: str, evaluation: Evaluation, load_model: ModelLoader, settings: EvalSettings, out_dir: Path,
+    reference_dir: Path | None, accelerator: Accelerator | None, model: str | None = None,
+) -> dict[str, Any]:
+    """Compute (or reuse) every part, then write and return ``summary.json``. ``model`` fingerprints the
+    weights ``load_model`` loads (``unlearning.runs.fingerprint.model_fingerprint``)."""
+    skipped = judge_unavailable_reason(settings.judge)
+    judge = Judge(settings.judge) if skipped is None else None
+    context = EvalContext(LazyModel(load_model), judge, accelerator, settings.compat)
+    start = time.perf_counter()
+    results = {
+        key: cached_result(out_dir / f"{part.name}.json", part.key(settings.compat, model), settings.overwrite,
+                           lambda part=part: part.compute(context), accelerator, judge is not None)
+        for key, part in evaluation.parts.items()
+    }
+    own = evaluation.summarize(results, reference_dir)
+    status = judge_status([result.get("judge") for result in results.values()], skipped)
+    if status.startswith(("incomplete", "failed")):
+        log.warning("%s: judge %s", out_dir, status)
+    summary = {
+        "benchmark": benchmark,
+        "compat": settings.compat,
+        **own,
+        "judge": {"status": status, **own.get("judge", {})},
+        "parts": {key: f"{part.name}.json" for key, part in evaluation.parts.items()},
+        # what this evaluation cost (the model loaded only when some part was computed); the memory peak is the
+        # process's, over everything it evaluated so far
+        "cost": {"seconds": round(time.perf_counter() - start, 2), "model_loaded": context.model.loaded,
+                 **peak_memory_mb()},
+    }
+    if accelerator is None or accelerator.is_main_process:
+        atomic_write_json(out_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,1 @@
+"""Run folders: identity, attempts, checkpoints, provenance, content fingerprints, atomic io, CPU numerics."""

@@ -1,0 +1,1 @@
+"""The training loop, sequential passes, training progress, and the forget methods."""

@@ -1,0 +1,185 @@
+"""One training loop for Stage-I finetuning and Stage-II forgetting, on accelerate (DDP or DeepSpeed by config).
+
+The loop knows nothing about methods: it gets a dataset, a collate function and
+``step_loss(model, batch, progress)``. Optimiser steps, not micro-batches, are what the schedule, ``max_steps``,
+the progress a loss sees and the log count; ``on_step(step, total_steps, model)`` runs on every process after
+each optimiser step, with the prepared model (intermediate checkpoints).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from unlearning.runs.resources import peak_memory_mb
+from unlearning.training.progress import Progress
+
+log = logging.getLogger(__name__)
+
+DECAY_EXEMPT = ("1d", "bias")
+StepLoss = Callable[[torch.nn.Module, Any, Progress], tuple[torch.Tensor, dict[str, float]]]
+
+
+@dataclass
+class TrainSettings:
+    lr: float
+    epochs: int
+    batch_size: int
+    grad_accum: int = 1
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.0
+    scheduler: str = "cosine"
+    max_grad_norm: float = 1.0
+    max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    shuffle: bool = True  # False: batches in file order (FIUBench's original Stage I and forgetting)
+    decay_exempt: str = "1d"  # no weight decay on: "1d" biases and norm weights | "bias" names holding "bias"
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would train something else than asked (``epochs=0`` trained one step and
+        saved the run as finished), before any file is written."""
+        numbers = {"lr": self.lr, "weight_decay": self.weight_decay, "warmup_ratio": self.warmup_ratio,
+                   "max_grad_norm": self.max_grad_norm}
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        counts = {"epochs": self.epochs, "batch_size": self.batch_size, "grad_accum": self.grad_accum,
+                  "log_every": self.log_every, "seed": self.seed, "num_workers": self.num_workers}
+        if self.max_steps is not None:
+            counts["max_steps"] = self.max_steps
+        for name, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+        for name in ("epochs", "batch_size", "grad_accum", "log_every", *(("max_steps",) if self.max_steps
+                                                                              is not None else ())):
+            if counts[name] < 1:
+                raise ValueError(f"{name} must be at least 1, got {counts[name]}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ValueError("weight_decay and max_grad_norm must not be negative")
+        if not isinstance(self.shuffle, bool):
+            raise ValueError(f"shuffle must be true or false, got {self.shuffle!r}")
+        if self.decay_exempt not in DECAY_EXEMPT:
+            raise ValueError(f"decay_exempt must be one of {DECAY_EXEMPT}, got {self.decay_exempt!r}")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and norm weights (1-D parameters), or, with ``decay_exempt="bias"``, on
+    parameters whose name holds "bias" only (FIUBench's original: norm weights decay too)."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            exempt = "bias" in name if settings.decay_exempt == "bias" else parameter.ndim < 2
+            (no_decay if exempt else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr)
+
+
+def _batches(loader: DataLoader, epochs: int) -> Iterator[tuple[int, Any]]:
+    for epoch in range(epochs):
+        for batch in loader:
+            yield epoch, batch
+
+
+def train(
+    model: torch.nn.Module,
+    dataset: Sequence[Any],
+    collate: Callable[[list[Any]], dict[str, Any]],
+    step_loss: StepLoss,
+    settings: TrainSettings,
+    accelerator: Accelerator,
+    log_file: str | Path | None = None,
+    on_step: Callable[[int, int, torch.nn.Module], None] | None = None,
+    batch_sampler: Sampler | None = None,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train ``model`` in place; returns the accelerate-prepared model and a summary (steps, seconds, last values).
+    ``batch_sampler`` replaces the shuffled batches (sequential passes: ``unlearning.training.passes``)."""
+    if len(dataset) == 0:
+        raise ValueError("training set is empty")
+    generator = torch.Generator().manual_seed(settings.seed)
+    if batch_sampler is not None:
+        loader = DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, num_workers=settings.num_workers)
+    else:
+        loader = DataLoader(
+            dataset, batch_size=settings.batch_size, shuffle=settings.shuffle, collate_fn=collate,
+            num_workers=settings.num_workers, generator=generator,
+        )
+    optimizer = _optimizer(model, settings)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    accum = accelerator.gradient_accumulation_steps
+    steps_per_epoch = math.ceil(len(loader) / accum)
+    total_steps = steps_per_epoch * settings.epochs
+    if settings.max_steps is not None:
+        total_steps = min(total_steps, settings.max_steps)
+    # Not prepared: stepped once per optimiser step, so the schedule spans exactly total_steps.
+    scheduler = get_scheduler(
+        settings.scheduler, optimizer, num_warmup_steps=int(settings.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+    log.info(
+        "training %d optimiser steps (%d epochs x %d, batch %d x accum %d x %d processes)",
+        total_steps, settings.epochs, steps_per_epoch, settings.batch_size, accum, accelerator.num_processes,
+    )
+    model.train()
+    step, start, window, last = 0, time.perf_counter(), [], {}
+    with contextlib.ExitStack() as stack:
+        writer = (stack.enter_context(open(log_file, "w", encoding="utf-8"))
+                  if log_file and accelerator.is_main_process else None)
+        progress = stack.enter_context(
+            tqdm(total=total_steps, desc="train", disable=None if accelerator.is_local_main_process else True))
+        for epoch, batch in _batches(loader, settings.epochs):
+            with accelerator.accumulate(model):
+                loss, parts = step_loss(model, batch, Progress(step, total_steps))
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and settings.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+            window.append({"loss": loss.item(), **parts})
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            step += 1
+            last = {key: sum(w[key] for w in window) / len(window) for key in window[0]}
+            window = []
+            if writer:
+                record = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0], **last}
+                writer.write(json.dumps(record) + "\n")
+                writer.flush()
+            progress.update(1)
+            if on_step is not None:
+                on_step(step, total_steps, model)
+            if step % settings.log_every == 0 or step == total_steps:
+                progress.set_postfix(loss=f"{last['loss']:.4f}")
+                log.info("step %d/%d %s", step, total_steps, " ".join(f"{k}={v:.4g}" for k, v in last.items()))
+            if step >= total_steps:
+                break
+    seconds = time.perf_counter() - start
+    log.info("trained %d steps in %.1f s (%.0f ms/step)", step, seconds, 1000 * seconds / max(step, 1))
+    return model, {"steps": step, "seconds": round(seconds, 2), "final": last, **peak_memory_mb()}
