@@ -4,7 +4,7 @@ question and paraphrased questions on one computed image prefix), the tiny LLaVA
     python bench/slot_decoding.py          # prints, per variant and case, min and median seconds and the ratio
 
 Both sides run the same prefixes and batch size (FIUBench's evaluation batch, 16); the baseline is the path this
-toolkit took before (``SharedPrefix.generate(..., refill=False)``: ``generate`` on fixed batches, each running
+toolkit took before (``PrefixGeneration.generate_in_fixed_batches``: ``generate`` on fixed batches, each running
 until its longest answer ends). Cases: ``limit``, every answer runs to the 50-token limit (the untrained model
 rarely ends one: this measures the slot loop's own cost); ``spread``, answers end after different numbers of tokens,
 as a trained model's do (one or two of the untrained model's tokens act as stop tokens, chosen to spread the
@@ -24,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import build_world, ratio_line, run_variants, timed
-from unlearning.inference.shared_prefix import SharedPrefix, group_by_prefix
+from unlearning.inference.prefix_generation import PrefixGeneration
+from unlearning.inference.shared_prefix import group_by_prefix
 
 SPLIT = "forget10"
 BATCH = 16  # config/benchmark/fiubench.yaml recipe.eval.batch_size
@@ -61,7 +62,7 @@ def measure(image_tokens: int, repeats: int) -> None:
     qas = world.task.data.qas(SPLIT)
     examples = [qa.example(question=q) for qa in qas for q in (qa.question, *qa.paraphrased_questions)]
     groups = [[examples[i] for i in group] for group in group_by_prefix(collator, examples)]
-    prefix = SharedPrefix(model, collator)
+    prefix = PrefixGeneration(model, collator)
     settings = {"max_new_tokens": MAX_NEW_TOKENS, "eos_token_id": [], "pad_token_id": collator.tokenizer.pad_token_id,
                 "do_sample": False}
     with torch.no_grad():
@@ -71,17 +72,17 @@ def measure(image_tokens: int, repeats: int) -> None:
         settings["eos_token_id"] = stops
         with torch.no_grad():
             ours = [t.tolist() for g in prefix.generate(groups, BATCH, settings) for t in g]
-            theirs = [t.tolist() for g in prefix.generate(groups, BATCH, settings, refill=False) for t in g]
+            theirs = [t.tolist() for g in prefix.generate_in_fixed_batches(groups, BATCH, settings) for t in g]
         same = all(a == b[:len(a)] and not any(t not in stops and t != settings["pad_token_id"] for t in b[len(a):])
                    for a, b in zip(ours, theirs, strict=True))
         lengths = [len(a) for a in ours]
         slots = decode_rows(model, lambda: prefix.generate(groups, BATCH, settings))
-        fixed = decode_rows(model, lambda: prefix.generate(groups, BATCH, settings, refill=False))
+        fixed = decode_rows(model, lambda: prefix.generate_in_fixed_batches(groups, BATCH, settings))
         print(f"  {case}: answer lengths min {min(lengths)}, median {statistics.median(lengths)}, max {max(lengths)};"
               f" same answers: {same}; row-steps: {sum(lengths)} answer tokens, slots {slots}, fixed batches {fixed}")
         with torch.no_grad():
             print(ratio_line(f"  {case}", timed(lambda: prefix.generate(groups, BATCH, settings), repeats),
-                             timed(lambda: prefix.generate(groups, BATCH, settings, refill=False), repeats),
+                             timed(lambda: prefix.generate_in_fixed_batches(groups, BATCH, settings), repeats),
                              baseline_is_slower=True), flush=True)
 
 

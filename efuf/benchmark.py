@@ -15,7 +15,7 @@ from efuf.evaluate import EvalOptions, evaluation
 from efuf.release import SPLIT, STREAMS, EfufData, EfufOptions
 from efuf.synthetic import write_efuf
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
-from unlearning.data.collator import DataError, Example
+from unlearning.data.examples import DataError, Example
 from unlearning.evaluation.runner import EvalSettings, Evaluation
 
 # (column, aggregate key, better, scale)

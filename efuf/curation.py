@@ -35,8 +35,11 @@ from efuf.curate import ObjectScore, coco_label_score, curate
 from efuf.data import Caption, ClauseScore, SentenceScore
 from efuf.release import EfufData, caption_lines
 from efuf.tiny_clip import train_tiny_clip
-from unlearning.data.collator import Example, load_image
-from unlearning.evaluation.metrics.judge import Judge, JudgeSettings, judge_all, judge_unavailable_reason
+from unlearning.data.examples import Example
+from unlearning.data.images import load_image
+from unlearning.evaluation.judge.client import Judge
+from unlearning.evaluation.judge.judgments import judge_all
+from unlearning.evaluation.judge.settings import JudgeSettings, judge_unavailable_reason
 from unlearning.inference.answers import Decoding, generate_answers
 from unlearning.models.loading import load_model
 from unlearning.recipes.common import (

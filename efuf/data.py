@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unlearning.data.collator import DataError
+from unlearning.data.examples import DataError
 from unlearning.data.records import read_records, shown, string_field
 
 SEPARATOR = " ### "

@@ -38,7 +38,7 @@ from efuf.data import (
     read_pos_neg,
     read_sentences,
 )
-from unlearning.data.collator import DataError, Example, span_example
+from unlearning.data.examples import DataError, Example, span_example
 from unlearning.data.records import check_image, resolve_image
 
 SPLIT = "curated"

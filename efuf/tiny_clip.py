@@ -17,7 +17,7 @@ from tqdm import tqdm
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
 from efuf.clip_scores import TEXT_TEMPLATE, WindowSettings, window_boxes
-from unlearning.data.collator import load_image
+from unlearning.data.images import load_image
 from unlearning.models.tiny import train_tokenizer
 
 

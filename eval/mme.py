@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.yesno import parse_yes_no
-from unlearning.data.collator import DataError, Example
+from unlearning.data.examples import DataError, Example
 from unlearning.data.synthetic import SHAPE_COLOURS, SHAPES, draw_shapes
 from unlearning.evaluation.general import GENERAL_EVALS, GeneralEval
 

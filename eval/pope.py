@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 
 from eval.yesno import parse_yes_no
-from unlearning.data.collator import DataError, Example
+from unlearning.data.examples import DataError, Example
 from unlearning.data.synthetic import SHAPE_COLOURS, SHAPES, draw_shapes
 from unlearning.evaluation.general import GENERAL_EVALS, GeneralEval
 from unlearning.runs.io import atomic_write_text

@@ -15,9 +15,9 @@ from fiubench.data import FiuBench
 from fiubench.evaluate import evaluation
 from fiubench.synthetic import write_fiubench
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
-from unlearning.data.collator import Example
+from unlearning.data.examples import Example
 from unlearning.data.records import load_refusals, refusal_source
-from unlearning.evaluation.metrics.judge import judged_cell
+from unlearning.evaluation.judge.judgments import judged_cell
 from unlearning.evaluation.runner import EvalSettings, Evaluation
 
 PACKAGED_REFUSALS = Path(__file__).with_name("refusals.json")

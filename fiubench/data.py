@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unlearning.data.collator import DataError, Example
+from unlearning.data.examples import DataError, Example
 from unlearning.data.records import check_image, read_records, require, resolve_image, string_field, string_list
 
 IDENTITY_FIELDS = ("unique_id", "image_path", "qa_list")

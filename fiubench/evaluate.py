@@ -16,7 +16,7 @@ from typing import Any
 
 from fiubench import metrics
 from fiubench.data import FiuBench, FiuQA
-from unlearning.evaluation.metrics.judge import Judgment, judge_all, judge_counts, store_judgment
+from unlearning.evaluation.judge.judgments import Judgment, judge_counts, judge_records, store_judgment
 from unlearning.evaluation.metrics.membership import attack_auc
 from unlearning.evaluation.metrics.text import keyword_match, rouge_1_recall, rouge_l_recall
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part, reference_result
@@ -168,10 +168,10 @@ def _judge(context: EvalContext, qas: Sequence[FiuQA], records: list[dict[str, A
     asked = [i for i, text in enumerate(texts)
              if not quirks.short_answers_score_zero or len(text) > metrics.SHORT_ANSWER]
     prompts = [metrics.judge_prompt(qas[i].question, qas[i].answer, texts[i], quirks) for i in asked]
-    judgments = dict(zip(asked, judge_all(context.judge, prompts, metrics.judge_parser(quirks), context.accelerator),
-                         strict=True))
-    for index, record in enumerate(records):
-        store_judgment(record, "gpt", judgments.get(index, Judgment(0.0, None)))
+    judge_records(context.judge, [records[i] for i in asked], prompts, "gpt", metrics.judge_parser(quirks),
+                  context.accelerator)
+    for index in set(range(len(records))) - set(asked):  # not asked: the original's 0
+        store_judgment(records[index], "gpt", Judgment(0.0, None))
 
 
 def score_membership(qas: Sequence[FiuQA], batch_size: int, context: EvalContext) -> list[dict[str, Any]]:

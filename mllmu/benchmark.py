@@ -12,8 +12,8 @@ from mllmu.data import MllmuBench
 from mllmu.evaluate import SETS, EvalOptions, evaluation
 from mllmu.synthetic import write_mllmu
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
-from unlearning.data.collator import Example
-from unlearning.evaluation.metrics.judge import judged_cell
+from unlearning.data.examples import Example
+from unlearning.evaluation.judge.judgments import judged_cell
 from unlearning.evaluation.runner import EvalSettings, Evaluation
 
 SET_TITLES = {"forget": "Forget", "test": "Test", "retain": "Retain", "celebrity": "Celebrity"}

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
-from unlearning.data.collator import DataError, Example
+from unlearning.data.examples import DataError, Example
 
 FORGET_SPLITS = ("forget_5", "forget_10", "forget_15")
 RETAIN_OF = {"forget_5": "retain_95", "forget_10": "retain_90", "forget_15": "retain_85"}

@@ -26,8 +26,10 @@ from accelerate import Accelerator
 from mllmu import metrics
 from mllmu.data import MODALITIES, Item, MllmuBench, Profile
 from mllmu.prompts import classification_prompt, cloze_prompt, generation_prompt
-from unlearning.data.collator import ChatCollator, DataError, Example
-from unlearning.evaluation.metrics.judge import Judge, judge_all, store_judgment
+from unlearning.data.collator import ChatCollator
+from unlearning.data.examples import DataError, Example
+from unlearning.evaluation.judge.client import Judge
+from unlearning.evaluation.judge.judgments import judge_records
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
 from unlearning.inference.answers import Decoding, choice_token_logprobs, generate_answers, score_answers
 
@@ -250,9 +252,8 @@ def _single_token_choice(targets: Sequence[Sequence[int]]) -> tuple[int, tuple[i
 def _judge(judge: Judge, records: list[dict[str, Any]], quirks: metrics.Quirks,
            accelerator: Accelerator | None) -> None:
     prompts = [metrics.judge_prompt(r["profile"], r["question"], r["generation"], r["answer"]) for r in records]
-    judgments = judge_all(judge, prompts, lambda reply: metrics.parse_factuality(reply, quirks), accelerator)
-    for record, judgment in zip(records, judgments, strict=True):
-        store_judgment(record, "factuality", judgment)
+    judge_records(judge, records, prompts, "factuality", lambda reply: metrics.parse_factuality(reply, quirks),
+                  accelerator)
 
 
 def context_limit(model: Any, options: EvalOptions, max_new_tokens: int) -> int:

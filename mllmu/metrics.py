@@ -24,7 +24,7 @@ from typing import Any
 
 from rouge_score import rouge_scorer
 
-from unlearning.evaluation.metrics.judge import add_counts, judge_counts
+from unlearning.evaluation.judge.judgments import add_counts, judge_counts
 from unlearning.evaluation.metrics.text import rouge_l
 from unlearning.evaluation.runner import check_compat
 

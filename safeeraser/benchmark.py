@@ -14,9 +14,9 @@ from safeeraser.data import PACKAGED_REFUSALS, SPLIT_FILES, SafeEraserData
 from safeeraser.evaluate import SPLITS, EvalOptions, evaluation
 from safeeraser.synthetic import write_safeeraser
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
-from unlearning.data.collator import DataError, Example
+from unlearning.data.examples import DataError, Example
 from unlearning.data.records import refusal_source
-from unlearning.evaluation.metrics.judge import judged_cell
+from unlearning.evaluation.judge.judgments import judged_cell
 from unlearning.evaluation.runner import EvalSettings, Evaluation
 
 # (column, split, aggregate key, better)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unlearning.data.collator import DataError, Example
+from unlearning.data.examples import DataError, Example
 from unlearning.data.records import (
     check_image,
     load_refusals,

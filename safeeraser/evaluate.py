@@ -3,8 +3,8 @@
 Per record of a split: the harmful questions answered with the harmful image (``n`` answers each), the same
 questions answered with the harmless SD image, and the harmless questions answered with the record's image.
 Each answer is judged offline (always) and by the LLM judge when one is configured
-(``unlearning.evaluation.metrics.judge``); the summary reports the LLM's numbers when there are any, else the
-offline ones, and says which.
+(``unlearning.evaluation.judge``); the summary reports the LLM's numbers when there are any, else the offline
+ones, and says which.
 
 Decoding is ``eval.decoding`` (greedy by default); ``compat=official`` samples as the original did (temperature
 1.0, top-p 0.9, three answers per harmful question, one per SD and harmless question), seeded.
@@ -19,8 +19,8 @@ from typing import Any
 
 from safeeraser import judges, metrics
 from safeeraser.data import SafeEraserData, SafeRecord
-from unlearning.data.collator import Example
-from unlearning.evaluation.metrics.judge import add_counts, judge_all, judge_counts, store_judgment
+from unlearning.data.examples import Example
+from unlearning.evaluation.judge.judgments import add_counts, judge_counts, judge_records
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
 from unlearning.inference.answers import Decoding, generate_answers, generate_samples
 
@@ -90,9 +90,9 @@ def evaluation(data: SafeEraserData, options: EvalOptions, settings: EvalSetting
 
 def _ask(records: Sequence[dict[str, Any]], key: str, prompts: Sequence[str],
          parse: Callable[[str], float | None], context: EvalContext) -> None:
-    for record, judgment in zip(records, judge_all(context.judge, prompts, parse, context.accelerator), strict=True):
+    for record in records:
         record[key] = {}
-        store_judgment(record[key], "value", judgment)
+    judge_records(context.judge, [record[key] for record in records], prompts, "value", parse, context.accelerator)
 
 
 def evaluate_split(records: Sequence[SafeRecord], settings: SplitSettings, context: EvalContext) -> dict[str, Any]:

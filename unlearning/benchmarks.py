@@ -9,12 +9,12 @@ its training defaults (``recipe``, specialised per model in ``config/recipe/<nam
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from unlearning.data.collator import Example
+from unlearning.data.examples import Example
 from unlearning.evaluation.runner import EvalSettings, Evaluation
 from unlearning.registry import Registry
 
@@ -138,7 +138,3 @@ def check_starts_from(value: str) -> str:
     if value not in STARTS_FROM:
         raise ValueError(f"benchmark.starts_from must be one of {STARTS_FROM}, got {value!r}")
     return value
-
-
-def names(columns: Sequence[Column]) -> tuple[str, ...]:
-    return tuple(column.name for column in columns)

@@ -11,7 +11,7 @@ import pytest
 from efuf.chair import ObjectVocabulary
 from efuf.curate import clause_spans, coco_label_score, curate
 from efuf.data import Caption, ClauseScore, CocoAnnotations, read_captions, read_pos_neg, read_sentences
-from unlearning.data.collator import DataError
+from unlearning.data.examples import DataError
 
 VOCABULARY = ObjectVocabulary.from_file()
 CAPTION = "The image shows a train on the tracks, with cars parked on the platform. A man catches a dog."

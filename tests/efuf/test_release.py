@@ -16,7 +16,7 @@ from efuf.curation import separation
 from efuf.data import Caption, read_instruct
 from efuf.objects import mentions_of, parse_objects, read_prompt
 from efuf.synthetic import write_efuf
-from unlearning.data.collator import DataError
+from unlearning.data.examples import DataError
 from unlearning.inference.scoring import AnswerLogits
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.training.methods import build_method

@@ -12,7 +12,7 @@ from PIL import Image
 from eval.mme import MMEItem, load_mme, score_mme, write_mme
 from eval.pope import PopeItem, load_pope, score_pope, write_pope
 from eval.yesno import parse_yes_no
-from unlearning.data.collator import DataError
+from unlearning.data.examples import DataError
 
 
 def test_yes_no_parsing():

@@ -10,7 +10,7 @@ from fiubench.benchmark import PACKAGED_REFUSALS, FiuBenchTask
 from fiubench.data import FiuBench
 from fiubench.synthetic import write_fiubench
 from tests.conftest import shared_fixture
-from unlearning.data.collator import DataError
+from unlearning.data.examples import DataError
 from unlearning.data.records import load_refusals
 
 

@@ -11,7 +11,7 @@ import pytest
 from mllmu.data import FORGET_SPLITS, RETAIN_OF, MllmuBench
 from mllmu.synthetic import split_ids
 from tests.conftest import shared_fixture
-from unlearning.data.collator import DataError
+from unlearning.data.examples import DataError
 
 
 def test_built_in_layout_matches_the_release(mllmu_dir: Path):

@@ -149,7 +149,7 @@ def test_forget_profiles_missing_from_the_test_set_are_named(mllmu_dir: Path, tm
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from unlearning.data.collator import DataError
+    from unlearning.data.examples import DataError
 
     copy = tmp_path / "mllmu"
     shutil.copytree(mllmu_dir, copy)

@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file, save_file
 
 from results_collect import collect, collect_rows
-from unlearning.data.collator import DataError
+from unlearning.data.examples import DataError
 from unlearning.data.records import read_records
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import EvaluationFailed, evaluate

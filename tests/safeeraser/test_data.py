@@ -12,7 +12,7 @@ import pytest
 
 from safeeraser.benchmark import SafeEraserTask
 from safeeraser.data import CATEGORIES, SafeEraserData
-from unlearning.data.collator import DataError
+from unlearning.data.examples import DataError
 from unlearning.data.streams import StreamSet, StreamUse
 
 

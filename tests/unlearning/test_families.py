@@ -9,7 +9,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import SMALL_MODEL
-from unlearning.data.collator import IGNORE_INDEX, ChatCollator, Example, stop_token_ids
+from unlearning.data.collator import IGNORE_INDEX, ChatCollator, stop_token_ids
+from unlearning.data.examples import Example
 from unlearning.models.loading import check_prefixes, load_model, load_processor
 from unlearning.models.tiny import build_tiny_model
 from unlearning.recipes.common import CONFIG_DIR
@@ -267,7 +268,7 @@ def test_shared_prefix_generation_equals_the_plain_path(family, fiu_dir: Path):
     chunks; a prompt alone with its image; two equal text-only prompts, which share no image prefix) are the plain
     path's, on every family."""
     from unlearning.inference.answers import Decoding, generate_answers
-    from unlearning.inference.shared_prefix import SharedPrefix
+    from unlearning.inference.prefix_generation import PrefixGeneration
 
     model, collator = _model_and_collator(family)
     images = sorted((fiu_dir / "SFHQ").glob("*.jpg"))[:3]
@@ -277,7 +278,7 @@ def test_shared_prefix_generation_equals_the_plain_path(family, fiu_dir: Path):
     examples += [Example("Job?", "?", None, "text"), Example("Age?", "?", None, "text-a"),
                  Example("Age?", "?", None, "text-b"), Example("Age?", "?", images[2], "alone")]
     groups = [examples[:5], examples[5:10]]  # two images, one batch of prompts from both: no fallback
-    assert None not in SharedPrefix(model, collator).generate(groups, 8, {"max_new_tokens": 2})
+    assert None not in PrefixGeneration(model, collator).generate(groups, 8, {"max_new_tokens": 2})
     decoding = Decoding(max_new_tokens=12)
     plain = generate_answers(model, collator, examples, 4, decoding, shared_prefix=False)
     for batch_size in (2, 8):
@@ -310,8 +311,8 @@ def test_refilled_slots_equal_one_prompt_at_a_time(family, fiu_dir: Path, monkey
     """Issue 13: greedy generation in slots refilled as rows stop (answers of different lengths, more prompts than
     slots, the cache compacted, a repetition penalty) gives each prompt the tokens ``generate`` gives it alone, on
     every family; a generation config that changes the argmax otherwise (an n-gram ban) sends it to fixed batches."""
-    from unlearning.inference.answers import slot_decoding
-    from unlearning.inference.shared_prefix import SharedPrefix
+    from unlearning.inference import slot_decoding
+    from unlearning.inference.prefix_generation import PrefixGeneration
 
     model, collator = _model_and_collator(family)
     images = sorted((fiu_dir / "SFHQ").glob("*.jpg"))[:3]
@@ -326,32 +327,38 @@ def test_refilled_slots_equal_one_prompt_at_a_time(family, fiu_dir: Path, monkey
     expected = _answers_one_by_one(model, collator, examples, settings)
     assert len({len(answer) for answer in expected}) >= 3  # rows stop at different steps
 
-    decoders = []
-    run = slot_decoding.SlotDecoder.run
-    monkeypatch.setattr(slot_decoding.SlotDecoder, "run",
-                        lambda self, prompts: decoders.append(self) or run(self, prompts))
+    decoders, refills, row_steps, compactions = [], [], [], []  # what the decoder did, seen from outside
+    spies = {"run": lambda self, original, prompts: decoders.append(self) or original(self, prompts),
+             "_fill": lambda self, original, slots, *args: refills.append(len(slots)) or original(self, slots, *args),
+             "_step": lambda self, original: row_steps.append(len(self.owner)) or original(self),
+             "_compact": lambda self, original: compactions.append(1) or original(self)}
+    for name, spy in spies.items():
+        original = getattr(slot_decoding.SlotDecoder, name)
+        monkeypatch.setattr(slot_decoding.SlotDecoder, name,
+                            lambda self, *args, spy=spy, original=original: spy(self, original, *args))
     for slots in (2, 4):
-        generated = SharedPrefix(model, collator).generate(groups, slots, settings)
+        refills.clear(), row_steps.clear()
+        generated = PrefixGeneration(model, collator).generate(groups, slots, settings)
         assert [tokens.tolist() for group in generated for tokens in group] == expected
-    assert decoders and all(d.stats["refills"] == len(examples) for d in decoders)
-    assert decoders[-1].stats["row_steps"] == sum(len(answer) for answer in expected)  # no step for a finished row
+        assert sum(refills) == len(examples)
+    assert sum(row_steps) == sum(len(answer) for answer in expected)  # no step for a finished row
 
     settings["eos_token_id"] = []  # every answer runs to the limit: 75 steps in 2 slots, past the cache's end
-    generated = SharedPrefix(model, collator).generate(groups, 2, settings)
+    generated = PrefixGeneration(model, collator).generate(groups, 2, settings)
     assert [tokens.tolist() for group in generated for tokens in group] == unstopped
-    assert decoders[-1].stats["compactions"] >= 1
+    assert compactions
 
     model.generation_config.repetition_penalty = 1.3  # applied in the slots as generate applies it
     assert slot_decoding.logit_changes(model, settings) == []
     count = len(decoders)
-    generated = SharedPrefix(model, collator).generate(groups, 4, settings)
+    generated = PrefixGeneration(model, collator).generate(groups, 4, settings)
     assert len(decoders) == count + 1
     penalised = _answers_one_by_one(model, collator, examples, settings)
     assert [tokens.tolist() for group in generated for tokens in group] == penalised != unstopped
 
     model.generation_config.no_repeat_ngram_size = 2  # not applied in slots: fixed batches with generate
     assert slot_decoding.logit_changes(model, settings) == ["no_repeat_ngram_size=2"]
-    generated = SharedPrefix(model, collator).generate(groups, 4, settings)
+    generated = PrefixGeneration(model, collator).generate(groups, 4, settings)
     assert len(decoders) == count + 1
     assert [tokens.tolist() for group in generated for tokens in group] == _answers_one_by_one(
         model, collator, examples, settings)

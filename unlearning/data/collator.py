@@ -1,4 +1,4 @@
-"""One example type for every benchmark, and the collator that turns examples into model inputs.
+"""The collator that turns examples into model inputs for training, teacher-forced scoring and generation.
 
 Prompts always go through the processor's chat template (never hand-written "USER: <image>" strings),
 and only the answer tokens plus the end-of-turn/EOS token are scored: image, system and question
@@ -8,96 +8,19 @@ positions carry the label -100.
 from __future__ import annotations
 
 import contextlib
-import functools
-import io
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from unlearning.data.examples import DataError, Example, ImageSource
+from unlearning.data.images import image_key, open_image
 from unlearning.data.pixel_cache import CachedImageProcessor
 
 IGNORE_INDEX = -100
 LABEL_SCOPES = ("answer", "sequence")
-
-
-class DataError(ValueError):
-    """Bad benchmark input; the message names the file and the record."""
-
-
-ImageSource = Path | Image.Image | bytes  # a file, a decoded image, or encoded bytes (parquet releases)
-
-
-@dataclass(frozen=True)
-class Example:
-    """One (image, question, answer) triple; ``uid`` ties per-sample results back to the source record.
-
-    ``shots`` are earlier (question, answer) turns of the same conversation: few-shot demonstrations,
-    rendered as user/assistant turns before this question, their images included; never scored.
-    ``context`` is assistant text before the scored ``answer`` (EFUF's caption up to a sub-sentence): it
-    conditions the span and is never scored. ``final`` says the answer ends the assistant's turn, so the
-    end-of-turn marker and EOS are scored with it; a span inside a longer response is scored alone.
-    ``weight`` multiplies this example's loss (1 for every benchmark but those that weight examples).
-    """
-
-    question: str
-    answer: str
-    image: ImageSource | None = None
-    uid: str = ""
-    shots: tuple[Example, ...] = ()
-    context: str = ""
-    final: bool = True
-    weight: float = 1.0
-
-    def images(self) -> list[ImageSource]:
-        """Every image of the conversation, in the order the chat template places them."""
-        return [ex.image for ex in (*self.shots, self) if ex.image is not None]
-
-
-def span_example(question: str, text: str, start: int, end: int, *, final: bool, where: str,
-                 image: ImageSource | None = None, uid: str = "", weight: float = 1.0) -> Example:
-    """The characters ``text[start:end]`` as the scored span of a response, ``text[:start]`` its context.
-
-    Raises a DataError naming ``where`` when the span is empty or lies outside the text.
-    """
-    if not 0 <= start < end <= len(text):
-        raise DataError(f"{where}: span [{start}, {end}) lies outside its text of {len(text)} characters "
-                        f"({text[:60]!r})")
-    return Example(question, text[start:end], image, uid=uid, context=text[:start], final=final, weight=weight)
-
-
-@functools.lru_cache(maxsize=256)
-def load_image(path: Path) -> Image.Image:
-    """Open an image as RGB, or raise a DataError that names the file."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError as error:
-        raise DataError(f"image not found: {path}") from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"image cannot be read: {path} ({error})") from error
-
-
-@functools.lru_cache(maxsize=256)
-def decode_image(data: bytes) -> Image.Image:
-    """Decode encoded image bytes (a parquet release's Image feature) as RGB."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"image bytes cannot be decoded ({error})") from error
-
-
-def open_image(source: ImageSource) -> Image.Image:
-    if isinstance(source, Image.Image):
-        return source.convert("RGB")
-    if isinstance(source, bytes):
-        return decode_image(source)
-    return load_image(Path(source))
 
 
 def stop_token_ids(tokenizer: Any, generation_config: Any | None) -> list[int]:
@@ -137,14 +60,6 @@ class OriginalPrompt:
 
 PROMPTS_KEPT = 64  # processed prompts a collator remembers (a 336-px image's pixel values: 1.3 MB)
 TEXTS_KEPT = 4096  # tokenized texts a collator remembers
-
-
-def image_key(source: ImageSource) -> Any:
-    """What identifies an image source in a cache: its path, its bytes (their hash is computed once), or a decoded
-    image's id (a cache entry must keep that image alive, so the id is not reused)."""
-    if isinstance(source, bytes):
-        return source
-    return id(source) if isinstance(source, Image.Image) else str(source)
 
 
 class ChatCollator:

@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from unlearning.data.collator import DataError
+from unlearning.data.examples import DataError
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
-from unlearning.data.collator import ChatCollator, DataError, Example, open_image
+from unlearning.data.collator import ChatCollator
+from unlearning.data.examples import DataError, Example
+from unlearning.data.images import open_image
 
 ANCHOR = "forget"  # the stream training iterates over
 MODALITIES = ("multimodal", "unimodal")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unlearning.data.collator import Example
+from unlearning.data.examples import Example
 from unlearning.evaluation.runner import EvalContext, Part
 from unlearning.inference.answers import generate_answers
 from unlearning.registry import Registry

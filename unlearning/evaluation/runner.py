@@ -9,7 +9,7 @@ only when some part must be computed, asks again the judge requests that failed 
 ``summary.json`` with the engine's fields (benchmark, compat, judge status, which file holds which part) around
 the benchmark's own.
 
-A part that judges reports its counts as ``result["judge"]`` (``unlearning.evaluation.metrics.judge.judge_counts``, or
+A part that judges reports its counts as ``result["judge"]`` (``unlearning.evaluation.judge.judgments.judge_counts``, or
 their sum with ``add_counts``): the summary's judge status and the retry of failed requests read them.
 """
 
@@ -26,7 +26,9 @@ from typing import Any
 from accelerate import Accelerator
 
 from unlearning.data.collator import ChatCollator
-from unlearning.evaluation.metrics.judge import Judge, JudgeSettings, judge_status, judge_unavailable_reason
+from unlearning.evaluation.judge.client import Judge
+from unlearning.evaluation.judge.judgments import judge_status
+from unlearning.evaluation.judge.settings import JudgeSettings, judge_unavailable_reason
 from unlearning.inference.answers import Decoding
 from unlearning.runs.fingerprint import content_hash
 from unlearning.runs.io import CorruptFile, atomic_write_json, read_json

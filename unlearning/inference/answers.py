@@ -19,7 +19,9 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from unlearning.data.collator import IGNORE_INDEX, ChatCollator, Example
+from unlearning.data.collator import IGNORE_INDEX, ChatCollator
+from unlearning.data.examples import Example
+from unlearning.inference.prefix_generation import PrefixGeneration
 from unlearning.inference.scoring import AnswerLogits, forward_answer_logits, prepare_inputs
 from unlearning.inference.shared_prefix import (
     PrefixUnsupported,
@@ -242,7 +244,7 @@ def generate_samples(
     # partner are batched on the plain path
     shared = [group for group in groups if len(group) > 1 or examples[group[0]].images()]
     singles = [group[0] for group in groups if len(group) == 1 and not examples[group[0]].images()]
-    prefix = SharedPrefix(model, collator)
+    prefix = PrefixGeneration(model, collator)
 
     def run_groups(batch: list[list[int]]) -> list[list[list[str]]]:
         members = [[examples[i] for i in group] for group in batch]

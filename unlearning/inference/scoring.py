@@ -57,10 +57,6 @@ class AnswerLogits:
         """Scored tokens per row, (B,)."""
         return self.per_row(torch.ones_like(self.targets, dtype=torch.float32))
 
-    def token_mask(self, row_mask: torch.Tensor) -> torch.Tensor:
-        """Select the tokens that belong to the rows where ``row_mask`` is true."""
-        return row_mask[self.rows]
-
     def rows_between(self, start: int, end: int) -> AnswerLogits:
         """The rows ``start <= row < end`` (one stream of a batch) as their own AnswerLogits, rows renumbered."""
         keep = (self.rows >= start) & (self.rows < end)
@@ -80,16 +76,14 @@ def answer_logits(logits: torch.Tensor, labels: torch.Tensor, row_weights: torch
                         logits if keep_full else None)
 
 
-def mean_nll(answer: AnswerLogits, row_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Token-mean negative log-likelihood over the selected rows (HF's ``outputs.loss`` convention); with example
-    weights, each token's NLL is multiplied by its example's weight before the mean."""
+def mean_nll(answer: AnswerLogits) -> torch.Tensor:
+    """Token-mean negative log-likelihood (HF's ``outputs.loss`` convention); with example weights, each token's
+    NLL is multiplied by its example's weight before the mean."""
     token_nll = -answer.token_logprobs()
     if answer.row_weights is not None:
         token_nll = token_nll * answer.row_weights[answer.rows]
-    if row_mask is not None:
-        token_nll = token_nll[answer.token_mask(row_mask)]
     if token_nll.numel() == 0:
-        raise ValueError("no scored tokens in the selected rows")
+        raise ValueError("no scored tokens")
     return token_nll.mean()
 
 
@@ -104,16 +98,10 @@ def sequence_mean_nll(answer: AnswerLogits) -> torch.Tensor:
     return per_row.mean()
 
 
-def kl_ref_to_policy(policy: AnswerLogits, reference: AnswerLogits, row_mask: torch.Tensor | None = None
-                     ) -> torch.Tensor:
-    """Mean over the selected scored tokens of KL(p_ref || p_theta) over the vocabulary."""
-    if row_mask is None:
-        policy_logits, reference_logits = policy.logits, reference.logits
-    else:
-        token_mask = policy.token_mask(row_mask)
-        policy_logits, reference_logits = policy.logits[token_mask], reference.logits[token_mask]
-    log_p = F.log_softmax(policy_logits, dim=-1)
-    log_ref = F.log_softmax(reference_logits, dim=-1)
+def kl_ref_to_policy(policy: AnswerLogits, reference: AnswerLogits) -> torch.Tensor:
+    """Mean over the scored tokens of KL(p_ref || p_theta) over the vocabulary."""
+    log_p = F.log_softmax(policy.logits, dim=-1)
+    log_ref = F.log_softmax(reference.logits, dim=-1)
     return F.kl_div(log_p, log_ref, reduction="batchmean", log_target=True)
 
 

@@ -20,7 +20,7 @@ pair.
 from __future__ import annotations
 
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -92,7 +92,6 @@ class SlotDecoder:
         text_config = model.config.get_text_config(decoder=True)
         self.cross_layers = set(getattr(text_config, "cross_attention_layers", None) or ())
         self.device = next(model.parameters()).device
-        self.stats: Counter[str] = Counter()  # steps, row_steps, refills, compactions
 
     def _capacity(self, prompts: Sequence[Prompt]) -> int:
         # room for the longest sequence and as many steps again before the holes are compacted away
@@ -142,8 +141,6 @@ class SlotDecoder:
             if self.write >= self.capacity:
                 self._compact()
             chosen = self._step()
-            self.stats["steps"] += 1
-            self.stats["row_steps"] += len(self.owner)
             for slot, token in enumerate(chosen.tolist()):
                 answer = new[self.owner[slot]]
                 answer.append(token)
@@ -184,7 +181,6 @@ class SlotDecoder:
     def _fill(self, slots: list[int], indices: list[int], prompts: Sequence[Prompt]) -> None:
         """Start ``prompts[indices]`` in ``slots``: each group of equal prefix length runs its remaining prompt
         tokens together, then each row's keys and values are copied into its slot, ending at the write position."""
-        self.stats["refills"] += len(slots)
         by_length: dict[int, list[tuple[int, int]]] = {}
         for slot, index in zip(slots, indices, strict=True):
             by_length.setdefault(prompts[index].length, []).append((slot, index))
@@ -298,7 +294,6 @@ class SlotDecoder:
 
     def _compact(self) -> None:
         """Move every row's keys and values to end where the longest row's end, dropping the holes before them."""
-        self.stats["compactions"] += 1
         counts = self.mask.sum(dim=1)
         end = int(counts.max())
         # right-aligned: row r's real positions in order, after end - counts[r] padding entries (pointing at 0)

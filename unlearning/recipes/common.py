@@ -17,17 +17,10 @@ from unlearning.data.collator import ChatCollator, OriginalPrompt, stop_token_id
 from unlearning.data.pixel_cache import PIXEL_CACHE_MB, CachedImageProcessor
 from unlearning.models.loading import load_generation_config, load_processor
 from unlearning.models.tiny import build_tiny_model
+from unlearning.runs.checkpoints import model_source, save_checkpoint, step_checkpoint_dir
 from unlearning.runs.fingerprint import content_fingerprint, content_hash
-from unlearning.runs.folders import (
-    RunClaim,
-    claim_run,
-    find_finetune_run,
-    model_source,
-    save_checkpoint,
-    start_attempt,
-    step_checkpoint_dir,
-    training_identity,
-)
+from unlearning.runs.folders import RunClaim, claim_run, find_finetune_run, start_attempt
+from unlearning.runs.identity import training_identity
 from unlearning.runs.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.runs.provenance import check_versions
 from unlearning.training.trainer import TrainSettings

@@ -39,17 +39,9 @@ from unlearning.recipes.common import (
     setup_logging,
     to_dict,
 )
+from unlearning.runs.checkpoints import BaseModels, ModelSource, checkpoint_steps, model_source
 from unlearning.runs.fingerprint import model_fingerprint
-from unlearning.runs.folders import (
-    BaseModels,
-    ModelSource,
-    checkpoint_steps,
-    external_run,
-    find_finetune_run,
-    find_runs,
-    model_source,
-    read_run,
-)
+from unlearning.runs.folders import external_run, find_finetune_run, find_runs, read_run
 from unlearning.runs.io import CorruptFile
 
 log = logging.getLogger(__name__)

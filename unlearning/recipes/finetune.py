@@ -19,7 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from unlearning.data.collator import DataError
+from unlearning.data.examples import DataError
 from unlearning.data.streams import validate_examples
 from unlearning.inference.scoring import forward_answer_logits, mean_nll
 from unlearning.models.loading import (
@@ -41,7 +41,8 @@ from unlearning.recipes.common import (
     train_settings,
     training_collator,
 )
-from unlearning.runs.folders import CHECKPOINT, base_model_entry, finish_attempt, save_checkpoint, save_run
+from unlearning.runs.checkpoints import save_checkpoint
+from unlearning.runs.folders import CHECKPOINT, base_model_entry, finish_attempt, save_run
 from unlearning.training.trainer import seed_everything, train
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig
 
 from unlearning.benchmarks import streams_elsewhere
-from unlearning.data.collator import DataError
+from unlearning.data.examples import DataError
 from unlearning.data.streams import (
     ANCHOR,
     StreamCollator,
@@ -54,7 +54,8 @@ from unlearning.recipes.common import (
     train_settings,
     training_collator,
 )
-from unlearning.runs.folders import CHECKPOINT, base_model_entry, finish_attempt, save_checkpoint, save_run
+from unlearning.runs.checkpoints import save_checkpoint
+from unlearning.runs.folders import CHECKPOINT, base_model_entry, finish_attempt, save_run
 from unlearning.training.methods import StreamScores, build_method
 from unlearning.training.passes import PassBatches, PassCollator, PassItems, pass_of
 from unlearning.training.trainer import seed_everything, train

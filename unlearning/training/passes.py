@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from unlearning.data.collator import ChatCollator, DataError, Example
+from unlearning.data.collator import ChatCollator
+from unlearning.data.examples import DataError, Example
 from unlearning.data.streams import StreamCollator, StreamUse
 
 PASSES = ("forget", "retain")

@@ -6,7 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from unlearning.data.collator import IGNORE_INDEX, ChatCollator, DataError, Example, load_image, span_example
+from unlearning.data.collator import IGNORE_INDEX, ChatCollator
+from unlearning.data.examples import DataError, Example, span_example
+from unlearning.data.images import load_image
 
 
 @pytest.fixture()

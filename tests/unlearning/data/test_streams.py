@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearning.data.collator import DataError, Example
+from unlearning.data.examples import DataError, Example
 from unlearning.data.streams import (
     ALIGNED,
     RANDOM,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearning.data.collator import Example
+from unlearning.data.examples import Example
 from unlearning.inference.answers import Decoding, generate_answers, generate_samples
 
 
@@ -46,7 +46,7 @@ def test_batches_prepared_in_the_background_keep_order_and_errors():
     input order (with a length order too) and a bad record's error reaches the caller."""
     import threading
 
-    from unlearning.data.collator import DataError
+    from unlearning.data.examples import DataError
     from unlearning.inference.answers import _sharded
 
     threads = set()

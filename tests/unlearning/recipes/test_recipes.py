@@ -112,10 +112,10 @@ def test_forget_method_trains_adapters_only(runs: Path, method: str):
 @pytest.mark.parametrize("method", METHODS)
 def test_stage_one_weights_are_untouched_by_forgetting(runs: Path, method: str):
     from unlearning.models.loading import load_model
-    from unlearning.runs.folders import load_source, model_source
+    from unlearning.runs.checkpoints import BaseModels, model_source
 
     base_state = load_model(run_dir(runs, "finetune_full_") / "checkpoint").state_dict()
-    model = load_source(model_source(run_dir(runs, f"{method}_forget10_")), "float32", "sdpa")
+    model = BaseModels("float32", "sdpa", merge=False).load(model_source(run_dir(runs, f"{method}_forget10_")))
     with model.disable_adapter():
         for name, value in model.get_base_model().state_dict().items():
             if "lora_" in name or "modules_to_save" in name:
@@ -170,13 +170,13 @@ def test_a_reference_model_by_path(tmp_path: Path, fiu_dir: Path, tiny_dir: Path
 
 def test_a_leaf_matched_adapter_saves_and_loads_back(tmp_path: Path, fiu_dir: Path, tiny_dir: Path):
     """lora_match=leaf (MLLMU-Bench's original) adapts the vision tower too; the run's adapter loads strictly."""
-    from unlearning.runs.folders import load_source, model_source
+    from unlearning.runs.checkpoints import BaseModels, model_source
 
     run = forget(make_config("forget", tmp_path, fiu_dir, tiny_dir, "benchmark.starts_from=vanilla", "max_steps=1",
                              "batch_size=2", "lora_match=leaf"))
     adapter = load_file(run / "checkpoint" / "adapter_model.safetensors")
     assert any("vision_tower" in key and "lora_A" in key for key in adapter)
-    model = load_source(model_source(run), "float32", "sdpa")
+    model = BaseModels("float32", "sdpa", merge=False).load(model_source(run))
     assert any("vision_tower" in name and name.endswith("lora_A") for name, _ in model.named_modules())
 
 
@@ -372,7 +372,7 @@ def test_intermediate_checkpoints_give_a_metric_versus_step_table(fiu_dir: Path,
 def test_bad_streams_and_spans_stop_before_training(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_path: Path,
                                                     mllmu_dir: Path, monkeypatch):
     from fiubench.benchmark import FiuBenchTask
-    from unlearning.data.collator import DataError, span_example
+    from unlearning.data.examples import DataError, span_example
     from unlearning.data.streams import StreamError
 
     root = runs.parents[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearning.data.collator import Example
+from unlearning.data.examples import Example
 from unlearning.runs.fingerprint import HASH_CONTENT_UP_TO, content_hash, folder_fingerprint, model_fingerprint
 
 

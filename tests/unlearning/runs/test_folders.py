@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from unlearning.runs.folders import identity_hash, training_identity
+from unlearning.runs.identity import identity_hash, training_identity
 
 
 def test_settings_at_their_old_behaviour_keep_the_identity():
@@ -33,10 +33,11 @@ def test_adapter_merged_into_a_copy_of_a_base_loaded_once(tmp_path: Path, tiny_d
 
     import torch
 
-    from unlearning.data.collator import ChatCollator, Example
+    from unlearning.data.collator import ChatCollator
+    from unlearning.data.examples import Example
     from unlearning.inference.scoring import forward_answer_logits
     from unlearning.models.loading import apply_lora, load_model, load_processor
-    from unlearning.runs.folders import BaseModels, ModelSource, load_source, save_checkpoint
+    from unlearning.runs.checkpoints import BaseModels, ModelSource, save_checkpoint
 
     modules = {"language_model": ["model.language_model", "lm_head"], "projector": ["model.multi_modal_projector"],
                "vision_tower": ["model.vision_tower"]}
@@ -63,7 +64,7 @@ def test_adapter_merged_into_a_copy_of_a_base_loaded_once(tmp_path: Path, tiny_d
     merged = models.load(ModelSource(str(tiny_dir / ".." / tiny_dir.name), str(adapter), str(tiny_dir)))
     assert sum("loaded LlavaForConditionalGeneration" in r.getMessage() for r in caplog.records) == 1
     assert not any("lora" in name for name, _ in merged.named_parameters())  # merged, no LoRA detour
-    unmerged = load_source(ModelSource(str(tiny_dir), str(adapter), str(tiny_dir)), "float32", "sdpa")
+    unmerged = BaseModels("float32", "sdpa", merge=False).load(ModelSource(str(tiny_dir), str(adapter), str(tiny_dir)))
     assert torch.allclose(logits(merged), logits(unmerged), atol=1e-4)
     assert not torch.allclose(logits(merged), before, atol=1e-3)  # the adapter changes the model
     assert torch.equal(logits(models.load(ModelSource(str(tiny_dir), None, str(tiny_dir)))), before)  # base intact

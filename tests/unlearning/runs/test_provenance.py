@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from unlearning.runs.folders import provenance as provenance_module
+from unlearning.runs import provenance as provenance_module
 from unlearning.runs.numerics import PINNED_CPU_NUMERICS, cpu_numerics, pin_cpu_numerics
 from unlearning.runs.provenance import LOCK_FILE, lock_differences, locked_versions
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from unlearning.data.collator import DataError, Example
+from unlearning.data.examples import DataError, Example
 from unlearning.training.passes import PassBatches, PassItems
 
 

@@ -80,7 +80,7 @@ def test_file_order_when_not_shuffled():
 def test_worker_processes_collate_the_same_batches():
     """num_workers > 0 collates (preprocesses images) in background processes while the model runs: the same
     batches in the same order, and no part of a run's identity."""
-    from unlearning.runs.folders import identity_hash, training_identity
+    from unlearning.runs.identity import identity_hash, training_identity
 
     def batches(workers: int) -> list[float]:
         seen: list[float] = []

@@ -5,15 +5,9 @@ from pathlib import Path
 import pytest
 
 from tests.fake_openai import FakeOpenAI, fake_openai_server
-from unlearning.evaluation.metrics.judge import (
-    Judge,
-    JudgeSettings,
-    JudgeUnavailable,
-    judge_all,
-    judge_counts,
-    judge_unavailable_reason,
-    store_judgment,
-)
+from unlearning.evaluation.judge.client import Judge
+from unlearning.evaluation.judge.judgments import judge_all, judge_counts, store_judgment
+from unlearning.evaluation.judge.settings import JudgeSettings, JudgeUnavailable, judge_unavailable_reason
 
 
 @pytest.fixture()

@@ -1,0 +1,135 @@
+"""An LLM-as-judge client for any OpenAI-compatible endpoint (OpenAI, vLLM, a local server).
+
+Requests run with bounded concurrency, rate limits and timeouts are retried with exponential backoff, and every
+successful reply is cached on disk keyed by (model, system prompt, prompt, decoding settings), so a re-run costs
+nothing. Failures are returned as such (never dropped) for the caller to count; error messages are scrubbed of
+keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unlearning.evaluation.judge.settings import JudgeSettings, scrub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JudgeReply:
+    text: str | None  # None when the request failed after its retries
+    error: str | None = None  # why it failed (kind: message), keys scrubbed
+    cached: bool = False
+    error_kind: str | None = None  # "HTTP 500", "APIConnectionError", ...: what failures are counted by
+
+
+class ReplyCache:
+    """A small SQLite table of (key -> reply text), safe to use from the request threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection = sqlite3.connect(str(path), check_same_thread=False)
+        self._connection.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT NOT NULL)")
+        self._connection.commit()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            row = self._connection.execute("SELECT text FROM replies WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put(self, key: str, text: str) -> None:
+        with self._lock:
+            self._connection.execute("INSERT OR REPLACE INTO replies VALUES (?, ?)", (key, text))
+            self._connection.commit()
+
+
+class Judge:
+    def __init__(self, settings: JudgeSettings) -> None:
+        from openai import OpenAI  # imported here: only runs that judge need the client
+
+        self.settings = settings
+        self._client = OpenAI(
+            api_key=os.environ.get(settings.api_key_env) or "EMPTY",  # local servers accept any key
+            base_url=settings.base_url or os.environ.get("OPENAI_BASE_URL") or None,
+            max_retries=0,  # retries are ours, with backoff and a count
+            timeout=settings.timeout_seconds,
+        )
+        self._cache = ReplyCache(Path(settings.cache_dir) / "judge_cache.sqlite")
+
+    def cache_key(self, prompt: str) -> str:
+        s = self.settings
+        material = json.dumps([s.model, s.system_prompt, prompt, s.max_tokens, s.temperature])
+        return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+    def complete(self, prompt: str) -> JudgeReply:
+        key = self.cache_key(prompt)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return JudgeReply(cached, cached=True)
+        reply = self._request(prompt)
+        if reply.text is not None:
+            self._cache.put(key, reply.text)
+        return reply
+
+    def complete_many(self, prompts: Sequence[str]) -> list[JudgeReply]:
+        with ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency)) as pool:
+            return list(pool.map(self.complete, prompts))
+
+    def _request(self, prompt: str) -> JudgeReply:
+        import openai
+
+        transient = (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
+                     openai.InternalServerError)
+        messages = ([{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt
+                    else []) + [{"role": "user", "content": prompt}]
+        for attempt in range(self.settings.max_retries + 1):
+            try:
+                sampling = {} if self.settings.temperature is None else {"temperature": self.settings.temperature}
+                response = self._client.chat.completions.create(
+                    model=self.settings.model, messages=messages, max_tokens=self.settings.max_tokens, **sampling,
+                )
+                return JudgeReply(response.choices[0].message.content or "")
+            except transient as error:
+                if attempt == self.settings.max_retries:
+                    return self._failure(error, f" after {attempt + 1} attempts")
+                delay = self.settings.backoff_seconds * 2**attempt * (1 + random.random() / 4)
+                log.warning("judge: %s, retrying in %.1f s", _error_kind(error), delay)
+                time.sleep(delay)
+            except openai.OpenAIError as error:  # bad request, authentication: retrying will not help
+                return self._failure(error, "")
+        raise AssertionError("unreachable")
+
+    def _failure(self, error: Exception, suffix: str) -> JudgeReply:
+        kind = _error_kind(error)
+        message = scrub(str(error), [os.environ.get(self.settings.api_key_env, "")])[:300]
+        return JudgeReply(None, error=f"{kind}{suffix}: {message}", error_kind=kind)
+
+
+def _error_kind(error: Exception) -> str:
+    """What a failure is counted as: the HTTP status and the error's class, or the class alone."""
+    status = getattr(error, "status_code", None)
+    return f"HTTP {status} {type(error).__name__}" if status else type(error).__name__
+
+
+def complete_on_main(judge: Judge, prompts: Sequence[str], accelerator: Any | None = None) -> list[JudgeReply]:
+    """Ask the judge from the main process only and share its replies with the others (one request per prompt
+    however many processes evaluate)."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return judge.complete_many(prompts)
+    from accelerate.utils import broadcast_object_list
+
+    replies = [judge.complete_many(prompts) if accelerator.is_main_process else None]
+    return broadcast_object_list(replies, from_process=0)[0]
