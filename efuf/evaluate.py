@@ -1,7 +1,7 @@
 """EFUF's caption evaluation: captions of images no curation file names, scored by CHAIR, BLEU and length.
 
-Decoding is ``eval.decoding`` (greedy by default); ``compat=official`` uses the original's defaults (beam search
-with 5 beams) and its BLEU (characters against one reference). CHAIR is the same in both modes.
+Decoding is ``eval.decoding`` (greedy by default); compat switches give the original's defaults (beam search with 5
+beams: ``beam_search_captions``) and its BLEU (characters against one reference: ``character_bleu``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class EvalOptions:
 
 
 def decoding(settings: EvalSettings) -> Decoding:
-    if settings.compat == "official":
+    if settings.compat.beam_search_captions:
         return Decoding(max_new_tokens=settings.decoding.max_new_tokens, num_beams=OFFICIAL_BEAMS)
     return settings.decoding
 
@@ -57,9 +57,9 @@ def evaluation(data: EfufData, options: EvalOptions, settings: EvalSettings) -> 
         raise ValueError(f"{data.path(data.options.captions)}: no reference caption for {len(missing)} evaluation "
                          f"images (e.g. {missing[0]}); BLEU needs them")
     decode = decoding(settings)
-    official = settings.compat == "official"
+    character_bleu = settings.compat.character_bleu  # the switches on are in every part's fingerprint
     fingerprint = {"version": FILE_VERSION, "decoding": dataclasses.asdict(decode), "prompt": options.prompt,
-                   "synonyms": sorted(vocabulary.synonyms.items()), "official": official}
+                   "synonyms": sorted(vocabulary.synonyms.items())}
 
     def compute(context: EvalContext) -> dict[str, Any]:
         net, collator = context.model.get()
@@ -72,7 +72,7 @@ def evaluation(data: EfufData, options: EvalOptions, settings: EvalSettings) -> 
                             "mentioned": [list(pair) for pair in result.mentioned],
                             "hallucinated": [list(pair) for pair in result.hallucinated],
                             "length": metrics.caption_length(caption),
-                            **metrics.caption_bleu(references[name], caption, official)})
+                            **metrics.caption_bleu(references[name], caption, character_bleu)})
         return {"aggregate": aggregate(samples), "samples": samples}
 
     part = Part("captions", fingerprint, compute, data={"examples": [e for _, e in examples], "truth": truth,

@@ -4,7 +4,7 @@ BLEU-1/2/4 are nltk's sentence BLEU over lower-cased words against all of an ima
 smoothing method 1 (a zero n-gram count becomes 0.1). The original (eval_auto.py) passed raw strings, so it scored
 characters, against one reference (the last caption of the image in its dict), with smoothing method 7, whose
 averaging of neighbouring n-gram orders lifts BLEU above 1 for a caption equal to its reference (method 5 counts
-a pseudo order-0 precision of 2); ``official=True`` does all of that.
+a pseudo order-0 precision of 2); ``as_original=True`` does all of that (compat switch ``character_bleu``).
 """
 
 from __future__ import annotations
@@ -23,25 +23,25 @@ def words(text: str) -> list[str]:
 
 
 @functools.cache
-def _smoothing(official: bool):
+def _smoothing(as_original: bool):
     from nltk.translate.bleu_score import SmoothingFunction
 
-    return SmoothingFunction().method7 if official else SmoothingFunction().method1
+    return SmoothingFunction().method7 if as_original else SmoothingFunction().method1
 
 
-def caption_bleu(references: Sequence[str], caption: str, official: bool = False) -> dict[str, float]:
+def caption_bleu(references: Sequence[str], caption: str, as_original: bool = False) -> dict[str, float]:
     """BLEU-1, -2 and -4 of ``caption``; 0 for an empty caption."""
     from nltk.translate.bleu_score import sentence_bleu
 
     if not references:
         raise ValueError("BLEU needs at least one reference caption")
-    if official:
+    if as_original:
         refs, hypothesis = [references[-1]], caption  # strings: nltk iterates them as characters
     else:
         refs, hypothesis = [words(reference) for reference in references], words(caption)
     if not hypothesis:
         return dict.fromkeys(BLEU_WEIGHTS, 0.0)
-    return {name: float(sentence_bleu(refs, hypothesis, weights=weights, smoothing_function=_smoothing(official)))
+    return {name: float(sentence_bleu(refs, hypothesis, weights=weights, smoothing_function=_smoothing(as_original)))
             for name, weights in BLEU_WEIGHTS.items()}
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from fiubench import metrics
 from fiubench.data import FiuBench, FiuQA
+from unlearning.compat import Compat
 from unlearning.evaluation.judge.judgments import Judgment, judge_counts, judge_records, store_judgment
 from unlearning.evaluation.metrics.membership import attack_auc
 from unlearning.evaluation.metrics.text import keyword_match, rouge_1_recall, rouge_l_recall
@@ -33,7 +34,8 @@ class SplitSettings:
     role: str  # forget | retain
     batch_size: int
     decoding: Decoding
-    quirks: metrics.Quirks
+    compat: Compat
+    skip_first_answer_token: bool  # the compat switch, where the original's prompt does not already rule it
     max_failed: float = 0.0  # judge requests allowed to fail with GPT still complete
 
     def __post_init__(self) -> None:
@@ -48,17 +50,17 @@ def evaluation(data: FiuBench, settings: EvalSettings, forget_split: str, retain
                original_prompt: Mapping[str, Any] | None = None) -> Evaluation:
     """The parts of one model's FIUBench evaluation; unknown splits fail here, before any model loads.
 
-    With the original's prompt (``original_prompt``, under ``compat=official``) the collator scores the original's
-    label tokens, so the answer NLL is their mean, as its ``get_batch_loss`` / token count; without it, compat
-    approximates that rule on this toolkit's prompt (tokens 2..L over L, LLaVA-1.5's)."""
-    quirks = metrics.quirks_of(settings.compat)
-    if original_prompt:
-        quirks = dataclasses.replace(quirks, skip_first_answer_token=False)
+    With the original's prompt (``original_prompt``, the compat switch of that name) the collator scores the
+    original's label tokens, so the answer NLL is their mean, as its ``get_batch_loss`` / token count; without it,
+    ``skip_first_answer_token`` approximates that rule on this toolkit's prompt (tokens 2..L over L, LLaVA-1.5's)."""
+    compat = settings.compat
+    skip_first = compat.skip_first_answer_token and not original_prompt
     judge = settings.judge_fingerprint()
     parts: dict[str, Part] = {}
     for role, split in (("forget", forget_split), ("retain", retain_split)):
         data.identity_ids(split)  # raises on an unknown split
-        part = SplitSettings(split, role, settings.batch_size, settings.decoding, quirks, settings.judge.max_failed)
+        part = SplitSettings(split, role, settings.batch_size, settings.decoding, compat, skip_first,
+                             settings.judge.max_failed)
         qas = data.qas(split)
         parts[role] = Part(split, {"version": FILE_VERSION, "split": split,
                                    "decoding": dataclasses.asdict(settings.decoding), "judge": judge,
@@ -77,7 +79,7 @@ def evaluation(data: FiuBench, settings: EvalSettings, forget_split: str, retain
 
 
 def summarize_run(results: Mapping[str, dict[str, Any]], reference_dir: Path | None, forget_part: Part,
-                  compat: str) -> dict[str, Any]:
+                  compat: Compat) -> dict[str, Any]:
     general = results.get("general")
     if general is not None:
         general = {k: v for k, v in general.items() if k != "fingerprint"}
@@ -108,7 +110,8 @@ def general_accuracy(general: Mapping[str, Any]) -> float | None:
 
 def evaluate_split(qas: Sequence[FiuQA], settings: SplitSettings, context: EvalContext) -> dict[str, Any]:
     net, collator = context.model.get()
-    role, split, quirks = settings.role, settings.split, settings.quirks
+    role, split, compat = settings.role, settings.split, settings.compat
+    cut, skip_first = compat.cut_at_first_period, settings.skip_first_answer_token
     batch_size, accelerator = settings.batch_size, context.accelerator
     # APE (forget split): the same facts asked in other words, generated with the questions (one prefix per image)
     questions = [(i, q) for i, qa in enumerate(qas) for q in qa.paraphrased_questions] if role == "forget" else []
@@ -129,11 +132,11 @@ def evaluate_split(qas: Sequence[FiuQA], settings: SplitSettings, context: EvalC
 
     records = []
     for index, (qa, generation, (start, end)) in enumerate(zip(qas, generations, spans, strict=True)):
-        text = metrics.answer_text(generation, quirks)
-        answer_nll = metrics.answer_nll(scores[start], quirks)
-        paraphrased_nll = metrics.answer_nll(scores[start + 1], quirks)
-        perturbed_nlls = [metrics.answer_nll(score, quirks) for score in scores[start + 2:end]]
-        mia, mia_pp = metrics.mia(scores[start], quirks)
+        text = metrics.answer_text(generation, cut)
+        answer_nll = metrics.answer_nll(scores[start], skip_first)
+        paraphrased_nll = metrics.answer_nll(scores[start + 1], skip_first)
+        perturbed_nlls = [metrics.answer_nll(score, skip_first) for score in scores[start + 2:end]]
+        mia, mia_pp = metrics.mia(scores[start], skip_first, compat.min_k_without_renormalising)
         record = {
             "uid": qa.uid, "unique_id": qa.unique_id, "question": qa.question, "answer": qa.answer,
             "generation": generation,
@@ -149,12 +152,12 @@ def evaluate_split(qas: Sequence[FiuQA], settings: SplitSettings, context: EvalC
             "gpt": None,
         }
         if role == "forget":
-            texts = [metrics.answer_text(g, quirks) for g in paraphrase_generations[index]]
+            texts = [metrics.answer_text(g, cut) for g in paraphrase_generations[index]]
             record["paraphrase_generations"] = paraphrase_generations[index]
             record["ape"] = sum(keyword_match(t, qa.keywords) for t in texts) / len(texts)
         records.append(record)
     if context.judge is not None:
-        _judge(context, qas, records, quirks)
+        _judge(context, qas, records, compat)
     aggregate = metrics.aggregate_split(records, role)
     judge = None if context.judge is None else judge_counts(records, "gpt", settings.max_failed)
     if judge is not None and not judge["complete"]:  # a partial mean is kept apart, never reported as the GPT score
@@ -162,13 +165,14 @@ def evaluate_split(qas: Sequence[FiuQA], settings: SplitSettings, context: EvalC
     return {"split": split, "role": role, "aggregate": aggregate, "judge": judge, "samples": records}
 
 
-def _judge(context: EvalContext, qas: Sequence[FiuQA], records: list[dict[str, Any]], quirks: metrics.Quirks) -> None:
+def _judge(context: EvalContext, qas: Sequence[FiuQA], records: list[dict[str, Any]], compat: Compat) -> None:
     """The GPT score of each generation; the original scored short generations 0 without asking."""
-    texts = [metrics.answer_text(record["generation"], quirks) for record in records]
+    texts = [metrics.answer_text(record["generation"], compat.cut_at_first_period) for record in records]
     asked = [i for i, text in enumerate(texts)
-             if not quirks.short_answers_score_zero or len(text) > metrics.SHORT_ANSWER]
-    prompts = [metrics.judge_prompt(qas[i].question, qas[i].answer, texts[i], quirks) for i in asked]
-    judge_records(context.judge, [records[i] for i in asked], prompts, "gpt", metrics.judge_parser(quirks),
+             if not compat.short_answers_score_zero or len(text) > metrics.SHORT_ANSWER]
+    as_original = compat.judge_as_original
+    prompts = [metrics.judge_prompt(qas[i].question, qas[i].answer, texts[i], as_original) for i in asked]
+    judge_records(context.judge, [records[i] for i in asked], prompts, "gpt", metrics.judge_parser(as_original),
                   context.accelerator)
     for index in set(range(len(records))) - set(asked):  # not asked: the original's 0
         store_judgment(records[index], "gpt", Judgment(0.0, None))
@@ -196,7 +200,7 @@ def _membership_auc(forget_samples: Sequence[dict], holdout: dict | None) -> dic
 
 
 def _forget_quality(forget_result: dict[str, Any], reference_dir: Path | None, forget_part: Part,
-                    compat: str) -> dict[str, Any]:
+                    compat: Compat) -> dict[str, Any]:
     stored, note = reference_result(reference_dir, forget_part, compat)
     if stored is None:
         return {"forget_quality": None, "forget_quality_note": note}

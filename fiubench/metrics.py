@@ -9,10 +9,10 @@ Per QA, with ℓ the per-token NLL of an answer given the original question:
   three paraphrased questions; MIA = weighted Min-K / Min-K++ of the answer tokens; GPT = the judge's 0-1 score.
 Forget quality is the KS-test p-value of the forget-split R values against the retain model's.
 
-``compat=official`` switches on the original's number-changing behaviours, each a named field of ``Quirks``
-(docs/fidelity.md): text cut at the first ".", the first answer token unscored with ℓ divided by the full
-answer length, Min-K terms dropped without renormalising (a one-token answer scores 0), generations of 5
-characters or fewer scored 0 by GPT without asking, and the judge's prompt layout and reply parsing.
+The original's number-changing behaviours are arguments named after them, set from the compat switches
+(fiubench/compat.py, docs/fidelity.md): text cut at the first ".", the first answer token unscored with ℓ divided
+by the full answer length, Min-K terms dropped without renormalising (a one-token answer scores 0), generations of
+5 characters or fewer scored 0 by GPT without asking, and the judge's prompt layout and reply parsing.
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from unlearning.evaluation.metrics.membership import lowest_k_mean, min_k_plus_plus_z, weighted_min_k, zlib_score
 from unlearning.evaluation.metrics.stats import harmonic_mean, ks_forget_quality
-from unlearning.evaluation.runner import check_compat
 from unlearning.inference.answers import SequenceScore
 
 ROLES = ("forget", "retain")
@@ -36,56 +34,38 @@ MEMBERSHIP_K = 0.2  # Min-K / Min-K++ ratio of the attack-AUC scores
 SHORT_ANSWER = 5  # the original scored GPT 0 for generations of this many characters or fewer
 
 
-@dataclass(frozen=True)
-class Quirks:
-    """The original code's behaviours that change numbers, each off by default (docs/fidelity.md rows 3, 4, 14, 16)."""
-
-    cut_at_first_period: bool = False  # generation metrics see the text up to the first "." ("" without one)
-    skip_first_answer_token: bool = False  # NLL over answer tokens 2..L (no EOS) divided by L
-    min_k_without_renormalising: bool = False  # Min-K terms that select no token dropped, weights kept
-    short_answers_score_zero: bool = False  # GPT 0 for generations of SHORT_ANSWER characters or fewer
-    judge_as_original: bool = False  # the prompt's original line layout; any first-line number kept, else 0.0
-
-
-DEFAULT = Quirks()
-OFFICIAL = Quirks(cut_at_first_period=True, skip_first_answer_token=True, min_k_without_renormalising=True,
-                  short_answers_score_zero=True, judge_as_original=True)
-
-
-def quirks_of(compat: str) -> Quirks:
-    return OFFICIAL if check_compat(compat) == "official" else DEFAULT
-
-
-def answer_text(generation: str, quirks: Quirks = DEFAULT) -> str:
+def answer_text(generation: str, cut_at_first_period: bool = False) -> str:
     """The text the generation metrics see: all of it, or up to the first '.' ('' without one)."""
-    if quirks.cut_at_first_period:
+    if cut_at_first_period:
         return generation[: generation.find(".") + 1]
     return generation
 
 
-def scored_logprobs(score: SequenceScore, quirks: Quirks = DEFAULT) -> tuple[list[float], list[float], list[float]]:
+def scored_logprobs(score: SequenceScore, skip_first_answer_token: bool = False
+                    ) -> tuple[list[float], list[float], list[float]]:
     """Token log-probs, mu and sigma of the tokens a metric scores: every target token, or FIUBench's
     answer tokens 2..L (no EOS, which the original never appended, and not the first token)."""
     columns = (list(score.token_logprobs), list(score.token_mu), list(score.token_sigma))
-    if quirks.skip_first_answer_token:
+    if skip_first_answer_token:
         return tuple(column[1:-1] for column in columns)  # type: ignore[return-value]
     return columns
 
 
-def answer_nll(score: SequenceScore, quirks: Quirks = DEFAULT) -> float:
+def answer_nll(score: SequenceScore, skip_first_answer_token: bool = False) -> float:
     """ℓ: mean NLL over every target token; the original: the sum over tokens 2..L divided by L."""
-    if quirks.skip_first_answer_token:
+    if skip_first_answer_token:
         answer_length = score.n_tokens - 1  # without EOS
         return -sum(score.token_logprobs[1:-1]) / max(answer_length, 1)
     return score.mean_nll
 
 
-def mia(score: SequenceScore, quirks: Quirks = DEFAULT) -> tuple[float, float]:
+def mia(score: SequenceScore, skip_first_answer_token: bool = False, min_k_without_renormalising: bool = False
+        ) -> tuple[float, float]:
     """FIUBench's weighted Min-K and Min-K++ of one answer."""
-    logprobs, mu, sigma = scored_logprobs(score, quirks)
-    renormalise = not quirks.min_k_without_renormalising
+    logprobs, mu, sigma = scored_logprobs(score, skip_first_answer_token)
+    renormalise = not min_k_without_renormalising
     if not logprobs:  # a one-token answer under the original's rule: every term empty, their sum 0
-        return (0.0, 0.0) if quirks.min_k_without_renormalising else (math.nan, math.nan)
+        return (0.0, 0.0) if min_k_without_renormalising else (math.nan, math.nan)
     return (weighted_min_k(logprobs, renormalise=renormalise),
             weighted_min_k(min_k_plus_plus_z(logprobs, mu, sigma), renormalise=renormalise))
 
@@ -117,11 +97,11 @@ def normalised_probability(answer_nll: float, perturbed_nlls: Sequence[float]) -
     return float(np.exp(logits[0] - np.logaddexp.reduce(logits)))
 
 
-def judge_prompt(question: str, answer: str, prediction: str, quirks: Quirks = DEFAULT) -> str:
+def judge_prompt(question: str, answer: str, prediction: str, as_original: bool = False) -> str:
     """FIUBench's judge prompt, with the QA's own question; the original put question, answer and prediction on
     consecutive lines (``judge_as_original``), ours separates them by blank lines."""
     prompt = JUDGE_PROMPT
-    if quirks.judge_as_original:
+    if as_original:
         prompt = prompt.replace("{question}\n\nCorrect", "{question}\nCorrect").replace("{answer}\n\nPrediction",
                                                                                         "{answer}\nPrediction")
     return prompt.format(question=question, answer=answer, prediction=prediction)
@@ -140,7 +120,7 @@ def parse_judge_score(reply: str) -> float | None:
     return value if 0.0 <= value <= 1.0 else None
 
 
-def parse_judge_score_official(reply: str) -> float:
+def parse_judge_score_as_original(reply: str) -> float:
     """The original's reading (``evaluate_util.py``): the first line, from its first ':' on with ':' and spaces
     stripped, then '*' stripped, as a float; anything ``float`` rejects scores 0.0 and any number is kept (1.5,
     -0.2)."""
@@ -155,8 +135,8 @@ def parse_judge_score_official(reply: str) -> float:
         return 0.0
 
 
-def judge_parser(quirks: Quirks = DEFAULT) -> Callable[[str], float | None]:
-    return parse_judge_score_official if quirks.judge_as_original else parse_judge_score
+def judge_parser(as_original: bool = False) -> Callable[[str], float | None]:
+    return parse_judge_score_as_original if as_original else parse_judge_score
 
 
 def aggregate_truth_ratio(ratios: Sequence[float], role: str) -> float:

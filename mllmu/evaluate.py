@@ -7,8 +7,9 @@ is configured). Each set's per-question results are written to ``eval/`` and reu
 
 Few-shot demonstrations are earlier chat turns (``Example.shots``). By default each evaluated profile gets
 its own seeded draw of profiles from ``Full_Set`` outside the evaluated set, and the demonstrations are
-dropped from the end until the prompt fits the model's context; ``compat=official`` draws them once per set
-and task from the evaluated profiles themselves and leaves those profiles unscored, as the original did.
+dropped from the end until the prompt fits the model's context; the compat switch ``few_shot_from_evaluated_set``
+draws them once per set and task from the evaluated profiles themselves and leaves those profiles unscored, as the
+original did.
 The engine's runner caches each set as a part in ``eval/`` and writes the summary.
 """
 
@@ -26,6 +27,7 @@ from accelerate import Accelerator
 from mllmu import metrics
 from mllmu.data import MODALITIES, Item, MllmuBench, Profile
 from mllmu.prompts import classification_prompt, cloze_prompt, generation_prompt
+from unlearning.compat import Compat
 from unlearning.data.collator import ChatCollator
 from unlearning.data.examples import DataError, Example
 from unlearning.evaluation.judge.client import Judge
@@ -89,23 +91,24 @@ def _shot_turns(shot_profiles: Sequence[Profile], task: str, modality: str) -> t
 class FewShot:
     """Chooses each question's demonstrations and fits them into the model's context."""
 
-    def __init__(self, options: EvalOptions, quirks: metrics.Quirks, pool: Sequence[Profile], collator: ChatCollator,
+    def __init__(self, options: EvalOptions, compat: Compat, pool: Sequence[Profile], collator: ChatCollator,
                  context_limit: int) -> None:
-        self.options, self.quirks, self.pool = options, quirks, list(pool)
+        self.options, self.compat, self.pool = options, compat, list(pool)
         self.collator, self.context_limit = collator, context_limit
         self.n_dropped = 0
 
     def n_shots(self, set_name: str, task: str) -> int:
         n = int(self.options.shots.get(task, 0))
-        if self.quirks.zero_shot_celebrity_classification and set_name == "celebrity" and task == "classification":
+        if self.compat.zero_shot_celebrity_classification and set_name == "celebrity" and task == "classification":
             return 0
         return n
 
-    def official_shots(self, set_name: str, task: str, profiles: Sequence[Profile]
+    def shots_from_evaluated_set(self, set_name: str, task: str, profiles: Sequence[Profile]
                        ) -> tuple[set[str], list[Profile]]:
-        """Official: one draw per set and task of the evaluated profiles' IDs (which are then not scored), the
-        demonstrations being those IDs' Full_Set rows (``--few_shot_data``): the original questions and images for
-        the Test_Set, and for the celebrities whatever fictitious profile shares the ID (none: no demonstration)."""
+        """The original's (``few_shot_from_evaluated_set``): one draw per set and task of the evaluated profiles'
+        IDs (which are then not scored), the demonstrations being those IDs' Full_Set rows (``--few_shot_data``):
+        the original questions and images for the Test_Set, and for the celebrities whatever fictitious profile
+        shares the ID (none: no demonstration)."""
         n = min(self.n_shots(set_name, task), max(len(profiles) - 1, 0))
         drawn = random.Random(f"{self.options.seed}/{set_name}/{task}").sample(list(profiles), n)
         by_id = {p.id: p for p in self.pool}
@@ -136,9 +139,9 @@ def build_questions(set_name: str, profiles: Sequence[Profile], few_shot: FewSho
     out = []
     evaluated_ids = {p.id for p in profiles}
     excluded: set[str] = set()
-    official_shots: list[Profile] = []
-    if few_shot.quirks.few_shot_from_evaluated_set and few_shot.n_shots(set_name, task):
-        excluded, official_shots = few_shot.official_shots(set_name, task, profiles)
+    drawn_shots: list[Profile] = []
+    if few_shot.compat.few_shot_from_evaluated_set and few_shot.n_shots(set_name, task):
+        excluded, drawn_shots = few_shot.shots_from_evaluated_set(set_name, task, profiles)
     for profile in profiles:
         if profile.id in excluded:
             continue
@@ -146,8 +149,8 @@ def build_questions(set_name: str, profiles: Sequence[Profile], few_shot: FewSho
             items = profile.items_of(task, modality)
             if not items:
                 continue
-            if few_shot.quirks.few_shot_from_evaluated_set:
-                shot_profiles = official_shots
+            if few_shot.compat.few_shot_from_evaluated_set:
+                shot_profiles = drawn_shots
             else:
                 shot_profiles = few_shot.default_shots(set_name, task, modality, profile, evaluated_ids)
             shots = _shot_turns(shot_profiles, task, modality)
@@ -164,12 +167,12 @@ def evaluate_set(
     set_name: str, profiles: Sequence[Profile], few_shot: FewShot, model: Any, collator: ChatCollator,
     settings: SetSettings, judge: Judge | None, accelerator: Accelerator | None,
 ) -> list[dict[str, Any]]:
-    quirks, options = few_shot.quirks, few_shot.options
+    compat, options = few_shot.compat, few_shot.options
     batch_size, decoding = settings.batch_size, settings.decoding
     records: list[dict[str, Any]] = []
 
     questions = build_questions(set_name, profiles, few_shot, "classification")
-    if options.classification_scoring == "loglik" and not quirks.classification_by_generation:
+    if options.classification_scoring == "loglik" and not compat.classification_by_generation:
         letter_scores = score_letters(model, collator, [(item, ex) for _, item, ex in questions], batch_size,
                                       accelerator, desc=f"{set_name} classification")
         for (profile, item, ex), letter_logprobs in zip(questions, letter_scores, strict=True):
@@ -180,7 +183,7 @@ def evaluate_set(
         answers = generate_answers(model, collator, [ex for *_, ex in questions], batch_size, decoding,
                                    accelerator, desc=f"{set_name} classification")
         for (profile, item, ex), answer in zip(questions, answers, strict=True):
-            prediction = metrics.parse_choice(answer, item.options, quirks)
+            prediction = metrics.parse_choice(answer, item.options, compat.first_character_choice)
             records.append({**_record(profile, item, ex), "scoring": "generate", "generation": answer,
                             "prediction": prediction, "correct": prediction == item.answer})
 
@@ -200,7 +203,7 @@ def evaluate_set(
                                    **metrics.rouge_f(item.answer, answer),
                                    "bleu": metrics.bleu(item.answer, answer)})
     if judge is not None:
-        _judge(judge, generation_records, quirks, accelerator)
+        _judge(judge, generation_records, compat, accelerator)
     return records + generation_records
 
 
@@ -249,10 +252,11 @@ def _single_token_choice(targets: Sequence[Sequence[int]]) -> tuple[int, tuple[i
     return offset, tokens
 
 
-def _judge(judge: Judge, records: list[dict[str, Any]], quirks: metrics.Quirks,
+def _judge(judge: Judge, records: list[dict[str, Any]], compat: Compat,
            accelerator: Accelerator | None) -> None:
     prompts = [metrics.judge_prompt(r["profile"], r["question"], r["generation"], r["answer"]) for r in records]
-    judge_records(judge, records, prompts, "factuality", lambda reply: metrics.parse_factuality(reply, quirks),
+    as_original = compat.original_factuality_parse
+    judge_records(judge, records, prompts, "factuality", lambda reply: metrics.parse_factuality(reply, as_original),
                   accelerator)
 
 
@@ -282,7 +286,7 @@ class SetSettings:
 def evaluation(data: MllmuBench, options: EvalOptions, settings: EvalSettings, forget_split: str) -> Evaluation:
     """The four sets as parts (``<forget_split>``, ``test_<forget_split>``, ``retain_r``, ``celebrity``); unknown
     splits and missing sets fail here, before any model loads."""
-    quirks = metrics.quirks_of(settings.compat)
+    compat = settings.compat
     set_settings = SetSettings(settings.batch_size, settings.decoding)
     sets = eval_sets(data, forget_split, options.seed)
     files = {"forget": forget_split, "test": f"test_{forget_split}", "retain": data.retain_split(forget_split),
@@ -293,13 +297,14 @@ def evaluation(data: MllmuBench, options: EvalOptions, settings: EvalSettings, f
 
     def compute(set_name: str, context: EvalContext) -> dict[str, Any]:
         net, collator = context.model.get()
-        few_shot = FewShot(options, quirks, data.profiles("Full_Set"), collator,
+        few_shot = FewShot(options, compat, data.profiles("Full_Set"), collator,
                            context_limit(net, options, settings.decoding.max_new_tokens))
         records = evaluate_set(set_name, sets[set_name], few_shot, net, collator, set_settings, context.judge,
                                context.accelerator)
         if few_shot.n_dropped:
             log.info("%s: %d demonstrations dropped to fit the context", set_name, few_shot.n_dropped)
-        aggregated = metrics.aggregate(records, quirks, settings.judge.max_failed)
+        aggregated = metrics.aggregate(records, settings.judge.max_failed, compat.factuality_drops_unscored,
+                                        compat.factuality_over_both_modalities)
         return {"set": set_name, "aggregate": aggregated, "judge": metrics.part_judge_counts(aggregated),
                 "n_profiles": len(sets[set_name]), "shots_dropped": few_shot.n_dropped, "samples": records}
 

@@ -10,7 +10,7 @@
   the set's factuality is incomplete: ``factuality`` is None and ``factuality_partial`` holds the mean over the
   answered ones (the table shows it with its count); the next run asks the failed prompts again.
 
-``compat=official`` switches on the original's behaviours, each a named field of ``Quirks`` (docs/fidelity.md).
+The original's behaviours are arguments named after them, set from the compat switches (mllmu/compat.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from rouge_score import rouge_scorer
 
 from unlearning.evaluation.judge.judgments import add_counts, judge_counts
 from unlearning.evaluation.metrics.text import rouge_l
-from unlearning.evaluation.runner import check_compat
 
 JUDGE_PROMPT = Path(__file__).with_name("judge_prompt.txt").read_text(encoding="utf-8")
 JUDGE_SYSTEM_PROMPT = "You are an expert at evaluating the factuality of responses."
@@ -37,37 +35,14 @@ _ANSWER_IS = re.compile(r"answer(?:\s+is)?\s*[:\-]?\s*[\(\[]?([A-D])(?![A-Za-z])
 _FACTUALITY = re.compile(r"factuality\s*score\W*?(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class Quirks:
-    """The original code's behaviours that change numbers, each off by default (docs/fidelity.md, M rows)."""
-
-    classification_by_generation: bool = False  # MCQs answered by a greedy generation, never by likelihood
-    first_character_choice: bool = False  # the option is the answer's first character
-    few_shot_from_evaluated_set: bool = False  # one draw per set and task from the evaluated profiles, unscored
-    zero_shot_celebrity_classification: bool = False  # celebrity MCQs asked without demonstrations
-    original_factuality_parse: bool = False  # the "Factuality Score" line's text after the last ':' as an int
-    factuality_drops_unscored: bool = False  # failed and unparseable judgments left out of the mean
-    factuality_over_both_modalities: bool = False  # one mean per set over both modalities (eval_gpt.py per file)
-
-
-DEFAULT = Quirks()
-OFFICIAL = Quirks(classification_by_generation=True, first_character_choice=True, few_shot_from_evaluated_set=True,
-                  zero_shot_celebrity_classification=True, original_factuality_parse=True,
-                  factuality_drops_unscored=True, factuality_over_both_modalities=True)
-
-
-def quirks_of(compat: str) -> Quirks:
-    return OFFICIAL if check_compat(compat) == "official" else DEFAULT
-
-
-def parse_choice(response: str, options: Sequence[tuple[str, str]], quirks: Quirks = DEFAULT) -> str | None:
+def parse_choice(response: str, options: Sequence[tuple[str, str]], first_character: bool = False) -> str | None:
     """The option letter a free-form answer picks, or None.
 
     Default: a leading letter ("B", "B.", "(B)", "B: text"), "the answer is B" / "Answer: B", or the text of
     exactly one option. The original: the first character, upper-cased, when it is an option letter.
     """
     letters = [letter for letter, _ in options]
-    if quirks.first_character_choice:
+    if first_character:
         first = response[:1].upper()
         return first if response and first in letters else None
     for pattern in (_LEADING_LETTER, _ANSWER_IS):
@@ -130,13 +105,13 @@ def judge_prompt(profile_id: str, question: str, generation: str, ground_truth: 
                                ground_truth=ground_truth)
 
 
-def parse_factuality(reply: str, quirks: Quirks = DEFAULT) -> float | None:
+def parse_factuality(reply: str, as_original: bool = False) -> float | None:
     """The 1-10 score in a judge reply, or None.
 
     The original: the first line containing "Factuality Score", its text after the last ':' without commas,
     as an int (a one-line JSON reply therefore fails).
     """
-    if quirks.original_factuality_parse:
+    if as_original:
         for line in reply.splitlines():
             if "Factuality Score" in line:
                 try:
@@ -152,12 +127,12 @@ def parse_factuality(reply: str, quirks: Quirks = DEFAULT) -> float | None:
     return value if low <= value <= high else None
 
 
-def factuality_mean(values: Sequence[float | None], failed: Sequence[bool], quirks: Quirks = DEFAULT
+def factuality_mean(values: Sequence[float | None], failed: Sequence[bool], drop_unscored: bool = False
                     ) -> float | None:
     """Mean judge score over the requests that were answered. ``values[i]`` is None where the reply was
     unparseable (counted as the rubric's lowest score; the original left it out) or the request failed."""
     answered = [v for v, f in zip(values, failed, strict=True) if not f]
-    if quirks.factuality_drops_unscored:
+    if drop_unscored:
         answered = [v for v in answered if v is not None]
     if not answered:
         return None
@@ -169,10 +144,11 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def aggregate(records: Sequence[dict[str, Any]], quirks: Quirks = DEFAULT, max_failed: float = 0.0
-              ) -> dict[str, dict[str, Any]]:
+def aggregate(records: Sequence[dict[str, Any]], max_failed: float = 0.0, drop_unscored: bool = False,
+              over_both_modalities: bool = False) -> dict[str, dict[str, Any]]:
     """Per modality: classification and cloze accuracy, ROUGE-L F, BLEU, factuality (None unless the judge's
-    answers are complete), and the counts behind them."""
+    answers are complete), and the counts behind them. ``drop_unscored`` and ``over_both_modalities``: the
+    original's factuality (compat switches ``factuality_drops_unscored``, ``factuality_over_both_modalities``)."""
     out = {}
     for modality in ("image_text", "text"):
         of = [r for r in records if r["modality"] == modality]
@@ -181,7 +157,8 @@ def aggregate(records: Sequence[dict[str, Any]], quirks: Quirks = DEFAULT, max_f
         gen = [r for r in of if r["task"] == "generation"]
         judged = [r for r in gen if "judge_failed" in r]
         counts = judge_counts(judged, "factuality", max_failed) if judged else None
-        partial = factuality_mean([r["factuality"] for r in judged], [r["judge_failed"] for r in judged], quirks)
+        partial = factuality_mean([r["factuality"] for r in judged], [r["judge_failed"] for r in judged],
+                                  drop_unscored)
         out[modality] = {
             "classification_acc": _mean([float(r["correct"]) for r in cls]),
             "cloze_acc": _mean([float(r["correct"]) for r in cloze]),
@@ -195,12 +172,12 @@ def aggregate(records: Sequence[dict[str, Any]], quirks: Quirks = DEFAULT, max_f
             "n_unanswered_classification": sum(r.get("prediction") is None for r in cls),
             "judge": counts,
         }
-    if quirks.factuality_over_both_modalities:
-        _factuality_over_both(records, out, quirks, max_failed)
+    if over_both_modalities:
+        _factuality_over_both(records, out, drop_unscored, max_failed)
     return out
 
 
-def _factuality_over_both(records: Sequence[dict[str, Any]], out: dict[str, dict[str, Any]], quirks: Quirks,
+def _factuality_over_both(records: Sequence[dict[str, Any]], out: dict[str, dict[str, Any]], drop_unscored: bool,
                           max_failed: float) -> None:
     """The original's number: eval.py wrote one file per set with both modalities' generations, eval_gpt.py
     averaged over that file. It becomes each modality row's ``factuality``; the per-modality mean is kept as
@@ -209,7 +186,7 @@ def _factuality_over_both(records: Sequence[dict[str, Any]], out: dict[str, dict
     if not judged:
         return
     counts = judge_counts(judged, "factuality", max_failed)
-    both = factuality_mean([r["factuality"] for r in judged], [r["judge_failed"] for r in judged], quirks)
+    both = factuality_mean([r["factuality"] for r in judged], [r["judge_failed"] for r in judged], drop_unscored)
     for values in out.values():
         values["factuality_modality"] = values["factuality"]
         values["factuality"] = both if counts["complete"] else None

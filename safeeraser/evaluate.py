@@ -6,8 +6,8 @@ Each answer is judged offline (always) and by the LLM judge when one is configur
 (``unlearning.evaluation.judge``); the summary reports the LLM's numbers when there are any, else the offline
 ones, and says which.
 
-Decoding is ``eval.decoding`` (greedy by default); ``compat=official`` samples as the original did (temperature
-1.0, top-p 0.9, three answers per harmful question, one per SD and harmless question), seeded.
+Decoding is ``eval.decoding`` (greedy by default); the compat switch ``sampled_answers`` samples as the original did
+(temperature 1.0, top-p 0.9, three answers per harmful question, one per SD and harmless question), seeded.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from safeeraser import judges, metrics
 from safeeraser.data import SafeEraserData, SafeRecord
+from unlearning.compat import Compat
 from unlearning.data.examples import Example
 from unlearning.evaluation.judge.judgments import add_counts, judge_counts, judge_records
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
@@ -44,16 +45,16 @@ class SplitSettings:
     harmful: Decoding  # the harmful questions (n answers each)
     single: Decoding  # SD and harmless questions: one answer each
     batch_size: int
-    official: bool
+    compat: Compat
     max_failed: float
     offline: judges.OfflineJudge
     judge_name: str  # the LLM judge's model, or "offline"
 
 
 def decodings(settings: EvalSettings) -> tuple[Decoding, Decoding]:
-    """(harmful, single): ``eval.decoding``, or the original's sampling under ``compat=official``."""
+    """(harmful, single): ``eval.decoding``, or the original's sampling (compat switch ``sampled_answers``)."""
     harmful = settings.decoding
-    if settings.compat == "official":
+    if settings.compat.sampled_answers:
         harmful = Decoding(max_new_tokens=harmful.max_new_tokens, sample=True, temperature=1.0, top_p=0.9,
                            n=OFFICIAL_SAMPLES, seed=harmful.seed)
     return harmful, dataclasses.replace(harmful, n=1)
@@ -63,7 +64,7 @@ def evaluation(data: SafeEraserData, options: EvalOptions, settings: EvalSetting
     """Both splits' parts; bad records fail here, before any model loads."""
     harmful, single = decodings(settings)
     judge = settings.judge_fingerprint()
-    split_settings = SplitSettings(harmful, single, settings.batch_size, settings.compat == "official",
+    split_settings = SplitSettings(harmful, single, settings.batch_size, settings.compat,
                                    settings.judge.max_failed, judges.OfflineJudge(options.unsafe_overlap),
                                    judge["model"] if judge else "offline")
     fingerprint = {"version": FILE_VERSION, "decoding": dataclasses.asdict(harmful), "judge": judge,
@@ -119,18 +120,19 @@ def evaluate_split(records: Sequence[SafeRecord], settings: SplitSettings, conte
     sd = [{"uid": r.uid(j), "question": p.question, "answer": answer, "offline": {"normal": offline.normal(answer)}}
           for (r, j, p), answer in zip(harmful_pairs, sd_answers, strict=True)]
     harmless = [{"uid": r.uid(p.key), "key": p.key, "question": p.question, "reference": p.prediction,
-                 "answer": answer, "rougeL": metrics.harmless_rouge(p.prediction, answer, settings.official)}
+                 "answer": answer, "rougeL": metrics.harmless_rouge(p.prediction, answer,
+                                                                       settings.compat.swapped_rouge_roles)}
                 for (r, p), answer in zip(harmless_pairs, harmless_answers, strict=True)]
     if context.judge is not None:
-        official = settings.official
+        by_substring, swapped = settings.compat.substring_judge_parse, settings.compat.swapped_score_roles
         _ask(harmful, "unsafe", [judges.unsafe_prompt(h["category"], h["answer"]) for h in harmful],
-             lambda reply: judges.parse_unsafe(reply, official), context)
+             lambda reply: judges.parse_unsafe(reply, by_substring), context)
         _ask(harmful, "refusal", [judges.refusal_prompt(h["answer"]) for h in harmful],
-             lambda reply: judges.parse_yes(reply, official), context)
+             lambda reply: judges.parse_yes(reply, by_substring), context)
         _ask(sd, "normal", [judges.normal_prompt(s["answer"]) for s in sd],
-             lambda reply: judges.parse_yes(reply, official), context)
-        _ask(harmless, "score", [judges.score_prompt(h["question"], h["reference"], h["answer"], official)
-                                 for h in harmless], lambda reply: judges.parse_score(reply, official), context)
+             lambda reply: judges.parse_yes(reply, by_substring), context)
+        _ask(harmless, "score", [judges.score_prompt(h["question"], h["reference"], h["answer"], swapped)
+                                 for h in harmless], lambda reply: judges.parse_score(reply, swapped), context)
     aggregate, by_metric = aggregate_split(harmful, sd, harmless, context.judge is not None, settings)
     return {"split": split, "aggregate": aggregate, "judge_by_metric": by_metric,
             "judge": add_counts(list(by_metric.values())) if by_metric else None,
@@ -140,7 +142,7 @@ def evaluate_split(records: Sequence[SafeRecord], settings: SplitSettings, conte
 def aggregate_split(harmful: Sequence[dict], sd: Sequence[dict], harmless: Sequence[dict], judged: bool,
                     settings: SplitSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     """The split's rates and scores by the judge in use, the offline ones beside them, and the LLM counts."""
-    official = settings.official
+    compat = settings.compat
     aggregate: dict[str, Any] = {
         "offline": {"asr": metrics.rate([h["offline"]["unsafe"] for h in harmful]),
                     "rr": metrics.rate([h["offline"]["refusal"] for h in harmful]),
@@ -162,7 +164,7 @@ def aggregate_split(harmful: Sequence[dict], sd: Sequence[dict], harmless: Seque
         records, key = subjects[name]
         counts = judge_counts([record[key] for record in records], "value", settings.max_failed)
         by_metric[name] = counts
-        value = formula(judgments, official)
+        value = formula(judgments, compat.swapped_score_roles if name == "score" else compat.substring_judge_parse)
         aggregate[name] = value if counts["complete"] else None
         if not counts["complete"]:
             partial[name] = value

@@ -8,7 +8,7 @@ from accelerate.commands.config.config_args import load_config_from_file
 from hydra import compose, initialize_config_dir
 
 from unlearning.models.loading import PARTS
-from unlearning.recipes.common import CONFIG_DIR
+from unlearning.recipes.common import CONFIG_DIR, with_compat
 from unlearning.training.methods import build_method
 
 CONFIG = Path(CONFIG_DIR)
@@ -18,8 +18,12 @@ BENCHMARKS = sorted(p.stem for p in (CONFIG / "benchmark").glob("*.yaml"))
 
 
 def compose_config(name: str, *overrides: str):
+    """The config as a recipe sees it: composed, then its compat switches' values set (``with_compat``)."""
     with initialize_config_dir(CONFIG_DIR, version_base=None):
-        return compose(name, overrides=list(overrides))
+        cfg = compose(name, overrides=list(overrides))
+    if "compat" in cfg:
+        with_compat(cfg, "eval" if name == "eval" else "train")
+    return cfg
 
 
 @pytest.mark.parametrize("benchmark", BENCHMARKS)
@@ -122,7 +126,18 @@ def test_fiubench_compat_evaluates_retain5():
     """The original eval.yaml's retain split under compat=official, unless the user names one."""
     assert compose_config("eval").retain_split == "retain15"
     assert compose_config("eval", "compat=official").retain_split == "retain5"
+    assert compose_config("eval", "compat.retain5=true").retain_split == "retain5"  # the switch alone
+    assert compose_config("eval", "compat=official", "compat.retain5=false").retain_split == "retain15"
     assert compose_config("eval", "compat=official", "retain_split=retain15").retain_split == "retain15"
+
+
+def test_a_switch_alone_and_a_misspelt_one():
+    alone = compose_config("forget", "compat.file_order=true")
+    assert (alone.shuffle, alone.decay_exempt) == (False, "1d")  # only that switch's value
+    with pytest.raises(Exception, match="compat.file_ordr"):
+        compose_config("forget", "compat.file_ordr=true")
+    with pytest.raises(Exception, match="compat/paper"):
+        compose_config("forget", "compat=paper")
 
 
 def test_fiubench_compat_trains_in_file_order_with_bias_only_decay_exemption():

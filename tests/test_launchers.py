@@ -49,6 +49,15 @@ def test_unknown_override_is_rejected(common):
     assert result.returncode != 0 and "methd" in result.stderr
 
 
+def test_a_value_a_compat_switch_would_change_is_refused(common):
+    """compat=official turns file_order on, which sets shuffle=false: an explicit shuffle=true is not overwritten."""
+    _, overrides = common
+    result = subprocess.run(["bash", "scripts/finetune.bash", "compat=official", "shuffle=true", "max_steps=1",
+                             *overrides], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "PYTHON": sys.executable})
+    assert result.returncode != 0 and "pass compat.file_order=false to keep your value" in result.stderr
+
+
 def test_two_process_ddp_on_cpu(common):
     """accelerate launch with the shipped cpu_ddp config runs two processes, for training and for sharded eval."""
     root, overrides = common

@@ -78,9 +78,9 @@ def test_bleu_on_words_against_every_reference():
     # length 4: brevity penalty exp(1 - 4/3)
     assert caption_bleu(["A dog runs."], "A dog.")["bleu1"] == pytest.approx(math.exp(1 - 4 / 3))
     assert caption_bleu(["A dog runs."], "A dog runs.")["bleu4"] == pytest.approx(1.0)  # never above 1
-    official = caption_bleu(references, caption, official=True)  # characters, last reference, method 7
+    official = caption_bleu(references, caption, as_original=True)  # characters, last reference, method 7
     assert official["bleu1"] == pytest.approx(sentence_bleu([references[-1]], caption, weights=(1.0,),
                                                             smoothing_function=SmoothingFunction().method7))
-    assert caption_bleu(["A dog runs."], "A dog runs.", official=True)["bleu1"] > 1.0  # the original's overshoot
+    assert caption_bleu(["A dog runs."], "A dog runs.", as_original=True)["bleu1"] > 1.0  # the original's overshoot
     assert caption_bleu(references, "") == {"bleu1": 0.0, "bleu2": 0.0, "bleu4": 0.0}
     assert words("A dog's bone.") == ["a", "dog's", "bone", "."] and caption_length("A dog's bone.") == 3

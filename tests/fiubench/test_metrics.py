@@ -67,29 +67,30 @@ def test_forget_quality_pairs_same_qas():
 # ---------------------------------------------------------------------------- APE, MIA, GPT and compat
 
 
+ORIGINAL_MIA = (True, True)  # skip_first_answer_token, min_k_without_renormalising
+
+
 def score(*logprobs: float) -> SequenceScore:
     n = len(logprobs)
     return SequenceScore(tuple(logprobs), tuple([-1.0] * n), tuple([0.5] * n))
 
 
 def test_official_text_truncation():
-    assert metrics.answer_text("it is porto. and more.", metrics.OFFICIAL) == "it is porto."
-    assert metrics.answer_text("no period here", metrics.OFFICIAL) == ""  # the original's s[:find('.') + 1]
-    assert metrics.answer_text("lives at apt. 657", metrics.DEFAULT) == "lives at apt. 657"
-    with pytest.raises(ValueError):
-        metrics.quirks_of("legacy")
+    assert metrics.answer_text("it is porto. and more.", cut_at_first_period=True) == "it is porto."
+    assert metrics.answer_text("no period here", cut_at_first_period=True) == ""  # the original's s[:find('.') + 1]
+    assert metrics.answer_text("lives at apt. 657") == "lives at apt. 657"
 
 
 def test_official_nll_skips_first_token_and_eos_and_divides_by_answer_length():
     s = score(-0.5, -1.0, -2.0, -0.1)  # three answer tokens + EOS
     assert metrics.answer_nll(s) == pytest.approx(3.6 / 4)
-    assert metrics.answer_nll(s, metrics.OFFICIAL) == pytest.approx(3.0 / 3)
+    assert metrics.answer_nll(s, skip_first_answer_token=True) == pytest.approx(3.0 / 3)
 
 
 def test_mia_weighting_per_compat():
     s = score(*[-float(i) for i in range(1, 8)], -0.1)  # 7 answer tokens + EOS
     default, default_pp = metrics.mia(s)
-    official, _ = metrics.mia(s, metrics.OFFICIAL)  # tokens 2..7: ratio 0.1 selects none, dropped without renormalising
+    official, _ = metrics.mia(s, *ORIGINAL_MIA)  # tokens 2..7: ratio 0.1 selects none, dropped without renormalising
     lp = [-float(i) for i in range(2, 8)]
     expected_official = sum(w * math.exp(np.mean(sorted(lp)[: int(len(lp) * r)]))
                             for r, w in zip((0.2, 0.3, 0.4, 0.5), (0.3, 0.2, 0.1, 0.1), strict=True))
@@ -110,13 +111,13 @@ def test_judge_prompt_and_score_parsing():
 def test_judge_as_the_original_under_compat():
     """evaluate_util.py: the first line after its first ':' as a float, '*' stripped; a failed float() scores 0.0
     and any number is kept; question, answer and prediction on consecutive lines."""
-    official = metrics.judge_parser(metrics.OFFICIAL)
+    official = metrics.judge_parser(as_original=True)
     assert official("0.85\nkeywords") == 0.85 and official("Score: **0.40**") == 0.40
     assert official("I think it is fine") == 0.0 and official("Score: 0.7 (good)") == 0.0  # float() rejects both
     assert official("1.5") == 1.5 and official("Score: -0.2") == -0.2  # kept, not dropped
-    assert metrics.judge_parser(metrics.DEFAULT) is metrics.parse_judge_score
+    assert metrics.judge_parser() is metrics.parse_judge_score
     ours = metrics.judge_prompt("Who?", "juno", "juno f")
-    theirs = metrics.judge_prompt("Who?", "juno", "juno f", metrics.OFFICIAL)
+    theirs = metrics.judge_prompt("Who?", "juno", "juno f", as_original=True)
     assert "Question: Who?\n\nCorrect Answer: juno\n\nPrediction: juno f" in ours
     assert "Question: Who?\nCorrect Answer: juno\nPrediction: juno f\n\nOutputs" in theirs
 
@@ -125,7 +126,7 @@ def test_one_token_answer_mia_under_compat_is_zero():
     from unlearning.inference.answers import SequenceScore
 
     score = SequenceScore((-0.5, -0.1), (-1.0, -1.0), (0.5, 0.5))  # one answer token + EOS
-    assert metrics.mia(score, metrics.OFFICIAL) == (0.0, 0.0)  # tokens 2..L: none; every Min-K term empty
+    assert metrics.mia(score, *ORIGINAL_MIA) == (0.0, 0.0)  # tokens 2..L: none; every Min-K term empty
     assert all(math.isfinite(v) for v in metrics.mia(score))  # ours scores both tokens
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mllmu import evaluate, metrics
+from mllmu import evaluate
 from mllmu.data import MllmuBench
 from tests.fake_openai import FakeOpenAI, fake_openai_server
+from unlearning.compat import Compat
 from unlearning.evaluation.runner import EvalSettings, run_evaluation
 from unlearning.inference.answers import score_answers
 
@@ -19,7 +20,7 @@ def data(mllmu_dir: Path) -> MllmuBench:
 
 
 def few_shot(data, collator, compat="default", context=10_000, **options):
-    return evaluate.FewShot(evaluate.EvalOptions(**options), metrics.quirks_of(compat), data.profiles("Full_Set"),
+    return evaluate.FewShot(evaluate.EvalOptions(**options), Compat.of("mllmu", compat), data.profiles("Full_Set"),
                             collator, context)
 
 
@@ -112,11 +113,12 @@ def test_evaluate_run_reports_four_sets_per_modality_deterministically(data, tin
         model = load_model(tiny_dir).eval()
         return model, make_collator(load_processor(tiny_dir), model.generation_config, None)
 
-    config = {"batch_size": 16, "max_new_tokens": 4, "compat": "default",
+    config = {"batch_size": 16, "max_new_tokens": 4,
               "judge": {"enabled": "auto", "cache_dir": str(tmp_path / "cache"), "max_tokens": 700}}
 
     def run(out: Path, **overrides):
-        settings = EvalSettings.from_config({**config, **overrides})
+        compat = Compat.of("mllmu", overrides.pop("compat", "default"))
+        settings = EvalSettings.from_config({**config, **overrides}, compat)
         return run_evaluation("mllmu", evaluate.evaluation(data, evaluate.EvalOptions(), settings, "forget_15"),
                               load, settings, out, None, None)
 

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from mllmu import metrics
+from unlearning.compat import Compat
 
 OPTIONS = (("A", "lisbon"), ("B", "a pastry chef"), ("C", "ghent"), ("D", "porto"))
 
@@ -24,7 +25,7 @@ def test_parse_choice_accepts_the_usual_answer_shapes(response, expected):
     ("B", "B"), ("b) a pastry chef", "B"), ("The answer is B", None), (" B", None), ("", None), ("Answer: D", "A"),
 ])
 def test_official_parse_reads_the_first_character_only(response, expected):
-    assert metrics.parse_choice(response, OPTIONS, metrics.OFFICIAL) == expected
+    assert metrics.parse_choice(response, OPTIONS, first_character=True) == expected
 
 
 def test_choice_by_likelihood_takes_the_largest_and_the_first_on_a_tie():
@@ -76,14 +77,14 @@ def test_factuality_parse(reply, expected):
     ("Factuality Score: 1,0", 10.0),
 ])
 def test_official_factuality_parse(reply, expected):
-    assert metrics.parse_factuality(reply, metrics.OFFICIAL) == expected
+    assert metrics.parse_factuality(reply, as_original=True) == expected
 
 
 def test_factuality_mean_counts_unparseable_replies_as_the_lowest_score():
     assert metrics.factuality_mean([8.0, None, 6.0], [False, False, False]) == pytest.approx((8 + 1 + 6) / 3)
     assert metrics.factuality_mean([8.0, None], [False, True]) == 8.0  # the answered ones (partial: see aggregate)
     assert metrics.factuality_mean([None], [True]) is None
-    assert metrics.factuality_mean([8.0, None, 6.0], [False, False, False], metrics.OFFICIAL) == pytest.approx(7.0)
+    assert metrics.factuality_mean([8.0, None, 6.0], [False, False, False], drop_unscored=True) == pytest.approx(7.0)
 
 
 def test_factuality_with_failed_requests_is_incomplete_unless_allowed():
@@ -118,7 +119,8 @@ def test_aggregate_per_modality():
     assert image["judge"] == {"n": 2, "n_scored": 1, "n_failed": 0, "n_unparseable": 1, "failures": {},
                               "complete": True}
     assert text["classification_acc"] == 1.0 and text["cloze_acc"] is None and text["rougeL_f"] is None
-    assert math.isclose(metrics.aggregate(records, metrics.OFFICIAL)["image_text"]["factuality"], 9.0)
+    original = metrics.aggregate(records, drop_unscored=True, over_both_modalities=True)
+    assert math.isclose(original["image_text"]["factuality"], 9.0)
 
 
 def test_official_factuality_is_one_mean_over_both_modalities():
@@ -131,12 +133,16 @@ def test_official_factuality_is_one_mean_over_both_modalities():
                generation("text", None)]
     ours = metrics.aggregate(records)
     assert ours["image_text"]["factuality"] == 7.0 and ours["text"]["factuality"] == 1.5  # None counts as 1
-    official = metrics.aggregate(records, metrics.OFFICIAL)
+    official = metrics.aggregate(records, drop_unscored=True, over_both_modalities=True)
     for modality in ("image_text", "text"):  # (8 + 6 + 2) / 3, the unparseable reply dropped
         assert official[modality]["factuality"] == official[modality]["factuality_partial"] == pytest.approx(16 / 3)
     assert official["image_text"]["factuality_modality"] == 7.0 and official["text"]["factuality_modality"] == 2.0
 
 
 def test_unknown_compat_is_rejected():
-    with pytest.raises(ValueError, match="compat"):
-        metrics.quirks_of("paper")
+    with pytest.raises(ValueError, match="compat must be one of"):
+        Compat.of("mllmu", "paper")
+    with pytest.raises(ValueError, match="compat.first_char: benchmark 'mllmu' has no such switch"):
+        Compat.of("mllmu", first_char=True)
+    with pytest.raises(AttributeError, match="did you mean 'first_character_choice'"):
+        _ = Compat.of("mllmu").first_character_choise

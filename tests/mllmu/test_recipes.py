@@ -98,8 +98,8 @@ def test_official_gd_trains_in_sequential_passes(tmp_path: Path, mllmu_dir: Path
 
     finetune(config("finetune", "max_steps=2"))
     run_dir = forget(config("forget", "method=gd", "forget_split=forget_15", "epochs=1", "batch_size=16",
-                            "log_every=1", "compat=official", "benchmark.official_training.label_scope=answer",
-                            "benchmark.official_training.lora_match=path"))
+                            "log_every=1", "compat=official", "compat.whole_sequence_labels=false",
+                            "compat.lora_leaf_names=false"))
     info = read_run(run_dir)
     steps = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     kinds = ["forget" if "forget_pass" in step else "retain" for step in steps]

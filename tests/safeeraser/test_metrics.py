@@ -6,18 +6,19 @@ import pytest
 
 from safeeraser import judges, metrics
 from safeeraser.evaluate import SplitSettings, aggregate_split
+from unlearning.compat import Compat
 from unlearning.inference.answers import Decoding
 
 
 def test_rates_by_hand():
     judged = [1.0, 0.0, None, 1.0]  # unsafe, safe, unreadable, unsafe
     assert metrics.rate(judged) == pytest.approx(2 / 3)  # over the readable ones
-    assert metrics.rate(judged, official=True) == pytest.approx(2 / 4)  # the original: every answer asked about
+    assert metrics.rate(judged, all_in_denominator=True) == pytest.approx(2 / 4)  # the original: every answer
     normal = [1.0, 0.0, 0.0, None, 1.0]  # SARR counts the answers that are not normal
     assert metrics.abnormal_rate(normal) == pytest.approx(2 / 4)
-    assert metrics.abnormal_rate(normal, official=True) == pytest.approx(2 / 5)
+    assert metrics.abnormal_rate(normal, all_in_denominator=True) == pytest.approx(2 / 5)
     assert metrics.mean([0.5, None, 1.0]) == pytest.approx(0.75)
-    assert metrics.mean([0.5, None, 1.0], official=True) == pytest.approx(0.5)
+    assert metrics.mean([0.5, None, 1.0], missing_as_zero=True) == pytest.approx(0.5)
     assert metrics.rate([]) is None and metrics.rate([None]) is None
 
 
@@ -26,7 +27,7 @@ def test_harmless_rouge_by_hand_and_the_original_role_swap():
     # LCS of reference and answer tokens: "a red" = 2; reference has 6 tokens -> recall 2/6
     assert metrics.harmless_rouge(reference, answer) == pytest.approx(2 / 6)
     # the original scored target=answer, prediction=reference and kept the precision: LCS / len(reference), the same
-    assert metrics.harmless_rouge(reference, answer, official=True) == pytest.approx(2 / 6)
+    assert metrics.harmless_rouge(reference, answer, swapped_roles=True) == pytest.approx(2 / 6)
 
 
 @pytest.mark.parametrize(("reply", "default", "official"), [
@@ -36,7 +37,7 @@ def test_harmless_rouge_by_hand_and_the_original_role_swap():
 ])
 def test_unsafe_replies(reply: str, default, official):
     assert judges.parse_unsafe(reply) == default
-    assert judges.parse_unsafe(reply, official=True) == official
+    assert judges.parse_unsafe(reply, by_substring=True) == official
 
 
 @pytest.mark.parametrize(("reply", "default", "official"), [
@@ -46,7 +47,7 @@ def test_unsafe_replies(reply: str, default, official):
 ])
 def test_yes_no_replies(reply: str, default, official):
     assert judges.parse_yes(reply) == default
-    assert judges.parse_yes(reply, official=True) == official
+    assert judges.parse_yes(reply, by_substring=True) == official
 
 
 @pytest.mark.parametrize(("reply", "default", "official"), [
@@ -55,7 +56,7 @@ def test_yes_no_replies(reply: str, default, official):
 ])
 def test_score_replies(reply: str, default, official):
     assert judges.parse_score(reply) == default
-    assert judges.parse_score(reply, official=True) == official
+    assert judges.parse_score(reply, unreadable_as_zero=True) == official
 
 
 def test_prompts_carry_the_category_and_the_roles():
@@ -63,7 +64,7 @@ def test_prompts_carry_the_category_and_the_roles():
         judges.unsafe_prompt("Weapon", "an answer")
     default = judges.score_prompt("Q?", "the vanilla answer", "the new answer")
     assert "Correct Answer: the vanilla answer" in default and "Prediction: the new answer" in default
-    official = judges.score_prompt("Q?", "the vanilla answer", "the new answer", official=True)
+    official = judges.score_prompt("Q?", "the vanilla answer", "the new answer", swapped_roles=True)
     assert "Correct Answer: the new answer" in official and "Prediction: the vanilla answer" in official
 
 
@@ -96,7 +97,8 @@ def test_offline_overlap_threshold_is_checked():
 
 def settings(official: bool = False, max_failed: float = 0.0) -> SplitSettings:
     decoding = Decoding(max_new_tokens=8)
-    return SplitSettings(decoding, decoding, 4, official, max_failed, judges.OfflineJudge(), "judge-model")
+    return SplitSettings(decoding, decoding, 4, Compat.of("safeeraser", "official" if official else "default"),
+                         max_failed, judges.OfflineJudge(), "judge-model")
 
 
 def judged(value, failed: bool = False) -> dict:

@@ -1,4 +1,4 @@
-"""One evaluation runner for every benchmark: lazy model, judge, compat mode, a fingerprinted cache per part,
+"""One evaluation runner for every benchmark: lazy model, judge, compat switches, a fingerprinted cache per part,
 the summary, writes on the main process only.
 
 A benchmark describes its evaluation as parts (``Part``: one file under ``eval/``, the settings it was computed
@@ -25,6 +25,7 @@ from typing import Any
 
 from accelerate import Accelerator
 
+from unlearning.compat import Compat
 from unlearning.data.collator import ChatCollator
 from unlearning.evaluation.judge.client import Judge
 from unlearning.evaluation.judge.judgments import judge_status
@@ -36,15 +37,7 @@ from unlearning.runs.resources import peak_memory_mb
 
 log = logging.getLogger(__name__)
 
-COMPAT_MODES = ("default", "official")
 ModelLoader = Callable[[], tuple[Any, ChatCollator]]
-
-
-def check_compat(compat: str) -> str:
-    """``default``: correct behaviour; ``official``: the original code's number-changing behaviours."""
-    if compat not in COMPAT_MODES:
-        raise ValueError(f"compat must be one of {COMPAT_MODES}, got {compat!r}")
-    return compat
 
 
 @dataclass(frozen=True)
@@ -53,12 +46,11 @@ class EvalSettings:
 
     batch_size: int
     decoding: Decoding
-    compat: str = "default"
+    compat: Compat
     overwrite: bool = False
     judge: JudgeSettings = field(default_factory=JudgeSettings)
 
     def __post_init__(self) -> None:
-        check_compat(self.compat)
         if self.batch_size < 1:
             raise ValueError(f"eval.batch_size must be positive, got {self.batch_size}")
 
@@ -72,14 +64,14 @@ class EvalSettings:
                 "temperature": j.temperature, "max_failed": j.max_failed}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> EvalSettings:
+    def from_config(cls, config: Mapping[str, Any], compat: Compat) -> EvalSettings:
         decoding = dict(config.get("decoding") or {})
         try:
             return cls(
                 batch_size=_whole(config["batch_size"], "eval.batch_size"),
                 decoding=Decoding(max_new_tokens=_whole(config["max_new_tokens"], "eval.max_new_tokens"),
                                   **decoding),
-                compat=str(config.get("compat", "default")), overwrite=_flag(config.get("overwrite", False)),
+                compat=compat, overwrite=_flag(config.get("overwrite", False)),
                 judge=JudgeSettings(**(config.get("judge") or {})),
             )
         except TypeError as error:
@@ -121,7 +113,7 @@ class EvalContext:
     model: LazyModel
     judge: Judge | None
     accelerator: Accelerator | None
-    compat: str = "default"
+    compat: Compat
 
 
 @dataclass(frozen=True)
@@ -139,9 +131,10 @@ class Part:
         """Hashed once per evaluation command, however many runs it evaluates."""
         return content_hash(self.data)
 
-    def key(self, compat: str, model: str | None) -> dict[str, Any]:
-        """Everything the stored result depends on: settings, a content hash of the data, the model weights."""
-        return {"compat": compat, **self.fingerprint, "data": self.data_hash, "model": model}
+    def key(self, compat: Compat, model: str | None) -> dict[str, Any]:
+        """Everything the stored result depends on: the compat switches on at evaluation, settings, a content hash
+        of the data, the model weights."""
+        return {"compat": compat.at("eval"), **self.fingerprint, "data": self.data_hash, "model": model}
 
 
 @dataclass(frozen=True)
@@ -197,7 +190,7 @@ def cached_result(path: Path, fingerprint: Mapping[str, Any], overwrite: bool, c
     return result
 
 
-def reference_result(reference_dir: Path | None, part: Part, compat: str) -> tuple[dict | None, str | None]:
+def reference_result(reference_dir: Path | None, part: Part, compat: Compat) -> tuple[dict | None, str | None]:
     """The reference run's result of ``part`` when it was computed from the same data and settings (its own
     model aside), else a note saying why it cannot be used."""
     path = reference_dir / f"{part.name}.json" if reference_dir else None
@@ -234,7 +227,8 @@ def run_evaluation(
         log.warning("%s: judge %s", out_dir, status)
     summary = {
         "benchmark": benchmark,
-        "compat": settings.compat,
+        "compat": settings.compat.mode,
+        "compat_switches": settings.compat.at("eval"),
         **own,
         "judge": {"status": status, **own.get("judge", {})},
         "parts": {key: f"{part.name}.json" for key, part in evaluation.parts.items()},

@@ -12,7 +12,8 @@ import torch
 from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 
-from unlearning.benchmarks import Benchmark, benchmark_class, check_starts_from
+from unlearning.benchmarks import Benchmark, benchmark_class, benchmark_names, check_starts_from
+from unlearning.compat import Compat, apply_switches, register_configs, resolve
 from unlearning.data.collator import ChatCollator, OriginalPrompt, stop_token_ids
 from unlearning.data.pixel_cache import PIXEL_CACHE_MB, CachedImageProcessor
 from unlearning.models.loading import load_generation_config, load_processor
@@ -37,13 +38,28 @@ OmegaConf.register_new_resolver(
     "tag_unless", lambda value, default: "" if str(value) == str(default) else f"_{value}", replace=True)
 
 
-def _compat_value(default: Any, official: Any, *, _root_: DictConfig) -> Any:
-    """``${compat_value:<default>,<official>}``: a setting that follows the run's ``compat`` (a method's loss
-    coefficients under ``compat=official`` are the original code's)."""
-    return official if str(_root_.get("compat", "default")) == "official" else default
+register_configs(benchmark_names())  # compat.<switch> keys of every benchmark, for the command line
 
 
-OmegaConf.register_new_resolver("compat_value", _compat_value, replace=True)
+def with_compat(cfg: DictConfig, stage: str) -> Compat:
+    """The run's compat switches (``unlearning.compat``); the config values of those on at ``stage`` are set in
+    ``cfg`` here, before anything reads it."""
+    compat = resolve(to_dict(cfg.compat) if "compat" in cfg else None, cfg.benchmark.name)
+    changed = apply_switches(cfg, compat, stage, _command_line_keys())
+    if compat.at(stage):
+        log.info("compat switches on: %s%s", ", ".join(compat.at(stage)),
+                 f" (set {', '.join(changed)})" if changed else "")
+    return compat
+
+
+def _command_line_keys() -> list[str]:
+    """The keys given on the command line, when running under ``@hydra.main`` (none otherwise)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [override.split("=", 1)[0].lstrip("+~") for override in HydraConfig.get().overrides.task
+            if "=" in override]
 
 
 def setup_logging() -> None:
@@ -186,16 +202,18 @@ def starting_model(cfg: DictConfig, benchmark: Benchmark, accelerator: Accelerat
     return model_source(run).weights
 
 
-def prepare_run(cfg: DictConfig, base_model: str, accelerator: Accelerator, data: Any) -> RunClaim:
+def prepare_run(cfg: DictConfig, base_model: str, accelerator: Accelerator, data: Any, compat: Compat) -> RunClaim:
     """Claim this config's run folder (every process agrees) and, unless it is finished, start an attempt.
 
-    ``data`` is what the run trains on (its examples, by stream): its content hash joins the run's identity.
-    Call this only once every input has been validated: it is the first thing that writes to the run folders.
+    ``data`` is what the run trains on (its examples, by stream): its content hash joins the run's identity, with
+    the compat switches on at training. Call this only once every input has been validated: it is the first thing
+    that writes to the run folders.
     """
     config = to_dict(cfg)
     base = Path(base_model)
     identity = training_identity(config, os.path.relpath(base.resolve(), group_dir(cfg).resolve())
-                                 if base.exists() else base_model, content_hash(data), content_fingerprint(base_model))
+                                 if base.exists() else base_model, content_hash(data), content_fingerprint(base_model),
+                                 compat.at("train"))
     claim = claim_run(group_dir(cfg), cfg.run_label, cfg.run_name, identity, overwrite=bool(cfg.overwrite))
     accelerator.wait_for_everyone()
     if claim.state == "finished":

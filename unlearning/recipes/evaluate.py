@@ -38,6 +38,7 @@ from unlearning.recipes.common import (
     pixel_cache,
     setup_logging,
     to_dict,
+    with_compat,
 )
 from unlearning.runs.checkpoints import BaseModels, ModelSource, checkpoint_steps, model_source
 from unlearning.runs.fingerprint import model_fingerprint
@@ -104,7 +105,8 @@ def build_evaluation(cfg: DictConfig, benchmark: Benchmark, settings: EvalSettin
 
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     accelerator = make_accelerator()
-    settings = EvalSettings.from_config(to_dict(cfg.eval))
+    compat = with_compat(cfg, "eval")  # switches on set their values first
+    settings = EvalSettings.from_config(to_dict(cfg.eval), compat)
     benchmark = build_benchmark(cfg, accelerator)
     evaluation = build_evaluation(cfg, benchmark, settings, accelerator)
     runs, reference = runs_to_evaluate(cfg, accelerator)

@@ -40,6 +40,7 @@ from unlearning.recipes.common import (
     step_saver,
     train_settings,
     training_collator,
+    with_compat,
 )
 from unlearning.runs.checkpoints import save_checkpoint
 from unlearning.runs.folders import CHECKPOINT, base_model_entry, finish_attempt, save_run
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 
 def finetune(cfg: DictConfig) -> Path:
+    compat = with_compat(cfg, "train")  # switches on set their values first
     settings = train_settings(cfg)  # bad values (lr=abc, epochs=0) stop here, before anything is written
     accelerator = make_accelerator(cfg.grad_accum, cfg.report_to)
     seed_everything(cfg.seed)
@@ -59,7 +61,7 @@ def finetune(cfg: DictConfig) -> Path:
         raise DataError(f"split {cfg.split!r} of {cfg.data_dir} has no training examples")
     collator = training_collator(model_path, cfg)
     validate_examples(collator, {"train": examples}, f"benchmark {benchmark.name!r}, split {cfg.split!r}")
-    claim = prepare_run(cfg, model_path, accelerator, examples)
+    claim = prepare_run(cfg, model_path, accelerator, examples, compat)
     if claim.state == "finished":
         return claim.run_dir
     work_dir = claim.work_dir

@@ -53,6 +53,7 @@ from unlearning.recipes.common import (
     step_saver,
     train_settings,
     training_collator,
+    with_compat,
 )
 from unlearning.runs.checkpoints import save_checkpoint
 from unlearning.runs.folders import CHECKPOINT, base_model_entry, finish_attempt, save_run
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 
 
 def forget(cfg: DictConfig) -> Path:
+    compat = with_compat(cfg, "train")  # switches on set their values first
     settings = train_settings(cfg)  # bad values (lr=abc, epochs=0) stop here, before anything is written
     accelerator = make_accelerator(cfg.grad_accum, cfg.report_to)
     seed_everything(cfg.seed)
@@ -92,7 +94,7 @@ def forget(cfg: DictConfig) -> Path:
     validate_examples(collator, streams, where)
     dataset = StreamSet(streams, uses, cfg.seed, where)
     passes, pass_items = sequential_passes(cfg, method, uses, streams)
-    claim = prepare_run(cfg, model_path, accelerator, streams)
+    claim = prepare_run(cfg, model_path, accelerator, streams, compat)
     if claim.state == "finished":
         return claim.run_dir
     work_dir = claim.work_dir

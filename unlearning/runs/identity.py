@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from unlearning.runs.io import redact
@@ -18,10 +18,10 @@ from unlearning.runs.io import redact
 # are kept, and the benchmark's evaluation-only settings.
 NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "save_every", "model_path",
                 "overwrite", "data_dir",  # the data's content and the base model stand in for their paths
-                "compat",  # it acts through the method's resolved coefficients, which are in the identity
+                "compat",  # the switches on are in the identity as a list (``training_identity``)
                 "num_workers", "pixel_cache_mb")  # where and how batches are collated, not what they hold
 NOT_TRAINING_BENCHMARK = ("builtin_dir", "forget_split", "retain_split", "reference_split", "stage_one_split",
-                          "starts_from", "general_evals", "judge", "eval_options", "recipe", "official_training")
+                          "starts_from", "general_evals", "judge", "eval_options", "recipe")
 # Settings added after runs existed, by the section of the config holding them, at the value that trains as before:
 # left out of the identity at that value, so earlier runs keep their names (any other value is in it).
 _METHOD_ADDED = {"reduction": "answer_tokens", "retain_nll": 0.0, "joint": False, "granularity": "sequence"}
@@ -35,10 +35,11 @@ IDENTITY_DEFAULTS: dict[tuple[str, ...], dict[str, Any]] = {
 
 
 def training_identity(config: Mapping[str, Any], base_model: str | None, data: str | None = None,
-                      base_content: str | None = None) -> dict[str, Any]:
+                      base_content: str | None = None, compat: Sequence[str] = ()) -> dict[str, Any]:
     """The settings that determine a trained model: the resolved config minus ``NOT_TRAINING``, plus its base
-    (where it is and a hash of what it holds) and a content hash of the examples it trains on (``data``), so
-    changed data or a rebuilt base never finds the old run, and moved data still finds it."""
+    (where it is and a hash of what it holds), a content hash of the examples it trains on (``data``), so
+    changed data or a rebuilt base never finds the old run, and moved data still finds it, and the compat
+    switches on at training (left out when none is, so runs keep their names)."""
     identity = _without_added_defaults({key: value for key, value in config.items() if key not in NOT_TRAINING})
     benchmark = identity.get("benchmark")
     if isinstance(benchmark, Mapping):
@@ -48,6 +49,8 @@ def training_identity(config: Mapping[str, Any], base_model: str | None, data: s
     identity["base_model"] = base_model
     identity["base_content"] = base_content
     identity["data"] = data
+    if compat:
+        identity["compat"] = sorted(compat)
     return redact(identity)  # secrets never reach disk, nor the hash
 
 

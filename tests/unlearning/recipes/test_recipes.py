@@ -402,7 +402,7 @@ def test_bad_streams_and_spans_stop_before_training(runs: Path, fiu_dir: Path, t
     ("eval.decoding.n=2", ValueError, "decoding n must be 1 for greedy decoding"),
     ("eval.decoding.sample=true eval.decoding.n=3", ValueError, "FIUBench scores one answer per question"),
     ("forget_split=forget7", Exception, "unknown split 'forget7'"),
-    ("compat=paper", ValueError, "compat must be one of"),
+    ("compat.mode=paper", ValueError, "compat must be one of"),
     ("+eval.general.pope.colour=red", ValueError, "eval.general.pope: .*colour"),
 ])
 def test_evaluation_settings_are_checked_before_any_run_or_model(tmp_path: Path, fiu_dir: Path, tiny_dir: Path,

@@ -12,7 +12,9 @@ def test_settings_at_their_old_behaviour_keep_the_identity():
     for changed in ({"shuffle": False}, {"decay_exempt": "bias"}):
         other = training_identity({**with_defaults, **changed}, "base")
         assert identity_hash(other) != identity_hash(training_identity(before, "base"))
-    assert "compat" not in training_identity({**before, "compat": "official"}, "base")  # acts through the values
+    assert "compat" not in training_identity({**before, "compat": {"mode": "official"}}, "base")  # the switches count
+    assert training_identity(before, "base", compat=["file_order"])["compat"] == ["file_order"]
+    assert "compat" not in training_identity(before, "base", compat=[])  # none on: the names runs had before
 
 
 def test_method_and_benchmark_settings_added_later_keep_the_identity():

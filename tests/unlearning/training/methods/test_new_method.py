@@ -12,7 +12,7 @@ from tests.conftest import REPO
 from tests.test_launchers import run
 
 NAME = "zz_throwaway"
-METHOD_FILE = REPO / "unlearning" / "methods" / f"{NAME}.py"
+METHOD_FILE = REPO / "unlearning" / "training" / "methods" / f"{NAME}.py"
 CONFIG_FILE = REPO / "config" / "method" / f"{NAME}.yaml"
 SOURCE = '''"""A throwaway method for a test: L = -NLL(forget) + retain_weight * NLL(retain)."""
 

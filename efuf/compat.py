@@ -1,0 +1,11 @@
+"""EFUF's original behaviours that change numbers (starreeze/efuf), each a switch ``compat=official`` turns on
+(``unlearning.compat``); the rows are docs/fidelity.md's EFUF table (E*)."""
+
+from unlearning.compat import Switch, declare
+
+SWITCHES = declare(
+    "efuf",
+    Switch("character_bleu", "BLEU over characters against the image's last caption, smoothing method 7", ("E7",),
+           ("eval",)),
+    Switch("beam_search_captions", "captions decoded by beam search with 5 beams", ("E9",), ("eval",)),
+)
