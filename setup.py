@@ -5,9 +5,9 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 requirements = [
-    line.strip()
+    line.split("#", 1)[0].strip()  # a requirement, without its comment
     for line in Path(__file__).with_name("requirements.txt").read_text().splitlines()
-    if line.strip() and not line.startswith("#")
+    if line.split("#", 1)[0].strip()
 ]
 
 setup(

@@ -3,7 +3,8 @@
 # of requirements.txt + setup.py's dev extra for CPython 3.11 on x86-64 Linux, with the CPU build of torch (so no
 # CUDA package enters the lock). torch itself is left out of the lock: make installs TORCH_SPEC first (a CUDA build
 # on a GPU node), and the lock's header records the torch it was resolved with.
-#   make lock                       # = bash scripts/lock.bash
+#   make lock                       # = bash scripts/lock.bash: keeps every pin it can, adds what is new
+#   UPGRADE=1 make lock             # every package at its newest allowed version
 #   TORCH_VERSION=2.14.1 make lock  # resolve against another torch (change TORCH_SPEC in the Makefile with it)
 # After a lock change, follow docs/reproducibility.md ("Upgrading the lock"): reinstall, run the tests, and re-pin
 # the golden numbers and the README's tables only deliberately, when the new versions move them.
@@ -21,12 +22,14 @@ if [[ -n "${PIP_FIND_LINKS:-}" ]]; then
 else
   source=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 fi
+upgrade=()
+[[ "${UPGRADE:-0}" == 1 ]] && upgrade=(--upgrade)
+rm -rf ./*.egg-info  # metadata of an earlier editable install would stand in for setup.py's requirements
+# The existing lock is the preference: its pins stay unless a requirement changed (or UPGRADE=1).
 "$UV" pip compile setup.py --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
   "${source[@]}" --constraint "$constraint" --no-emit-package torch --no-emit-find-links --no-emit-index-url \
-  --custom-compile-command "make lock" --quiet --output-file requirements.lock.new
-{
-  echo "# torch==${TORCH_VERSION}+cpu (resolved with; installed before this file from TORCH_SPEC)"
-  cat requirements.lock.new
-} > requirements.lock
-rm requirements.lock.new
+  --custom-compile-command "make lock" --quiet "${upgrade[@]}" --output-file requirements.lock
+header="# torch==${TORCH_VERSION}+cpu (resolved with; installed before this file from TORCH_SPEC)"
+{ echo "$header"; grep -v '^# torch==' requirements.lock; } > requirements.lock.new
+mv requirements.lock.new requirements.lock
 echo "wrote requirements.lock ($(grep -c '^[A-Za-z0-9].*==' requirements.lock) packages + torch ${TORCH_VERSION})"

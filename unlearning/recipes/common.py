@@ -16,14 +16,32 @@ from unlearning.benchmarks import Benchmark, benchmark_class, benchmark_names, c
 from unlearning.compat import Compat, apply_switches, register_configs, resolve
 from unlearning.data.collator import ChatCollator, OriginalPrompt, stop_token_ids
 from unlearning.data.pixel_cache import PIXEL_CACHE_MB, CachedImageProcessor
-from unlearning.models.loading import load_generation_config, load_processor
+from unlearning.models.loading import (
+    apply_lora,
+    check_prefixes,
+    count_trainable,
+    freeze_all_but,
+    load_generation_config,
+    load_model,
+    load_processor,
+    tuned_prefixes,
+)
 from unlearning.models.tiny import build_tiny_model
 from unlearning.runs.checkpoints import model_source, save_checkpoint, step_checkpoint_dir
 from unlearning.runs.fingerprint import content_fingerprint, content_hash
-from unlearning.runs.folders import RunClaim, claim_run, find_finetune_run, start_attempt
+from unlearning.runs.folders import (
+    CHECKPOINT,
+    RunClaim,
+    claim_run,
+    find_finetune_run,
+    finish_attempt,
+    save_run,
+    start_attempt,
+)
 from unlearning.runs.identity import training_identity
 from unlearning.runs.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.runs.provenance import check_versions
+from unlearning.runs.trackers import MetricLog, tracker_names
 from unlearning.training.trainer import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -73,17 +91,13 @@ def to_dict(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
-def make_accelerator(grad_accum: int = 1, report_to: str = "none") -> Accelerator:
-    """Honours ``accelerate launch`` settings; wandb only when asked for, offline unless WANDB_MODE says otherwise."""
-    if report_to == "wandb":
-        os.environ.setdefault("WANDB_MODE", "offline")
-    elif report_to != "none":
-        raise ValueError(f"report_to must be 'none' or 'wandb', got {report_to!r}")
+def make_accelerator(grad_accum: int = 1) -> Accelerator:
+    """Honours ``accelerate launch`` settings (metrics go to ``unlearning.runs.trackers``, not accelerate's)."""
     if not torch.cuda.is_available():  # CPU processes share the cores instead of oversubscribing them
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         threads = os.environ.get("OMP_NUM_THREADS")  # a chosen count (pinned numerics) is kept
         torch.set_num_threads(int(threads) if threads else max(1, len(os.sched_getaffinity(0)) // world_size))
-    return Accelerator(gradient_accumulation_steps=grad_accum, log_with=None if report_to == "none" else report_to)
+    return Accelerator(gradient_accumulation_steps=grad_accum)
 
 
 def on_main_first(accelerator: Accelerator, work: Callable[[], T]) -> T:
@@ -148,7 +162,8 @@ def ensure_model(model_cfg: DictConfig, benchmark: Benchmark, accelerator: Accel
 
 
 def train_settings(cfg: DictConfig) -> TrainSettings:
-    """The loop's settings from a finetune/forget config's top-level knobs."""
+    """The loop's settings from a finetune/forget config's top-level knobs (``report_to`` checked too)."""
+    tracker_names(cfg.get("report_to"))
     return TrainSettings(
         lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
         weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, scheduler=cfg.scheduler,
@@ -247,3 +262,45 @@ def step_saver(save_every: Any, run_dir: Path, accelerator: Accelerator
             log.info("kept checkpoint of step %d", step)
 
     return save
+
+
+def trainable_model(model_path: str, cfg: DictConfig) -> torch.nn.Module:
+    """The model a run trains: loaded, its module paths checked, then LoRA adapters on the language model with the
+    other tuned parts fully trained (``lora.r > 0``), or the tuned parts trained in full (``lora.r = 0``)."""
+    model = load_model(model_path, cfg.model.dtype, cfg.model.attn_implementation)
+    check_prefixes(model, cfg.model.modules)
+    if cfg.lora.r > 0:
+        model = apply_lora(model, cfg.model.modules, cfg.tune, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout,
+                           cfg.model.lora_targets, cfg.lora_match)
+    else:
+        freeze_all_but(model, [p for ps in tuned_prefixes(cfg.model.modules, cfg.tune).values() for p in ps])
+    trainable, total = count_trainable(model)
+    log.info("trainable parameters: %.2fM of %.2fM", trainable / 1e6, total / 1e6)
+    return model
+
+
+def training_metrics(cfg: DictConfig, claim: RunClaim, accelerator: Accelerator) -> MetricLog:
+    """The run's metric stream: ``train_log.jsonl`` in the attempt folder, and the trackers ``report_to`` names."""
+    return MetricLog(claim.work_dir, claim.run_dir.name, tracker_names(cfg.report_to), to_dict(cfg),
+                     claim.work_dir / "train_log.jsonl", accelerator.is_main_process, Path(cfg.run_root))
+
+
+def save_and_finish(accelerator: Accelerator, prepared: torch.nn.Module, claim: RunClaim, metrics: MetricLog,
+                    info: dict[str, Any], processor: Any | None = None, merge: bool = False) -> Path:
+    """Keep the trained weights (``merge``: LoRA merged into a plain model) and ``run.json``, then move the attempt
+    into place; every process takes part (ZeRO-3 gathers the shards). The trackers finish first: their files move
+    with the folder."""
+    accelerator.wait_for_everyone()
+    state_dict = accelerator.get_state_dict(prepared)
+    metrics.close()
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(prepared)
+        if merge:
+            final, state_dict = final.merge_and_unload(), None
+        save_checkpoint(claim.work_dir / CHECKPOINT, final, processor, state_dict)
+        save_run(claim.work_dir, info)
+        finish_attempt(claim)
+        log.info("saved %s", claim.run_dir)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return claim.run_dir

@@ -44,6 +44,7 @@ from unlearning.runs.checkpoints import BaseModels, ModelSource, checkpoint_step
 from unlearning.runs.fingerprint import model_fingerprint
 from unlearning.runs.folders import external_run, find_finetune_run, find_runs, read_run
 from unlearning.runs.io import CorruptFile
+from unlearning.runs.trackers import MetricLog, tracker_names
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     accelerator = make_accelerator()
     compat = with_compat(cfg, "eval")  # switches on set their values first
     settings = EvalSettings.from_config(to_dict(cfg.eval), compat)
+    trackers = tracker_names(cfg.get("report_to"))
     benchmark = build_benchmark(cfg, accelerator)
     evaluation = build_evaluation(cfg, benchmark, settings, accelerator)
     runs, reference = runs_to_evaluate(cfg, accelerator)
@@ -120,6 +122,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
                         merge=bool(cfg.eval.get("merge_adapters", True)))
     pixels = pixel_cache(cfg)  # each image processed once for every run this command evaluates
     summaries, failed = [], []
+    logs: dict[Path, MetricLog] = {}  # one metric stream per run: its steps' summaries, then the final one
     for run_dir, step in targets:
         try:
             source = model_source(run_dir, step)
@@ -145,10 +148,18 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             log.error("cannot evaluate %s: %s", run_dir, error)
             failed.append((run_dir, step, error))
             continue
+        if run_dir not in logs:
+            logs[run_dir] = MetricLog(run_dir / "eval", run_dir.name, trackers, to_dict(cfg),
+                                      run_dir / "eval" / "metrics.jsonl", accelerator.is_main_process,
+                                      Path(cfg.run_root))
+        logs[run_dir].log({"eval": summary_numbers(summary)}, _trained_steps(run_dir) if step is None else step)
         if step is None:
+            logs.pop(run_dir).close()
             summaries.append(summary)
             for row in benchmark.table_rows(read_run(run_dir), summary):
                 log.info("%s: %s", run_dir.name, _brief(row, [column.name for column in benchmark.report.columns]))
+    for open_log in logs.values():
+        open_log.close()
     accelerator.end_training()
     if failed:
         lines = "\n".join(f"  {run_dir}{'' if step is None else f' (step {step})'}: {error}"
@@ -156,6 +167,18 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         raise EvaluationFailed(f"{len(failed)} of {len(targets)} models could not be evaluated (the others were):"
                                f"\n{lines}")
     return summaries
+
+
+def summary_numbers(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a summary reports (its metrics), without the bookkeeping (cost, file names, provenance)."""
+    return {key: value for key, value in summary.items() if key not in ("cost", "parts", "provenance", "judge")}
+
+
+def _trained_steps(run_dir: Path) -> int:
+    """The step a run's final checkpoint was taken at (0 for a model trained elsewhere)."""
+    with contextlib.suppress(CorruptFile, FileNotFoundError):
+        return int((read_run(run_dir).get("train") or {}).get("steps") or 0)
+    return 0
 
 
 class EvaluationFailed(RuntimeError):

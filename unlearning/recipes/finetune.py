@@ -22,28 +22,22 @@ from omegaconf import DictConfig
 from unlearning.data.examples import DataError
 from unlearning.data.streams import validate_examples
 from unlearning.inference.scoring import forward_answer_logits, mean_nll
-from unlearning.models.loading import (
-    apply_lora,
-    check_prefixes,
-    count_trainable,
-    freeze_all_but,
-    load_model,
-    tuned_prefixes,
-)
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
     ensure_model,
     make_accelerator,
     prepare_run,
+    save_and_finish,
     setup_logging,
     step_saver,
     train_settings,
+    trainable_model,
     training_collator,
+    training_metrics,
     with_compat,
 )
-from unlearning.runs.checkpoints import save_checkpoint
-from unlearning.runs.folders import CHECKPOINT, base_model_entry, finish_attempt, save_run
+from unlearning.runs.folders import base_model_entry
 from unlearning.training.trainer import seed_everything, train
 
 log = logging.getLogger(__name__)
@@ -51,8 +45,8 @@ log = logging.getLogger(__name__)
 
 def finetune(cfg: DictConfig) -> Path:
     compat = with_compat(cfg, "train")  # switches on set their values first
-    settings = train_settings(cfg)  # bad values (lr=abc, epochs=0) stop here, before anything is written
-    accelerator = make_accelerator(cfg.grad_accum, cfg.report_to)
+    settings = train_settings(cfg)  # bad values (lr=abc, epochs=0, report_to=x) stop here, before anything is written
+    accelerator = make_accelerator(cfg.grad_accum)
     seed_everything(cfg.seed)
     benchmark = build_benchmark(cfg, accelerator)
     model_path = ensure_model(cfg.model, benchmark, accelerator)
@@ -64,39 +58,19 @@ def finetune(cfg: DictConfig) -> Path:
     claim = prepare_run(cfg, model_path, accelerator, examples, compat)
     if claim.state == "finished":
         return claim.run_dir
-    work_dir = claim.work_dir
-    model = load_model(model_path, cfg.model.dtype, cfg.model.attn_implementation)
-    check_prefixes(model, cfg.model.modules)
-    if cfg.lora.r > 0:
-        model = apply_lora(model, cfg.model.modules, cfg.tune, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout,
-                           cfg.model.lora_targets, cfg.lora_match)
-    else:
-        freeze_all_but(model, [p for ps in tuned_prefixes(cfg.model.modules, cfg.tune).values() for p in ps])
-    trainable, total = count_trainable(model)
-    log.info("trainable parameters: %.2fM of %.2fM", trainable / 1e6, total / 1e6)
+    model = trainable_model(model_path, cfg)
     log.info("finetuning on %s split %s: %d examples", benchmark.name, cfg.split, len(examples))
 
     def step_loss(model, batch, progress):
         return mean_nll(forward_answer_logits(model, batch)), {}
 
-    prepared, summary = train(model, examples, collator, step_loss, settings, accelerator,
-                              work_dir / "train_log.jsonl", on_step=step_saver(cfg.save_every, work_dir, accelerator))
-    accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(prepared)  # every rank takes part (ZeRO-3 gathers shards)
-    if accelerator.is_main_process:
-        final = accelerator.unwrap_model(prepared)
-        if cfg.lora.r > 0:
-            final, state_dict = final.merge_and_unload(), None
-        save_checkpoint(work_dir / CHECKPOINT, final, collator.processor, state_dict)
-        save_run(work_dir, {
-            "kind": "finetune", "benchmark": benchmark.name, "model": cfg.model.name, "split": cfg.split,
-            "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
-        })
-        finish_attempt(claim)
-        log.info("saved %s", claim.run_dir)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return claim.run_dir
+    metrics = training_metrics(cfg, claim, accelerator)
+    prepared, summary = train(model, examples, collator, step_loss, settings, accelerator, metrics,
+                              on_step=step_saver(cfg.save_every, claim.work_dir, accelerator))
+    return save_and_finish(accelerator, prepared, claim, metrics, {
+        "kind": "finetune", "benchmark": benchmark.name, "model": cfg.model.name, "split": cfg.split,
+        "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
+    }, processor=collator.processor, merge=cfg.lora.r > 0)
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="finetune")

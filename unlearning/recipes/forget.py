@@ -36,27 +36,24 @@ from unlearning.data.streams import (
 )
 from unlearning.inference.scoring import forward_answer_logits
 from unlearning.models.loading import (
-    apply_lora,
-    check_prefixes,
-    count_trainable,
-    freeze_all_but,
     load_model,
-    tuned_prefixes,
 )
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
     make_accelerator,
     prepare_run,
+    save_and_finish,
     setup_logging,
     starting_model,
     step_saver,
     train_settings,
+    trainable_model,
     training_collator,
+    training_metrics,
     with_compat,
 )
-from unlearning.runs.checkpoints import save_checkpoint
-from unlearning.runs.folders import CHECKPOINT, base_model_entry, finish_attempt, save_run
+from unlearning.runs.folders import base_model_entry
 from unlearning.training.methods import StreamScores, build_method
 from unlearning.training.passes import PassBatches, PassCollator, PassItems, pass_of
 from unlearning.training.trainer import seed_everything, train
@@ -66,8 +63,8 @@ log = logging.getLogger(__name__)
 
 def forget(cfg: DictConfig) -> Path:
     compat = with_compat(cfg, "train")  # switches on set their values first
-    settings = train_settings(cfg)  # bad values (lr=abc, epochs=0) stop here, before anything is written
-    accelerator = make_accelerator(cfg.grad_accum, cfg.report_to)
+    settings = train_settings(cfg)  # bad values (lr=abc, epochs=0, report_to=x) stop here, before anything is written
+    accelerator = make_accelerator(cfg.grad_accum)
     seed_everything(cfg.seed)
     benchmark = build_benchmark(cfg, accelerator)  # imports the benchmark package (and any method it adds)
     method = build_method(cfg.method)
@@ -97,18 +94,9 @@ def forget(cfg: DictConfig) -> Path:
     claim = prepare_run(cfg, model_path, accelerator, streams, compat)
     if claim.state == "finished":
         return claim.run_dir
-    work_dir = claim.work_dir
 
-    model = load_model(model_path, cfg.model.dtype, cfg.model.attn_implementation)
-    check_prefixes(model, cfg.model.modules)
-    if full:
-        freeze_all_but(model, [p for ps in tuned_prefixes(cfg.model.modules, cfg.tune).values() for p in ps])
-    else:
-        model = apply_lora(model, cfg.model.modules, cfg.tune, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout,
-                           cfg.model.lora_targets, cfg.lora_match)
-    trainable, total = count_trainable(model)
-    log.info("method %s; trainable parameters: %.2fM of %.2fM", cfg.method.name, trainable / 1e6, total / 1e6)
-    log.info("forgetting %s (%s): %s", cfg.forget_split, cfg.forget_modality,
+    model = trainable_model(model_path, cfg)
+    log.info("forgetting %s (%s) with %s: %s", cfg.forget_split, cfg.forget_modality, cfg.method.name,
              ", ".join(f"{use.name} {len(streams[use.name])} ({use.pairing})" for use in uses))
 
     keep_full = getattr(method, "needs_full_logits", False)  # losses over every position (the originals' KL)
@@ -140,34 +128,25 @@ def forget(cfg: DictConfig) -> Path:
         loss = passes[name](*scores(model, batch))
         return loss, {f"{name}_pass": loss.item()}
 
-    saver = step_saver(cfg.save_every, work_dir, accelerator)
+    saver = step_saver(cfg.save_every, claim.work_dir, accelerator)
+    metrics = training_metrics(cfg, claim, accelerator)
     if passes:
         log.info("sequential passes: every forget batch, then every retain batch, per epoch, at a constant rate")
         prepared, summary = train(model, pass_items, PassCollator(collator), pass_loss,
                                   dataclasses.replace(settings, scheduler="constant", warmup_ratio=0.0), accelerator,
-                                  work_dir / "train_log.jsonl", on_step=saver,
+                                  metrics, on_step=saver,
                                   batch_sampler=PassBatches(pass_items, settings.batch_size, settings.shuffle,
                                                             cfg.seed))
     else:
         prepared, summary = train(model, dataset, StreamCollator(collator, uses, reference_rows(method)), step_loss,
-                                  settings, accelerator, work_dir / "train_log.jsonl", on_step=saver)
-    accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(prepared)
-    if accelerator.is_main_process:
-        save_checkpoint(work_dir / CHECKPOINT, accelerator.unwrap_model(prepared), collator.processor if full else None,
-                        state_dict)
-        save_run(work_dir, {
-            "kind": "forget", "benchmark": benchmark.name, "model": cfg.model.name, "method": cfg.method.name,
-            "split": cfg.forget_split, "forget_modality": cfg.forget_modality,
-            "streams": {use.name: use.pairing for use in uses}, "passes": "sequential" if passes else "joint",
-            "stream_sources": {name: source for name, source in stream_sources(benchmark).items() if name in streams},
-            "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
-        })
-        finish_attempt(claim)
-        log.info("saved %s", claim.run_dir)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return claim.run_dir
+                                  settings, accelerator, metrics, on_step=saver)
+    return save_and_finish(accelerator, prepared, claim, metrics, {
+        "kind": "forget", "benchmark": benchmark.name, "model": cfg.model.name, "method": cfg.method.name,
+        "split": cfg.forget_split, "forget_modality": cfg.forget_modality,
+        "streams": {use.name: use.pairing for use in uses}, "passes": "sequential" if passes else "joint",
+        "stream_sources": {name: source for name, source in stream_sources(benchmark).items() if name in streams},
+        "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
+    }, processor=collator.processor if full else None)
 
 
 def reference_rows(method: Any) -> tuple[str, ...] | None:

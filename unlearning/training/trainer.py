@@ -3,20 +3,20 @@
 The loop knows nothing about methods: it gets a dataset, a collate function and
 ``step_loss(model, batch, progress)``. Optimiser steps, not micro-batches, are what the schedule, ``max_steps``,
 the progress a loss sees and the log count; ``on_step(step, total_steps, model)`` runs on every process after
-each optimiser step, with the prepared model (intermediate checkpoints).
+each optimiser step, with the prepared model (intermediate checkpoints). Each step logs (``MetricLog``: JSONL and
+the configured trackers) the loss and its parts, the learning rate, the gradient norm before clipping, the step's
+seconds and its tokens per second.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from unlearning.runs.resources import peak_memory_mb
+from unlearning.runs.trackers import MetricLog
 from unlearning.training.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def train(
     step_loss: StepLoss,
     settings: TrainSettings,
     accelerator: Accelerator,
-    log_file: str | Path | None = None,
+    metrics: MetricLog | None = None,
     on_step: Callable[[int, int, torch.nn.Module], None] | None = None,
     batch_sampler: Sampler | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -146,32 +147,35 @@ def train(
     )
     model.train()
     step, start, window, last = 0, time.perf_counter(), [], {}
+    step_start, tokens, grad_norm = time.perf_counter(), 0, None
     with contextlib.ExitStack() as stack:
-        writer = (stack.enter_context(open(log_file, "w", encoding="utf-8"))
-                  if log_file and accelerator.is_main_process else None)
         progress = stack.enter_context(
             tqdm(total=total_steps, desc="train", disable=None if accelerator.is_local_main_process else True))
         for epoch, batch in _batches(loader, settings.epochs):
             with accelerator.accumulate(model):
                 loss, parts = step_loss(model, batch, Progress(step, total_steps))
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and settings.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                if accelerator.sync_gradients:  # the norm before clipping (none clipped without max_grad_norm)
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm or math.inf)
                 optimizer.step()
                 optimizer.zero_grad()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}")
             window.append({"loss": loss.item(), **parts})
+            tokens += _tokens(batch)
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
+            lr = scheduler.get_last_lr()[0]  # the schedule after this step (0 at the end of a linear one)
             step += 1
             last = {key: sum(w[key] for w in window) / len(window) for key in window[0]}
             window = []
-            if writer:
-                record = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0], **last}
-                writer.write(json.dumps(record) + "\n")
-                writer.flush()
+            seconds, step_start = time.perf_counter() - step_start, time.perf_counter()
+            if metrics is not None:
+                metrics.log({"epoch": epoch, "lr": lr, **last, "grad_norm": _number(grad_norm),
+                             "step_seconds": round(seconds, 4),
+                             "tokens_per_second": round(tokens * accelerator.num_processes / seconds, 1)}, step)
+            tokens = 0
             progress.update(1)
             if on_step is not None:
                 on_step(step, total_steps, model)
@@ -183,3 +187,17 @@ def train(
     seconds = time.perf_counter() - start
     log.info("trained %d steps in %.1f s (%.0f ms/step)", step, seconds, 1000 * seconds / max(step, 1))
     return model, {"steps": step, "seconds": round(seconds, 2), "final": last, **peak_memory_mb()}
+
+
+def _tokens(batch: Any) -> int:
+    """The tokens a batch feeds the model (its attention masks), for tokens per second."""
+    if isinstance(batch, dict):
+        inputs = batch.get("inputs")
+        if isinstance(inputs, dict) and "attention_mask" in inputs:
+            return int(inputs["attention_mask"].sum())
+        return sum(_tokens(value) for value in batch.values() if isinstance(value, dict))
+    return 0
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)

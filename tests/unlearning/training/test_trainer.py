@@ -7,6 +7,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
+from unlearning.runs.trackers import MetricLog
 from unlearning.training.trainer import TrainSettings, train
 
 
@@ -25,19 +26,35 @@ def test_accumulation_counts_optimiser_steps_and_logs_each(tmp_path: Path):
     torch.manual_seed(0)
     model = torch.nn.Linear(1, 1)
     settings = TrainSettings(lr=0.1, epochs=3, batch_size=4, scheduler="linear", weight_decay=0.0)
-    _, summary = train(model, data(), torch.stack, regression_loss, settings,
-                       Accelerator(cpu=True, gradient_accumulation_steps=2), tmp_path / "log.jsonl")
+    with MetricLog(tmp_path, "t", jsonl=tmp_path / "log.jsonl") as metrics:
+        _, summary = train(model, data(), torch.stack, regression_loss, settings,
+                           Accelerator(cpu=True, gradient_accumulation_steps=2), metrics)
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert summary["steps"] == 6 == len(records)  # 4 batches per epoch / accumulation 2 x 3 epochs
     assert records[-1]["lr"] == pytest.approx(0.0)  # the linear schedule ends exactly at the last step
     assert records[-1]["mse"] < records[0]["mse"]
-    assert set(records[0]) == {"step", "epoch", "lr", "loss", "mse"}
+    assert set(records[0]) == {"step", "epoch", "lr", "loss", "mse", "grad_norm", "step_seconds", "tokens_per_second"}
+    assert all(r["step_seconds"] > 0 and r["grad_norm"] > 0 for r in records)
+
+
+def test_the_logged_gradient_norm_is_the_norm_before_clipping(tmp_path: Path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(1, 1)
+    batch = torch.stack(data(4))
+    reference = torch.nn.Linear(1, 1)
+    reference.load_state_dict(model.state_dict())
+    regression_loss(reference, batch, None)[0].backward()
+    expected = torch.cat([p.grad.reshape(-1) for p in reference.parameters()]).norm().item()
+    settings = TrainSettings(lr=0.1, epochs=1, batch_size=4, max_grad_norm=0.01, shuffle=False)
+    with MetricLog(tmp_path, "t", jsonl=tmp_path / "log.jsonl") as metrics:
+        train(model, data(4), torch.stack, regression_loss, settings, Accelerator(cpu=True), metrics)
+    (record,) = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert expected > 0.01 and record["grad_norm"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_max_steps_caps_training(tmp_path: Path):
     settings = TrainSettings(lr=0.1, epochs=50, batch_size=4, max_steps=3)
-    _, summary = train(torch.nn.Linear(1, 1), data(), torch.stack, regression_loss, settings,
-                       Accelerator(cpu=True), tmp_path / "log.jsonl")
+    _, summary = train(torch.nn.Linear(1, 1), data(), torch.stack, regression_loss, settings, Accelerator(cpu=True))
     assert summary["steps"] == 3
 
 
