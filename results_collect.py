@@ -3,8 +3,9 @@
     python results_collect.py                             # runs/ -> results/
     python results_collect.py run_root=runs out_dir=results
 
-Rows come from each run's ``run.json`` and ``eval/summary.json``; the benchmark package decides the columns and
-each metric's direction (the Markdown header's arrows). Runs evaluated at intermediate checkpoints
+Rows come from each run's ``run.json`` and ``eval/summary.json`` (read through the summary schema: a file that does
+not fit is left out, named with its field); the benchmark package decides the columns and each metric's direction
+(the Markdown header's arrows). Runs evaluated at intermediate checkpoints
 (``eval_everything.bash steps=all``) also give ``<benchmark>_steps.{json,csv,md,png}``: the metrics against the
 optimiser step.
 """
@@ -21,6 +22,8 @@ import hydra
 from omegaconf import DictConfig
 
 from unlearning.benchmarks import Report, benchmark_class
+from unlearning.evaluation.schema import read_summary
+from unlearning.evaluation.shape import check_shape, rows_by
 from unlearning.recipes.common import CONFIG_DIR, setup_logging
 from unlearning.runs.folders import find_runs, read_run
 from unlearning.runs.io import (
@@ -29,16 +32,16 @@ from unlearning.runs.io import (
     atomic_write_csv,
     atomic_write_json,
     atomic_write_text,
-    read_json,
 )
 
 log = logging.getLogger("results_collect")
 
 
 def _read(run_dir: Path, summary_path: Path, skipped: list[str]) -> tuple[dict, dict] | None:
-    """A run's ``run.json`` and a summary, or None (the reason added to ``skipped``) when either is corrupt."""
+    """A run's ``run.json`` and a summary read through the schema, or None (the reason, naming the file and the
+    field, added to ``skipped``) when either is corrupt or the summary does not fit."""
     try:
-        return read_run(run_dir), read_json(summary_path)
+        return read_run(run_dir), read_summary(summary_path)
     except CorruptFile as error:
         skipped.append(str(error))
         return None
@@ -185,6 +188,23 @@ def write_table(out_dir: Path, stem: str, title: str, rows: list[dict[str, Any]]
     return table
 
 
+def shape_failures(rows_by_benchmark: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Check each benchmark's table against the shape its built-in demo must have (``demo_shape``); prints each
+    expectation and returns those that do not hold."""
+    failures = []
+    for benchmark, rows in sorted(rows_by_benchmark.items()):
+        cls = benchmark_class(benchmark)
+        expectations = getattr(cls, "demo_shape", ())
+        if not expectations:
+            continue
+        print(f"\n{benchmark}: the shape its demo's table must have on any machine")
+        for what, holds in check_shape(rows_by(rows, *cls.demo_rows), expectations):
+            print(f"  {'ok  ' if holds else 'FAIL'} {what}")
+            if not holds:
+                failures.append(f"{benchmark}: {what}")
+    return failures
+
+
 def collect(run_root: Path, out_dir: Path) -> dict[str, list[dict[str, Any]]]:
     rows_by_benchmark = collect_rows(run_root)
     if not rows_by_benchmark:
@@ -213,7 +233,12 @@ def collect(run_root: Path, out_dir: Path) -> dict[str, list[dict[str, Any]]]:
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="aggregate")
 def main(cfg: DictConfig) -> None:
     setup_logging()
-    collect(Path(cfg.run_root), Path(cfg.out_dir))
+    rows = collect(Path(cfg.run_root), Path(cfg.out_dir))
+    if cfg.check_shape:
+        failures = shape_failures(rows)
+        if failures:
+            raise SystemExit("the table does not have the shape the demo must have on any machine:\n  "
+                             + "\n  ".join(failures))
 
 
 if __name__ == "__main__":

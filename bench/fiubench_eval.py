@@ -26,7 +26,8 @@ from bench.common import build_world, fresh_collator, ratio_line, timed
 from fiubench import metrics
 from fiubench.evaluate import SplitSettings, evaluate_split
 from unlearning.evaluation.runner import EvalContext, LazyModel
-from unlearning.inference.answers import Decoding, generate_answers, score_answers
+from unlearning.inference.answers import generate_answers, score_answers
+from unlearning.inference.decoding import Decoding
 from unlearning.inference.scoring import forward_answer_logits, prepare_inputs
 
 SPLIT = "forget10"

@@ -26,7 +26,7 @@ from mllmu import metrics
 from mllmu.benchmark import MllmuTask
 from mllmu.evaluate import SETS, EvalOptions, FewShot, SetSettings, build_questions, eval_sets, evaluate_set
 from mllmu.synthetic import write_mllmu
-from unlearning.inference.answers import Decoding
+from unlearning.inference.decoding import Decoding
 from unlearning.inference.scoring import prepare_inputs
 from unlearning.models.loading import load_model, load_processor
 from unlearning.models.tiny import build_tiny_model

@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import build_world, ratio_line, run_variants, timed
+from unlearning.inference.decoding import Decoding
 from unlearning.inference.prefix_generation import PrefixGeneration
 from unlearning.inference.shared_prefix import group_by_prefix
 
@@ -63,26 +64,30 @@ def measure(image_tokens: int, repeats: int) -> None:
     examples = [qa.example(question=q) for qa in qas for q in (qa.question, *qa.paraphrased_questions)]
     groups = [[examples[i] for i in group] for group in group_by_prefix(collator, examples)]
     prefix = PrefixGeneration(model, collator)
-    settings = {"max_new_tokens": MAX_NEW_TOKENS, "eos_token_id": [], "pad_token_id": collator.tokenizer.pad_token_id,
-                "do_sample": False}
+    pad = collator.tokenizer.pad_token_id
+    settings = Decoding(max_new_tokens=MAX_NEW_TOKENS).bind(model, [], pad)
     with torch.no_grad():
         unstopped = [t.tolist() for g in prefix.generate(groups, BATCH, settings) for t in g]
     print(f"{image_tokens} image tokens: {len(examples)} prompts of {SPLIT} in {len(groups)} groups, batch {BATCH}")
     for case, stops in (("limit", []), ("spread", spreading_stops(unstopped))):
-        settings["eos_token_id"] = stops
+        settings = Decoding(max_new_tokens=MAX_NEW_TOKENS).bind(model, stops, pad)
         with torch.no_grad():
             ours = [t.tolist() for g in prefix.generate(groups, BATCH, settings) for t in g]
             theirs = [t.tolist() for g in prefix.generate_in_fixed_batches(groups, BATCH, settings) for t in g]
-        same = all(a == b[:len(a)] and not any(t not in stops and t != settings["pad_token_id"] for t in b[len(a):])
+        same = all(a == b[:len(a)] and not any(t not in stops and t != pad for t in b[len(a):])
                    for a, b in zip(ours, theirs, strict=True))
         lengths = [len(a) for a in ours]
-        slots = decode_rows(model, lambda: prefix.generate(groups, BATCH, settings))
-        fixed = decode_rows(model, lambda: prefix.generate_in_fixed_batches(groups, BATCH, settings))
+        def in_slots(settings=settings):
+            return prefix.generate(groups, BATCH, settings)
+
+        def in_fixed_batches(settings=settings):
+            return prefix.generate_in_fixed_batches(groups, BATCH, settings)
+
+        slots, fixed = decode_rows(model, in_slots), decode_rows(model, in_fixed_batches)
         print(f"  {case}: answer lengths min {min(lengths)}, median {statistics.median(lengths)}, max {max(lengths)};"
               f" same answers: {same}; row-steps: {sum(lengths)} answer tokens, slots {slots}, fixed batches {fixed}")
         with torch.no_grad():
-            print(ratio_line(f"  {case}", timed(lambda: prefix.generate(groups, BATCH, settings), repeats),
-                             timed(lambda: prefix.generate_in_fixed_batches(groups, BATCH, settings), repeats),
+            print(ratio_line(f"  {case}", timed(in_slots, repeats), timed(in_fixed_batches, repeats),
                              baseline_is_slower=True), flush=True)
 
 

@@ -8,6 +8,7 @@ file, which only the built-in world needs.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,14 @@ METRICS = (("CHAIR_s", "chair_s", "lower", 100.0), ("CHAIR_i", "chair_i", "lower
 GENERAL = (("POPE", "pope"), ("MME", "mme"))
 
 
+def _captions(summary: Mapping[str, Any], row: Mapping[str, Any]) -> int:
+    return summary["captions"]["n_captions"]
+
+
+def _general_n(key: str) -> Callable[[Mapping[str, Any], Mapping[str, Any]], int | None]:
+    return lambda summary, row: ((summary.get("general") or {}).get(key) or {}).get("n")
+
+
 @BENCHMARKS.register("efuf")
 class EfufTask:
     name = "efuf"
@@ -34,8 +43,8 @@ class EfufTask:
     # (percent) when attached (general_evals).
     report = Report(
         columns=(Column("run"), Column("method"),
-                 *(Column(title, better) for title, _, better, _ in METRICS),
-                 *(Column(title, "higher") for title, _ in GENERAL)),
+                 *(Column(title, better, n=_captions) for title, _, better, _ in METRICS),
+                 *(Column(title, "higher", n=_general_n(key)) for title, key in GENERAL)),
         tradeoff=("BLEU-4", "CHAIR_i"), log_y=False,
     )
 

@@ -40,7 +40,8 @@ from unlearning.data.images import load_image
 from unlearning.evaluation.judge.client import Judge
 from unlearning.evaluation.judge.judgments import judge_all
 from unlearning.evaluation.judge.settings import JudgeSettings, judge_unavailable_reason
-from unlearning.inference.answers import Decoding, generate_answers
+from unlearning.inference.answers import generate_answers
+from unlearning.inference.decoding import Decoding
 from unlearning.models.loading import load_model
 from unlearning.recipes.common import (
     CONFIG_DIR,

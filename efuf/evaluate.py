@@ -13,8 +13,10 @@ from typing import Any
 
 from efuf import chair, metrics
 from efuf.release import EfufData
+from unlearning.evaluation.general import general_results
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
-from unlearning.inference.answers import Decoding, generate_answers
+from unlearning.inference.answers import generate_answers
+from unlearning.inference.decoding import Decoding
 
 FILE_VERSION = 1
 OFFICIAL_BEAMS = 5
@@ -79,8 +81,7 @@ def evaluation(data: EfufData, options: EvalOptions, settings: EvalSettings) -> 
                                                        "references": references})
 
     def summarize(results: Mapping[str, dict[str, Any]], reference_dir: Path | None) -> dict[str, Any]:
-        general = {name: value for name, value in (results.get("general") or {}).items() if name != "fingerprint"}
-        return {"captions": results["captions"]["aggregate"], "general": general or None}
+        return {"captions": results["captions"]["aggregate"], "general": general_results(results)}
 
     return Evaluation({"captions": part}, summarize)
 

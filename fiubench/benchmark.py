@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,28 @@ from unlearning.data.examples import Example
 from unlearning.data.records import load_refusals, refusal_source
 from unlearning.evaluation.judge.judgments import judged_cell
 from unlearning.evaluation.runner import EvalSettings, Evaluation
+from unlearning.evaluation.shape import Expectation
 
 PACKAGED_REFUSALS = Path(__file__).with_name("refusals.json")
 log = logging.getLogger(__name__)
+
+
+def _forget_n(summary: Mapping[str, Any], row: Mapping[str, Any]) -> int:
+    return summary["forget"]["n"]
+
+
+def _retain_n(summary: Mapping[str, Any], row: Mapping[str, Any]) -> int:
+    return summary["retain"]["n"]
+
+
+def _judged_n(summary: Mapping[str, Any], row: Mapping[str, Any]) -> int | None:
+    counts = (summary.get("judge") or {}).get("retain")
+    return counts["n_scored"] if counts else None
+
+
+def _members_n(summary: Mapping[str, Any], row: Mapping[str, Any]) -> int | None:
+    auc = summary.get("membership_auc") or {}
+    return auc["n_members"] + auc["n_nonmembers"] if auc else None
 
 
 @BENCHMARKS.register("fiubench")
@@ -42,13 +62,34 @@ class FiuBenchTask:
     # Paper Table 2's columns (percent; KS as log10 p), then the columns behind the demo's narrative.
     report = Report(
         columns=(
-            Column("run"), Column("method"), Column("forget_split"), Column("ROUGE-L", "higher"),
-            Column("GPT", "higher"), Column("Truth", "higher"), Column("ACC", "higher"), Column("Avg MU", "higher"),
-            Column("KS", "higher"), Column("EM", "lower"), Column("MIA", "lower"), Column("APE", "lower"),
-            Column("Avg FQ", "higher"), Column("MU (hmean)", "higher"), Column("forget ROUGE-L", "lower"),
-            Column("forget quality", "higher"), Column("MIA AUC (Min-K++)", "lower"),
+            Column("run"), Column("method"), Column("forget_split"), Column("ROUGE-L", "higher", n=_retain_n),
+            Column("GPT", "higher", judge="llm", n=_judged_n), Column("Truth", "higher", n=_retain_n),
+            Column("ACC", "higher"), Column("Avg MU", "higher"),  # means of several metrics: no n
+            Column("KS", "higher", n=_forget_n), Column("EM", "lower", n=_forget_n),
+            Column("MIA", "lower", n=_forget_n), Column("APE", "lower", n=_forget_n),
+            Column("Avg FQ", "higher"), Column("MU (hmean)", "higher"),  # across runs; a mean of several: no n
+            Column("forget ROUGE-L", "lower", n=_forget_n), Column("forget quality", "higher", n=_forget_n),
+            Column("MIA AUC (Min-K++)", "lower", n=_members_n),
         ),
         tradeoff=("MU (hmean)", "forget quality"),  # x, y (log scale) of the results plot
+    )
+    demo_rows = ("method",)
+    demo_shape = (
+        Expectation("Stage I memorises the forget identities (forget ROUGE-L >= 90); the retain model, which never saw "
+                    "them, does not (< 75)", lambda r: r["stage1_full"]["forget ROUGE-L"] >= 90
+                    and r["stage1_retain"]["forget ROUGE-L"] < 75),
+        Expectation("the KS test tells Stage I from the retain model (forget quality < 0.05)",
+                    lambda r: r["stage1_full"]["forget quality"] < 0.05),
+        Expectation("GA and NPO forget: forget ROUGE-L at least 20 points below Stage I's",
+                    lambda r: all(r[m]["forget ROUGE-L"] <= r["stage1_full"]["forget ROUGE-L"] - 20
+                                  for m in ("ga", "npo"))),
+        Expectation("and damage retain answers with them: retain ROUGE-L at least 20 points below Stage I's",
+                    lambda r: all(r[m]["ROUGE-L"] <= r["stage1_full"]["ROUGE-L"] - 20 for m in ("ga", "npo"))),
+        Expectation("GD and KL keep retain answers: retain ROUGE-L within 10 points of Stage I's",
+                    lambda r: all(r[m]["ROUGE-L"] >= r["stage1_full"]["ROUGE-L"] - 10 for m in ("gd", "kl"))),
+        Expectation("while forgetting some: forget ROUGE-L at least 5 points below Stage I's",
+                    lambda r: all(r[m]["forget ROUGE-L"] <= r["stage1_full"]["forget ROUGE-L"] - 5
+                                  for m in ("gd", "kl"))),
     )
 
     @staticmethod

@@ -17,11 +17,13 @@ from typing import Any
 from fiubench import metrics
 from fiubench.data import FiuBench, FiuQA
 from unlearning.compat import Compat
+from unlearning.evaluation.general import general_results, mean_accuracy
 from unlearning.evaluation.judge.judgments import Judgment, judge_counts, judge_records, store_judgment
 from unlearning.evaluation.metrics.membership import attack_auc
 from unlearning.evaluation.metrics.text import keyword_match, rouge_1_recall, rouge_l_recall
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part, reference_result
-from unlearning.inference.answers import Decoding, generate_answers, score_answers
+from unlearning.inference.answers import generate_answers, score_answers
+from unlearning.inference.decoding import Decoding
 
 FILE_VERSION = 4  # 4: rouge1_recall per QA
 
@@ -80,9 +82,8 @@ def evaluation(data: FiuBench, settings: EvalSettings, forget_split: str, retain
 
 def summarize_run(results: Mapping[str, dict[str, Any]], reference_dir: Path | None, forget_part: Part,
                   compat: Compat) -> dict[str, Any]:
-    general = results.get("general")
+    general = general_results(results)
     if general is not None:
-        general = {k: v for k, v in general.items() if k != "fingerprint"}
         general["acc"] = general_accuracy(general)
     retain, retain_judge = results["retain"]["aggregate"], results["retain"].get("judge")
     incomplete = retain_judge is not None and not retain_judge["complete"]
@@ -104,8 +105,7 @@ def summarize_run(results: Mapping[str, dict[str, Any]], reference_dir: Path | N
 def general_accuracy(general: Mapping[str, Any]) -> float | None:
     """FIUBench's ACC: the paper reports one from MME and POPE without saying how they are combined; this mean
     of their overall yes/no accuracies is our definition (docs/fidelity.md)."""
-    accuracies = [general[name]["accuracy"] for name in ("mme", "pope") if name in general]
-    return sum(accuracies) / len(accuracies) if accuracies else None
+    return mean_accuracy(general, ("mme", "pope"))
 
 
 def evaluate_split(qas: Sequence[FiuQA], settings: SplitSettings, context: EvalContext) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Streams: ``forget`` (the forget split's training QAs) and ``retain`` (those of `
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,20 @@ FORGOTTEN_SETS = ("forget", "test")  # lower is better there: the forget profile
 MODALITY_TITLES = {"image_text": "image+text", "text": "text-only"}
 
 
+def _count(set_name: str, key: str) -> Callable[[Mapping[str, Any], Mapping[str, Any]], int | None]:
+    """The samples behind one set's metric in a row's modality: its questions of that task (factuality: the
+    judgments scored)."""
+    def count(summary: Mapping[str, Any], row: Mapping[str, Any]) -> int | None:
+        modality = next(m for m, title in MODALITY_TITLES.items() if title == row["eval modality"])
+        values = summary["sets"][set_name][modality]
+        if key == "factuality":
+            return (values.get("judge") or {}).get("n_scored")
+        task = {"classification_acc": "n_classification", "cloze_acc": "n_cloze"}.get(key, "n_generation")
+        return values.get(task)
+
+    return count
+
+
 @BENCHMARKS.register("mllmu")
 class MllmuTask:
     name = "mllmu"
@@ -33,9 +48,10 @@ class MllmuTask:
     report = Report(
         columns=(Column("run"), Column("method"), Column("forget_split"), Column("forget data"),
                  Column("eval modality"),
-                 *(Column(f"{SET_TITLES[s]} {title}", "lower" if s in FORGOTTEN_SETS else "higher")
-                   for s in SETS for title, _, _ in METRIC_COLUMNS)),
-        tradeoff=("Retain Class. Acc", "Forget Class. Acc"), log_y=False,
+                 *(Column(f"{SET_TITLES[s]} {title}", "lower" if s in FORGOTTEN_SETS else "higher",
+                          judge="llm" if key == "factuality" else "none", n=_count(s, key))
+                   for s in SETS for title, key, _ in METRIC_COLUMNS)),
+        tradeoff=("Retain Class. Acc", "Forget Class. Acc"), log_y=False, row_key="eval modality",
     )
 
     def __init__(self, data_dir: str | Path, train_split_dir: str | None = None) -> None:

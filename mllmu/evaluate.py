@@ -33,7 +33,8 @@ from unlearning.data.examples import DataError, Example
 from unlearning.evaluation.judge.client import Judge
 from unlearning.evaluation.judge.judgments import judge_records
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
-from unlearning.inference.answers import Decoding, choice_token_logprobs, generate_answers, score_answers
+from unlearning.inference.answers import choice_token_logprobs, generate_answers, score_answers
+from unlearning.inference.decoding import Decoding
 
 log = logging.getLogger(__name__)
 

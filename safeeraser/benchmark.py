@@ -7,6 +7,7 @@ normal answers, aligned with their forget examples: Prompt Decouple) and ``refus
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,13 @@ METRICS = (("Efficacy ASR", "train", "asr", "lower"), ("Generality ASR", "val", 
            ("ROUGE-L", "val", "rougeL", "higher"), ("Judge", "val", "score", "higher"))
 
 
+def _count(split: str, key: str) -> Callable[[Mapping[str, Any], Mapping[str, Any]], int | None]:
+    """The answers behind a rate or score: the harmful answers (ASR, RR), the SD twins' (SARR), the harmless
+    answers (ROUGE-L, judge score)."""
+    field = {"asr": "n_harmful_answers", "rr": "n_harmful_answers", "sarr": "n_sd"}.get(key, "n_harmless")
+    return lambda summary, row: summary["splits"][split].get(field)
+
+
 @BENCHMARKS.register("safeeraser")
 class SafeEraserTask:
     name = "safeeraser"
@@ -33,7 +41,9 @@ class SafeEraserTask:
     # judge score on all_val; Specificity: the attached general evaluations' mean accuracy; judge: who judged.
     report = Report(
         columns=(Column("run"), Column("method"), Column("forget_split"),
-                 *(Column(title, better) for title, _, _, better in METRICS), Column("Specificity", "higher"),
+                 *(Column(title, better, judge="none" if key == "rougeL" else "judged_by", n=_count(split, key))
+                   for title, split, key, better in METRICS),
+                 Column("Specificity", "higher"),  # a mean of general evaluations' accuracies: no n
                  Column("judge")),
         tradeoff=("SARR", "Efficacy ASR"), log_y=False,
     )

@@ -21,9 +21,11 @@ from safeeraser import judges, metrics
 from safeeraser.data import SafeEraserData, SafeRecord
 from unlearning.compat import Compat
 from unlearning.data.examples import Example
+from unlearning.evaluation.general import general_results, mean_accuracy
 from unlearning.evaluation.judge.judgments import add_counts, judge_counts, judge_records
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
-from unlearning.inference.answers import Decoding, generate_answers, generate_samples
+from unlearning.inference.answers import generate_answers, generate_samples
+from unlearning.inference.decoding import Decoding
 
 FILE_VERSION = 1
 SPLITS = {"train": "efficacy", "val": "generality"}
@@ -77,14 +79,13 @@ def evaluation(data: SafeEraserData, options: EvalOptions, settings: EvalSetting
                             data=records)
 
     def summarize(results: Mapping[str, dict[str, Any]], reference_dir: Path | None) -> dict[str, Any]:
-        general = {name: value for name, value in (results.get("general") or {}).items() if name != "fingerprint"}
-        accuracies = [value["accuracy"] for value in general.values()]
+        general = general_results(results)
         return {"splits": {split: results[split]["aggregate"] for split in SPLITS},
                 "judge": {split: results[split]["judge_by_metric"] for split in SPLITS},
                 "judged_by": results["train"]["aggregate"]["judged_by"],
-                "general": general or None,
+                "general": general,
                 # the paper's Specificity averages outside benchmarks; here the attached general evaluations
-                "specificity": sum(accuracies) / len(accuracies) if accuracies else None}
+                "specificity": mean_accuracy(general)}
 
     return Evaluation(parts, summarize)
 

@@ -12,5 +12,5 @@ for method in ga gd kl po npo; do
 done
 # The LLM judge is off so the demo stays offline; JUDGE=auto bash scripts/demo.bash uses OPENAI_API_KEY/OPENAI_BASE_URL.
 bash scripts/eval_everything.bash run_root="$RUN_ROOT" eval.judge.enabled="${JUDGE:-false}" "$@"
-bash scripts/aggregate.bash run_root="$RUN_ROOT" out_dir="$OUT_DIR"
+bash scripts/aggregate.bash run_root="$RUN_ROOT" out_dir="$OUT_DIR" check_shape=true
 echo "demo finished in $((SECONDS - start)) s"

@@ -15,5 +15,5 @@ for method in efuf efuf_sentence ga; do
   bash scripts/forget_lora.bash benchmark=efuf method="$method" run_root="$RUN_ROOT" "$@"
 done
 bash scripts/eval_everything.bash benchmark=efuf run_root="$RUN_ROOT" "$@"
-bash scripts/aggregate.bash run_root="$RUN_ROOT" out_dir="$OUT_DIR"
+bash scripts/aggregate.bash run_root="$RUN_ROOT" out_dir="$OUT_DIR" check_shape=true
 echo "demo finished in $((SECONDS - start)) s"

@@ -17,5 +17,5 @@ for modality in multimodal unimodal; do
 done
 # shellcheck disable=SC2086  # SHOTS holds several overrides
 bash scripts/eval_everything.bash benchmark=mllmu run_root="$RUN_ROOT" eval.judge.enabled="${JUDGE:-false}" $SHOTS "$@"
-bash scripts/aggregate.bash run_root="$RUN_ROOT" out_dir="$OUT_DIR"
+bash scripts/aggregate.bash run_root="$RUN_ROOT" out_dir="$OUT_DIR" check_shape=true
 echo "demo finished in $((SECONDS - start)) s"

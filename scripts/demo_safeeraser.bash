@@ -12,5 +12,5 @@ for method in ga gd kl po ga_pd gd_pd kl_pd po_pd; do
   bash scripts/forget_lora.bash benchmark=safeeraser method="$method" run_root="$RUN_ROOT" "$@"
 done
 bash scripts/eval_everything.bash benchmark=safeeraser run_root="$RUN_ROOT" eval.judge.enabled="${JUDGE:-false}" "$@"
-bash scripts/aggregate.bash run_root="$RUN_ROOT" out_dir="$OUT_DIR"
+bash scripts/aggregate.bash run_root="$RUN_ROOT" out_dir="$OUT_DIR" check_shape=true
 echo "demo finished in $((SECONDS - start)) s"

@@ -94,3 +94,17 @@ def collator(tiny_processor, tiny_model):
     from unlearning.data.collator import ChatCollator, stop_token_ids
 
     return ChatCollator(tiny_processor, stop_token_ids(tiny_processor.tokenizer, tiny_model.generation_config))
+
+
+def assert_summaries_fit(root: Path, expected: int | None = None) -> list[dict]:
+    """Every evaluation summary under ``root`` read through the summary schema (each run's and each step's);
+    each has typed metrics, some with a direction and a sample count."""
+    from unlearning.evaluation.schema import read_summary
+
+    paths = sorted(root.rglob("eval/summary.json")) + sorted(root.rglob("eval/steps/*/summary.json"))
+    summaries = [read_summary(path) for path in paths]
+    assert summaries and (expected is None or len(summaries) == expected)
+    for summary in summaries:
+        metrics = [m for row in summary["metrics"].values() for m in row.values()]
+        assert any(m["direction"] and m["n"] for m in metrics), summary["benchmark"]
+    return summaries

@@ -9,8 +9,8 @@ its training defaults (``recipe``, specialised per model in ``config/recipe/<nam
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -25,14 +25,22 @@ DIRECTIONS = ("higher", "lower")
 
 @dataclass(frozen=True)
 class Column:
-    """A results-table column; ``better`` is the metric's direction (None for columns that name the run)."""
+    """A results-table column; ``better`` is the metric's direction (None for columns that name the run).
+
+    For the summary's typed metrics (``unlearning.evaluation.schema``): ``judge`` says what produced the value
+    (``none``, ``llm``, or ``judged_by``: the row's ``judge`` column names it), ``n`` gives the samples behind it
+    from the summary and the row (None for a composite of several means)."""
 
     name: str
     better: str | None = None
+    judge: str = "none"
+    n: Callable[[Mapping[str, Any], Mapping[str, Any]], int | None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.better is not None and self.better not in DIRECTIONS:
             raise ValueError(f"column {self.name!r}: better must be one of {DIRECTIONS} or None")
+        if self.judge not in ("none", "llm", "judged_by"):
+            raise ValueError(f"column {self.name!r}: judge must be none, llm or judged_by")
 
     @property
     def title(self) -> str:
@@ -47,6 +55,7 @@ class Report:
     columns: tuple[Column, ...]
     tradeoff: tuple[str, str]  # the columns plotted against each other (x, y)
     log_y: bool = True
+    row_key: str | None = None  # the column telling a run's rows apart (None: one row per run)
 
     def __post_init__(self) -> None:
         names = [column.name for column in self.columns]
@@ -66,6 +75,10 @@ class Benchmark(Protocol):
     name: ClassVar[str]
     stream_names: ClassVar[tuple[str, ...]]  # the forgetting streams it provides (always "forget")
     report: ClassVar[Report]
+    # What its built-in demo's table must show on any machine (``unlearning.evaluation.shape``), with the
+    # columns labelling its rows; optional.
+    demo_shape: ClassVar[tuple[Any, ...]]
+    demo_rows: ClassVar[tuple[str, ...]]
 
     def __init__(self, data_dir: Path, **options: Any) -> None: ...
 

@@ -16,7 +16,7 @@ from efuf.benchmark import EfufTask
 from efuf.curation import curate_folder
 from efuf.synthetic import write_efuf
 from results_collect import collect
-from tests.conftest import SMALL_MODEL
+from tests.conftest import SMALL_MODEL, assert_summaries_fit
 from unlearning.models.tiny import build_tiny_model
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import evaluate
@@ -92,6 +92,8 @@ def test_curation_forgetting_and_evaluation(world, tmp_path: Path):
     assert not curated & {s["image"] for s in samples}  # evaluated on images curation did not use
     rows = collect(root / "runs", tmp_path / "results")["efuf"]
     assert sorted(row["method"] for row in rows) == ["efuf", "vanilla_full"]
+    for summary in assert_summaries_fit(root / "runs", 2):
+        assert summary["metrics"]["all"]["CHAIR_s"]["n"] == summary["captions"]["n_captions"] > 0
     table = (tmp_path / "results" / "efuf.md").read_text()
     assert "| CHAIR_s ↓ | CHAIR_i ↓ | BLEU-1 ↑ | BLEU-2 ↑ | BLEU-4 ↑ | Length | Grounded ↑ | POPE ↑ | MME ↑ |" in table
     general = [f"eval.general.pope.{key}={tmp_path}/pope" for key in ("data_dir", "builtin_dir")]

@@ -129,6 +129,7 @@ def test_evaluate_run_reports_four_sets_per_modality_deterministically(data, tin
         asked = len(FakeOpenAI.requests)
         second = run(tmp_path / "b", overwrite=True)
     assert first.pop("cost")["model_loaded"] and second.pop("cost")["seconds"] >= 0  # what each took: not compared
+    assert first.pop("provenance")["date"] <= second.pop("provenance")["date"]  # when: not compared either
     assert first == second and asked == len(FakeOpenAI.requests)  # same numbers; replies came from the cache
     assert set(first["sets"]) == {"forget", "test", "retain", "celebrity"}
     assert first["n_profiles"] == {"forget": 2, "test": 2, "retain": 8, "celebrity": 3}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from tests.conftest import assert_summaries_fit
 from tests.test_launchers import run
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.runs.folders import read_run
@@ -28,6 +29,11 @@ def test_launchers_run_mllmu_end_to_end(tmp_path: Path, mllmu_dir: Path, tiny_di
     (multimodal,) = runs.glob("gd_forget_15_0.0002_8-*")
     summary = json.loads((multimodal / "eval" / "summary.json").read_text())
     assert summary["retain_split"] == "retain_85" and summary["judge"]["status"].startswith("skipped")
+    assert set(summary["metrics"]) == {"image+text", "text-only"}  # one row per evaluated modality
+    text = summary["metrics"]["text-only"]
+    assert text["Retain ROUGE-L"]["n"] == summary["sets"]["retain"]["text"]["n_generation"] > 0
+    assert text["Forget Fact."]["judge"] == "llm" and text["Forget Fact."]["n"] is None  # not judged
+    assert_summaries_fit(tmp_path / "runs", 3)
     assert not (tmp_path / "dataset").exists()  # no MME/POPE built for MLLMU-Bench
     result = run(sys.executable, "results_collect.py", f"run_root={tmp_path}/runs", f"out_dir={tmp_path}/results")
     table = (tmp_path / "results" / "mllmu.md").read_text()

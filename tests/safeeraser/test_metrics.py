@@ -7,7 +7,7 @@ import pytest
 from safeeraser import judges, metrics
 from safeeraser.evaluate import SplitSettings, aggregate_split
 from unlearning.compat import Compat
-from unlearning.inference.answers import Decoding
+from unlearning.inference.decoding import Decoding
 
 
 def test_rates_by_hand():

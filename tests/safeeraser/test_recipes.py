@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 
 from results_collect import collect
 from safeeraser.benchmark import SafeEraserTask
+from tests.conftest import assert_summaries_fit
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import evaluate
 from unlearning.recipes.finetune import finetune
@@ -90,6 +91,10 @@ def test_offline_evaluation_table_and_plot(runs: Path, safe_dir: Path, safe_tiny
     assert {"harmful", "sd", "harmless"} == set(samples) and samples["harmful"][0]["category"]
     rows = collect(runs, tmp_path / "results")["safeeraser"]
     assert {row["method"] for row in rows} == {"vanilla_full", *METHODS}
+    for summary in assert_summaries_fit(runs):
+        metrics = summary["metrics"]["all"]
+        assert metrics["Efficacy ASR"]["judge"] == "offline" and metrics["ROUGE-L"]["judge"] == "none"
+        assert metrics["SARR"]["n"] == 2 * 3 and metrics["RR"]["n"] == 2 * 6
     assert all(row["judge"] == "offline" and row["Judge"] is None and row["Specificity"] is None for row in rows)
     table = (tmp_path / "results" / "safeeraser.md").read_text()
     header = "| Efficacy ASR ↓ | Generality ASR ↓ | RR ↑ | SARR ↓ | ROUGE-L ↑ | Judge ↑ | Specificity ↑ | judge |"

@@ -270,7 +270,8 @@ def test_shared_prefix_generation_equals_the_plain_path(family, fiu_dir: Path):
     """Issue 13: greedy answers generated on one computed prefix per image (prompts of different lengths, several
     chunks; a prompt alone with its image; two equal text-only prompts, which share no image prefix) are the plain
     path's, on every family."""
-    from unlearning.inference.answers import Decoding, generate_answers
+    from unlearning.inference.answers import generate_answers
+    from unlearning.inference.decoding import Decoding
     from unlearning.inference.prefix_generation import PrefixGeneration
 
     model, collator = _model_and_collator(family)
@@ -281,7 +282,8 @@ def test_shared_prefix_generation_equals_the_plain_path(family, fiu_dir: Path):
     examples += [Example("Job?", "?", None, "text"), Example("Age?", "?", None, "text-a"),
                  Example("Age?", "?", None, "text-b"), Example("Age?", "?", images[2], "alone")]
     groups = [examples[:5], examples[5:10]]  # two images, one batch of prompts from both: no fallback
-    assert None not in PrefixGeneration(model, collator).generate(groups, 8, {"max_new_tokens": 2})
+    two = Decoding(max_new_tokens=2).bind(model, collator.stop_ids, collator.tokenizer.pad_token_id)
+    assert None not in PrefixGeneration(model, collator).generate(groups, 8, two)
     decoding = Decoding(max_new_tokens=12)
     plain = generate_answers(model, collator, examples, 4, decoding, shared_prefix=False)
     for batch_size in (2, 8):
@@ -315,6 +317,7 @@ def test_refilled_slots_equal_one_prompt_at_a_time(family, fiu_dir: Path, monkey
     slots, the cache compacted, a repetition penalty) gives each prompt the tokens ``generate`` gives it alone, on
     every family; a generation config that changes the argmax otherwise (an n-gram ban) sends it to fixed batches."""
     from unlearning.inference import slot_decoding
+    from unlearning.inference.decoding import Decoding
     from unlearning.inference.prefix_generation import PrefixGeneration
 
     model, collator = _model_and_collator(family)
@@ -323,11 +326,12 @@ def test_refilled_slots_equal_one_prompt_at_a_time(family, fiu_dir: Path, monkey
                  "Where does this person live and where did they grow up?", "Age?"]
     examples = [Example(q, "?", images[i], f"{i}-{q}") for i in range(3) for q in questions]
     groups = [examples[:5], examples[5:10], examples[10:]]
-    settings = {"max_new_tokens": 10, "eos_token_id": [], "pad_token_id": collator.tokenizer.pad_token_id,
-                "do_sample": False}
-    unstopped = _answers_one_by_one(model, collator, examples, settings)
-    settings["eos_token_id"] = _stops_spreading_lengths(unstopped)
-    expected = _answers_one_by_one(model, collator, examples, settings)
+    def bound(stops: list[int]):  # the model's generation config is read when a decoding is bound
+        return Decoding(max_new_tokens=10).bind(model, stops, collator.tokenizer.pad_token_id)
+
+    unstopped = _answers_one_by_one(model, collator, examples, bound([]).kwargs)
+    stops = _stops_spreading_lengths(unstopped)
+    expected = _answers_one_by_one(model, collator, examples, bound(stops).kwargs)
     assert len({len(answer) for answer in expected}) >= 3  # rows stop at different steps
 
     decoders, refills, row_steps, compactions = [], [], [], []  # what the decoder did, seen from outside
@@ -341,30 +345,30 @@ def test_refilled_slots_equal_one_prompt_at_a_time(family, fiu_dir: Path, monkey
                             lambda self, *args, spy=spy, original=original: spy(self, original, *args))
     for slots in (2, 4):
         refills.clear(), row_steps.clear()
-        generated = PrefixGeneration(model, collator).generate(groups, slots, settings)
+        generated = PrefixGeneration(model, collator).generate(groups, slots, bound(stops))
         assert [tokens.tolist() for group in generated for tokens in group] == expected
         assert sum(refills) == len(examples)
     assert sum(row_steps) == sum(len(answer) for answer in expected)  # no step for a finished row
 
-    settings["eos_token_id"] = []  # every answer runs to the limit: 75 steps in 2 slots, past the cache's end
-    generated = PrefixGeneration(model, collator).generate(groups, 2, settings)
+    # every answer runs to the limit: 75 steps in 2 slots, past the cache's end
+    generated = PrefixGeneration(model, collator).generate(groups, 2, bound([]))
     assert [tokens.tolist() for group in generated for tokens in group] == unstopped
     assert compactions
 
     model.generation_config.repetition_penalty = 1.3  # applied in the slots as generate applies it
-    assert slot_decoding.logit_changes(model, settings) == []
+    assert slot_decoding.logit_changes(bound([]).config) == []
     count = len(decoders)
-    generated = PrefixGeneration(model, collator).generate(groups, 4, settings)
+    generated = PrefixGeneration(model, collator).generate(groups, 4, bound([]))
     assert len(decoders) == count + 1
-    penalised = _answers_one_by_one(model, collator, examples, settings)
+    penalised = _answers_one_by_one(model, collator, examples, bound([]).kwargs)
     assert [tokens.tolist() for group in generated for tokens in group] == penalised != unstopped
 
     model.generation_config.no_repeat_ngram_size = 2  # not applied in slots: fixed batches with generate
-    assert slot_decoding.logit_changes(model, settings) == ["no_repeat_ngram_size=2"]
-    generated = PrefixGeneration(model, collator).generate(groups, 4, settings)
+    assert slot_decoding.logit_changes(bound([]).config) == ["no_repeat_ngram_size=2"]
+    generated = PrefixGeneration(model, collator).generate(groups, 4, bound([]))
     assert len(decoders) == count + 1
     assert [tokens.tolist() for group in generated for tokens in group] == _answers_one_by_one(
-        model, collator, examples, settings)
+        model, collator, examples, bound([]).kwargs)
 
 
 def test_cached_pixels_equal_the_image_processor(family, fiu_dir: Path, tmp_path: Path):

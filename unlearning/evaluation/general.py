@@ -87,3 +87,20 @@ def general_part(settings: Mapping[str, Any], batch_size: int) -> Part:
 
     fingerprint = {"version": FILE_VERSION, **{name: dataclasses.asdict(v) for name, v in settings.items()}}
     return Part("general", fingerprint, compute, data={name: prompts for name, (_, prompts) in questions.items()})
+
+
+def general_results(results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The general evaluations' results among an evaluation's part results (each by name, without the part's
+    fingerprint); None when none ran."""
+    general = results.get("general")
+    if not general:
+        return None
+    return {name: value for name, value in general.items() if name != "fingerprint"} or None
+
+
+def mean_accuracy(general: Mapping[str, Any] | None, names: Sequence[str] | None = None) -> float | None:
+    """The mean of the named general evaluations' overall accuracies (all of them when ``names`` is None)."""
+    if not general:
+        return None
+    accuracies = [value["accuracy"] for name, value in general.items() if names is None or name in names]
+    return sum(accuracies) / len(accuracies) if accuracies else None

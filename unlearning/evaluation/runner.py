@@ -30,9 +30,11 @@ from unlearning.data.collator import ChatCollator
 from unlearning.evaluation.judge.client import Judge
 from unlearning.evaluation.judge.judgments import judge_status
 from unlearning.evaluation.judge.settings import JudgeSettings, judge_unavailable_reason
-from unlearning.inference.answers import Decoding
+from unlearning.evaluation.schema import SCHEMA_VERSION
+from unlearning.inference.decoding import Decoding
 from unlearning.runs.fingerprint import content_hash
 from unlearning.runs.io import CorruptFile, atomic_write_json, read_json
+from unlearning.runs.provenance import provenance
 from unlearning.runs.resources import peak_memory_mb
 
 log = logging.getLogger(__name__)
@@ -209,9 +211,11 @@ def reference_result(reference_dir: Path | None, part: Part, compat: Compat) -> 
 def run_evaluation(
     benchmark: str, evaluation: Evaluation, load_model: ModelLoader, settings: EvalSettings, out_dir: Path,
     reference_dir: Path | None, accelerator: Accelerator | None, model: str | None = None,
+    metrics: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Compute (or reuse) every part, then write and return ``summary.json``. ``model`` fingerprints the
-    weights ``load_model`` loads (``unlearning.runs.fingerprint.model_fingerprint``)."""
+    weights ``load_model`` loads (``unlearning.runs.fingerprint.model_fingerprint``); ``metrics`` gives the
+    summary's typed metrics (``unlearning.evaluation.schema.table_metrics``) from the rest of it."""
     skipped = judge_unavailable_reason(settings.judge)
     judge = Judge(settings.judge) if skipped is None else None
     context = EvalContext(LazyModel(load_model), judge, accelerator, settings.compat)
@@ -237,6 +241,11 @@ def run_evaluation(
         "cost": {"seconds": round(time.perf_counter() - start, 2), "model_loaded": context.model.loaded,
                  **peak_memory_mb()},
     }
+    summary = {"schema_version": SCHEMA_VERSION, **summary, "metrics": metrics(summary) if metrics else {},
+               "provenance": {**provenance(), "compat": settings.compat.mode,
+                              "compat_switches": settings.compat.at("eval"),
+                              "data": {key: part.data_hash for key, part in evaluation.parts.items()},
+                              "weights": model}}
     if accelerator is None or accelerator.is_main_process:
         atomic_write_json(out_dir / "summary.json", summary)
     return summary

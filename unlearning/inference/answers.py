@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from unlearning.data.collator import IGNORE_INDEX, ChatCollator
 from unlearning.data.examples import Example
+from unlearning.inference.decoding import Decoding
 from unlearning.inference.prefix_generation import PrefixGeneration
 from unlearning.inference.scoring import AnswerLogits, forward_answer_logits, prepare_inputs
 from unlearning.inference.shared_prefix import (
@@ -34,32 +35,6 @@ from unlearning.inference.shared_prefix import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 U = TypeVar("U")
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """How answers are generated: greedy (the default), or sampled with ``temperature``/``top_p``, ``n`` samples
-    per prompt, seeded per batch from ``seed`` and the batch's example uids (the same command gives the same
-    samples; another batch size or process count draws others). ``num_beams`` > 1 is beam search (greedy only)."""
-
-    max_new_tokens: int
-    sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    n: int = 1
-    seed: int = 0
-    num_beams: int = 1
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"decoding max_new_tokens must be positive, got {self.max_new_tokens}")
-        if self.n < 1 or (self.n > 1 and not self.sample):
-            raise ValueError(f"decoding n must be 1 for greedy decoding and at least 1 when sampling, got {self.n}")
-        if self.sample and (self.temperature <= 0 or not 0 < self.top_p <= 1):
-            raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {self.temperature}, "
-                             f"{self.top_p}")
-        if self.num_beams < 1 or (self.num_beams > 1 and self.sample):
-            raise ValueError(f"decoding num_beams must be >= 1, and 1 when sampling, got {self.num_beams}")
 
 
 @dataclass(frozen=True)
@@ -213,11 +188,7 @@ def generate_samples(
     once; ``unlearning.inference.shared_prefix``); the rest in batches of prompts of similar length (less padding).
     """
     tokenizer = collator.tokenizer
-    sampling = ({"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p,
-                 "num_return_sequences": decoding.n} if decoding.sample else {"do_sample": False})
-
-    settings = {"max_new_tokens": decoding.max_new_tokens, "num_beams": decoding.num_beams,
-                "eos_token_id": sorted(collator.stop_ids), "pad_token_id": tokenizer.pad_token_id, **sampling}
+    bound = decoding.bind(model, collator.stop_ids, tokenizer.pad_token_id)  # generate's settings, built once
 
     def decode(new_tokens: Sequence[torch.Tensor]) -> list[str]:
         return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
@@ -229,11 +200,11 @@ def generate_samples(
         with torch.random.fork_rng(devices=[]):
             if decoding.sample:
                 torch.manual_seed(_batch_seed(decoding.seed, batch_examples))
-            output = model.generate(**inputs, **settings)
+            output = model.generate(**inputs, **bound.kwargs)
         texts = decode(output[:, inputs["input_ids"].shape[1]:])
         return [texts[i * decoding.n:(i + 1) * decoding.n] for i in range(len(batch_examples))]
 
-    greedy = not decoding.sample and decoding.num_beams == 1
+    greedy = decoding.greedy
     reason = unsupported_reason(model, collator) if shared_prefix and greedy else "switched off"
     if reason is not None:
         if shared_prefix and greedy:
@@ -249,7 +220,7 @@ def generate_samples(
     def run_groups(batch: list[list[int]]) -> list[list[list[str]]]:
         members = [[examples[i] for i in group] for group in batch]
         try:
-            generated = prefix.generate(members, batch_size, settings)
+            generated = prefix.generate(members, batch_size, bound)
         except PrefixUnsupported as error:
             say_once(f"generating some answers without a shared prefix: {error}")
             generated = [None] * len(members)

@@ -17,6 +17,7 @@ import torch
 from transformers.cache_utils import DynamicLayer, StaticCache, StaticLayer
 
 from unlearning.data.examples import Example
+from unlearning.inference.decoding import BoundDecoding
 from unlearning.inference.shared_prefix import PrefixUnsupported, SharedPrefix, say_once
 from unlearning.inference.slot_decoding import Prompt, SlotDecoder, logit_changes, repetition_penalty
 
@@ -37,7 +38,7 @@ class PrefixGeneration(SharedPrefix):
         return inputs, shared
 
     @torch.no_grad()
-    def generate(self, groups: Sequence[Sequence[Example]], batch_size: int, generate_kwargs: dict[str, Any]
+    def generate(self, groups: Sequence[Sequence[Example]], batch_size: int, decoding: BoundDecoding
                  ) -> list[list[torch.Tensor] | None]:
         """Each example's new tokens, greedy, per group in the given order (None for a group that cannot share a
         prefix: the caller generates it on the plain path).
@@ -52,13 +53,13 @@ class PrefixGeneration(SharedPrefix):
         prompts, laid_out, out = self._lay_out(groups)
         if not laid_out:
             return out
-        changes = logit_changes(self.model, generate_kwargs)
+        changes = logit_changes(decoding.config)
         if changes:
             say_once(f"generating in fixed batches, not refilled slots: generation adds {', '.join(changes)}")
         else:
-            decoder = SlotDecoder(self.model, self.cache_argument, batch_size, int(generate_kwargs["max_new_tokens"]),
-                                  generate_kwargs.get("eos_token_id") or [], self.pad_id, self.keeps_last_logits,
-                                  repetition_penalty(self.model, generate_kwargs))
+            decoder = SlotDecoder(self.model, self.cache_argument, batch_size, decoding.decoding.max_new_tokens,
+                                  decoding.stop_ids, self.pad_id, self.keeps_last_logits,
+                                  repetition_penalty(decoding.config))
             sources = {index: _LazyPrefix(self, inputs, len(groups[index])) for index, (inputs, _) in laid_out.items()}
             rows = [(g, r) for g in laid_out for r in sorted(range(len(groups[g])), key=lambda r, g=g: len(
                 prompts[g][r]))]
@@ -69,15 +70,15 @@ class PrefixGeneration(SharedPrefix):
                     out[g][r] = tokens
                 return out
             say_once(f"generating in fixed batches, not refilled slots: {reason}")
-        return self._in_fixed_batches(groups, prompts, laid_out, out, batch_size, generate_kwargs)
+        return self._in_fixed_batches(groups, prompts, laid_out, out, batch_size, decoding)
 
     @torch.no_grad()
     def generate_in_fixed_batches(self, groups: Sequence[Sequence[Example]], batch_size: int,
-                                  generate_kwargs: dict[str, Any]) -> list[list[torch.Tensor] | None]:
+                                  decoding: BoundDecoding) -> list[list[torch.Tensor] | None]:
         """``generate``'s fallback, each batch running until its longest answer ends (``bench/slot_decoding.py``
         compares the two)."""
         prompts, laid_out, out = self._lay_out(groups)
-        return self._in_fixed_batches(groups, prompts, laid_out, out, batch_size, generate_kwargs)
+        return self._in_fixed_batches(groups, prompts, laid_out, out, batch_size, decoding)
 
     def _lay_out(self, groups: Sequence[Sequence[Example]]) -> tuple[list[list[list[int]]], dict[int, Any], list]:
         """Each prompt's tokens, each group's image prefix (groups that cannot share one are left out), and the
@@ -93,18 +94,18 @@ class PrefixGeneration(SharedPrefix):
         return prompts, laid_out, out
 
     def _in_fixed_batches(self, groups: Sequence[Sequence[Example]], prompts: list[list[list[int]]],
-                          laid_out: dict[int, Any], out: list, batch_size: int, generate_kwargs: dict[str, Any]
+                          laid_out: dict[int, Any], out: list, batch_size: int, decoding: BoundDecoding
                           ) -> list[list[torch.Tensor] | None]:
         indices = list(laid_out)
         for start in range(0, len(indices), batch_size):  # at most a batch's worth of group prefixes held at once
             window = {index: laid_out[index] for index in indices[start:start + batch_size]}
-            for index, tokens in self._generate_fixed(window, groups, prompts, batch_size, generate_kwargs).items():
+            for index, tokens in self._generate_fixed(window, groups, prompts, batch_size, decoding).items():
                 out[index] = tokens
         return out
 
     def _generate_fixed(self, laid_out: dict[int, tuple[dict[str, torch.Tensor], int]],
                         groups: Sequence[Sequence[Example]], prompts: list[list[list[int]]], batch_size: int,
-                        generate_kwargs: dict[str, Any]) -> dict[int, list[torch.Tensor]]:
+                        decoding: BoundDecoding) -> dict[int, list[torch.Tensor]]:
         """Fixed batches: each group's prefix run, prompts of every group whose prefix has the same length batched
         together in order of length, ``batch_size`` at a time: their prefixes' keys and values stacked (in a
         preallocated cache where the model allows), each prompt's remaining tokens but its last run right-padded on
@@ -122,7 +123,7 @@ class PrefixGeneration(SharedPrefix):
             rows.sort(key=lambda pair: len(prompts[pair[0]][pair[1]]))  # less padding per batch
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start:start + batch_size]
-                new = self._generate_chunk([(prepared[g], prompts[g][r]) for g, r in chunk], generate_kwargs)
+                new = self._generate_chunk([(prepared[g], prompts[g][r]) for g, r in chunk], decoding)
                 for (g, r), tokens in zip(chunk, new, strict=True):
                     out[g][r] = tokens
         return out
@@ -135,14 +136,14 @@ class PrefixGeneration(SharedPrefix):
                       None if cross is None else cross[:, -1:], inputs["input_ids"][0])
 
     def _generate_chunk(self, rows: Sequence[tuple[tuple[dict[str, torch.Tensor], int, Any, list[Any]], list[int]]],
-                        generate_kwargs: dict[str, Any]) -> list[torch.Tensor]:
+                        decoding: BoundDecoding) -> list[torch.Tensor]:
         model = self.model
         tails = [prompt[prefix[1]:-1] for prefix, prompt in rows]  # may be empty
         length = max(len(t) for t in tails)
         prefix_ids = torch.cat([prefix[0]["input_ids"].cpu() for prefix, _ in rows])
         device = next(p for p in model.parameters()).device
         cache = self._stacked_cache([prefix[2] for prefix, _ in rows], prefix_ids.shape[1] + length + 1,
-                                    generate_kwargs)
+                                    decoding)
         for position, module in enumerate(self._position_state):  # each row's own M-RoPE offset
             deltas = [prefix[3][position] for prefix, _ in rows]
             module.rope_deltas = None if any(d is None for d in deltas) else torch.cat(deltas)
@@ -157,10 +158,10 @@ class PrefixGeneration(SharedPrefix):
         whole = {} if cross is None else {
             "cross_attention_mask": torch.cat([cross, self._rows_after(cross, length + 1)["cross_attention_mask"]], 1)}
         output = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                **{self.cache_argument: cache}, **whole, **generate_kwargs)
+                                **{self.cache_argument: cache}, **whole, **decoding.kwargs)
         return [output[row, ids.shape[1]:].cpu() for row in range(len(rows))]
 
-    def _stacked_cache(self, caches: Sequence[Any], length: int, generate_kwargs: dict[str, Any]) -> Any:
+    def _stacked_cache(self, caches: Sequence[Any], length: int, decoding: BoundDecoding) -> Any:
         """The rows' prefix caches stacked into one batch: a preallocated cache with room for the prompts and the
         new tokens where every layer is one plain key/value pair (decoding then writes in place instead of copying
         the whole cache at every step, which dominates batched decoding over long image prompts), else a dynamic
@@ -174,7 +175,7 @@ class PrefixGeneration(SharedPrefix):
             {k.shape[-2] for k in keys}) == 1  # cross-attention layers hold the image instead
         if plain:
             static = StaticCache(config=self.model.config,
-                                 max_cache_len=length + int(generate_kwargs["max_new_tokens"]))
+                                 max_cache_len=length + decoding.decoding.max_new_tokens)
             if len(static.layers) == len(keys) and all(type(layer) is StaticLayer for layer in static.layers):
                 for index, (k, v) in enumerate(zip(keys, values, strict=True)):
                     static.update(k, v, index)

@@ -23,7 +23,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from transformers import GenerationConfig
@@ -40,14 +40,10 @@ _NEUTRAL = {"encoder_repetition_penalty": (1.0,), "no_repeat_ngram_size": (0,),
             "guidance_scale": (1.0,), "stop_strings": (), "watermarking_config": (), "remove_invalid_values": (False,)}
 
 
-def _generation_config(model: torch.nn.Module, settings: dict[str, Any]) -> GenerationConfig:
-    return GenerationConfig.from_dict({**model.generation_config.to_dict(), **settings})
-
-
-def logit_changes(model: torch.nn.Module, settings: dict[str, Any]) -> list[str]:
-    """The settings of ``model.generation_config`` updated with ``settings`` that ``generate`` would apply to the
-    logits before its argmax and slot decoding does not (suppressed tokens, n-gram bans, ...)."""
-    config = _generation_config(model, settings)
+def logit_changes(config: GenerationConfig) -> list[str]:
+    """The settings of a generation config (the model's, merged with the decoding: ``BoundDecoding.config``) that
+    ``generate`` would apply to the logits before its argmax and slot decoding does not (suppressed tokens, n-gram
+    bans, ...)."""
     changes = [f"{name}={getattr(config, name)!r}" for name, neutral in _NEUTRAL.items()
                if getattr(config, name, None) not in (None, *neutral)]
     if config.do_sample or (config.num_beams or 1) > 1:
@@ -55,9 +51,9 @@ def logit_changes(model: torch.nn.Module, settings: dict[str, Any]) -> list[str]
     return changes
 
 
-def repetition_penalty(model: torch.nn.Module, settings: dict[str, Any]) -> float | None:
+def repetition_penalty(config: GenerationConfig) -> float | None:
     """The repetition penalty ``generate`` would apply (Qwen2-VL-Instruct ships 1.05), or None."""
-    penalty = _generation_config(model, settings).repetition_penalty
+    penalty = config.repetition_penalty
     return None if penalty in (None, 1.0) else float(penalty)
 
 

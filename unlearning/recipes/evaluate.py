@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from unlearning.benchmarks import Benchmark
 from unlearning.evaluation.general import ensure_general_data, general_part, general_settings
 from unlearning.evaluation.runner import EvalSettings, Evaluation, run_evaluation
+from unlearning.evaluation.schema import table_metrics
 from unlearning.models.loading import CheckpointError
 from unlearning.recipes.common import (
     CONFIG_DIR,
@@ -127,6 +128,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         try:
             source = model_source(run_dir, step)
             weights = model_fingerprint(source.weights, source.adapter)
+            info = read_run(run_dir)
         except (FileNotFoundError, CheckpointError, CorruptFile) as error:  # this run is broken: the others go on
             log.error("cannot evaluate %s: %s", run_dir, error)
             failed.append((run_dir, step, error))
@@ -143,7 +145,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
 
         try:
             summary = run_evaluation(benchmark.name, evaluation, load, settings, out_dir,
-                                     reference / "eval" if reference else None, accelerator, weights)
+                                     reference / "eval" if reference else None, accelerator, weights,
+                                     lambda summary, info=info: table_metrics(
+                                         benchmark.report, benchmark.table_rows(info, summary), summary))
         except CheckpointError as error:
             log.error("cannot evaluate %s: %s", run_dir, error)
             failed.append((run_dir, step, error))
@@ -156,7 +160,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         if step is None:
             logs.pop(run_dir).close()
             summaries.append(summary)
-            for row in benchmark.table_rows(read_run(run_dir), summary):
+            for row in benchmark.table_rows(info, summary):
                 log.info("%s: %s", run_dir.name, _brief(row, [column.name for column in benchmark.report.columns]))
     for open_log in logs.values():
         open_log.close()

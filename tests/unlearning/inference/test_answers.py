@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from unlearning.data.examples import Example
-from unlearning.inference.answers import Decoding, generate_answers, generate_samples
+from unlearning.inference.answers import generate_answers, generate_samples
+from unlearning.inference.decoding import Decoding
 
 
 @pytest.fixture()

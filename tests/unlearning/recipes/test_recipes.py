@@ -14,6 +14,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
+from tests.conftest import assert_summaries_fit
 from unlearning.benchmarks import benchmark_class
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import evaluate
@@ -242,10 +243,16 @@ def test_evaluate_then_collect(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_pa
                                     "holdout": "holdout.json", "general": "general.json"}
         auc = summary["membership_auc"]
         assert (auc["n_members"], auc["n_nonmembers"]) == (6, 12)
+        metrics = summary["metrics"]["all"]  # the schema's typed metrics, each from the table row
+        assert metrics["ROUGE-L"]["n"] == 9 and metrics["EM"]["n"] == 6 and metrics["MIA AUC (Min-K++)"]["n"] == 18
+        assert metrics["GPT"] == {"value": None, "direction": "higher", "n": None, "judge": "llm", "interval": None,
+                                  "note": None}
+        assert metrics["forget quality"]["value"] == summary["forget_quality"] and "Avg FQ" not in metrics
         assert all(0 <= auc[k] <= 1 for k in ("loss", "zlib", "mink", "mink_pp"))
         general = summary["general"]
         assert general["mme"]["n"] == 96 and len(general["pope"]["splits"]) == 3
         assert general["acc"] == pytest.approx((general["mme"]["accuracy"] + general["pope"]["accuracy"]) / 2)
+    assert len(assert_summaries_fit(runs)) >= len(summaries)  # other tests' runs too
     samples = json.loads((run_dir(runs, "ga_forget10_") / "eval" / "forget10.json").read_text())["samples"]
     assert {"uid", "generation", "rougeL_recall", "exact_match", "truth_ratio", "perturbed_nll", "ape",
             "paraphrase_generations", "mia", "mia_pp", "membership"} <= set(samples[0])

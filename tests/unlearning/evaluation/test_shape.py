@@ -1,0 +1,46 @@
+"""The demo's shape check: expectations over a table's rows, a missing row failing, FIUBench's on tables measured
+under three CPU settings and a hand-made one that does not hold."""
+
+from __future__ import annotations
+
+import pytest
+
+from fiubench.benchmark import FiuBenchTask
+from unlearning.evaluation.shape import Expectation, check_shape, rows_by
+
+# The demo's FIUBench table (forget ROUGE-L, retain ROUGE-L, forget quality) measured with the default (AVX-512)
+# kernels, the pinned ones, and the pinned ones on 8 threads (docs/reproducibility.md): other digits, one shape.
+MEASURED = {
+    "avx512": {"stage1_full": (97.50, 98.75, 2.70e-4), "stage1_retain": (53.64, 98.75, 1.0),
+               "ga": (50.48, 49.14, 0.012), "npo": (55.43, 55.79, 3.97e-3), "gd": (83.67, 94.08, 2.70e-4),
+               "kl": (81.42, 97.50, 2.70e-4), "po": (84.79, 99.17, 3.97e-3)},
+    "pinned": {"stage1_full": (99.38, 100.0, 9.55e-6), "stage1_retain": (54.68, 99.17, 1.0),
+               "ga": (59.64, 64.08, 0.336), "npo": (59.43, 68.56, 0.175), "gd": (88.04, 95.46, 5.57e-5),
+               "kl": (87.42, 92.46, 5.57e-5), "po": (82.64, 98.33, 3.97e-3)},
+    "pinned_8_threads": {"stage1_full": (100.0, 100.0, 1.12e-3), "stage1_retain": (57.56, 100.0, 1.0),
+                         "ga": (51.39, 57.67, 0.336), "npo": (51.18, 61.48, 0.175), "gd": (87.42, 95.61, 1.12e-3),
+                         "kl": (84.92, 92.87, 3.97e-3), "po": (91.46, 100.0, 3.97e-3)},
+}
+
+
+def table(values: dict[str, tuple[float, float, float]]) -> list[dict]:
+    return [{"method": method, "forget ROUGE-L": f, "ROUGE-L": r, "forget quality": q}
+            for method, (f, r, q) in values.items()]
+
+
+@pytest.mark.parametrize("setting", sorted(MEASURED))
+def test_fiubench_demo_shape_holds_on_every_measured_setting(setting: str):
+    results = check_shape(rows_by(table(MEASURED[setting]), "method"), FiuBenchTask.demo_shape)
+    assert all(holds for _, holds in results), results
+
+
+def test_a_table_of_another_shape_fails_and_a_missing_row_fails():
+    values = dict(MEASURED["pinned"], gd=(99.0, 60.0, 1e-5))  # GD that ruins retain answers and forgets nothing
+    results = dict(check_shape(rows_by(table(values), "method"), FiuBenchTask.demo_shape))
+    assert not results["GD and KL keep retain answers: retain ROUGE-L within 10 points of Stage I's"]
+    assert not results["while forgetting some: forget ROUGE-L at least 5 points below Stage I's"]
+    without_kl = {m: v for m, v in MEASURED["pinned"].items() if m != "kl"}
+    assert not all(holds for _, holds in check_shape(rows_by(table(without_kl), "method"), FiuBenchTask.demo_shape))
+    assert check_shape({}, [Expectation("anything", lambda rows: rows["x"]["y"] > 0)]) == [("anything", False)]
+    with pytest.raises(ValueError, match="two rows are labelled 'ga'"):
+        rows_by([{"method": "ga"}, {"method": "ga"}], "method")
