@@ -53,6 +53,7 @@ from unlearning.recipes.common import (
     starting_model,
     to_dict,
 )
+from unlearning.recipes.slices import BenchmarkSlice, ModelSlice
 from unlearning.runs.fingerprint import content_fingerprint, content_hash
 from unlearning.runs.io import atomic_write_json, atomic_write_text, read_json, redact
 
@@ -155,7 +156,8 @@ def curate_folder(cfg: DictConfig) -> dict[str, Any]:
     curation = to_dict(cfg.benchmark.curation)
     check_choices(curation)
     windows = WindowSettings(**curation["windows"])
-    benchmark = build_benchmark(cfg, accelerator)
+    bench, model_slice = BenchmarkSlice.from_config(cfg), ModelSlice.from_config(cfg.model)
+    benchmark = build_benchmark(bench, accelerator)
     data: EfufData = benchmark.data
     vocabulary = chair.ObjectVocabulary.from_file()
     images = data.curation_images(int(curation["n_images"]))
@@ -163,7 +165,8 @@ def curate_folder(cfg: DictConfig) -> dict[str, Any]:
     examples = [Example(data.options.prompt, "", data.image(name, f"{data.path(data.options.instances)}: {name}"),
                         uid=name) for name in images]
     paths = {example.uid: example.image for example in examples}  # resolved and decoded once, above
-    model_path = starting_model(cfg, benchmark, accelerator)
+    group = Path(cfg.run_root) / bench.name / model_slice.name
+    model_path = starting_model(cfg.get("model_path"), bench, model_slice, group, benchmark, accelerator)
     identity = {"model": content_fingerprint(model_path), "images": content_hash(examples),
                 "options": dataclasses.asdict(data.options),
                 "curation": {k: v for k, v in curation.items() if k != "overwrite"}, "seed": cfg.seed}
@@ -173,8 +176,8 @@ def curate_folder(cfg: DictConfig) -> dict[str, Any]:
         return read_json(data.path(STATS_FILE))
 
     log.info("captioning %d images with %s", len(images), model_path)
-    processor = load_processor_for(str(model_path), cfg.model)
-    model = load_model(model_path, cfg.model.dtype, cfg.model.attn_implementation).to(accelerator.device).eval()
+    processor = load_processor_for(str(model_path), model_slice)
+    model = load_model(model_path, model_slice.dtype, model_slice.attn_implementation).to(accelerator.device).eval()
     collator = make_collator(processor, model.generation_config, cfg.system_prompt)
     texts = generate_answers(model, collator, examples, int(cfg.batch_size),
                              Decoding(max_new_tokens=int(curation["max_new_tokens"])), accelerator, desc="captions")

@@ -145,9 +145,3 @@ def method_label(run: Mapping[str, Any], finetune_prefix: str) -> str:
     if run["kind"] == "finetune":
         return f"{finetune_prefix}_{run['split']}"
     return "external"
-
-
-def check_starts_from(value: str) -> str:
-    if value not in STARTS_FROM:
-        raise ValueError(f"benchmark.starts_from must be one of {STARTS_FROM}, got {value!r}")
-    return value

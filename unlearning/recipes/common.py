@@ -12,10 +12,10 @@ import torch
 from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 
-from unlearning.benchmarks import Benchmark, benchmark_class, benchmark_names, check_starts_from
+from unlearning.benchmarks import Benchmark, benchmark_class, benchmark_names
 from unlearning.compat import Compat, apply_switches, register_configs, resolve
 from unlearning.data.collator import ChatCollator, OriginalPrompt, stop_token_ids
-from unlearning.data.pixel_cache import PIXEL_CACHE_MB, CachedImageProcessor
+from unlearning.data.pixel_cache import CachedImageProcessor
 from unlearning.models.loading import (
     apply_lora,
     check_prefixes,
@@ -27,6 +27,7 @@ from unlearning.models.loading import (
     tuned_prefixes,
 )
 from unlearning.models.tiny import build_tiny_model
+from unlearning.recipes.slices import BenchmarkSlice, ModelSlice, PromptSlice, TrainingConfig, TuneSlice
 from unlearning.runs.checkpoints import model_source, save_checkpoint, step_checkpoint_dir
 from unlearning.runs.fingerprint import content_fingerprint, content_hash
 from unlearning.runs.folders import (
@@ -41,8 +42,7 @@ from unlearning.runs.folders import (
 from unlearning.runs.identity import training_identity
 from unlearning.runs.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.runs.provenance import check_versions
-from unlearning.runs.trackers import MetricLog, tracker_names
-from unlearning.training.trainer import TrainSettings
+from unlearning.runs.trackers import MetricLog
 
 log = logging.getLogger(__name__)
 
@@ -130,46 +130,32 @@ def ensure_data(
                          "delete the folder to regenerate it")
 
 
-def build_benchmark(cfg: DictConfig, accelerator: Accelerator) -> Benchmark:
-    """The benchmark over ``cfg.data_dir``; the built-in folder is generated the first time it is used."""
-    bench = cfg.benchmark
+def build_benchmark(bench: BenchmarkSlice, accelerator: Accelerator) -> Benchmark:
+    """The benchmark over its ``data_dir``; the built-in folder is generated the first time it is used."""
     cls = benchmark_class(bench.name)
 
-    check_starts_from(bench.starts_from)
-
     def load() -> Benchmark:
-        ensure_data(Path(cfg.data_dir), Path(bench.builtin_dir), cls.write_builtin, to_dict(bench.synthetic),
+        ensure_data(Path(bench.data_dir), Path(bench.builtin_dir), cls.write_builtin, dict(bench.synthetic),
                     f"{bench.name} benchmark")
-        return cls(Path(cfg.data_dir), **to_dict(bench.options))
+        return cls(Path(bench.data_dir), **bench.options)
 
     return on_main_first(accelerator, load)
 
 
-def ensure_model(model_cfg: DictConfig, benchmark: Benchmark, accelerator: Accelerator) -> str:
+def ensure_model(model: ModelSlice, benchmark: Benchmark, accelerator: Accelerator) -> str:
     """The model's path; a tiny model is built offline, with a tokenizer trained on the benchmark's text."""
-    path = Path(model_cfg.path)
-    if model_cfg.get("tiny") is None or path.exists():
-        return str(model_cfg.path)
+    path = Path(model.path)
+    if model.tiny is None or path.exists():
+        return model.path
 
     def build() -> str:
         if not path.exists():
-            log.info("building tiny %s model in %s", model_cfg.tiny.architecture, path)
-            sizes = {k: v for k, v in model_cfg.tiny.items() if k != "architecture"}
-            build_tiny_model(model_cfg.tiny.architecture, path, benchmark.texts(), **sizes)
+            log.info("building tiny %s model in %s", model.tiny["architecture"], path)
+            sizes = {k: v for k, v in model.tiny.items() if k != "architecture"}
+            build_tiny_model(model.tiny["architecture"], path, benchmark.texts(), **sizes)
         return str(path)
 
     return on_main_first(accelerator, build)
-
-
-def train_settings(cfg: DictConfig) -> TrainSettings:
-    """The loop's settings from a finetune/forget config's top-level knobs (``report_to`` checked too)."""
-    tracker_names(cfg.get("report_to"))
-    return TrainSettings(
-        lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-        weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, scheduler=cfg.scheduler,
-        max_grad_norm=cfg.max_grad_norm, max_steps=cfg.max_steps, log_every=cfg.log_every, seed=cfg.seed,
-        shuffle=cfg.shuffle, decay_exempt=cfg.decay_exempt, num_workers=cfg.get("num_workers", 0),
-    )
 
 
 def make_collator(processor: Any, generation_config: Any | None, system_prompt: str | None,
@@ -182,22 +168,19 @@ def make_collator(processor: Any, generation_config: Any | None, system_prompt: 
                         pixel_cache=pixel_cache)
 
 
-def pixel_cache(cfg: DictConfig) -> CachedImageProcessor:
-    """The processed-image memory a config asks for (``pixel_cache_mb``; 0 switches it off)."""
-    return CachedImageProcessor(cfg.get("pixel_cache_mb", PIXEL_CACHE_MB))
+def pixel_cache(megabytes: int) -> CachedImageProcessor:
+    """The processed-image memory (``pixel_cache_mb``; 0 switches it off)."""
+    return CachedImageProcessor(megabytes)
 
 
-def training_collator(path: str, cfg: DictConfig) -> ChatCollator:
+def training_collator(path: str, model: ModelSlice, prompt: PromptSlice) -> ChatCollator:
     """The collator of a training run, built before any weights load, so every input is checked first."""
-    original = cfg.get("original_prompt")
-    return make_collator(load_processor_for(path, cfg.model), load_generation_config(path), cfg.system_prompt,
-                         cfg.get("label_scope", "answer"), to_dict(original) if original else None, pixel_cache(cfg))
+    return make_collator(load_processor_for(path, model), load_generation_config(path), prompt.system_prompt,
+                         prompt.label_scope, prompt.original_prompt, pixel_cache(prompt.pixel_cache_mb))
 
 
-
-def load_processor_for(path: str, model_cfg: Mapping[str, Any]) -> Any:
-    return load_processor(path, model_cfg.get("chat_template"), model_cfg.get("processor_class"),
-                          model_cfg.get("image_processor_overrides"))
+def load_processor_for(path: str, model: ModelSlice) -> Any:
+    return load_processor(path, model.chat_template, model.processor_class, dict(model.image_processor_overrides))
 
 
 def group_dir(cfg: DictConfig) -> Path:
@@ -205,38 +188,40 @@ def group_dir(cfg: DictConfig) -> Path:
     return Path(cfg.run_root) / cfg.benchmark.name / cfg.model.name
 
 
-def starting_model(cfg: DictConfig, benchmark: Benchmark, accelerator: Accelerator) -> str:
-    """The model forgetting starts from: ``model_path`` when given, else the benchmark's choice: its finetune
-    run on ``stage_one_split`` (FIUBench's Stage I, MLLMU-Bench's vanilla model) or the vanilla model itself."""
-    if cfg.model_path:
-        return str(cfg.model_path)
-    if cfg.benchmark.starts_from == "vanilla":
-        return ensure_model(cfg.model, benchmark, accelerator)
-    split = cfg.benchmark.stage_one_split
-    run = find_finetune_run(group_dir(cfg), split, f"model trained on split={split}", "model_path")
+def starting_model(model_path: str | None, bench: BenchmarkSlice, model: ModelSlice, group: Path,
+                   benchmark: Benchmark, accelerator: Accelerator) -> str:
+    """The model forgetting (or curation) starts from: ``model_path`` when given, else the benchmark's choice: its
+    finetune run on ``stage_one_split`` under ``group`` (FIUBench's Stage I, MLLMU-Bench's vanilla model) or the
+    vanilla model itself."""
+    if model_path:
+        return model_path
+    if bench.starts_from == "vanilla":
+        return ensure_model(model, benchmark, accelerator)
+    split = bench.stage_one_split
+    run = find_finetune_run(group, split, f"model trained on split={split}", "model_path")
     return model_source(run).weights
 
 
-def prepare_run(cfg: DictConfig, base_model: str, accelerator: Accelerator, data: Any, compat: Compat) -> RunClaim:
+def prepare_run(config: TrainingConfig, base_model: str, accelerator: Accelerator, data: Any, compat: Compat
+                ) -> RunClaim:
     """Claim this config's run folder (every process agrees) and, unless it is finished, start an attempt.
 
     ``data`` is what the run trains on (its examples, by stream): its content hash joins the run's identity, with
     the compat switches on at training. Call this only once every input has been validated: it is the first thing
     that writes to the run folders.
     """
-    config = to_dict(cfg)
-    base = Path(base_model)
-    identity = training_identity(config, os.path.relpath(base.resolve(), group_dir(cfg).resolve())
+    resolved, group, base = dict(config.resolved), config.group_dir, Path(base_model)
+    identity = training_identity(resolved, os.path.relpath(base.resolve(), group.resolve())
                                  if base.exists() else base_model, content_hash(data), content_fingerprint(base_model),
                                  compat.at("train"))
-    claim = claim_run(group_dir(cfg), cfg.run_label, cfg.run_name, identity, overwrite=bool(cfg.overwrite))
+    claim = claim_run(group, config.run.label, config.run.name, identity, overwrite=config.run.overwrite)
     accelerator.wait_for_everyone()
     if claim.state == "finished":
         log.info("%s is already trained with these settings; nothing to do (pass overwrite=true to train it again, "
                  "or run_name= for another folder)", claim.run_dir)
         return claim
     if accelerator.is_main_process:
-        start_attempt(claim, config, identity)
+        start_attempt(claim, resolved, identity)
         log.info("%s %s (written in %s until it finishes)", "new run" if claim.state == "new" else
                  "training to replace", claim.run_dir, claim.work_dir)
     accelerator.wait_for_everyone()
@@ -264,25 +249,25 @@ def step_saver(save_every: Any, run_dir: Path, accelerator: Accelerator
     return save
 
 
-def trainable_model(model_path: str, cfg: DictConfig) -> torch.nn.Module:
+def trainable_model(model_path: str, model_slice: ModelSlice, tune: TuneSlice) -> torch.nn.Module:
     """The model a run trains: loaded, its module paths checked, then LoRA adapters on the language model with the
     other tuned parts fully trained (``lora.r > 0``), or the tuned parts trained in full (``lora.r = 0``)."""
-    model = load_model(model_path, cfg.model.dtype, cfg.model.attn_implementation)
-    check_prefixes(model, cfg.model.modules)
-    if cfg.lora.r > 0:
-        model = apply_lora(model, cfg.model.modules, cfg.tune, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout,
-                           cfg.model.lora_targets, cfg.lora_match)
+    model = load_model(model_path, model_slice.dtype, model_slice.attn_implementation)
+    check_prefixes(model, model_slice.modules)
+    if tune.r > 0:
+        model = apply_lora(model, model_slice.modules, tune.parts, tune.r, tune.alpha, tune.dropout,
+                           model_slice.lora_targets, tune.match)
     else:
-        freeze_all_but(model, [p for ps in tuned_prefixes(cfg.model.modules, cfg.tune).values() for p in ps])
+        freeze_all_but(model, [p for ps in tuned_prefixes(model_slice.modules, tune.parts).values() for p in ps])
     trainable, total = count_trainable(model)
     log.info("trainable parameters: %.2fM of %.2fM", trainable / 1e6, total / 1e6)
     return model
 
 
-def training_metrics(cfg: DictConfig, claim: RunClaim, accelerator: Accelerator) -> MetricLog:
+def training_metrics(config: TrainingConfig, claim: RunClaim, accelerator: Accelerator) -> MetricLog:
     """The run's metric stream: ``train_log.jsonl`` in the attempt folder, and the trackers ``report_to`` names."""
-    return MetricLog(claim.work_dir, claim.run_dir.name, tracker_names(cfg.report_to), to_dict(cfg),
-                     claim.work_dir / "train_log.jsonl", accelerator.is_main_process, Path(cfg.run_root))
+    return MetricLog(claim.work_dir, claim.run_dir.name, config.run.report_to, config.resolved,
+                     claim.work_dir / "train_log.jsonl", accelerator.is_main_process, Path(config.run.root))
 
 
 def save_and_finish(accelerator: Accelerator, prepared: torch.nn.Module, claim: RunClaim, metrics: MetricLog,

@@ -31,7 +31,6 @@ from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
     ensure_data,
-    group_dir,
     load_processor_for,
     make_accelerator,
     make_collator,
@@ -41,34 +40,33 @@ from unlearning.recipes.common import (
     to_dict,
     with_compat,
 )
+from unlearning.recipes.slices import EvalConfig
 from unlearning.runs.checkpoints import BaseModels, ModelSource, checkpoint_steps, model_source
 from unlearning.runs.fingerprint import model_fingerprint
 from unlearning.runs.folders import external_run, find_finetune_run, find_runs, read_run
 from unlearning.runs.io import CorruptFile
-from unlearning.runs.trackers import MetricLog, tracker_names
+from unlearning.runs.trackers import MetricLog
 
 log = logging.getLogger(__name__)
 
 
-def runs_to_evaluate(cfg: DictConfig, accelerator: Accelerator) -> tuple[list[Path], Path | None]:
+def runs_to_evaluate(config: EvalConfig, accelerator: Accelerator) -> tuple[list[Path], Path | None]:
     """The runs (reference first) and the reference run, if the benchmark has one."""
-    root = group_dir(cfg)
+    root = config.group_dir
     reference = None
-    if cfg.benchmark.reference_split:
-        if cfg.reference_run:
-            reference = Path(cfg.reference_run)
+    if config.reference_split:
+        if config.reference_run:
+            reference = Path(config.reference_run)
         else:
             try:
-                reference = find_finetune_run(root, cfg.benchmark.reference_split, "reference run", "reference_run")
+                reference = find_finetune_run(root, config.reference_split, "reference run", "reference_run")
             except FileNotFoundError as error:
                 log.warning("metrics against the reference run will be missing: %s", error)
-    if cfg.model_path:
+    if config.model_path:
         runs = [on_main_first(accelerator, lambda: external_run(
-            root, cfg.benchmark.name, cfg.model.name, cfg.model_path, cfg.adapter_path))]
-    elif cfg.adapter_path:
-        raise ValueError("adapter_path goes with model_path (the model the adapter was trained on)")
+            root, config.benchmark.name, config.model.name, config.model_path, config.adapter_path))]
     else:
-        runs = [Path(p) for p in cfg.run_dirs] if cfg.run_dirs else find_runs(root)
+        runs = [Path(p) for p in config.run_dirs] if config.run_dirs else find_runs(root)
     if not runs:
         raise FileNotFoundError(f"no finished runs under {root}; train some first, pass run_dirs=[...] or "
                                 "model_path=<model>")
@@ -91,13 +89,11 @@ def steps_to_evaluate(run_dir: Path, steps: Any) -> list[int | None]:
     return [*wanted, None]
 
 
-def build_evaluation(cfg: DictConfig, benchmark: Benchmark, settings: EvalSettings,
+def build_evaluation(config: EvalConfig, benchmark: Benchmark, settings: EvalSettings,
                      accelerator: Accelerator) -> Evaluation:
     """The benchmark's parts plus the general evaluations it reports, all settings checked here."""
-    evaluation = benchmark.evaluation(settings, cfg.forget_split, cfg.retain_split,
-                                      **to_dict(cfg.benchmark.eval_options))
-    general = general_settings(list(cfg.benchmark.general_evals or []),
-                               to_dict(cfg.eval.general) if cfg.eval.general else None)
+    evaluation = benchmark.evaluation(settings, config.forget_split, config.retain_split, **config.eval_options)
+    general = general_settings(list(config.general_evals), config.general)
     if not general:
         return evaluation
     ensure_general_data(general, lambda work: on_main_first(accelerator, work), ensure_data)
@@ -107,21 +103,21 @@ def build_evaluation(cfg: DictConfig, benchmark: Benchmark, settings: EvalSettin
 
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     accelerator = make_accelerator()
-    compat = with_compat(cfg, "eval")  # switches on set their values first
+    compat = with_compat(cfg, "eval")  # the compat switches on set their values first
+    config = EvalConfig.from_config(cfg)  # every slice checked: a bad value stops here
     settings = EvalSettings.from_config(to_dict(cfg.eval), compat)
-    trackers = tracker_names(cfg.get("report_to"))
-    benchmark = build_benchmark(cfg, accelerator)
-    evaluation = build_evaluation(cfg, benchmark, settings, accelerator)
-    runs, reference = runs_to_evaluate(cfg, accelerator)
+    benchmark = build_benchmark(config.benchmark, accelerator)
+    evaluation = build_evaluation(config, benchmark, settings, accelerator)
+    runs, reference = runs_to_evaluate(config, accelerator)
     for run_dir in runs:
         with contextlib.suppress(CorruptFile):  # reported with the run's evaluation below
             info = read_run(run_dir)
             if info["benchmark"] != benchmark.name:
                 raise ValueError(f"{run_dir} is a {info['benchmark']} run, not {benchmark.name}")
-    targets = [(run_dir, step) for run_dir in runs for step in steps_to_evaluate(run_dir, cfg.steps)]
-    models = BaseModels(cfg.model.dtype, cfg.model.attn_implementation, accelerator.device,
-                        merge=bool(cfg.eval.get("merge_adapters", True)))
-    pixels = pixel_cache(cfg)  # each image processed once for every run this command evaluates
+    targets = [(run_dir, step) for run_dir in runs for step in steps_to_evaluate(run_dir, config.steps)]
+    models = BaseModels(config.model.dtype, config.model.attn_implementation, accelerator.device,
+                        merge=config.merge_adapters)
+    pixels = pixel_cache(config.prompt.pixel_cache_mb)  # each image processed once for every run evaluated
     summaries, failed = [], []
     logs: dict[Path, MetricLog] = {}  # one metric stream per run: its steps' summaries, then the final one
     for run_dir, step in targets:
@@ -137,11 +133,10 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         log.info("evaluating %s%s", run_dir, "" if step is None else f" at step {step}")
 
         def load(source: ModelSource = source) -> tuple[Any, Any]:
-            processor = load_processor_for(source.processor, cfg.model)
+            processor = load_processor_for(source.processor, config.model)
             model = models.load(source)
-            original = cfg.get("original_prompt")
-            return model, make_collator(processor, model.generation_config, cfg.system_prompt,
-                                        original=to_dict(original) if original else None, pixel_cache=pixels)
+            return model, make_collator(processor, model.generation_config, config.prompt.system_prompt,
+                                        original=config.prompt.original_prompt, pixel_cache=pixels)
 
         try:
             summary = run_evaluation(benchmark.name, evaluation, load, settings, out_dir,
@@ -153,9 +148,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             failed.append((run_dir, step, error))
             continue
         if run_dir not in logs:
-            logs[run_dir] = MetricLog(run_dir / "eval", run_dir.name, trackers, to_dict(cfg),
+            logs[run_dir] = MetricLog(run_dir / "eval", run_dir.name, config.report_to, config.resolved,
                                       run_dir / "eval" / "metrics.jsonl", accelerator.is_main_process,
-                                      Path(cfg.run_root))
+                                      Path(config.run_root))
         logs[run_dir].log({"eval": summary_numbers(summary)}, _trained_steps(run_dir) if step is None else step)
         if step is None:
             logs.pop(run_dir).close()

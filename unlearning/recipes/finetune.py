@@ -31,12 +31,12 @@ from unlearning.recipes.common import (
     save_and_finish,
     setup_logging,
     step_saver,
-    train_settings,
     trainable_model,
     training_collator,
     training_metrics,
     with_compat,
 )
+from unlearning.recipes.slices import TrainingConfig
 from unlearning.runs.folders import base_model_entry
 from unlearning.training.trainer import seed_everything, train
 
@@ -44,33 +44,33 @@ log = logging.getLogger(__name__)
 
 
 def finetune(cfg: DictConfig) -> Path:
-    compat = with_compat(cfg, "train")  # switches on set their values first
-    settings = train_settings(cfg)  # bad values (lr=abc, epochs=0, report_to=x) stop here, before anything is written
-    accelerator = make_accelerator(cfg.grad_accum)
-    seed_everything(cfg.seed)
-    benchmark = build_benchmark(cfg, accelerator)
-    model_path = ensure_model(cfg.model, benchmark, accelerator)
-    examples = benchmark.train_examples(cfg.split)
+    compat = with_compat(cfg, "train")  # the compat switches on set their values first
+    config = TrainingConfig.from_config(cfg, "finetune")  # every slice checked: a bad value stops here
+    accelerator = make_accelerator(config.train.grad_accum)
+    seed_everything(config.seed)
+    benchmark = build_benchmark(config.benchmark, accelerator)
+    model_path = ensure_model(config.model, benchmark, accelerator)
+    examples = benchmark.train_examples(config.split)
     if not examples:
-        raise DataError(f"split {cfg.split!r} of {cfg.data_dir} has no training examples")
-    collator = training_collator(model_path, cfg)
-    validate_examples(collator, {"train": examples}, f"benchmark {benchmark.name!r}, split {cfg.split!r}")
-    claim = prepare_run(cfg, model_path, accelerator, examples, compat)
+        raise DataError(f"split {config.split!r} of {config.benchmark.data_dir} has no training examples")
+    collator = training_collator(model_path, config.model, config.prompt)
+    validate_examples(collator, {"train": examples}, f"benchmark {benchmark.name!r}, split {config.split!r}")
+    claim = prepare_run(config, model_path, accelerator, examples, compat)
     if claim.state == "finished":
         return claim.run_dir
-    model = trainable_model(model_path, cfg)
-    log.info("finetuning on %s split %s: %d examples", benchmark.name, cfg.split, len(examples))
+    model = trainable_model(model_path, config.model, config.tune)
+    log.info("finetuning on %s split %s: %d examples", benchmark.name, config.split, len(examples))
 
     def step_loss(model, batch, progress):
         return mean_nll(forward_answer_logits(model, batch)), {}
 
-    metrics = training_metrics(cfg, claim, accelerator)
-    prepared, summary = train(model, examples, collator, step_loss, settings, accelerator, metrics,
-                              on_step=step_saver(cfg.save_every, claim.work_dir, accelerator))
+    metrics = training_metrics(config, claim, accelerator)
+    prepared, summary = train(model, examples, collator, step_loss, config.train, accelerator, metrics,
+                              on_step=step_saver(config.run.save_every, claim.work_dir, accelerator))
     return save_and_finish(accelerator, prepared, claim, metrics, {
-        "kind": "finetune", "benchmark": benchmark.name, "model": cfg.model.name, "split": cfg.split,
+        "kind": "finetune", "benchmark": benchmark.name, "model": config.model.name, "split": config.split,
         "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
-    }, processor=collator.processor, merge=cfg.lora.r > 0)
+    }, processor=collator.processor, merge=config.tune.r > 0)
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="finetune")

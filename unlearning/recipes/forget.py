@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
+from accelerate import Accelerator
 from omegaconf import DictConfig
 
 from unlearning.benchmarks import streams_elsewhere
@@ -30,6 +32,7 @@ from unlearning.data.streams import (
     ANCHOR,
     StreamCollator,
     StreamSet,
+    StreamUse,
     check_streams,
     validate_examples,
     with_modality,
@@ -47,12 +50,12 @@ from unlearning.recipes.common import (
     setup_logging,
     starting_model,
     step_saver,
-    train_settings,
     trainable_model,
     training_collator,
     training_metrics,
     with_compat,
 )
+from unlearning.recipes.slices import TrainingConfig
 from unlearning.runs.folders import base_model_entry
 from unlearning.training.methods import StreamScores, build_method
 from unlearning.training.passes import PassBatches, PassCollator, PassItems, pass_of
@@ -62,52 +65,107 @@ log = logging.getLogger(__name__)
 
 
 def forget(cfg: DictConfig) -> Path:
-    compat = with_compat(cfg, "train")  # switches on set their values first
-    settings = train_settings(cfg)  # bad values (lr=abc, epochs=0, report_to=x) stop here, before anything is written
-    accelerator = make_accelerator(cfg.grad_accum)
-    seed_everything(cfg.seed)
-    benchmark = build_benchmark(cfg, accelerator)  # imports the benchmark package (and any method it adds)
+    compat = with_compat(cfg, "train")  # the compat switches on set their values first
+    config = TrainingConfig.from_config(cfg, "forget")  # every slice checked: a bad value stops here
+    accelerator = make_accelerator(config.train.grad_accum)
+    seed_everything(config.seed)
+    benchmark = build_benchmark(config.benchmark, accelerator)  # imports the benchmark package (and its methods)
     method = build_method(cfg.method)
-    uses = method.streams()
-    check_streams(cfg.method.name, uses, benchmark.name, benchmark.stream_names, streams_elsewhere(benchmark.name))
-    where = f"benchmark {benchmark.name!r}, method {cfg.method.name!r}"
-    streams = {}
-    for name in dict.fromkeys([ANCHOR, *(use.name for use in uses)]):  # training iterates over the forget stream
-        try:
-            streams[name] = with_modality(benchmark.stream(name, cfg.forget_split), cfg.forget_modality)
-        except DataError as error:
-            raise DataError(f"{where}, stream {name!r}: {error}") from error
-    if not streams[ANCHOR]:
-        raise DataError(f"{where}: forget split {cfg.forget_split!r} of {cfg.data_dir} has no examples")
-    full = cfg.lora.r == 0  # no adapter: the tuned parts train in full (EFUF's projector), saved as a full model
-    reference_path = cfg.get("reference_model")
-    if reference_path and not method.needs_reference:
-        raise ValueError(f"reference_model is set, but method {cfg.method.name!r} scores no reference")
-    if full and method.needs_reference and not reference_path:
-        raise ValueError(f"method {cfg.method.name!r} scores the model before forgetting (the adapter disabled); it "
-                         "needs lora.r > 0 or a reference_model")
-    model_path = starting_model(cfg, benchmark, accelerator)
-    collator = training_collator(str(model_path), cfg)
+    uses, streams, where = forget_streams(benchmark, method, cfg.method.name, config)
+    check_reference(method, cfg.method.name, config)
+    model_path = starting_model(config.forget.model_path, config.benchmark, config.model, config.group_dir, benchmark,
+                                accelerator)
+    collator = training_collator(model_path, config.model, config.prompt)
     validate_examples(collator, streams, where)
-    dataset = StreamSet(streams, uses, cfg.seed, where)
-    passes, pass_items = sequential_passes(cfg, method, uses, streams)
-    claim = prepare_run(cfg, model_path, accelerator, streams, compat)
+    dataset = StreamSet(streams, uses, config.seed, where)
+    passes, pass_items = sequential_passes(config.forget.passes, method, cfg.method.name, uses, streams)
+    claim = prepare_run(config, model_path, accelerator, streams, compat)
     if claim.state == "finished":
         return claim.run_dir
 
-    model = trainable_model(model_path, cfg)
-    log.info("forgetting %s (%s) with %s: %s", cfg.forget_split, cfg.forget_modality, cfg.method.name,
+    model = trainable_model(model_path, config.model, config.tune)
+    log.info("forgetting %s (%s) with %s: %s", config.forget.split, config.forget.modality, cfg.method.name,
              ", ".join(f"{use.name} {len(streams[use.name])} ({use.pairing})" for use in uses))
+    scores = stream_scores(method, reference_model(config, accelerator), accelerator)
 
+    def step_loss(model, batch, progress):
+        return method.loss(*scores(model, batch), progress)
+
+    def pass_loss(model, batch, progress):
+        name = pass_of(batch)
+        loss = passes[name](*scores(model, batch))
+        return loss, {f"{name}_pass": loss.item()}
+
+    saver = step_saver(config.run.save_every, claim.work_dir, accelerator)
+    metrics = training_metrics(config, claim, accelerator)
+    settings = config.train
+    if passes:
+        log.info("sequential passes: every forget batch, then every retain batch, per epoch, at a constant rate")
+        prepared, summary = train(model, pass_items, PassCollator(collator), pass_loss,
+                                  dataclasses.replace(settings, scheduler="constant", warmup_ratio=0.0), accelerator,
+                                  metrics, on_step=saver,
+                                  batch_sampler=PassBatches(pass_items, settings.batch_size, settings.shuffle,
+                                                            config.seed))
+    else:
+        prepared, summary = train(model, dataset, StreamCollator(collator, uses, reference_rows(method)), step_loss,
+                                  settings, accelerator, metrics, on_step=saver)
+    return save_and_finish(accelerator, prepared, claim, metrics, {
+        "kind": "forget", "benchmark": benchmark.name, "model": config.model.name, "method": cfg.method.name,
+        "split": config.forget.split, "forget_modality": config.forget.modality,
+        "streams": {use.name: use.pairing for use in uses}, "passes": "sequential" if passes else "joint",
+        "stream_sources": {name: source for name, source in stream_sources(benchmark).items() if name in streams},
+        "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
+    }, processor=collator.processor if config.tune.r == 0 else None)
+
+
+def forget_streams(benchmark: Any, method: Any, method_name: str, config: TrainingConfig
+                   ) -> tuple[Sequence[StreamUse], dict[str, list], str]:
+    """The streams the method scores (checked against the benchmark's), each read for the forget split in the
+    forget modality; the forget stream first (training iterates over it)."""
+    uses = method.streams()
+    check_streams(method_name, uses, benchmark.name, benchmark.stream_names, streams_elsewhere(benchmark.name))
+    where = f"benchmark {benchmark.name!r}, method {method_name!r}"
+    forget = config.forget
+    streams = {}
+    for name in dict.fromkeys([ANCHOR, *(use.name for use in uses)]):
+        try:
+            streams[name] = with_modality(benchmark.stream(name, forget.split), forget.modality)
+        except DataError as error:
+            raise DataError(f"{where}, stream {name!r}: {error}") from error
+    if not streams[ANCHOR]:
+        raise DataError(f"{where}: forget split {forget.split!r} of {config.benchmark.data_dir} has no examples")
+    return uses, streams, where
+
+
+def check_reference(method: Any, method_name: str, config: TrainingConfig) -> None:
+    """A method scoring the model before forgetting needs it: the adapter disabled (``lora.r > 0``) or a
+    ``reference_model``; a reference for a method that scores none is a mistake."""
+    reference = config.forget.reference_model
+    if reference and not method.needs_reference:
+        raise ValueError(f"reference_model is set, but method {method_name!r} scores no reference")
+    if config.tune.r == 0 and method.needs_reference and not reference:
+        raise ValueError(f"method {method_name!r} scores the model before forgetting (the adapter disabled); it "
+                         "needs lora.r > 0 or a reference_model")
+
+
+def reference_model(config: TrainingConfig, accelerator: Accelerator) -> torch.nn.Module | None:
+    """The frozen model named by ``reference_model`` (MLLMU-Bench's NPO "oracle"), or None (the adapter disabled)."""
+    path = config.forget.reference_model
+    if not path:
+        return None
+    net = load_model(path, config.model.dtype, config.model.attn_implementation)
+    net.requires_grad_(False)
+    log.info("reference scores from %s (frozen)", path)
+    return net.to(accelerator.device).eval()
+
+
+def stream_scores(method: Any, reference_net: torch.nn.Module | None, accelerator: Accelerator
+                  ) -> Callable[[torch.nn.Module, dict], tuple[StreamScores, StreamScores | None]]:
+    """Scores of a batch's streams by the model and, for methods that need one, by the reference: the named
+    model, or the same weights with the adapter disabled; only the rows the loss reads."""
     keep_full = getattr(method, "needs_full_logits", False)  # losses over every position (the originals' KL)
-    reference_net = None
-    if reference_path:
-        reference_net = load_model(reference_path, cfg.model.dtype, cfg.model.attn_implementation)
-        reference_net.requires_grad_(False)
-        reference_net.to(accelerator.device).eval()
-        log.info("reference scores from %s (frozen)", reference_path)
 
-    def scores(model, batch):
+    def scores(model: torch.nn.Module, batch: dict) -> tuple[StreamScores, StreamScores | None]:
         policy = StreamScores(forward_answer_logits(model, batch, keep_full), batch["streams"])
         reference = None
         rows = batch.get("reference", batch)  # only the streams whose reference scores the loss reads
@@ -120,33 +178,7 @@ def forget(cfg: DictConfig) -> Path:
                                          rows["streams"])
         return policy, reference
 
-    def step_loss(model, batch, progress):
-        return method.loss(*scores(model, batch), progress)
-
-    def pass_loss(model, batch, progress):
-        name = pass_of(batch)
-        loss = passes[name](*scores(model, batch))
-        return loss, {f"{name}_pass": loss.item()}
-
-    saver = step_saver(cfg.save_every, claim.work_dir, accelerator)
-    metrics = training_metrics(cfg, claim, accelerator)
-    if passes:
-        log.info("sequential passes: every forget batch, then every retain batch, per epoch, at a constant rate")
-        prepared, summary = train(model, pass_items, PassCollator(collator), pass_loss,
-                                  dataclasses.replace(settings, scheduler="constant", warmup_ratio=0.0), accelerator,
-                                  metrics, on_step=saver,
-                                  batch_sampler=PassBatches(pass_items, settings.batch_size, settings.shuffle,
-                                                            cfg.seed))
-    else:
-        prepared, summary = train(model, dataset, StreamCollator(collator, uses, reference_rows(method)), step_loss,
-                                  settings, accelerator, metrics, on_step=saver)
-    return save_and_finish(accelerator, prepared, claim, metrics, {
-        "kind": "forget", "benchmark": benchmark.name, "model": cfg.model.name, "method": cfg.method.name,
-        "split": cfg.forget_split, "forget_modality": cfg.forget_modality,
-        "streams": {use.name: use.pairing for use in uses}, "passes": "sequential" if passes else "joint",
-        "stream_sources": {name: source for name, source in stream_sources(benchmark).items() if name in streams},
-        "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
-    }, processor=collator.processor if full else None)
+    return scores
 
 
 def reference_rows(method: Any) -> tuple[str, ...] | None:
@@ -157,20 +189,19 @@ def reference_rows(method: Any) -> tuple[str, ...] | None:
     return getattr(method, "reference_streams", None)
 
 
-def sequential_passes(cfg: DictConfig, method: Any, uses: Any, streams: dict[str, list]
+def sequential_passes(passes: str, method: Any, method_name: str, uses: Any, streams: dict[str, list]
                       ) -> tuple[dict[str, Any] | None, PassItems | None]:
     """``passes=sequential`` (MLLMU-Bench's compat): the method's per-pass losses and the items in pass order; a
     method that scores the forget set alone trains the same either way, one without a sequential form jointly."""
-    if cfg.get("passes", "joint") != "sequential":
+    if passes != "sequential":
         return None, None
     if [use.name for use in uses] == ["forget"]:
         return None, None
     if not hasattr(method, "sequential_passes"):
-        log.warning("method %s has no sequential form (gd and kl have one); trained jointly",
-                    cfg.method.name)
+        log.warning("method %s has no sequential form (gd and kl have one); trained jointly", method_name)
         return None, None
     if [use.name for use in uses] != ["forget", "retain"]:
-        raise ValueError(f"sequential passes take the forget and retain streams; method {cfg.method.name!r} scores "
+        raise ValueError(f"sequential passes take the forget and retain streams; method {method_name!r} scores "
                          f"{[use.name for use in uses]}")
     return method.sequential_passes(), PassItems(streams["forget"], streams["retain"])
 

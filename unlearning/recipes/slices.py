@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
+from unlearning.benchmarks import STARTS_FROM
 from unlearning.data.collator import LABEL_SCOPES
 from unlearning.data.pixel_cache import PIXEL_CACHE_MB
 from unlearning.models.loading import LORA_MATCH, PARTS
 from unlearning.runs.trackers import tracker_names
+from unlearning.training.trainer import TrainSettings
 
 DTYPES = ("float32", "float16", "bfloat16")
 MODALITIES = ("multimodal", "unimodal")
@@ -28,7 +31,7 @@ class SettingError(ValueError):
 
 
 def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def _whole(value: Any, name: str, low: int = 0) -> int:
@@ -176,3 +179,117 @@ class ForgetSlice:
                    _choice(cfg.get("passes", "joint"), "passes", PASSES),
                    None if cfg.get("model_path") is None else str(cfg.model_path),
                    None if cfg.get("reference_model") is None else str(cfg.reference_model))
+
+
+@dataclass(frozen=True)
+class BenchmarkSlice:
+    """``benchmark.*`` and ``data_dir``: which benchmark, its data (the built-in folder is generated on first use),
+    how it is read, and what forgetting starts from."""
+
+    name: str
+    data_dir: str
+    builtin_dir: str
+    options: Mapping[str, Any]
+    synthetic: Mapping[str, Any]
+    starts_from: str
+    stage_one_split: str | None
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> BenchmarkSlice:
+        bench = cfg.benchmark
+        return cls(str(bench.name), str(cfg.data_dir), str(bench.builtin_dir), _plain(bench.options) or {},
+                   _plain(bench.synthetic) or {}, _choice(bench.starts_from, "benchmark.starts_from", STARTS_FROM),
+                   bench.get("stage_one_split"))
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """A finetune or forget run's config, read into its slices and checked before anything loads; ``resolved`` is
+    the whole config (the run's identity, ``config.yaml``)."""
+
+    benchmark: BenchmarkSlice
+    model: ModelSlice
+    tune: TuneSlice
+    prompt: PromptSlice
+    run: RunSlice
+    train: TrainSettings
+    seed: int
+    resolved: Mapping[str, Any]
+    split: str | None = None  # finetune: the split trained on
+    forget: ForgetSlice | None = None  # forget: what is forgotten, from where
+
+    @classmethod
+    def from_config(cls, cfg: Any, kind: str) -> TrainingConfig:
+        """``kind``: finetune or forget; every slice is read here, so the first bad setting stops the run here."""
+        try:
+            train = TrainSettings(
+                lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+                weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, scheduler=cfg.scheduler,
+                max_grad_norm=cfg.max_grad_norm, max_steps=cfg.max_steps, log_every=cfg.log_every, seed=cfg.seed,
+                shuffle=cfg.shuffle, decay_exempt=cfg.decay_exempt, num_workers=cfg.get("num_workers", 0))
+        except ValueError as error:
+            raise SettingError(str(error)) from error
+        return cls(BenchmarkSlice.from_config(cfg), ModelSlice.from_config(cfg.model), TuneSlice.from_config(cfg),
+                   PromptSlice.from_config(cfg), RunSlice.from_config(cfg), train, _whole(cfg.seed, "seed"),
+                   _plain(cfg), split=str(cfg.split) if kind == "finetune" else None,
+                   forget=ForgetSlice.from_config(cfg) if kind == "forget" else None)
+
+    @property
+    def group_dir(self) -> Path:
+        """Where this benchmark/model's runs live."""
+        return Path(self.run.root) / self.benchmark.name / self.model.name
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """An evaluation command's config in its slices (``eval.*`` itself is ``EvalSettings``): what is evaluated
+    (``run_dirs``, or ``model_path`` with an optional ``adapter_path``; ``steps``; the ``reference_run``), on which
+    splits, with which general evaluations, and where the numbers also go (``report_to``)."""
+
+    benchmark: BenchmarkSlice
+    model: ModelSlice
+    prompt: PromptSlice
+    run_root: str
+    forget_split: str
+    retain_split: str | None
+    reference_split: str | None
+    run_dirs: tuple[str, ...] | None
+    model_path: str | None
+    adapter_path: str | None
+    reference_run: str | None
+    steps: str | tuple[int, ...] | None
+    eval_options: Mapping[str, Any]
+    general_evals: tuple[str, ...]
+    general: Mapping[str, Any] | None
+    merge_adapters: bool
+    report_to: tuple[str, ...]
+    resolved: Mapping[str, Any]
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> EvalConfig:
+        steps = _plain(cfg.get("steps"))
+        if steps is not None and steps != "all":
+            if not isinstance(steps, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
+                raise SettingError(f"steps must be null, all or a list of optimiser steps, got {steps!r}")
+            steps = tuple(steps)
+        if cfg.get("adapter_path") and not cfg.get("model_path"):
+            raise SettingError("adapter_path goes with model_path (the model the adapter was trained on)")
+        try:
+            report_to = tracker_names(_plain(cfg.get("report_to")))
+        except ValueError as error:
+            raise SettingError(str(error)) from error
+        run_dirs = _plain(cfg.get("run_dirs"))
+        optional = {key: None if cfg.get(key) is None else str(cfg.get(key))
+                    for key in ("model_path", "adapter_path", "reference_run")}
+        return cls(BenchmarkSlice.from_config(cfg), ModelSlice.from_config(cfg.model), PromptSlice.from_config(cfg),
+                   str(cfg.run_root), str(cfg.forget_split),
+                   None if cfg.get("retain_split") is None else str(cfg.retain_split),
+                   cfg.benchmark.get("reference_split"), None if not run_dirs else tuple(map(str, run_dirs)),
+                   optional["model_path"], optional["adapter_path"], optional["reference_run"], steps,
+                   _plain(cfg.benchmark.get("eval_options")) or {}, tuple(_plain(cfg.benchmark.general_evals) or ()),
+                   _plain(cfg.eval.get("general")), _flag(cfg.eval.get("merge_adapters", True), "eval.merge_adapters"),
+                   report_to, _plain(cfg))
+
+    @property
+    def group_dir(self) -> Path:
+        return Path(self.run_root) / self.benchmark.name / self.model.name

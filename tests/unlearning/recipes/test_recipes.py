@@ -310,18 +310,20 @@ def test_built_in_benchmark_is_generated_once_and_checked(tmp_path: Path, tiny_d
     from accelerate import Accelerator
 
     from unlearning.recipes.common import BUILTIN_MARKER, build_benchmark
+    from unlearning.recipes.slices import BenchmarkSlice
 
     builtin = tmp_path / "builtin"
     settings = ["benchmark.synthetic.n_identities=20", "benchmark.synthetic.qa_per_identity=2",
                 "benchmark.synthetic.image_size=32", f"benchmark.builtin_dir={builtin}"]
     cfg = make_config("finetune", tmp_path, builtin, tiny_dir, *settings)
-    benchmark = build_benchmark(cfg, Accelerator(cpu=True))
+    benchmark = build_benchmark(BenchmarkSlice.from_config(cfg), Accelerator(cpu=True))
     assert len(benchmark.train_examples("full")) == 40 and (builtin / BUILTIN_MARKER).is_file()
     changed = make_config("finetune", tmp_path, builtin, tiny_dir, *settings, "benchmark.synthetic.seed=5")
     with pytest.raises(ValueError, match="delete the folder to regenerate"):
-        build_benchmark(changed, Accelerator(cpu=True))
+        build_benchmark(BenchmarkSlice.from_config(changed), Accelerator(cpu=True))
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        build_benchmark(make_config("finetune", tmp_path, tmp_path / "nope", tiny_dir), Accelerator(cpu=True))
+        build_benchmark(BenchmarkSlice.from_config(make_config("finetune", tmp_path, tmp_path / "nope", tiny_dir)),
+                        Accelerator(cpu=True))
 
 
 def test_a_model_that_is_not_a_run_is_evaluated_by_path(runs: Path, fiu_dir: Path, tiny_dir: Path, tmp_path: Path):

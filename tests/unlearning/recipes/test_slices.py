@@ -1,0 +1,57 @@
+"""A recipe's config read into typed slices: a bad value names its setting and stops the recipe before any data,
+model or run folder is touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from unlearning.recipes.common import CONFIG_DIR
+from unlearning.recipes.evaluate import evaluate
+from unlearning.recipes.finetune import finetune
+from unlearning.recipes.forget import forget
+from unlearning.recipes.slices import EvalConfig, SettingError, TrainingConfig
+
+
+def config(name: str, root: Path, *overrides: str):
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        return compose(name, overrides=[f"run_root={root}/runs", f"data_dir={root}/data",
+                                        f"benchmark.builtin_dir={root}/data", f"model.path={root}/model",
+                                        *overrides])
+
+
+def test_slices_of_the_shipped_configs(tmp_path: Path):
+    forget_config = TrainingConfig.from_config(config("forget", tmp_path), "forget")
+    assert forget_config.forget.split == "forget10" and forget_config.tune.r > 0 and forget_config.split is None
+    assert forget_config.group_dir == tmp_path / "runs" / "fiubench" / "tiny"
+    assert forget_config.resolved["method"]["name"] == "ga"  # the whole config, for the run's identity
+    finetune_config = TrainingConfig.from_config(config("finetune", tmp_path), "finetune")
+    assert finetune_config.split == "full" and finetune_config.forget is None and finetune_config.tune.r == 0
+    evaluation = EvalConfig.from_config(config("eval", tmp_path, "steps=[6,12]"))
+    assert evaluation.steps == (6, 12) and evaluation.general_evals == ("mme", "pope")
+
+
+@pytest.mark.parametrize(("recipe", "override", "message"), [
+    ("forget", "model.dtype=float8", "model.dtype must be one of"),
+    ("forget", "lora.r=-1", "lora.r must be a whole number >= 0"),
+    ("forget", "lora.dropout=1.5", r"lora.dropout must be in \[0, 1\)"),
+    ("forget", "tune.projector=maybe", "tune.projector must be true or false"),
+    ("forget", "save_every=0", "save_every must be a whole number >= 1"),
+    ("forget", "report_to=comet", "report_to must be none or among"),
+    ("forget", "forget_modality=audio", "forget_modality must be one of"),
+    ("forget", "label_scope=prompt", "label_scope must be one of"),
+    ("forget", "lr=abc", "lr must be a number"),
+    ("finetune", "overwrite=maybe", "overwrite must be true or false"),
+    ("finetune", "pixel_cache_mb=-1", "pixel_cache_mb must be a whole number >= 0"),
+    ("eval", "steps=[a]", "steps must be null, all or a list"),
+    ("eval", "adapter_path=/x", "adapter_path goes with model_path"),
+    ("eval", "eval.merge_adapters=sometimes", "eval.merge_adapters must be true or false"),
+])
+def test_a_bad_setting_is_named_before_anything_is_touched(tmp_path: Path, recipe: str, override: str,
+                                                           message: str):
+    run = {"forget": forget, "finetune": finetune, "eval": evaluate}[recipe]
+    with pytest.raises(SettingError, match=message):
+        run(config(recipe, tmp_path, override))
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()  # no data generated, no run
