@@ -16,6 +16,7 @@ from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
 from unlearning.data.examples import Example
 from unlearning.evaluation.judge.judgments import judged_cell
 from unlearning.evaluation.runner import EvalSettings, Evaluation
+from unlearning.evaluation.shape import Expectation
 
 SET_TITLES = {"forget": "Forget", "test": "Test", "retain": "Retain", "celebrity": "Celebrity"}
 METRIC_COLUMNS = (("Class. Acc", "classification_acc", 100), ("ROUGE-1", "rouge1_f", 1), ("ROUGE-2", "rouge2_f", 1),
@@ -38,6 +39,12 @@ def _count(set_name: str, key: str) -> Callable[[Mapping[str, Any], Mapping[str,
     return count
 
 
+def _demo(rows: Mapping[str, Mapping[str, Any]], method: str) -> Mapping[str, Any]:
+    """A demo row evaluated on image+text questions: the vanilla model's, or a method's forgetting with image+text
+    data."""
+    return rows[f"{method}/{'—' if method == 'vanilla_full' else 'image+text'}/image+text"]
+
+
 @BENCHMARKS.register("mllmu")
 class MllmuTask:
     name = "mllmu"
@@ -52,6 +59,26 @@ class MllmuTask:
                           judge="llm" if key == "factuality" else "none", n=_count(s, key))
                    for s in SETS for title, key, _ in METRIC_COLUMNS)),
         tradeoff=("Retain Class. Acc", "Forget Class. Acc"), log_y=False, row_key="eval modality",
+    )
+    # The built-in demo, forgetting with image+text data and evaluated on image+text questions (rows by method,
+    # forget data and evaluated modality).
+    demo_rows = ("method", "forget data", "eval modality")
+    demo_shape = (
+        Expectation("the vanilla model learnt the profiles: forget and retain classification accuracy >= 90",
+                    lambda r: _demo(r, "vanilla_full")["Forget Class. Acc"] >= 90
+                    and _demo(r, "vanilla_full")["Retain Class. Acc"] >= 90),
+        Expectation("GA and NPO forget: forget classification accuracy at least 40 points below the vanilla model's",
+                    lambda r: all(_demo(r, m)["Forget Class. Acc"] <= _demo(r, "vanilla_full")["Forget Class. Acc"]
+                                  - 40 for m in ("ga", "npo"))),
+        Expectation("and lose retain knowledge with it: retain classification at least 40 points below",
+                    lambda r: all(_demo(r, m)["Retain Class. Acc"] <= _demo(r, "vanilla_full")["Retain Class. Acc"]
+                                  - 40 for m in ("ga", "npo"))),
+        Expectation("GD and KL keep retain knowledge: retain classification within 10 points of the vanilla model's",
+                    lambda r: all(_demo(r, m)["Retain Class. Acc"] >= _demo(r, "vanilla_full")["Retain Class. Acc"]
+                                  - 10 for m in ("gd", "kl"))),
+        Expectation("while forgetting the generated answers: forget ROUGE-L at least 0.1 below the vanilla model's",
+                    lambda r: all(_demo(r, m)["Forget ROUGE-L"] <= _demo(r, "vanilla_full")["Forget ROUGE-L"] - 0.1
+                                  for m in ("gd", "kl"))),
     )
 
     def __init__(self, data_dir: str | Path, train_split_dir: str | None = None) -> None:
