@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
 from unlearning.data.examples import DataError, Example
+from unlearning.data.records import object_list
 
 FORGET_SPLITS = ("forget_5", "forget_10", "forget_15")
 RETAIN_OF = {"forget_5": "retain_95", "forget_10": "retain_90", "forget_15": "retain_85"}
@@ -206,13 +207,8 @@ def parse_train_row(row: dict[str, Any], where: str) -> list[Example]:
         qas = json.loads(metadata) if isinstance(metadata, str) else metadata
     except json.JSONDecodeError as error:
         raise DataError(f"{where}: 'metadata' is not valid JSON ({error.msg})") from error
-    if not isinstance(qas, list) or not qas:
-        raise DataError(f"{where}: 'metadata' must be a non-empty list of QAs")
     examples = []
-    for index, qa in enumerate(qas):
-        here = f"{where} metadata[{index}]"
-        if not isinstance(qa, dict):
-            raise DataError(f"{here}: expected an object")
+    for index, (here, qa) in enumerate(object_list(qas, where, "metadata", min_len=1)):
         kind = qa.get("Type", "Image_Textual")
         if kind not in TYPE_TO_MODALITY:
             raise DataError(f"{here}: 'Type' {kind!r} is not one of {sorted(TYPE_TO_MODALITY)}")

@@ -28,9 +28,9 @@ from unlearning.data.records import (
     check_image,
     load_refusals,
     object_field,
+    object_list,
     read_records,
     resolve_image,
-    shown,
     string_field,
 )
 
@@ -84,14 +84,8 @@ def parse_record(record: dict[str, Any], data_dir: Path, split: str, index: int,
     check_image(image, where)
     sd_image = resolve_image(data_dir, string_field(record, "SDImage_path", where), f"{where} SDImage_path")
     check_image(sd_image, where)
-    pairs = record.get("unsafe_pairs")
-    if not isinstance(pairs, list):
-        raise DataError(f"{where}: field 'unsafe_pairs' must be a list, got {shown(pairs)}")
     unsafe = []
-    for position, pair in enumerate(pairs):
-        here = f"{where} unsafe_pairs[{position}]"
-        if not isinstance(pair, dict):
-            raise DataError(f"{here}: expected an object, got {shown(pair)}")
+    for here, pair in object_list(record.get("unsafe_pairs"), where, "unsafe_pairs"):
         unsafe.append(UnsafePair(string_field(pair, "question", here), string_field(pair, "model_response", here),
                                  string_field(pair, "sd_response", here)))
     harmless = []

@@ -83,6 +83,20 @@ def object_field(record: Mapping[str, Any], name: str, where: str) -> dict[str, 
     return value
 
 
+def object_list(value: Any, where: str, name: str, min_len: int = 0) -> list[tuple[str, dict[str, Any]]]:
+    """The objects of a list field, each with where it is (``<where> <name>[i]``), for errors naming the item."""
+    if not isinstance(value, list) or len(value) < min_len:
+        least = f"a list of at least {min_len} objects" if min_len else "a list"
+        raise DataError(f"{where}: field {name!r} must be {least}, got {shown(value)}")
+    items = []
+    for index, item in enumerate(value):
+        here = f"{where} {name}[{index}]"
+        if not isinstance(item, dict):
+            raise DataError(f"{here}: expected an object, got {shown(item)}")
+        items.append((here, item))
+    return items
+
+
 def resolve_image(data_dir: Path, raw: str, where: str) -> Path:
     """Find ``raw`` inside ``data_dir``; releases write paths relative to their repository root, so a leading
     ``./`` and ``dataset/`` are tried stripped too. A path that leaves the folder is an error."""

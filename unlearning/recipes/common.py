@@ -43,6 +43,7 @@ from unlearning.runs.identity import training_identity
 from unlearning.runs.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.runs.provenance import check_versions
 from unlearning.runs.trackers import MetricLog
+from unlearning.training.trainer import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -289,3 +290,14 @@ def save_and_finish(accelerator: Accelerator, prepared: torch.nn.Module, claim: 
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return claim.run_dir
+
+
+def start_training(cfg: DictConfig, kind: str) -> tuple[Compat, TrainingConfig, Accelerator, Benchmark]:
+    """A finetune or forget run's first steps: the compat switches set their values, the config is read into its
+    slices (a bad value stops here), the processes and the seed are set, and the benchmark is opened (its built-in
+    data written on first use; its package imported, with any method it adds)."""
+    compat = with_compat(cfg, "train")
+    config = TrainingConfig.from_config(cfg, kind)
+    accelerator = make_accelerator(config.train.grad_accum)
+    seed_everything(config.seed)
+    return compat, config, accelerator, build_benchmark(config.benchmark, accelerator)

@@ -24,31 +24,24 @@ from unlearning.data.streams import validate_examples
 from unlearning.inference.scoring import forward_answer_logits, mean_nll
 from unlearning.recipes.common import (
     CONFIG_DIR,
-    build_benchmark,
     ensure_model,
-    make_accelerator,
     prepare_run,
     save_and_finish,
     setup_logging,
+    start_training,
     step_saver,
     trainable_model,
     training_collator,
     training_metrics,
-    with_compat,
 )
-from unlearning.recipes.slices import TrainingConfig
 from unlearning.runs.folders import base_model_entry
-from unlearning.training.trainer import seed_everything, train
+from unlearning.training.trainer import train
 
 log = logging.getLogger(__name__)
 
 
 def finetune(cfg: DictConfig) -> Path:
-    compat = with_compat(cfg, "train")  # the compat switches on set their values first
-    config = TrainingConfig.from_config(cfg, "finetune")  # every slice checked: a bad value stops here
-    accelerator = make_accelerator(config.train.grad_accum)
-    seed_everything(config.seed)
-    benchmark = build_benchmark(config.benchmark, accelerator)
+    compat, config, accelerator, benchmark = start_training(cfg, "finetune")
     model_path = ensure_model(config.model, benchmark, accelerator)
     examples = benchmark.train_examples(config.split)
     if not examples:

@@ -43,33 +43,27 @@ from unlearning.models.loading import (
 )
 from unlearning.recipes.common import (
     CONFIG_DIR,
-    build_benchmark,
-    make_accelerator,
     prepare_run,
     save_and_finish,
     setup_logging,
+    start_training,
     starting_model,
     step_saver,
     trainable_model,
     training_collator,
     training_metrics,
-    with_compat,
 )
 from unlearning.recipes.slices import TrainingConfig
 from unlearning.runs.folders import base_model_entry
 from unlearning.training.methods import StreamScores, build_method
 from unlearning.training.passes import PassBatches, PassCollator, PassItems, pass_of
-from unlearning.training.trainer import seed_everything, train
+from unlearning.training.trainer import train
 
 log = logging.getLogger(__name__)
 
 
 def forget(cfg: DictConfig) -> Path:
-    compat = with_compat(cfg, "train")  # the compat switches on set their values first
-    config = TrainingConfig.from_config(cfg, "forget")  # every slice checked: a bad value stops here
-    accelerator = make_accelerator(config.train.grad_accum)
-    seed_everything(config.seed)
-    benchmark = build_benchmark(config.benchmark, accelerator)  # imports the benchmark package (and its methods)
+    compat, config, accelerator, benchmark = start_training(cfg, "forget")
     method = build_method(cfg.method)
     uses, streams, where = forget_streams(benchmark, method, cfg.method.name, config)
     check_reference(method, cfg.method.name, config)
