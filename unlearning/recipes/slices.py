@@ -90,8 +90,8 @@ class TuneSlice:
     """``lora.*``, ``tune.*`` and ``lora_match``: what trains and how (``lora.r=0``: the tuned parts in full)."""
 
     r: int
-    alpha: float
-    dropout: float
+    alpha: int | float
+    dropout: int | float
     parts: Mapping[str, bool]
     match: str = "path"
 
@@ -111,7 +111,7 @@ class TuneSlice:
             _flag(value, f"tune.{part}")
         if not any(tune.values()):
             raise SettingError("tune trains nothing: set tune.language_model, tune.projector or tune.vision_tower")
-        return cls(r, float(alpha), float(dropout), dict(tune),
+        return cls(r, alpha, dropout, dict(tune),  # as given: peft saves them in adapter_config.json
                    _choice(cfg.get("lora_match", "path"), "lora_match", LORA_MATCH))
 
 

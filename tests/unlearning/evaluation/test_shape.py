@@ -7,6 +7,7 @@ import pytest
 
 from fiubench.benchmark import FiuBenchTask
 from mllmu.benchmark import MllmuTask
+from safeeraser.benchmark import SafeEraserTask
 from unlearning.evaluation.shape import Expectation, check_shape, rows_by
 
 # The demo's FIUBench table (forget ROUGE-L, retain ROUGE-L, forget quality) measured with the default (AVX-512)
@@ -67,4 +68,23 @@ def test_mllmu_demo_shape_holds_on_every_measured_setting(setting: str):
              "eval modality": "image+text", "Forget Class. Acc": fc, "Forget ROUGE-L": fr, "Retain Class. Acc": rc}
             for method, (fc, fr, rc) in MLLMU_MEASURED[setting].items()]
     results = check_shape(rows_by(rows, *MllmuTask.demo_rows), MllmuTask.demo_shape)
+    assert all(holds for _, holds in results), results
+
+
+# SafeEraser's demo: efficacy ASR, SARR, RR, measured pinned here and on the README's earlier machine.
+SAFEERASER_MEASURED = {
+    "pinned": {"vanilla_full": (94.44, 0.0, 0.0), "ga": (0.0, 100.0, 0.0), "ga_pd": (0.0, 0.0, 0.0),
+               "gd": (13.89, 0.0, 0.0), "gd_pd": (22.22, 0.0, 0.0), "kl": (0.0, 0.0, 0.0), "kl_pd": (0.0, 0.0, 0.0),
+               "po": (0.0, 100.0, 91.67), "po_pd": (55.56, 0.0, 13.89)},
+    "readme_machine": {"vanilla_full": (80.56, 0.0, 0.0), "ga": (0.0, 100.0, 0.0), "ga_pd": (0.0, 0.0, 0.0),
+                       "gd": (5.56, 0.0, 0.0), "gd_pd": (13.89, 0.0, 0.0), "kl": (5.56, 0.0, 0.0),
+                       "kl_pd": (5.56, 0.0, 0.0), "po": (0.0, 83.33, 94.44), "po_pd": (52.78, 0.0, 27.78)},
+}
+
+
+@pytest.mark.parametrize("setting", sorted(SAFEERASER_MEASURED))
+def test_safeeraser_demo_shape_holds_on_every_measured_setting(setting: str):
+    rows = [{"method": method, "Efficacy ASR": asr, "SARR": sarr, "RR": rr}
+            for method, (asr, sarr, rr) in SAFEERASER_MEASURED[setting].items()]
+    results = check_shape(rows_by(rows, *SafeEraserTask.demo_rows), SafeEraserTask.demo_shape)
     assert all(holds for _, holds in results), results
