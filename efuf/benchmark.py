@@ -18,6 +18,7 @@ from efuf.synthetic import write_efuf
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
 from unlearning.data.examples import DataError, Example
 from unlearning.evaluation.runner import EvalSettings, Evaluation
+from unlearning.evaluation.shape import Expectation
 
 # (column, aggregate key, better, scale)
 METRICS = (("CHAIR_s", "chair_s", "lower", 100.0), ("CHAIR_i", "chair_i", "lower", 100.0),
@@ -46,6 +47,16 @@ class EfufTask:
                  *(Column(title, better, n=_captions) for title, _, better, _ in METRICS),
                  *(Column(title, "higher", n=_general_n(key)) for title, key in GENERAL)),
         tradeoff=("BLEU-4", "CHAIR_i"), log_y=False,
+    )
+    demo_rows = ("method",)
+    demo_shape = (
+        Expectation("the vanilla captioner hallucinates (CHAIR_s >= 20)", lambda r: r["vanilla_full"]["CHAIR_s"] >= 20),
+        Expectation("EFUF with the sentence loss lowers hallucination: CHAIR_i below the vanilla captioner's",
+                    lambda r: r["efuf_sentence"]["CHAIR_i"] < r["vanilla_full"]["CHAIR_i"]),
+        Expectation("and keeps its captions: BLEU-1 within 5 points of the vanilla captioner's or above",
+                    lambda r: r["efuf_sentence"]["BLEU-1"] >= r["vanilla_full"]["BLEU-1"] - 5),
+        Expectation("GA damages the captions: BLEU-1 at least 20 points below the vanilla captioner's",
+                    lambda r: r["ga"]["BLEU-1"] <= r["vanilla_full"]["BLEU-1"] - 20),
     )
 
     def __init__(self, data_dir: str | Path, **options: Any) -> None:

@@ -14,7 +14,8 @@ path it can take on every such CPU makes the digits repeat:
   ATen splits reductions by thread).
 
 The demo scripts and the test suite set these (``eval "$(python -m unlearning.runs.numerics)"`` pins a shell); a
-value already in the environment is kept, so a user can still choose another. Nothing here imports torch at
+value already in the environment is kept, so a user can still choose another, and ``UNLEARNING_CPU_NUMERICS=native``
+pins nothing. Nothing here imports torch at
 import time: the thread count must be in the environment before the OpenMP runtime loads. Costs and the checks
 behind the claim are in docs/reproducibility.md.
 """
@@ -36,8 +37,11 @@ PINNED_CPU_NUMERICS: dict[str, str] = {
 
 
 def pin_cpu_numerics(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """Set every pin the environment does not already set; returns the values in force."""
+    """Set every pin the environment does not already set; returns the values in force. With
+    ``UNLEARNING_CPU_NUMERICS=native`` nothing is pinned (each library picks its own path: faster, other digits)."""
     environ = os.environ if environ is None else environ
+    if environ.get("UNLEARNING_CPU_NUMERICS") == "native":
+        return {}
     for name, value in PINNED_CPU_NUMERICS.items():
         environ.setdefault(name, value)
     return {name: environ[name] for name in PINNED_CPU_NUMERICS}

@@ -59,6 +59,8 @@ def test_the_repository_lock_pins_every_requirement():
 def test_pins_keep_values_already_chosen():
     environ = {"ATEN_CPU_CAPABILITY": "avx512"}
     assert pin_cpu_numerics(environ) == {**PINNED_CPU_NUMERICS, "ATEN_CPU_CAPABILITY": "avx512"}
+    native = {"UNLEARNING_CPU_NUMERICS": "native"}
+    assert pin_cpu_numerics(native) == {} and native == {"UNLEARNING_CPU_NUMERICS": "native"}  # nothing pinned
 
 
 def test_the_test_session_runs_on_the_pinned_path():
