@@ -85,7 +85,7 @@ def parse_identity(record: dict[str, Any], data_dir: Path, where: str) -> list[F
 def capitalized(qa: FiuQA) -> FiuQA:
     """The original's ``str.capitalize()`` (first letter upper, every other lower: names and acronyms too) of the
     question, its paraphrases, the answer and the paraphrased answer; the perturbed answers (a list) stayed as they
-    were (``compat=official``)."""
+    were (compat switch ``capitalize``)."""
     return dataclasses.replace(qa, question=qa.question.capitalize(), answer=qa.answer.capitalize(),
                                paraphrased_questions=tuple(q.capitalize() for q in qa.paraphrased_questions),
                                paraphrased_answer=qa.paraphrased_answer.capitalize())

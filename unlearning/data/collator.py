@@ -38,7 +38,7 @@ def stop_token_ids(tokenizer: Any, generation_config: Any | None) -> list[int]:
 
 @dataclass(frozen=True)
 class OriginalPrompt:
-    """An original code's hand-written prompt and label rule (``compat=official``; FIUBench's model_config.yaml tags).
+    """An original code's hand-written prompt and label rule (FIUBench's model_config.yaml tags; compat).
 
     The conversation is ``system_tag + question_start_tag + "<image>\\n" + question + answer_tag + answer`` with no
     EOS (``chat_template=True``: the processor's chat template, as the original did for Llama-3.2). Labels start at

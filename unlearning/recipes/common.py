@@ -162,7 +162,7 @@ def ensure_model(model: ModelSlice, benchmark: Benchmark, accelerator: Accelerat
 def make_collator(processor: Any, generation_config: Any | None, system_prompt: str | None,
                   label_scope: str = "answer", original: Mapping[str, Any] | None = None,
                   pixel_cache: CachedImageProcessor | None = None) -> ChatCollator:
-    """``original``: an original code's hand-written prompt and label rule (``compat=official``); ``pixel_cache``:
+    """``original``: an original code's hand-written prompt and label rule (a compat switch); ``pixel_cache``:
     where processed images are remembered (shared by an evaluation command's runs; default: the collator's own)."""
     return ChatCollator(processor, stop_token_ids(processor.tokenizer, generation_config), system_prompt=system_prompt,
                         label_scope=label_scope, original=OriginalPrompt(**original) if original else None,

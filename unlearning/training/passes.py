@@ -1,5 +1,5 @@
 """Sequential passes: each epoch steps through every forget batch, then every retain batch (MLLMU-Bench's GA_Diff
-and KL_Min, reproduced under ``compat=official``; our default is one joint loss per step).
+and KL_Min, reproduced by its compat switch ``sequential_passes``; our default is one joint loss per step).
 
 Batches never mix the two sets; a method that offers this form names each pass's loss (``sequential_passes()``:
 ``{"forget": loss(policy, reference), "retain": loss(policy, reference)}``). The original stepped its linear

@@ -2,7 +2,7 @@
 
 Checked against FIUBench ``forget.py`` (``gd``, weights 1:1). Forget and retain rows come from one
 batch and one optimiser step; ``sequential_passes`` gives MLLMU-Bench's GA_Diff form (every forget batch ascends,
-then every retain batch descends: ``passes=sequential`` under its ``compat=official``).
+then every retain batch descends: ``passes=sequential``, its compat switch ``sequential_passes``).
 Typical retain_weight: 1.0.
 """
 

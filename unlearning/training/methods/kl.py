@@ -2,8 +2,9 @@
 
 The KL is averaged over retain *answer* tokens only. The originals took it over every position of the retain
 batch (padding, prompt and 576 image positions included), which dilutes it (docs/fidelity.md); ``reduction``
-reproduces them under ``compat=official``: ``all_positions`` (FIUBench, SafeEraser: the mean over B*T positions),
-``all_positions_per_row`` (MLLMU-Bench's KL_Min: their sum over B rows, plus ``retain_nll`` x NLL(retain)).
+reproduces them (compat switches ``kl_over_all_positions``, ``kl_min``): ``all_positions`` (FIUBench, SafeEraser:
+the mean over B*T positions), ``all_positions_per_row`` (MLLMU-Bench's KL_Min: their sum over B rows, plus
+``retain_nll`` x NLL(retain)).
 The reference is the pre-forgetting model (LoRA adapters disabled). Typical retain_weight: 1.0.
 """
 

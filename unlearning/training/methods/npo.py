@@ -2,8 +2,8 @@
 L = (2/beta) * mean_i softplus(beta * (log p_theta(y_i|x_i) - log p_ref(y_i|x_i))) + retain_weight * NLL(retain).
 
 log p(y|x) is summed over each forget answer's tokens (per sequence), as in the paper and open-unlearning;
-MLLMU-Bench applied it once per batch to the batch-mean token NLL (``granularity="batch_token_mean"``, its
-``compat=official``). The reference is the pre-forgetting model (adapters disabled), or the model named by the
+MLLMU-Bench applied it once per batch to the batch-mean token NLL (``granularity="batch_token_mean"``, the compat
+switch ``npo_batch_mean``). The reference is the pre-forgetting model (adapters disabled), or the model named by the
 forget run's ``reference_model`` (MLLMU-Bench's "oracle"). Typical beta: 0.1-0.5. retain_weight 0 is plain NPO;
 1 is NPO+RT.
 """

@@ -5,7 +5,7 @@ The benchmark's ``refusal`` stream holds each forget question with a refusal ans
 list from the data folder, or the toolkit's own list), aligned with its forget example. Each set's NLL is its
 own token mean, so the 1:1 weighting does not depend on answer lengths. ``joint=True`` is the originals' (FIUBench,
 SafeEraser): one token mean over the refusal and retain answers together, where the longer set weighs more
-(``compat=official``).
+(compat switch ``po_joint_mean``).
 """
 
 from __future__ import annotations
