@@ -5,7 +5,8 @@ from unlearning.compat import Switch, declare
 
 SWITCHES = declare(
     "efuf",
-    Switch("character_bleu", "BLEU over characters against the image's last caption, smoothing method 7", ("E7",),
+    Switch("character_bleu", "BLEU over characters of the captions file's text against the image's last caption, "
+           "four-element weights, smoothing method 7", ("E7",), ("eval",)),
+    Switch("beam_search_captions", "captions decoded by beam search with 5 beams and length penalty 0", ("E9",),
            ("eval",)),
-    Switch("beam_search_captions", "captions decoded by beam search with 5 beams", ("E9",), ("eval",)),
 )

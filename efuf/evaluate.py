@@ -1,7 +1,8 @@
 """EFUF's caption evaluation: captions of images no curation file names, scored by CHAIR, BLEU and length.
 
 Decoding is ``eval.decoding`` (greedy by default); compat switches give the original's defaults (beam search with 5
-beams: ``beam_search_captions``) and its BLEU (characters against one reference: ``character_bleu``).
+beams and length penalty 0: ``beam_search_captions``) and its BLEU (characters against one reference:
+``character_bleu``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from unlearning.inference.answers import generate_answers
 from unlearning.inference.decoding import Decoding
 
 FILE_VERSION = 1
-OFFICIAL_BEAMS = 5
+OFFICIAL_BEAMS = 5  # common/args.py:259-261, passed to generate at common/models.py:634-648
+OFFICIAL_LENGTH_PENALTY = 0.0  # finished beams ranked by summed log-probability
 ORIGINAL_PROMPT = "Please describe the image in great detail. Your response should have at least 100 words."
 
 
@@ -41,7 +43,8 @@ class EvalOptions:
 
 def decoding(settings: EvalSettings) -> Decoding:
     if settings.compat.beam_search_captions:
-        return Decoding(max_new_tokens=settings.decoding.max_new_tokens, num_beams=OFFICIAL_BEAMS)
+        return Decoding(max_new_tokens=settings.decoding.max_new_tokens, num_beams=OFFICIAL_BEAMS,
+                        length_penalty=OFFICIAL_LENGTH_PENALTY)
     return settings.decoding
 
 

@@ -25,6 +25,8 @@ from unlearning.evaluation.shape import Expectation
 METRICS = (("Efficacy ASR", "train", "asr", "lower"), ("Generality ASR", "val", "asr", "lower"),
            ("RR", "train", "rr", "higher"), ("SARR", "val", "sarr", "lower"),
            ("ROUGE-L", "val", "rougeL", "higher"), ("Judge", "val", "score", "higher"))
+GENERAL = (("MME", "mme"), ("POPE", "pope"))
+MEAN_GENERAL = "Mean(MME, POPE)"  # the paper's Specificity averages seven general benchmarks; only these two exist
 
 
 def _count(split: str, key: str) -> Callable[[Mapping[str, Any], Mapping[str, Any]], int | None]:
@@ -34,17 +36,23 @@ def _count(split: str, key: str) -> Callable[[Mapping[str, Any], Mapping[str, An
     return lambda summary, row: summary["splits"][split].get(field)
 
 
+def _general_n(key: str) -> Callable[[Mapping[str, Any], Mapping[str, Any]], int | None]:
+    return lambda summary, row: ((summary.get("general") or {}).get(key) or {}).get("n")
+
+
 @BENCHMARKS.register("safeeraser")
 class SafeEraserTask:
     name = "safeeraser"
     stream_names = ("forget", "retain", "decoupled", "refusal")
     # Percent. Efficacy/Generality: ASR on all_train/all_val; RR on the forgotten questions; SARR, ROUGE-L and the
-    # judge score on all_val; Specificity: the attached general evaluations' mean accuracy; judge: who judged.
+    # judge score on all_val; MME, POPE: their accuracy when attached (general_evals), and their mean when both are
+    # (not the paper's Specificity, a mean over seven general benchmarks); judge: who judged.
     report = Report(
         columns=(Column("run"), Column("method"), Column("forget_split"),
                  *(Column(title, better, judge="none" if key == "rougeL" else "judged_by", n=_count(split, key))
                    for title, split, key, better in METRICS),
-                 Column("Specificity", "higher"),  # a mean of general evaluations' accuracies: no n
+                 *(Column(title, "higher", n=_general_n(key)) for title, key in GENERAL),
+                 Column(MEAN_GENERAL, "higher"),  # a mean of two accuracies: no n
                  Column("judge")),
         tradeoff=("SARR", "Efficacy ASR"), log_y=False,
     )
@@ -84,8 +92,11 @@ class SafeEraserTask:
             if value is None and key in values.get("partial", {}):
                 value = values["partial"][key]
             row[title] = judged_cell(value, counts, scale=100.0)
-        specificity = summary.get("specificity")
-        row["Specificity"] = None if specificity is None else 100 * specificity
+        general = summary.get("general") or {}
+        for title, key in GENERAL:
+            row[title] = 100 * general[key]["accuracy"] if key in general else None
+        both = [row[title] for title, _ in GENERAL]
+        row[MEAN_GENERAL] = None if None in both else sum(both) / len(both)
         return [row]
 
     @staticmethod

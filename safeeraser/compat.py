@@ -19,6 +19,8 @@ SWITCHES = declare(
            "denominator", ("S7",), ("eval",)),
     Switch("swapped_score_roles", "GPT-Eval of harmless answers with the roles swapped; an unparseable score 0.0",
            ("S8",), ("eval",)),
+    Switch("skip_empty_answers", "empty answers left out of ASR, RR, SARR, ROUGE-L and the judge score", ("S14",),
+           ("eval",)),
     Switch("swapped_rouge_roles", "ROUGE-L called with the roles swapped (precision; the same number)", ("S9",),
            ("eval",)),
 )

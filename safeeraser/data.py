@@ -12,13 +12,18 @@ about the concept, ``UnharmPair_image1/2`` about the image). Streams for forgett
   (Prompt Decouple; the original paired it with a random one);
 - ``refusal``: each harmful question answered with a refusal (PO), from ``prompt.json`` or the packaged list.
 
-Every error names the file, the record and the field.
+The vanilla answers (``model_response``, ``sd_response``, ``Prediction``) may be empty strings, as the release's
+are in places: they are data, kept and counted (``empty_answers``; one log line per file), and train what an
+empty answer trains (the end of the turn; see ``ChatCollator.target_text``). Every error names the file, the record
+and the field.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,8 @@ CATEGORIES = ("Violence", "Weapon", "Privacy", "Sex", "HateSpeech", "IllegalActi
 SPLIT_FILES = {"train": "all_train.json", "val": "all_val.json"}
 HARMLESS_KEYS = ("UnharmPair_text1", "UnharmPair_text2", "UnharmPair_image1", "UnharmPair_image2")
 PACKAGED_REFUSALS = Path(__file__).with_name("refusals.json")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,16 +93,24 @@ def parse_record(record: dict[str, Any], data_dir: Path, split: str, index: int,
     check_image(sd_image, where)
     unsafe = []
     for here, pair in object_list(record.get("unsafe_pairs"), where, "unsafe_pairs"):
-        unsafe.append(UnsafePair(string_field(pair, "question", here), string_field(pair, "model_response", here),
-                                 string_field(pair, "sd_response", here)))
+        unsafe.append(UnsafePair(string_field(pair, "question", here),
+                                 string_field(pair, "model_response", here, allow_empty=True),
+                                 string_field(pair, "sd_response", here, allow_empty=True)))
     harmless = []
     for key in HARMLESS_KEYS:
         if key in record:
             entry = object_field(record, key, where)
             here = f"{where} {key}"
             harmless.append(HarmlessPair(key, string_field(entry, "Question", here),
-                                         string_field(entry, "Prediction", here)))
+                                         string_field(entry, "Prediction", here, allow_empty=True)))
     return SafeRecord(split, index, category, image, sd_image, tuple(unsafe), tuple(harmless))
+
+
+def empty_answers(records: Sequence[SafeRecord]) -> dict[str, int]:
+    """How many of the records' vanilla answers are empty, by field."""
+    return {"model_response": sum(not p.model_response.strip() for r in records for p in r.unsafe),
+            "sd_response": sum(not p.sd_response.strip() for r in records for p in r.unsafe),
+            "Prediction": sum(not p.prediction.strip() for r in records for p in r.harmless)}
 
 
 class SafeEraserData:
@@ -113,8 +128,13 @@ class SafeEraserData:
             raise DataError(f"unknown SafeEraser split {split!r}; known: {', '.join(SPLIT_FILES)} (and full for "
                             "finetuning)")
         path = self.data_dir / SPLIT_FILES[split]
-        return tuple(parse_record(record, self.data_dir, split, index, f"{path}: record {index}")
-                     for index, record in enumerate(read_records(path)))
+        records = tuple(parse_record(record, self.data_dir, split, index, f"{path}: record {index}")
+                        for index, record in enumerate(read_records(path)))
+        empty = empty_answers(records)
+        if any(empty.values()):
+            log.info("%s: empty vanilla answers kept as data: %s", path,
+                     ", ".join(f"{field} {n}" for field, n in empty.items()))
+        return records
 
     def refusals(self) -> list[str]:
         return load_refusals(self.data_dir, PACKAGED_REFUSALS)

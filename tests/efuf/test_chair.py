@@ -78,9 +78,26 @@ def test_bleu_on_words_against_every_reference():
     # length 4: brevity penalty exp(1 - 4/3)
     assert caption_bleu(["A dog runs."], "A dog.")["bleu1"] == pytest.approx(math.exp(1 - 4 / 3))
     assert caption_bleu(["A dog runs."], "A dog runs.")["bleu4"] == pytest.approx(1.0)  # never above 1
-    official = caption_bleu(references, caption, as_original=True)  # characters, last reference, method 7
-    assert official["bleu1"] == pytest.approx(sentence_bleu([references[-1]], caption, weights=(1.0,),
-                                                            smoothing_function=SmoothingFunction().method7))
     assert caption_bleu(["A dog runs."], "A dog runs.", as_original=True)["bleu1"] > 1.0  # the original's overshoot
-    assert caption_bleu(references, "") == {"bleu1": 0.0, "bleu2": 0.0, "bleu4": 0.0}
+
+
+def test_the_originals_bleu_by_hand():
+    """eval_auto.py's BLEU on reference "a b" and caption "a b", worked by hand: the hypothesis is " a b" (the
+    space after ``###``), characters; precisions p1 3/4 (the second space is clipped), p2 2/3, p3 1/2, p4 0/1 (method
+    4: ln(4)/10), p5 0; method 5 with m0 = p1 + 1: p1' = (7/4 + 3/4 + 2/3)/3 = 19/18, p2' = (19/18 + 2/3 + 1/2)/3 =
+    20/27, p3' = (20/27 + 1/2 + ln(4)/10)/3, p4' = (p3' + ln(4)/10 + 0)/3; brevity penalty 1 (4 > 3 characters)."""
+    p4 = math.log(4) / 10
+    p1, p2 = 19 / 18, 20 / 27
+    p3 = (p2 + 1 / 2 + p4) / 3
+    expected = {"bleu1": p1, "bleu2": math.sqrt(p1 * p2), "bleu4": (p1 * p2 * p3 * ((p3 + p4) / 3)) ** 0.25}
+    assert caption_bleu(["x y", "a b"], "a b", as_original=True) == pytest.approx(expected, rel=1e-12)
+    # a weight vector of one element (not the original's four) would give BLEU-1 (7/4 + 3/4 + p5 = 0)/3 = 5/6
+    assert caption_bleu(["a b"], "a b", as_original=True)["bleu1"] != pytest.approx(5 / 6)
+    # newlines became spaces when the captions file was written
+    assert caption_bleu(["a b"], "a\nb", as_original=True) == caption_bleu(["a b"], "a b", as_original=True)
+    assert caption_bleu(["a b"], "", as_original=True) == {"bleu1": 0.0, "bleu2": 0.0, "bleu4": 0.0}
+
+
+def test_words_and_length():
+    assert caption_bleu(["A dog."], "") == {"bleu1": 0.0, "bleu2": 0.0, "bleu4": 0.0}
     assert words("A dog's bone.") == ["a", "dog's", "bone", "."] and caption_length("A dog's bone.") == 3

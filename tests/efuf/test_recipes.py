@@ -100,7 +100,8 @@ def test_curation_forgetting_and_evaluation(world, tmp_path: Path):
     (official,) = evaluate(config("eval", root, data, model, *EVAL, "compat=official", f"run_dirs=[{run}]",
                                   "benchmark.general_evals=[pope]", *general))
     assert official["compat"] == "official" and 0 <= official["general"]["pope"]["accuracy"] <= 1
-    assert read_json(run / "eval" / "captions.json")["fingerprint"]["decoding"]["num_beams"] == 5
+    decoding = read_json(run / "eval" / "captions.json")["fingerprint"]["decoding"]
+    assert decoding["num_beams"] == 5 and decoding["length_penalty"] == 0.0  # common/args.py:259-261
     (row,) = EfufTask.table_rows(read_run(run), official)
     assert row["POPE"] == pytest.approx(100 * official["general"]["pope"]["accuracy"]) and row["MME"] is None
 

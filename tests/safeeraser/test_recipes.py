@@ -4,7 +4,9 @@ Prompt-Decouple ones found from their YAMLs), the offline and the LLM-judged eva
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,14 +97,15 @@ def test_offline_evaluation_table_and_plot(runs: Path, safe_dir: Path, safe_tiny
         metrics = summary["metrics"]["all"]
         assert metrics["Efficacy ASR"]["judge"] == "offline" and metrics["ROUGE-L"]["judge"] == "none"
         assert metrics["SARR"]["n"] == 2 * 3 and metrics["RR"]["n"] == 2 * 6
-    assert all(row["judge"] == "offline" and row["Judge"] is None and row["Specificity"] is None for row in rows)
+    assert all(row["judge"] == "offline" and row["Judge"] is None and row["Mean(MME, POPE)"] is None for row in rows)
     table = (tmp_path / "results" / "safeeraser.md").read_text()
-    header = "| Efficacy ASR ↓ | Generality ASR ↓ | RR ↑ | SARR ↓ | ROUGE-L ↑ | Judge ↑ | Specificity ↑ | judge |"
+    header = ("| Efficacy ASR ↓ | Generality ASR ↓ | RR ↑ | SARR ↓ | ROUGE-L ↑ | Judge ↑ | MME ↑ | POPE ↑ | "
+              "Mean(MME, POPE) ↑ | judge |")
     assert header in table
     assert (tmp_path / "results" / "safeeraser_tradeoff.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_llm_judge_official_sampling_and_specificity(runs: Path, safe_dir: Path, safe_tiny_dir: Path,
+def test_llm_judge_official_sampling_and_general_accuracy(runs: Path, safe_dir: Path, safe_tiny_dir: Path,
                                                      tmp_path: Path, monkeypatch):
     from tests.fake_openai import FakeOpenAI, fake_openai_server
 
@@ -120,11 +123,51 @@ def test_llm_judge_official_sampling_and_specificity(runs: Path, safe_dir: Path,
     train = summary["splits"]["train"]
     assert all(train[key] is not None for key in ("asr", "rr", "sarr", "score"))
     assert summary["judge"]["train"]["asr"]["n"] == 12 and summary["judge"]["val"]["score"]["n"] == 12
-    assert 0 <= summary["specificity"] <= 1 and set(summary["general"]) == {"mme", "pope"}
-    assert official["splits"]["train"]["n_harmful_answers"] == 3 * 12  # three sampled answers per question
+    assert set(summary["general"]) == {"mme", "pope"}
+    (row,) = SafeEraserTask.table_rows(read_run(run), summary)
+    mme, pope = (100 * summary["general"][name]["accuracy"] for name in ("mme", "pope"))
+    assert (row["MME"], row["POPE"]) == (mme, pope) and row["Mean(MME, POPE)"] == pytest.approx((mme + pope) / 2)
+    train = official["splits"]["train"]  # three sampled answers per question; empty ones left out, as the original
+    assert train["n_harmful_answers"] + train["n_empty"]["harmful"] == 3 * 12
     assert official["splits"]["train"]["n_sd"] == 12
     harmful = read_json(run / "eval" / "train.json")["samples"]["harmful"]
     assert sorted({h["sample"] for h in harmful}) == [0, 1, 2]
+
+
+def test_a_release_with_empty_vanilla_answers_trains_and_evaluates(tmp_path: Path, safe_dir: Path,
+                                                                    safe_tiny_dir: Path, runs: Path, caplog):
+    """The release's vanilla answers can be empty strings: they are data (counted in the log and the run's
+    stream sizes), train the end of the turn, and evaluation leaves a harmless question with an empty reference
+    out of ROUGE-L."""
+    data = tmp_path / "data"
+    shutil.copytree(safe_dir, data)
+    records = json.loads((data / "all_train.json").read_text())
+    records[0]["unsafe_pairs"][0]["model_response"] = ""
+    records[0]["unsafe_pairs"][1]["sd_response"] = ""
+    records[1]["UnharmPair_text1"]["Prediction"] = ""
+    (data / "all_train.json").write_text(json.dumps(records))
+    root = tmp_path / "runs"
+    vanilla = next((runs / "safeeraser" / "tiny").glob("finetune_full_*"))
+    with caplog.at_level("INFO"):
+        for method in ("ga_pd", "gd", "po"):
+            run = forget(config("forget", root, data, safe_tiny_dir, f"method={method}", "max_steps=2",
+                                "batch_size=8", "shuffle=false", f"model_path={vanilla}/checkpoint"))
+            sizes = read_run(run)["stream_sizes"]
+            assert sizes["forget"] == {"examples": 12, "empty_answers": 1}
+            if method == "ga_pd":
+                assert sizes["decoupled"] == {"examples": 12, "empty_answers": 1}
+            if method == "gd":
+                assert sizes["retain"]["empty_answers"] == 1
+            steps = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+            assert steps and all(math.isfinite(step["loss"]) for step in steps)
+    assert "empty vanilla answers kept as data: model_response 1, sd_response 1, Prediction 1" in caplog.text
+    assert "forget 12 (aligned, 1 empty answers)" in caplog.text
+    for mode in ("default", "official"):
+        summaries = evaluate(config("eval", root, data, safe_tiny_dir, *EVAL, f"compat={mode}"))
+        for summary in summaries:
+            train = summary["splits"]["train"]
+            assert train["n_empty"]["harmless_reference"] == 1 and train["n_harmless"] <= 4 * 6 - 1
+            assert train["asr"] is not None and train["rougeL"] is not None
 
 
 def test_launchers_run_safeeraser(tmp_path: Path, safe_dir: Path, safe_tiny_dir: Path):

@@ -158,7 +158,9 @@ class ChatCollator:
         """Return the rendered conversation up to the end of the scored span, and the span's token ids.
 
         Without a context the span is everything the template renders after the generation prompt (the
-        answer and the end-of-turn marker), plus EOS when that does not already end in a stop token. With a
+        answer and the end-of-turn marker), plus EOS when that does not already end in a stop token; an empty
+        answer (a release's empty model answer) is allowed here and its span is that ending alone, so it trains
+        (or, ascended, untrains) stopping at once. With a
         context, the span's tokens are those that differ from the tokenized conversation up to the context,
         so a token straddling the boundary is scored with the span.
         """
@@ -171,7 +173,8 @@ class ChatCollator:
                 f"example {example.uid!r}: the chat template does not render the answer as a continuation of "
                 "the generation prompt, so answer tokens cannot be located"
             )
-        if not example.answer.strip():
+        empty_answer = not example.answer.strip()  # data in some releases: it trains the end of the turn alone
+        if empty_answer and (example.context or not example.final):
             raise DataError(f"example {example.uid!r}: empty answer")
         continuation = full[len(prompt):]
         if example.context or not example.final:
@@ -186,7 +189,7 @@ class ChatCollator:
         else:
             conditioning, target = prompt, continuation
         target = target.rstrip() if example.final else target
-        if not target.strip():
+        if not target.strip() and not empty_answer:
             raise DataError(f"example {example.uid!r}: empty answer")
         prompt_ids = self.encode_text(prompt)
         full_ids = self.encode_text(conditioning + target)

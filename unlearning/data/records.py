@@ -55,13 +55,15 @@ def require(record: Mapping[str, Any], fields: tuple[str, ...], where: str) -> N
             raise DataError(f"{where}: missing field {name!r}")
 
 
-def string_field(record: Mapping[str, Any], name: str, where: str) -> str:
-    """A field that must hold a non-empty string."""
+def string_field(record: Mapping[str, Any], name: str, where: str, allow_empty: bool = False) -> str:
+    """A field that must hold a non-empty string (``allow_empty``: any string, for values a release legitimately
+    leaves empty, such as a model's empty answer)."""
     if name not in record:
         raise DataError(f"{where}: missing field {name!r}")
     value = record[name]
-    if not isinstance(value, str) or not value.strip():
-        raise DataError(f"{where}: field {name!r} must be a non-empty string, got {shown(value)}")
+    if not isinstance(value, str) or not (allow_empty or value.strip()):
+        raise DataError(f"{where}: field {name!r} must be a {'' if allow_empty else 'non-empty '}string, got "
+                        f"{shown(value)}")
     return value
 
 

@@ -21,7 +21,9 @@ from transformers import GenerationConfig
 class Decoding:
     """How answers are generated: greedy (the default), or sampled with ``temperature``/``top_p``, ``n`` samples
     per prompt, seeded per batch from ``seed`` and the batch's example uids (the same command gives the same
-    samples; another batch size or process count draws others). ``num_beams`` > 1 is beam search (greedy only)."""
+    samples; another batch size or process count draws others). ``num_beams`` > 1 is beam search (greedy only);
+    ``length_penalty`` ranks its finished beams by summed log-probability / length ** penalty (None: the model's
+    generation config, transformers' 1.0 unless it says otherwise; 0: by summed log-probability)."""
 
     max_new_tokens: int
     sample: bool = False
@@ -30,6 +32,7 @@ class Decoding:
     n: int = 1
     seed: int = 0
     num_beams: int = 1
+    length_penalty: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -41,6 +44,8 @@ class Decoding:
                              f"{self.top_p}")
         if self.num_beams < 1 or (self.num_beams > 1 and self.sample):
             raise ValueError(f"decoding num_beams must be >= 1, and 1 when sampling, got {self.num_beams}")
+        if self.length_penalty is not None and self.num_beams == 1:
+            raise ValueError("decoding length_penalty applies to beam search only (num_beams > 1)")
 
     @property
     def greedy(self) -> bool:
@@ -66,8 +71,9 @@ class BoundDecoding:
         decoding = self.decoding
         sampling = ({"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p,
                      "num_return_sequences": decoding.n} if decoding.sample else {"do_sample": False})
+        beams = {} if decoding.length_penalty is None else {"length_penalty": decoding.length_penalty}
         return {"max_new_tokens": decoding.max_new_tokens, "num_beams": decoding.num_beams,
-                "eos_token_id": list(self.stop_ids), "pad_token_id": self.pad_id, **sampling}
+                "eos_token_id": list(self.stop_ids), "pad_token_id": self.pad_id, **sampling, **beams}
 
     @functools.cached_property
     def config(self) -> GenerationConfig:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +78,10 @@ def forget(cfg: DictConfig) -> Path:
         return claim.run_dir
 
     model = trainable_model(model_path, config.model, config.tune)
+    sizes = stream_sizes(streams)
     log.info("forgetting %s (%s) with %s: %s", config.forget.split, config.forget.modality, cfg.method.name,
-             ", ".join(f"{use.name} {len(streams[use.name])} ({use.pairing})" for use in uses))
+             ", ".join(f"{use.name} {len(streams[use.name])} ({use.pairing}{_empty_note(sizes[use.name])})"
+                       for use in uses))
     scores = stream_scores(method, reference_model(config, accelerator), accelerator)
 
     def step_loss(model, batch, progress):
@@ -106,7 +108,8 @@ def forget(cfg: DictConfig) -> Path:
     return save_and_finish(accelerator, prepared, claim, metrics, {
         "kind": "forget", "benchmark": benchmark.name, "model": config.model.name, "method": cfg.method.name,
         "split": config.forget.split, "forget_modality": config.forget.modality,
-        "streams": {use.name: use.pairing for use in uses}, "passes": "sequential" if passes else "joint",
+        "streams": {use.name: use.pairing for use in uses}, "stream_sizes": sizes,
+        "passes": "sequential" if passes else "joint",
         "stream_sources": {name: source for name, source in stream_sources(benchmark).items() if name in streams},
         "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
     }, processor=collator.processor if config.tune.r == 0 else None)
@@ -198,6 +201,17 @@ def sequential_passes(passes: str, method: Any, method_name: str, uses: Any, str
         raise ValueError(f"sequential passes take the forget and retain streams; method {method_name!r} scores "
                          f"{[use.name for use in uses]}")
     return method.sequential_passes(), PassItems(streams["forget"], streams["retain"])
+
+
+def stream_sizes(streams: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, int]]:
+    """Each stream's examples and how many have an empty answer (a release's empty model answers are data: they
+    train the end of the turn alone)."""
+    return {name: {"examples": len(examples), "empty_answers": sum(not example.answer.strip() for example in examples)}
+            for name, examples in streams.items()}
+
+
+def _empty_note(size: Mapping[str, int]) -> str:
+    return f", {size['empty_answers']} empty answers" if size["empty_answers"] else ""
 
 
 def stream_sources(benchmark: Any) -> dict[str, str]:

@@ -75,9 +75,18 @@ def test_unknown_and_missing_streams_name_method_and_benchmark():
 
 
 def test_bad_examples_stop_before_training_naming_stream_and_example(collator):
+    empty_context = Example("q?", "  ", uid="r9", context="It is")
     with pytest.raises(DataError, match="method 'ga', stream 'retain': example 'r9': empty answer"):
-        validate_examples(collator, {"forget": FORGET, "retain": [Example("q?", "  ", uid="r9")]},
-                          "benchmark 'b', method 'ga'")
+        validate_examples(collator, {"forget": FORGET, "retain": [empty_context]}, "benchmark 'b', method 'ga'")
+
+
+def test_an_empty_answer_trains_the_end_of_the_turn(collator):
+    """A release's empty model answer (SafeEraser's) is data: its span is what the template renders after the
+    answer, the same tokens that end a non-empty answer's span."""
+    validate_examples(collator, {"forget": [Example("q?", "", uid="e")]}, "benchmark 'b', method 'ga'")
+    _, empty = collator.target_text(Example("q?", "", uid="e"))
+    _, answered = collator.target_text(Example("q?", "Blue.", uid="a"))
+    assert empty and answered[-len(empty):] == empty and set(empty) & collator.stop_ids
 
 
 def test_unimodal_drops_images_only(fiu_dir: Path):

@@ -34,10 +34,27 @@ def test_seeded_sampling_gives_n_answers_that_repeat(tiny_model, collator, quest
         generate_answers(tiny_model, collator, questions, 2, sampling)
 
 
+def test_beam_search_settings_reach_generate(tiny_model, collator, questions, monkeypatch):
+    seen = []
+    generate = tiny_model.generate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_model, "generate", spy)
+    beams = generate_answers(tiny_model, collator, questions, 3, Decoding(6, num_beams=5, length_penalty=0.0))
+    assert len(beams) == 3 and seen and all(k["num_beams"] == 5 and k["length_penalty"] == 0.0 for k in seen)
+    seen.clear()
+    generate_answers(tiny_model, collator, questions, 3, Decoding(6, num_beams=5))
+    assert seen and all("length_penalty" not in k for k in seen)  # the model's own (transformers' 1.0)
+
+
 def test_bad_decoding_settings_are_refused():
     for kwargs, message in (({"max_new_tokens": 0}, "max_new_tokens must be positive"),
                             ({"max_new_tokens": 4, "n": 2}, "n must be 1 for greedy"),
-                            ({"max_new_tokens": 4, "sample": True, "top_p": 0.0}, "0 < top_p <= 1")):
+                            ({"max_new_tokens": 4, "sample": True, "top_p": 0.0}, "0 < top_p <= 1"),
+                            ({"max_new_tokens": 4, "length_penalty": 0.0}, "beam search only")):
         with pytest.raises(ValueError, match=message):
             Decoding(**kwargs)
 
