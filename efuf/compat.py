@@ -7,6 +7,8 @@ SWITCHES = declare(
     "efuf",
     Switch("character_bleu", "BLEU over characters of the captions file's text against the image's last caption, "
            "four-element weights, smoothing method 7", ("E7",), ("eval",)),
+    Switch("gold_as_original", "gold data: text-only records and records whose image is missing skipped among the "
+           "first gold_size", ("E18",), ("train",), sets={"benchmark.options.gold_skip_unusable": True}),
     Switch("beam_search_captions", "captions decoded by beam search with 5 beams and length penalty 0", ("E9",),
            ("eval",)),
 )

@@ -15,7 +15,9 @@ Streams for forgetting (the only split is ``curated``):
 - ``positive``: the grounded clauses (score above ``pos_threshold``), weighted by their score;
 - ``sentence``: whole captions whose objects all pass ``neg_threshold`` and whose mean passes
   ``sentence_threshold``, weighted by the mean;
-- ``gold``: the first ``gold_size`` instruction conversations (first turn), weighted ``gold_score``.
+- ``gold``: the first ``gold_size`` instruction conversations (first turn), weighted ``gold_score``; with
+  ``gold_skip_unusable`` (compat switch ``gold_as_original``) those without an image or whose image is missing
+  are skipped, as the original did.
 
 A clause is a span inside a response: only it is scored, with no end-of-turn (``final=False``); whole captions and
 gold answers end their turn. Every error names the file and the record.
@@ -24,6 +26,7 @@ gold answers end their turn. Every error names the file and the record.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +45,7 @@ from unlearning.data.examples import DataError, Example, span_example
 from unlearning.data.records import check_image, resolve_image
 
 SPLIT = "curated"
+log = logging.getLogger(__name__)
 STREAMS = ("forget", "positive", "sentence", "gold")
 
 
@@ -60,6 +64,9 @@ class EfufOptions:
     instruct: str = "instruct.json"  # what finetune trains on (split=full): a captioner's instruction data
     gold: str = "gold.json"
     gold_size: int = 10000
+    # False: a text-only gold record trains without an image and a missing image stops the run; True (the
+    # original's finetune/data.py:40-45): both are skipped among the first gold_size records, counted in the log
+    gold_skip_unusable: bool = False
     neg_threshold: float = 23.0
     pos_threshold: float = 32.0
     sentence_threshold: float = 27.5
@@ -104,6 +111,13 @@ class EfufData:
     def instruct_image(self, name: str | None, where: str) -> Path | None:
         return None if name is None else self._checked(self.data_dir, name, where)
 
+    def _exists(self, name: str) -> bool:
+        try:
+            resolve_image(self.data_dir, name, "")
+        except DataError:
+            return False
+        return True
+
     def _checked(self, root: Path, name: str, where: str) -> Path:
         """The image's path, decoded in full the first time it is named (many clauses share one image)."""
         path = resolve_image(root, name, where)
@@ -130,8 +144,16 @@ class EfufData:
                     for i, s in enumerate(self.sentences)
                     if s.min > o.neg_threshold and s.mean > o.sentence_threshold]
         if name == "gold":
-            return [self._turn(turn, i, self.path(o.gold), o.gold_score)
-                    for i, turn in enumerate(read_instruct(self.path(o.gold), o.gold_size))]
+            path = self.path(o.gold)
+            turns = list(enumerate(read_instruct(path, o.gold_size)))
+            if o.gold_skip_unusable:
+                usable = [(i, turn) for i, turn in turns if turn.image is not None and self._exists(turn.image)]
+                log.info("%s: %d of the first %d records kept as gold data; %d without an image and %d whose image "
+                         "is missing skipped (gold_skip_unusable, the original's)", path, len(usable), len(turns),
+                         sum(turn.image is None for _, turn in turns),
+                         len(turns) - len(usable) - sum(turn.image is None for _, turn in turns))
+                turns = usable
+            return [self._turn(turn, i, path, o.gold_score) for i, turn in turns]
         raise ValueError(f"efuf has no stream {name!r}; it has {', '.join(STREAMS)}")
 
     def _clause(self, clause: ClauseScore, index: int, path: Path, weight: float) -> Example:

@@ -43,6 +43,25 @@ def folder(tmp_path: Path) -> Path:
     return root
 
 
+def test_gold_records_without_a_usable_image(folder: Path, caplog):
+    """finetune/data.py:40-45 skips, among the first records, those without an image or whose image is missing;
+    by default a text-only record trains without an image and a missing image stops the run."""
+    gold = json.loads((folder / "gold.json").read_text())[:4]
+    del gold[1]["image"]
+    gold[2]["image"] = "COCO_gone.jpg"
+    (folder / "gold.json").write_text(json.dumps(gold))
+    with pytest.raises(DataError, match=r"gold.json: record 2: image 'COCO_gone.jpg' not found"):
+        EfufTask(folder).stream("gold", "curated")
+    with caplog.at_level("INFO"):
+        kept = EfufTask(folder, gold_size=3, gold_skip_unusable=True).stream("gold", "curated")
+    assert [example.uid for example in kept] == ["gold-0"]  # the first 3 records, then skipped: the original's order
+    assert "1 of the first 3 records kept as gold data; 1 without an image and 1 whose image is missing" in caplog.text
+    del gold[2]
+    (folder / "gold.json").write_text(json.dumps(gold))
+    text_only = EfufTask(folder).stream("gold", "curated")[1]
+    assert text_only.image is None and text_only.uid == "gold-1"
+
+
 def test_streams_weights_and_spans(folder: Path):
     task = EfufTask(folder, gold_size=3)
     (neg,) = task.stream("forget", "curated")
