@@ -3,8 +3,12 @@
 The image is cut into square windows (``window`` px, every ``stride`` px); each window is scored against the
 text "A photo containing {object}." as CLIP's ``logits_per_image`` (100 x cosine for the released CLIP). The image
 is divided into ``stride``-px patches; a patch's score is the mean of the windows covering it, and the object's
-score is the mean of its ``top_k`` best patches. An image smaller than a window is scored whole (the original
-skipped it: no windows, no score).
+score is the mean of its ``top_k`` best patches. By default only whole windows are scored, so the last patch row
+and column of an image whose sides are not ``stride`` multiples past a window are covered by none; the original
+(insight/clip.py:105-121) counted ceil(side / stride) patches and started a window at each patch that leaves
+room for ``window / stride`` patches, cropping the last ones short at the image's edge (a 640x427 image: 66
+windows, 11 x 6, against 50, 10 x 5): ``partial_edges`` (compat switch ``clip_windows_as_original``). An image
+smaller than a window is scored whole (the original skipped it when no window started: no score).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class WindowSettings:
     window: int = 192  # 4 patches of 48 px
     stride: int = 48
     top_k: int = 4
+    partial_edges: bool = False  # the original's windows, cropped short at the image's edge
 
     def __post_init__(self) -> None:
         if self.stride < 1 or self.window < self.stride or self.window % self.stride or self.top_k < 1:
@@ -34,7 +39,13 @@ class WindowSettings:
 
 
 def window_boxes(width: int, height: int, settings: WindowSettings) -> list[tuple[int, int, int, int]]:
-    """(left, top, right, bottom) of every window, or the whole image when it is smaller than one window."""
+    """(left, top, right, bottom) of every window, or the whole image when no window fits (starts)."""
+    if settings.partial_edges:
+        span = settings.window // settings.stride  # patches per window side
+        xs = [k * settings.stride for k in range(math.ceil(width / settings.stride) - span + 1)]
+        ys = [k * settings.stride for k in range(math.ceil(height / settings.stride) - span + 1)]
+        boxes = [(x, y, min(x + settings.window, width), min(y + settings.window, height)) for y in ys for x in xs]
+        return boxes or [(0, 0, width, height)]
     if width < settings.window or height < settings.window:
         return [(0, 0, width, height)]
     return [(x, y, x + settings.window, y + settings.window)

@@ -9,6 +9,9 @@ SWITCHES = declare(
            "four-element weights, smoothing method 7", ("E7",), ("eval",)),
     Switch("gold_as_original", "gold data: text-only records and records whose image is missing skipped among the "
            "first gold_size", ("E18",), ("train",), sets={"benchmark.options.gold_skip_unusable": True}),
+    Switch("clip_windows_as_original", "CLIP windows started at every 48-px patch with room for four, cropped "
+           "short at the image's edge", ("E19",), ("curate",),
+           sets={"benchmark.curation.windows.partial_edges": True}),
     Switch("beam_search_captions", "captions decoded by beam search with 5 beams and length penalty 0", ("E9",),
            ("eval",)),
 )

@@ -52,6 +52,7 @@ from unlearning.recipes.common import (
     setup_logging,
     starting_model,
     to_dict,
+    with_compat,
 )
 from unlearning.recipes.slices import BenchmarkSlice, ModelSlice
 from unlearning.runs.fingerprint import content_fingerprint, content_hash
@@ -151,7 +152,17 @@ def statistics(captions: list[Caption], found: dict[Caption, list[chair.Mention]
     }
 
 
+def curation_identity(curation: dict[str, Any]) -> dict[str, Any]:
+    """The curation settings that decide the curated files (``overwrite`` does not; ``partial_edges`` only when
+    on, so folders curated before the setting existed keep their identity)."""
+    out = {k: v for k, v in curation.items() if k != "overwrite"}
+    if not out.get("windows", {}).get("partial_edges", True):
+        out["windows"] = {k: v for k, v in out["windows"].items() if k != "partial_edges"}
+    return out
+
+
 def curate_folder(cfg: DictConfig) -> dict[str, Any]:
+    with_compat(cfg, "curate")
     accelerator = make_accelerator()
     curation = to_dict(cfg.benchmark.curation)
     check_choices(curation)
@@ -169,7 +180,7 @@ def curate_folder(cfg: DictConfig) -> dict[str, Any]:
     model_path = starting_model(cfg.get("model_path"), bench, model_slice, group, benchmark, accelerator)
     identity = {"model": content_fingerprint(model_path), "images": content_hash(examples),
                 "options": dataclasses.asdict(data.options),
-                "curation": {k: v for k, v in curation.items() if k != "overwrite"}, "seed": cfg.seed}
+                "curation": curation_identity(curation), "seed": cfg.seed}
     identity = redact(identity)
     if existing_curation(data, identity, bool(curation["overwrite"])):
         log.info("%s is already curated with these settings and this model; nothing to do", data.data_dir)

@@ -27,7 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 MODES = ("default", "official")
-STAGES = ("train", "eval")
+STAGES = ("train", "eval", "curate")  # curate: data curation commands (EFUF's)
 _ABSENT = object()
 
 # What several originals share, in the engine's method settings (``sets`` of their switches): KL averaged over every

@@ -25,6 +25,35 @@ def test_windows_and_patches_by_hand():
     assert object_score(patches, 8) == pytest.approx((4 * 30 + 4 * 25) / 8)
 
 
+def _original_windows(height: int, width: int, scores: list[float], patch: int = 48, span: int = 4):
+    """insight/clip.py:105-121 and :174-182 restated on array shapes: the crops (top, left, rows, cols) and each
+    patch's mean score."""
+    rows, cols = (height + patch - 1) // patch, (width + patch - 1) // patch
+    crops, mask, total, k = [], np.zeros((rows, cols)), np.zeros((rows, cols)), 0
+    for w in range(rows - span + 1):
+        for h in range(cols - span + 1):
+            top, left = w * patch, h * patch
+            crops.append((top, left, min(height, top + span * patch) - top, min(width, left + span * patch) - left))
+            mask[w:w + span, h:h + span] += 1
+            total[w:w + span, h:h + span] += scores[k]
+            k += 1
+    return crops, total / mask
+
+
+def test_the_originals_edge_windows():
+    """A 640x427 image: the original starts 11 x 6 = 66 windows (the last column and row cropped short), whole
+    windows alone give 10 x 5 = 50 and leave the last patch column and row uncovered."""
+    original = WindowSettings(partial_edges=True)
+    for width, height, n_original, n_whole in ((640, 427, 66, 50), (640, 480, 77, 70), (500, 375, 40, 28)):
+        boxes = window_boxes(width, height, original)
+        scores = [float(i % 7) for i in range(len(boxes))]
+        crops, means = _original_windows(height, width, scores)
+        assert [(t, left, b - t, r - left) for left, t, r, b in boxes] == crops and len(boxes) == n_original
+        assert np.allclose(patch_scores(width, height, boxes, scores, original), means)
+        assert len(window_boxes(width, height, SETTINGS)) == n_whole
+    assert np.isnan(patch_scores(640, 427, window_boxes(640, 427, SETTINGS), [1.0] * 50, SETTINGS)[-1]).all()
+
+
 def test_small_images_are_scored_whole():
     assert window_boxes(100, 80, SETTINGS) == [(0, 0, 100, 80)]
     patches = patch_scores(100, 80, [(0, 0, 100, 80)], [27.0], SETTINGS)

@@ -68,6 +68,9 @@ def test_curation_forgetting_and_evaluation(world, tmp_path: Path):
     assert curate_folder(config("curate", root, data, model)) == read_json(data / "curation.json")  # found, kept
     with pytest.raises(FileExistsError, match="curation.overwrite=true"):
         curate_folder(config("curate", root, data, model, "benchmark.curation.labels=coco"))
+    assert "partial_edges" not in stats["identity"]["curation"]["windows"]  # folders curated before it keep theirs
+    with pytest.raises(FileExistsError, match="curation.overwrite=true"):  # the original's edge windows: other data
+        curate_folder(config("curate", root, data, model, "compat=official"))
     coco = curate_folder(config("curate", root, data, model, "benchmark.curation.labels=coco",
                                 "benchmark.curation.overwrite=true"))
     clauses = read_json(data / "pos_neg.json")
