@@ -1,10 +1,10 @@
 """CHAIR (Rohrbach et al. 2018), as EFUF's eval_auto.py computes it: which COCO objects a caption mentions, and
 which of them the image does not contain.
 
-A caption is lower-cased and split into words; each word is singularised when its singular form is an object
-word (so "buses" is "bus" and "bus" stays "bus"); two-word names are joined ("hot dog", "teddy bear", and the
-rules for "baby/adult <animal>", "passenger <vehicle>", "bow tie", "toilet seat"); "seat" is dropped when
-"toilet" is mentioned. Each distinct object word of a caption counts once. An image's ground truth is the
+A caption is lower-cased and split into words (a possessive "'s" dropped); each word is singularised when its
+singular form is an object word (so "buses" is "bus" and "bus" stays "bus"); two-word names are joined, in the
+plural too ("hot dog", "traffic lights", "wine glasses", and the rules for "baby/adult <animal>", "passenger
+<vehicle>", "bow tie", "toilet seat"); "seat" is dropped when "toilet" is mentioned. Each distinct object word of a caption counts once. An image's ground truth is the
 categories of its COCO instances together with those its reference captions mention.
 
 CHAIR_s = captions with at least one hallucinated object / captions; CHAIR_i = hallucinated object words /
@@ -88,11 +88,13 @@ class ObjectVocabulary:
 
     def mentions(self, caption: str) -> list[Mention]:
         """Every object mention of a caption, in order, with its character span (repeats included)."""
-        tokens = [(self.singular(m.group(0)), m.start(), m.end()) for m in _WORD.finditer(caption.lower())]
+        words = [(m.group(0).removesuffix("'s"), m.start(), m.end()) for m in _WORD.finditer(caption.lower())]
+        tokens = [(self.singular(word), start, end) for word, start, end in words]
         joined, i = [], 0
         while i < len(tokens):
-            pair = " ".join(word for word, _, _ in tokens[i:i + 2])
-            if i + 1 < len(tokens) and pair in self.phrases:
+            pair = next((p for p in self._pairs(tokens[i][0], words[i + 1][0], tokens[i + 1][0])
+                         if p in self.phrases), None) if i + 1 < len(tokens) else None
+            if pair is not None:
                 joined.append((self.phrases[pair], tokens[i][1], tokens[i + 1][2]))
                 i += 2
             else:
@@ -102,6 +104,13 @@ class ObjectVocabulary:
             joined = [token for token in joined if token[0] != "seat"]
         return [Mention(word, self.synonyms[word], start, end, caption[start:end])
                 for word, start, end in joined if word in self.synonyms]
+
+    @staticmethod
+    def _pairs(first: str, second: str, second_singular: str) -> list[str]:
+        """Two words as a two-word name may be written: as read, and with the second in the singular (the plural of
+        "traffic light" is not a plural of an object word on its own)."""
+        plain = _inflect().singular_noun(second) or second
+        return [f"{first} {second_singular}", f"{first} {plain}"]
 
     def object_words(self, caption: str) -> list[str]:
         """The object words and phrases a caption mentions, in order, each distinct word once."""

@@ -58,6 +58,23 @@ def test_synonym_lists(tmp_path: Path):
         read_synonyms(clash)
 
 
+def test_the_toolkit_list_holds_every_word_of_the_released_list():
+    released = read_synonyms(shared_fixture("efuf", "synonyms.txt"))
+    assert {word: category for word, category in released.items() if VOCABULARY.synonyms.get(word) != category} == {}
+    assert VOCABULARY.synonyms["notebook"] == "laptop"
+
+
+def test_possessives_and_plural_two_word_names():
+    """The plural of every two-word category name is found, as the original's WordNet lemmas find it."""
+    names = sorted(category for category in set(VOCABULARY.synonyms.values()) if " " in category)
+    assert len(names) == 15
+    plurals = {"hair drier": "hair driers", "wine glass": "wine glasses"}
+    for name in names:
+        plural = plurals.get(name, name + "s")
+        assert VOCABULARY.object_words(f"two {plural} here") == [name], name
+    assert VOCABULARY.object_words("the dog's bone and the dogs' toys") == ["dog"]
+
+
 def test_the_categories_are_the_released_lists():
     released = read_synonyms(shared_fixture("efuf", "synonyms.txt"))
     assert set(released.values()) == set(VOCABULARY.synonyms.values())
