@@ -1,11 +1,13 @@
-"""CHAIR (Rohrbach et al. 2018), as EFUF's eval_auto.py computes it: which COCO objects a caption mentions, and
-which of them the image does not contain.
+"""CHAIR (Rohrbach et al. 2018) as EFUF scores captions with it: which COCO objects a caption mentions, and which
+of them the image does not contain. This is the toolkit's reader; ``efuf/chair_original.py`` is eval_auto.py's
+(nltk tokens and WordNet lemmas: compat switch ``chair_as_original``).
 
 A caption is lower-cased and split into words (a possessive "'s" dropped); each word is singularised when its
 singular form is an object word (so "buses" is "bus" and "bus" stays "bus"); two-word names are joined, in the
 plural too ("hot dog", "traffic lights", "wine glasses", and the rules for "baby/adult <animal>", "passenger
-<vehicle>", "bow tie", "toilet seat"); "seat" is dropped when "toilet" is mentioned. Each distinct object word of a caption counts once. An image's ground truth is the
-categories of its COCO instances together with those its reference captions mention.
+<vehicle>", "bow tie", "toilet seat"); "seat" is dropped when "toilet" is mentioned. Each distinct object word of
+a caption counts once. An image's ground truth is the categories of its COCO instances together with those its
+reference captions mention.
 
 CHAIR_s = captions with at least one hallucinated object / captions; CHAIR_i = hallucinated object words /
 mentioned object words.
