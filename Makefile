@@ -22,6 +22,7 @@ $(VENV)/.installed: requirements.lock setup.py
 	$(UV) pip install -q --python $(PY) -r requirements.lock
 	$(UV) pip install -q --python $(PY) --no-deps -e .
 	$(PY) scripts/check_env.py
+	bash scripts/install_wordnet.bash
 	touch $@
 
 install: $(VENV)/.installed

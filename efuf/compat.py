@@ -12,6 +12,8 @@ SWITCHES = declare(
     Switch("clip_windows_as_original", "CLIP windows started at every 48-px patch with room for four, cropped "
            "short at the image's edge", ("E19",), ("curate",),
            sets={"benchmark.curation.windows.partial_edges": True}),
+    Switch("chair_as_original", "CHAIR read as eval_auto.py reads captions: nltk words, WordNet noun lemmas, its "
+           "double words", ("E1",), ("eval",)),
     Switch("beam_search_captions", "captions decoded by beam search with 5 beams and length penalty 0", ("E9",),
            ("eval",)),
 )

@@ -1,18 +1,21 @@
 """EFUF's caption evaluation: captions of images no curation file names, scored by CHAIR, BLEU and length.
 
 Decoding is ``eval.decoding`` (greedy by default); compat switches give the original's defaults (beam search with 5
-beams and length penalty 0: ``beam_search_captions``) and its BLEU (characters against one reference:
-``character_bleu``).
+beams and length penalty 0: ``beam_search_captions``), its BLEU (characters against one reference:
+``character_bleu``) and its CHAIR reader (nltk tokens and WordNet lemmas: ``chair_as_original``). Both readers use
+the data folder's synonyms.txt when it has one.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from efuf import chair, metrics
+from efuf.chair_original import OriginalChair, punkt_model, wordnet_source
 from efuf.release import EfufData
 from unlearning.evaluation.general import general_results
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
@@ -20,6 +23,8 @@ from unlearning.inference.answers import generate_answers
 from unlearning.inference.decoding import Decoding
 
 FILE_VERSION = 1
+RELEASED_SYNONYMS = "synonyms.txt"  # EFUF's dataset/synonyms.txt, in the data folder
+log = logging.getLogger(__name__)
 OFFICIAL_BEAMS = 5  # common/args.py:259-261, passed to generate at common/models.py:634-648
 OFFICIAL_LENGTH_PENALTY = 0.0  # finished beams ranked by summed log-probability
 ORIGINAL_PROMPT = "Please describe the image in great detail. Your response should have at least 100 words."
@@ -31,14 +36,49 @@ class EvalOptions:
 
     prompt: str = ORIGINAL_PROMPT
     n_images: int = 1600  # the first images (sorted) that no curation file names
-    synonyms: str | None = None  # another synonym list (one "category, synonym, ..." line each); None: efuf's own
+    # a synonym list (one "category, synonym, ..." line each); None: the data folder's synonyms.txt (the file EFUF
+    # ships) when it has one, else efuf/synonyms.txt (which holds every word of the released list)
+    synonyms: str | None = None
 
     def __post_init__(self) -> None:
         if self.n_images < 1:
             raise ValueError(f"eval_options.n_images must be positive, got {self.n_images}")
 
-    def vocabulary(self) -> chair.ObjectVocabulary:
-        return chair.ObjectVocabulary.from_file(Path(self.synonyms) if self.synonyms else chair.DEFAULT_SYNONYMS)
+    def synonyms_file(self, data_dir: Path) -> Path:
+        if self.synonyms:
+            path = Path(self.synonyms)
+            if not path.is_file():
+                raise FileNotFoundError(f"benchmark.eval_options.synonyms: {path} is not a file")
+            return path
+        released = Path(data_dir) / RELEASED_SYNONYMS
+        return released if released.is_file() else chair.DEFAULT_SYNONYMS
+
+
+class ToolkitReader:
+    """The toolkit's CHAIR reader (``efuf/chair.py``) behind the interface both readers share."""
+
+    def __init__(self, synonyms_path: Path) -> None:
+        self.vocabulary = chair.ObjectVocabulary.from_file(synonyms_path)
+
+    def ground_truth(self, instance_categories: Iterable[str], reference_captions: Sequence[str]) -> set[str]:
+        return chair.ground_truth(self.vocabulary, instance_categories, reference_captions)
+
+    def caption_chair(self, caption: str, truth: Iterable[str]) -> chair.CaptionChair:
+        return chair.caption_chair(self.vocabulary, caption, truth)
+
+
+def caption_reader(options: EvalOptions, data_dir: Path, settings: EvalSettings
+                   ) -> tuple[ToolkitReader | OriginalChair, dict[str, Any]]:
+    """The CHAIR reader (the original's with compat switch ``chair_as_original``) and what its numbers depend on."""
+    path = options.synonyms_file(data_dir)
+    identity = {"synonyms": path.read_text(encoding="utf-8").splitlines()}
+    if not settings.compat.chair_as_original:
+        return ToolkitReader(path), {**identity, "reader": "toolkit"}
+    if path == chair.DEFAULT_SYNONYMS:
+        log.warning("CHAIR as the original reads captions, but with the toolkit's synonym list: put the release's "
+                    "synonyms.txt in %s or pass benchmark.eval_options.synonyms=<file> for its vocabulary", data_dir)
+    reader = OriginalChair(path)  # WordNet is checked here, before any model loads
+    return reader, {**identity, "reader": "original", "tokenizer": punkt_model(), "wordnet": str(wordnet_source())}
 
 
 def decoding(settings: EvalSettings) -> Decoding:
@@ -50,11 +90,11 @@ def decoding(settings: EvalSettings) -> Decoding:
 
 def evaluation(data: EfufData, options: EvalOptions, settings: EvalSettings) -> Evaluation:
     """The caption part; bad files fail here, before any model loads."""
-    vocabulary = options.vocabulary()
+    reader, reader_identity = caption_reader(options, data.data_dir, settings)
     annotations = data.annotations
     examples = data.evaluation_examples(options.prompt, options.n_images)
-    truth = {name: sorted(chair.ground_truth(vocabulary, annotations.categories.get(name, ()),
-                                             annotations.captions.get(name, ())))
+    truth = {name: sorted(reader.ground_truth(annotations.categories.get(name, ()),
+                                              annotations.captions.get(name, ())))
              for name, _ in examples}
     references = {name: list(annotations.captions.get(name, ())) for name, _ in examples}
     missing = [name for name, refs in references.items() if not refs]
@@ -64,7 +104,7 @@ def evaluation(data: EfufData, options: EvalOptions, settings: EvalSettings) -> 
     decode = decoding(settings)
     character_bleu = settings.compat.character_bleu  # the switches on are in every part's fingerprint
     fingerprint = {"version": FILE_VERSION, "decoding": dataclasses.asdict(decode), "prompt": options.prompt,
-                   "synonyms": sorted(vocabulary.synonyms.items())}
+                   "chair": reader_identity}
 
     def compute(context: EvalContext) -> dict[str, Any]:
         net, collator = context.model.get()
@@ -72,7 +112,7 @@ def evaluation(data: EfufData, options: EvalOptions, settings: EvalSettings) -> 
                                     context.accelerator, desc="captions")
         samples = []
         for (name, _), caption in zip(examples, captions, strict=True):
-            result = chair.caption_chair(vocabulary, caption, truth[name])
+            result = reader.caption_chair(caption, truth[name])
             samples.append({"image": name, "caption": caption, "truth": truth[name],
                             "mentioned": [list(pair) for pair in result.mentioned],
                             "hallucinated": [list(pair) for pair in result.hallucinated],
