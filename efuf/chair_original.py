@@ -66,8 +66,13 @@ def wordnet_source() -> Path:
 
 
 def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vlm-unlearning" / "nltk_data"
+    """Where the nltk data folder goes: the user's cache, else (not writable) the temporary folder."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vlm-unlearning"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        base = Path(tempfile.gettempdir()) / "vlm-unlearning"
+    return base / "nltk_data"
 
 
 @functools.cache
@@ -80,7 +85,11 @@ def nltk_wordnet_root() -> Path:
     root = _cache_root()
     target = root / "corpora" / "wordnet"
     stamp = target / "SOURCE"
-    if not (stamp.is_file() and stamp.read_text(encoding="utf-8") == str(source.resolve())):
+
+    def built() -> bool:
+        return stamp.is_file() and stamp.read_text(encoding="utf-8") == str(source.resolve())
+
+    if not built():
         target.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="wordnet-", dir=target.parent))
         for name in WORDNET_FILES:  # copies: nltk refuses links (a link could point outside its data folder)
@@ -89,7 +98,12 @@ def nltk_wordnet_root() -> Path:
         (work / "lexnames").write_text("".join(lines), encoding="utf-8")
         (work / "SOURCE").write_text(str(source.resolve()), encoding="utf-8")
         shutil.rmtree(target, ignore_errors=True)
-        os.replace(work, target)
+        try:
+            os.replace(work, target)
+        except OSError:  # another process put its copy there first
+            shutil.rmtree(work, ignore_errors=True)
+            if not built():
+                raise
     if str(root) not in nltk.data.path:
         nltk.data.path.insert(0, str(root))
     return root
