@@ -65,6 +65,15 @@ def wordnet_source() -> Path:
     return folder
 
 
+def has_wordnet() -> bool:
+    """Whether ``wordnet_source`` finds a WordNet dict folder."""
+    try:
+        wordnet_source()
+    except WordNetMissing:
+        return False
+    return True
+
+
 def _cache_root() -> Path:
     """Where the nltk data folder goes: the user's cache, else (not writable) the temporary folder."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vlm-unlearning"

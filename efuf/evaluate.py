@@ -17,6 +17,7 @@ from typing import Any
 from efuf import chair, metrics
 from efuf.chair_original import OriginalChair, punkt_model, wordnet_source
 from efuf.release import EfufData
+from unlearning.compat import Compat
 from unlearning.evaluation.general import general_results
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
 from unlearning.inference.answers import generate_answers
@@ -67,12 +68,12 @@ class ToolkitReader:
         return chair.caption_chair(self.vocabulary, caption, truth)
 
 
-def caption_reader(options: EvalOptions, data_dir: Path, settings: EvalSettings
+def caption_reader(options: EvalOptions, data_dir: Path, compat: Compat
                    ) -> tuple[ToolkitReader | OriginalChair, dict[str, Any]]:
     """The CHAIR reader (the original's with compat switch ``chair_as_original``) and what its numbers depend on."""
     path = options.synonyms_file(data_dir)
     identity = {"synonyms": path.read_text(encoding="utf-8").splitlines()}
-    if not settings.compat.chair_as_original:
+    if not compat.chair_as_original:
         return ToolkitReader(path), {**identity, "reader": "toolkit"}
     if path == chair.DEFAULT_SYNONYMS:
         log.warning("CHAIR as the original reads captions, but with the toolkit's synonym list: put the release's "
@@ -90,7 +91,7 @@ def decoding(settings: EvalSettings) -> Decoding:
 
 def evaluation(data: EfufData, options: EvalOptions, settings: EvalSettings) -> Evaluation:
     """The caption part; bad files fail here, before any model loads."""
-    reader, reader_identity = caption_reader(options, data.data_dir, settings)
+    reader, reader_identity = caption_reader(options, data.data_dir, settings.compat)
     annotations = data.annotations
     examples = data.evaluation_examples(options.prompt, options.n_images)
     truth = {name: sorted(reader.ground_truth(annotations.categories.get(name, ()),
@@ -110,14 +111,8 @@ def evaluation(data: EfufData, options: EvalOptions, settings: EvalSettings) -> 
         net, collator = context.model.get()
         captions = generate_answers(net, collator, [example for _, example in examples], settings.batch_size, decode,
                                     context.accelerator, desc="captions")
-        samples = []
-        for (name, _), caption in zip(examples, captions, strict=True):
-            result = reader.caption_chair(caption, truth[name])
-            samples.append({"image": name, "caption": caption, "truth": truth[name],
-                            "mentioned": [list(pair) for pair in result.mentioned],
-                            "hallucinated": [list(pair) for pair in result.hallucinated],
-                            "length": metrics.caption_length(caption),
-                            **metrics.caption_bleu(references[name], caption, character_bleu)})
+        samples = [score_caption(reader, name, caption, truth[name], references[name], character_bleu)
+                   for (name, _), caption in zip(examples, captions, strict=True)]
         return {"aggregate": aggregate(samples), "samples": samples}
 
     part = Part("captions", fingerprint, compute, data={"examples": [e for _, e in examples], "truth": truth,
@@ -127,6 +122,16 @@ def evaluation(data: EfufData, options: EvalOptions, settings: EvalSettings) -> 
         return {"captions": results["captions"]["aggregate"], "general": general_results(results)}
 
     return Evaluation({"captions": part}, summarize)
+
+
+def score_caption(reader: ToolkitReader | OriginalChair, image: str, caption: str, truth: Sequence[str],
+                  references: Sequence[str], character_bleu: bool) -> dict[str, Any]:
+    """One caption's objects (mentioned, hallucinated), length and BLEU: what ``aggregate`` sums."""
+    result = reader.caption_chair(caption, truth)
+    return {"image": image, "caption": caption, "truth": list(truth),
+            "mentioned": [list(pair) for pair in result.mentioned],
+            "hallucinated": [list(pair) for pair in result.hallucinated],
+            "length": metrics.caption_length(caption), **metrics.caption_bleu(references, caption, character_bleu)}
 
 
 def aggregate(samples: list[dict[str, Any]]) -> dict[str, Any]:

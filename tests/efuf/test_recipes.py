@@ -13,6 +13,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from efuf.benchmark import EfufTask
+from efuf.chair_original import has_wordnet
 from efuf.curation import curate_folder
 from efuf.synthetic import write_efuf
 from results_collect import collect
@@ -100,7 +101,7 @@ def test_curation_forgetting_and_evaluation(world, tmp_path: Path):
     table = (tmp_path / "results" / "efuf.md").read_text()
     assert "| CHAIR_s ↓ | CHAIR_i ↓ | BLEU-1 ↑ | BLEU-2 ↑ | BLEU-4 ↑ | Length | Grounded ↑ | POPE ↑ | MME ↑ |" in table
     general = [f"eval.general.pope.{key}={tmp_path}/pope" for key in ("data_dir", "builtin_dir")]
-    wordnet = [] if _has_wordnet() else ["compat.chair_as_original=false"]  # its own tests skip without it
+    wordnet = [] if has_wordnet() else ["compat.chair_as_original=false"]  # its own tests skip without it
     (official,) = evaluate(config("eval", root, data, model, *EVAL, "compat=official", f"run_dirs=[{run}]",
                                   "benchmark.general_evals=[pope]", *general, *wordnet))
     assert official["compat"] == "official" and 0 <= official["general"]["pope"]["accuracy"] <= 1
@@ -110,16 +111,6 @@ def test_curation_forgetting_and_evaluation(world, tmp_path: Path):
     assert fingerprint["chair"]["reader"] == ("original" if not wordnet else "toolkit")
     (row,) = EfufTask.table_rows(read_run(run), official)
     assert row["POPE"] == pytest.approx(100 * official["general"]["pope"]["accuracy"]) and row["MME"] is None
-
-
-def _has_wordnet() -> bool:
-    from efuf.chair_original import WordNetMissing, wordnet_source
-
-    try:
-        wordnet_source()
-    except WordNetMissing:
-        return False
-    return True
 
 
 def test_methods_needing_a_reference_need_an_adapter(world):
