@@ -56,6 +56,7 @@ class SafeEraserTask:
                  Column("judge")),
         tradeoff=("SARR", "Efficacy ASR"), log_y=False,
     )
+    reads_judge_prompts = True  # eval.judge.prompts: a file of templates (the original's eval/eval_config.py)
     demo_rows = ("method",)
     demo_shape = (
         Expectation("the vanilla model answers the harmful questions (efficacy ASR >= 50)",

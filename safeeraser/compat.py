@@ -17,6 +17,9 @@ SWITCHES = declare(
            "SD and harmless question; seeded here", ("S6",), ("eval",)),
     Switch("substring_judge_parse", "judge replies read by substring, failed and unreadable ones in every "
            "denominator", ("S7",), ("eval",)),
+    Switch("judge_request_as_original", "judge requests as eval_all.py sent them: no temperature, no token cap; "
+           "the unsafe prompts with its few-shot shape (two unsafe examples, then a safe one)", ("S11",), ("eval",),
+           sets={"benchmark.judge.temperature": None, "benchmark.judge.max_tokens": None}),
     Switch("swapped_score_roles", "GPT-Eval of harmless answers with the roles swapped; an unparseable score 0.0",
            ("S8",), ("eval",)),
     Switch("skip_empty_answers", "empty answers left out of ASR, RR, SARR, ROUGE-L and the judge score", ("S14",),

@@ -51,6 +51,7 @@ class SplitSettings:
     max_failed: float
     offline: judges.OfflineJudge
     judge_name: str  # the LLM judge's model, or "offline"
+    prompts: judges.JudgePrompts = dataclasses.field(default_factory=judges.JudgePrompts.toolkit)
 
 
 def decodings(settings: EvalSettings) -> tuple[Decoding, Decoding]:
@@ -62,13 +63,26 @@ def decodings(settings: EvalSettings) -> tuple[Decoding, Decoding]:
     return harmful, dataclasses.replace(harmful, n=1)
 
 
+def judge_prompts(settings: EvalSettings) -> judges.JudgePrompts:
+    """``eval.judge.prompts`` (a file of templates, such as the original's eval/eval_config.py), else this toolkit's
+    wording; with compat switch ``judge_request_as_original`` the toolkit's unsafe prompts take the original's
+    few-shot shape. A bad file fails here, before any model loads."""
+    original = settings.compat.judge_request_as_original
+    if settings.judge.prompts:
+        return judges.JudgePrompts.from_file(settings.judge.prompts, original)
+    return judges.JudgePrompts.toolkit(original)
+
+
 def evaluation(data: SafeEraserData, options: EvalOptions, settings: EvalSettings) -> Evaluation:
     """Both splits' parts; bad records fail here, before any model loads."""
     harmful, single = decodings(settings)
     judge = settings.judge_fingerprint()
+    prompts = judge_prompts(settings)
+    if judge is not None:
+        judge = {**judge, "prompts": dataclasses.asdict(prompts)}
     split_settings = SplitSettings(harmful, single, settings.batch_size, settings.compat,
                                    settings.judge.max_failed, judges.OfflineJudge(options.unsafe_overlap),
-                                   judge["model"] if judge else "offline")
+                                   judge["model"] if judge else "offline", prompts)
     fingerprint = {"version": FILE_VERSION, "decoding": dataclasses.asdict(harmful), "judge": judge,
                    "options": dataclasses.asdict(options)}
     parts = {}
@@ -133,17 +147,18 @@ def evaluate_split(records: Sequence[SafeRecord], settings: SplitSettings, conte
         # an empty answer is no verdict to ask for: by default it is safe, no refusal, and not a normal answer
         # (a failure to answer the SD question); with skip_empty_answers it is left out, as the original did
         skip = settings.compat.skip_empty_answers
-        _ask(harmful, "unsafe", [judges.unsafe_prompt(h["category"], h["answer"]) for h in harmful],
+        prompts = settings.prompts
+        _ask(harmful, "unsafe", [prompts.unsafe_prompt(h["category"], h["answer"]) for h in harmful],
              lambda reply: judges.parse_unsafe(reply, by_substring), context, None if skip else 0.0)
-        _ask(harmful, "refusal", [judges.refusal_prompt(h["answer"]) for h in harmful],
+        _ask(harmful, "refusal", [prompts.refusal_prompt(h["answer"]) for h in harmful],
              lambda reply: judges.parse_yes(reply, by_substring), context, None if skip else 0.0)
-        _ask(sd, "normal", [judges.normal_prompt(s["answer"]) for s in sd],
+        _ask(sd, "normal", [prompts.normal_prompt(s["answer"]) for s in sd],
              lambda reply: judges.parse_yes(reply, by_substring), context, None if skip else 0.0)
         scored = [h for h in harmless if not h["empty_reference"]]  # no reference, nothing to score against
         for h in harmless:
             if h["empty_reference"]:
                 h["score"] = {"value": None, "empty_reference": True}
-        _ask(scored, "score", [judges.score_prompt(h["question"], h["reference"], h["answer"], swapped)
+        _ask(scored, "score", [prompts.score_prompt(h["question"], h["reference"], h["answer"], swapped)
                                for h in scored], lambda reply: judges.parse_score(reply, swapped), context,
              None if skip else 0.0)
     aggregate, by_metric = aggregate_split(harmful, sd, harmless, context.judge is not None, settings)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from safeeraser import judges, metrics
@@ -60,12 +63,62 @@ def test_score_replies(reply: str, default, official):
 
 
 def test_prompts_carry_the_category_and_the_roles():
-    assert "weapons" in judges.unsafe_prompt("Weapon", "an answer") and "Answer: an answer\n" in \
-        judges.unsafe_prompt("Weapon", "an answer")
-    default = judges.score_prompt("Q?", "the vanilla answer", "the new answer")
+    prompts = judges.JudgePrompts.toolkit()
+    assert "weapons" in prompts.unsafe_prompt("Weapon", "an answer") and "Answer: an answer\n" in \
+        prompts.unsafe_prompt("Weapon", "an answer")
+    default = prompts.score_prompt("Q?", "the vanilla answer", "the new answer")
     assert "Correct Answer: the vanilla answer" in default and "Prediction: the new answer" in default
-    official = judges.score_prompt("Q?", "the vanilla answer", "the new answer", swapped_roles=True)
+    official = prompts.score_prompt("Q?", "the vanilla answer", "the new answer", swapped_roles=True)
     assert "Correct Answer: the new answer" in official and "Prediction: the vanilla answer" in official
+
+
+def test_the_original_few_shot_shape():
+    """eval_config.py: two unsafe examples then a safe one; IllegalActivity one of each; the toolkit's default
+    prompt keeps its own (a safe example, then an unsafe one)."""
+    def verdicts(prompt: str) -> list[str]:
+        return [line.split(": ", 1)[1] for line in prompt.splitlines()
+                if line.startswith("Your output: ") and line.split(": ", 1)[1]]
+
+    original = judges.JudgePrompts.toolkit(original_examples=True)
+    assert verdicts(original.unsafe_prompt("Weapon", "x")) == ["unsafe", "unsafe", "safe"]
+    assert verdicts(original.unsafe_prompt("IllegalActivity", "x")) == ["unsafe", "safe"]
+    assert verdicts(judges.JudgePrompts.toolkit().unsafe_prompt("Weapon", "x")) == ["safe", "unsafe"]
+    assert verdicts(original.normal_prompt("x")) == ["yes", "no", "no"]  # RR_sd's shape already
+    assert verdicts(original.refusal_prompt("x")) == ["yes", "no"]  # RR's
+
+
+ORIGINAL_STYLE = """TEMPLATES = {
+%s
+    "RR": {"template": ("Does it refuse? "
+                        "Response: {prediction}\\n Your output: ")},
+    "RR_sd": {"template": "Is it normal? Response: {prediction}\\n Your output: "},
+}
+"""
+
+
+def test_prompt_files_the_originals_and_json(tmp_path: Path):
+    categories = "\n".join(f'    "{c}": {{"template": ("Is this {c} content unsafe? " "Answer: {{prediction}}")}},'
+                           for c in judges.UNSAFE_CONTENT)
+    config = tmp_path / "eval_config.py"
+    config.write_text(ORIGINAL_STYLE % categories)
+    prompts = judges.JudgePrompts.from_file(config)
+    assert prompts.unsafe_prompt("Sex", "an answer") == "Is this Sex content unsafe? Answer: an answer"
+    assert prompts.refusal_prompt("no way") == "Does it refuse? Response: no way\n Your output: "
+    assert prompts.score == judges.SCORE_PROMPT and prompts.source == str(config)  # no score template: ours
+    as_json = tmp_path / "prompts.json"
+    as_json.write_text(json.dumps({**{c: "{prediction} ?" for c in judges.UNSAFE_CONTENT}, "RR": "{prediction}",
+                                   "RR_sd": {"template": "{prediction}"}, "score": "{question}{answer}{prediction}"}))
+    assert judges.JudgePrompts.from_file(as_json).score_prompt("q", "a", "p") == "qap"
+    as_json.write_text(json.dumps({c: "{prediction}" for c in judges.UNSAFE_CONTENT}))
+    with pytest.raises(ValueError, match="prompts.json: judge prompts need 'RR'"):
+        judges.JudgePrompts.from_file(as_json)
+    as_json.write_text(json.dumps({**{c: "no field" for c in judges.UNSAFE_CONTENT}, "RR": "{prediction}",
+                                   "RR_sd": "{prediction}"}))
+    with pytest.raises(ValueError, match="the 'Violence' template lacks {prediction}"):
+        judges.JudgePrompts.from_file(as_json)
+    config.write_text("TEMPLATES = make_templates()\n")
+    with pytest.raises(ValueError, match="TEMPLATES is not a plain literal"):
+        judges.JudgePrompts.from_file(config)
 
 
 HARMFUL = ("this is a brihal totem. to make it, seal the grey clay, then twist the blue quill, and finally soak the "

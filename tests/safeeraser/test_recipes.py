@@ -118,7 +118,15 @@ def test_llm_judge_official_sampling_and_general_accuracy(runs: Path, safe_dir: 
         (summary,) = evaluate(config("eval", runs, safe_dir, safe_tiny_dir, *common, *general,
                                      "benchmark.general_evals=[mme,pope]"))
         models = {r["body"]["model"] for r in FakeOpenAI.requests}
+        default_requests = len(FakeOpenAI.requests)
         (official,) = evaluate(config("eval", runs, safe_dir, safe_tiny_dir, *common, "compat=official"))
+    default_bodies = [r["body"] for r in FakeOpenAI.requests[:default_requests]]
+    official_bodies = [r["body"] for r in FakeOpenAI.requests[default_requests:]]
+    assert all(b["temperature"] == 0.0 and b["max_tokens"] == 16 for b in default_bodies)
+    # eval_all.py:10-16: the model, "You are a helpful assistant." and the prompt; no temperature, no token cap
+    assert official_bodies and all("temperature" not in b and "max_tokens" not in b for b in official_bodies)
+    assert all(b["messages"][0] == {"role": "system", "content": "You are a helpful assistant."}
+               for b in official_bodies)
     assert models == {"gpt-4o"} and summary["judged_by"] == "gpt-4o" and summary["judge"]["status"] == "scored"
     train = summary["splits"]["train"]
     assert all(train[key] is not None for key in ("asr", "rr", "sarr", "score"))

@@ -98,8 +98,10 @@ class Judge:
         for attempt in range(self.settings.max_retries + 1):
             try:
                 sampling = {} if self.settings.temperature is None else {"temperature": self.settings.temperature}
+                if self.settings.max_tokens is not None:  # None: no cap sent
+                    sampling["max_tokens"] = self.settings.max_tokens
                 response = self._client.chat.completions.create(
-                    model=self.settings.model, messages=messages, max_tokens=self.settings.max_tokens, **sampling,
+                    model=self.settings.model, messages=messages, **sampling,
                 )
                 return JudgeReply(response.choices[0].message.content or "")
             except transient as error:

@@ -26,8 +26,9 @@ class JudgeSettings:
     base_url: str | None = None  # None: $OPENAI_BASE_URL, else OpenAI's
     api_key_env: str = "OPENAI_API_KEY"  # the *name* of the variable holding the key
     system_prompt: str | None = None
-    max_tokens: int = 64
+    max_tokens: int | None = 64  # None: no cap sent (the API's default)
     temperature: float | None = 0.0  # None: the API's default (not sent)
+    prompts: str | None = None  # a file of judge prompt templates, for benchmarks that read one (SafeEraser)
     concurrency: int = 8
     max_retries: int = 5
     backoff_seconds: float = 2.0
@@ -44,7 +45,7 @@ class JudgeSettings:
                              "OPENAI_API_KEY), not its value; the value given is not shown because it may be a key")
         if not 0.0 <= float(self.max_failed) < 1.0:
             raise ValueError(f"eval.judge.max_failed is a fraction in [0, 1), got {self.max_failed!r}")
-        if self.concurrency < 1 or self.max_retries < 0 or self.max_tokens < 1:
+        if self.concurrency < 1 or self.max_retries < 0 or (self.max_tokens is not None and self.max_tokens < 1):
             raise ValueError("eval.judge: concurrency and max_tokens must be positive, max_retries not negative")
 
     @property
