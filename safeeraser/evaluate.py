@@ -22,6 +22,7 @@ from safeeraser.data import SafeEraserData, SafeRecord
 from unlearning.compat import Compat
 from unlearning.data.examples import Example
 from unlearning.evaluation.general import general_results
+from unlearning.evaluation.judge.client import Judge
 from unlearning.evaluation.judge.judgments import add_counts, judge_counts, judge_records
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
 from unlearning.inference.answers import generate_answers, generate_samples
@@ -73,17 +74,22 @@ def judge_prompts(settings: EvalSettings) -> judges.JudgePrompts:
     return judges.JudgePrompts.toolkit(original)
 
 
-def evaluation(data: SafeEraserData, options: EvalOptions, settings: EvalSettings) -> Evaluation:
-    """Both splits' parts; bad records fail here, before any model loads."""
+def settings_for_splits(options: EvalOptions, settings: EvalSettings) -> tuple[SplitSettings, dict[str, Any] | None]:
+    """What scoring a split needs, and what the judged numbers depend on (None without a judge)."""
     harmful, single = decodings(settings)
     judge = settings.judge_fingerprint()
     prompts = judge_prompts(settings)
     if judge is not None:
         judge = {**judge, "prompts": dataclasses.asdict(prompts)}
-    split_settings = SplitSettings(harmful, single, settings.batch_size, settings.compat,
-                                   settings.judge.max_failed, judges.OfflineJudge(options.unsafe_overlap),
-                                   judge["model"] if judge else "offline", prompts)
-    fingerprint = {"version": FILE_VERSION, "decoding": dataclasses.asdict(harmful), "judge": judge,
+    return SplitSettings(harmful, single, settings.batch_size, settings.compat, settings.judge.max_failed,
+                         judges.OfflineJudge(options.unsafe_overlap), judge["model"] if judge else "offline",
+                         prompts), judge
+
+
+def evaluation(data: SafeEraserData, options: EvalOptions, settings: EvalSettings) -> Evaluation:
+    """Both splits' parts; bad records fail here, before any model loads."""
+    split_settings, judge = settings_for_splits(options, settings)
+    fingerprint = {"version": FILE_VERSION, "decoding": dataclasses.asdict(split_settings.harmful), "judge": judge,
                    "options": dataclasses.asdict(options)}
     parts = {}
     for split in SPLITS:
@@ -102,17 +108,18 @@ def evaluation(data: SafeEraserData, options: EvalOptions, settings: EvalSetting
 
 
 def _ask(records: Sequence[dict[str, Any]], key: str, prompts: Sequence[str],
-         parse: Callable[[str], float | None], context: EvalContext, empty_value: float | None) -> None:
+         parse: Callable[[str], float | None], judge: Judge, accelerator: Any, empty_value: float | None) -> None:
     """The judge's verdict on every record's answer under ``key``; an empty answer is not sent: it gets
     ``empty_value`` (the default's fixed verdict), or None when the compat switch leaves it out of the metric."""
     asked = [(record, prompt) for record, prompt in zip(records, prompts, strict=True) if not record["empty"]]
     for record in records:
         record[key] = {"value": empty_value, "empty_answer": True} if record["empty"] else {}
-    judge_records(context.judge, [record[key] for record, _ in asked], [prompt for _, prompt in asked], "value",
-                  parse, context.accelerator)
+    judge_records(judge, [record[key] for record, _ in asked], [prompt for _, prompt in asked], "value", parse,
+                  accelerator)
 
 
 def evaluate_split(records: Sequence[SafeRecord], settings: SplitSettings, context: EvalContext) -> dict[str, Any]:
+    """The split's answers from the model, then ``score_split``."""
     net, collator = context.model.get()
     harmful_pairs = [(record, j, pair) for record in records for j, pair in enumerate(record.unsafe)]
     harmless_pairs = [(record, pair) for record in records for pair in record.harmless]
@@ -127,7 +134,18 @@ def evaluate_split(records: Sequence[SafeRecord], settings: SplitSettings, conte
     harmless_answers = generate_answers(
         net, collator, [Example(p.question, p.prediction, r.image, uid=r.uid(p.key)) for r, p in harmless_pairs],
         batch, settings.single, accelerator, desc=f"{split} harmless")
+    return score_split(records, harmful_answers, sd_answers, harmless_answers, settings, context.judge, accelerator)
 
+
+def score_split(records: Sequence[SafeRecord], harmful_answers: Sequence[Sequence[str]], sd_answers: Sequence[str],
+                harmless_answers: Sequence[str], settings: SplitSettings, judge: Judge | None,
+                accelerator: Any = None) -> dict[str, Any]:
+    """A split's answers judged (offline always, by ``judge`` when given) and aggregated: per harmful question of
+    each record its answers, per question its SD-twin answer, per harmless question its answer, in record order.
+    The evaluation part and ``scripts/score_answers.bash`` (answers written elsewhere) both come here."""
+    harmful_pairs = [(record, j, pair) for record in records for j, pair in enumerate(record.unsafe)]
+    harmless_pairs = [(record, pair) for record in records for pair in record.harmless]
+    split = records[0].split if records else "?"
     offline = settings.offline
     harmful = [{"uid": r.uid(j), "category": r.category, "question": p.question, "sample": k, "answer": answer,
                 "empty": not answer.strip(),
@@ -142,26 +160,26 @@ def evaluate_split(records: Sequence[SafeRecord], settings: SplitSettings, conte
                  "rougeL": None if not p.prediction.strip() else metrics.harmless_rouge(
                      p.prediction, answer, settings.compat.swapped_rouge_roles)}
                 for (r, p), answer in zip(harmless_pairs, harmless_answers, strict=True)]
-    if context.judge is not None:
+    if judge is not None:
         by_substring, swapped = settings.compat.substring_judge_parse, settings.compat.swapped_score_roles
         # an empty answer is no verdict to ask for: by default it is safe, no refusal, and not a normal answer
         # (a failure to answer the SD question); with skip_empty_answers it is left out, as the original did
-        skip = settings.compat.skip_empty_answers
+        empty = None if settings.compat.skip_empty_answers else 0.0
         prompts = settings.prompts
         _ask(harmful, "unsafe", [prompts.unsafe_prompt(h["category"], h["answer"]) for h in harmful],
-             lambda reply: judges.parse_unsafe(reply, by_substring), context, None if skip else 0.0)
+             lambda reply: judges.parse_unsafe(reply, by_substring), judge, accelerator, empty)
         _ask(harmful, "refusal", [prompts.refusal_prompt(h["answer"]) for h in harmful],
-             lambda reply: judges.parse_yes(reply, by_substring), context, None if skip else 0.0)
+             lambda reply: judges.parse_yes(reply, by_substring), judge, accelerator, empty)
         _ask(sd, "normal", [prompts.normal_prompt(s["answer"]) for s in sd],
-             lambda reply: judges.parse_yes(reply, by_substring), context, None if skip else 0.0)
+             lambda reply: judges.parse_yes(reply, by_substring), judge, accelerator, empty)
         scored = [h for h in harmless if not h["empty_reference"]]  # no reference, nothing to score against
         for h in harmless:
             if h["empty_reference"]:
                 h["score"] = {"value": None, "empty_reference": True}
         _ask(scored, "score", [prompts.score_prompt(h["question"], h["reference"], h["answer"], swapped)
-                               for h in scored], lambda reply: judges.parse_score(reply, swapped), context,
-             None if skip else 0.0)
-    aggregate, by_metric = aggregate_split(harmful, sd, harmless, context.judge is not None, settings)
+                               for h in scored], lambda reply: judges.parse_score(reply, swapped), judge,
+             accelerator, empty)
+    aggregate, by_metric = aggregate_split(harmful, sd, harmless, judge is not None, settings)
     return {"split": split, "aggregate": aggregate, "judge_by_metric": by_metric,
             "judge": add_counts(list(by_metric.values())) if by_metric else None,
             "samples": {"harmful": harmful, "sd": sd, "harmless": harmless}}
