@@ -72,9 +72,9 @@ class SafeEraserTask:
         Expectation("PO refuses the forgotten questions (RR >= 50)", lambda r: r["po"]["RR"] >= 50),
     )
 
-    def __init__(self, data_dir: str | Path, seed: int = 0) -> None:
+    def __init__(self, data_dir: str | Path, seed: int = 0, capitalize: bool = False) -> None:
         self.data_dir = Path(data_dir)
-        self.data = SafeEraserData(self.data_dir)
+        self.data = SafeEraserData(self.data_dir, capitalize=capitalize)
         self.seed = seed
 
     @classmethod

@@ -5,6 +5,13 @@ from unlearning.compat import KL_OVER_ALL_POSITIONS, PO_JOINT_MEAN, Switch, decl
 
 SWITCHES = declare(
     "safeeraser",
+    Switch("original_prompt", "training text as data_module.py wrote it: model_config.yaml's llava-v1.5-vicuna tags "
+           "(\"curious human\"), the -2 label rule without EOS, cut at 512 tokens", ("S5",), ("train",),
+           sets={"original_prompt": "${oc.select:benchmark.recipe.original_prompt,null}"}),
+    Switch("capitalize", "training questions and answers str.capitalize()d", ("S5",), ("train",),
+           sets={"benchmark.options.capitalize": True}),
+    Switch("file_order", "forget batches in file order (DataLoader shuffle=False)", ("S15",), ("train",),
+           sets={"shuffle": False}),
     Switch("pd_weights_as_original", "Prompt Decouple weight 0.5 in ga_pd and gd_pd (1.0 in kl_pd and po_pd), and "
            "gd_pd's retain weight halved to 0.5", ("S2",), ("train",),
            sets={"method.params.pd_weight": 0.5, "method.params.retain_weight": 0.5},

@@ -116,8 +116,9 @@ def empty_answers(records: Sequence[SafeRecord]) -> dict[str, int]:
 class SafeEraserData:
     """A SafeEraser data folder: ``all_train.json``, ``all_val.json`` (JSON lists) and the images they name."""
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, capitalize: bool = False) -> None:
         self.data_dir = Path(data_dir)
+        self.capitalize = capitalize  # the original's training text: str.capitalize()d questions and answers
         if not self.data_dir.is_dir():
             raise DataError(f"SafeEraser data folder {self.data_dir} does not exist")
 
@@ -139,20 +140,29 @@ class SafeEraserData:
     def refusals(self) -> list[str]:
         return load_refusals(self.data_dir, PACKAGED_REFUSALS)
 
+    def _example(self, question: str, answer: str, image: Path, uid: str) -> Example:
+        """A training example; with ``capitalize`` as data_module.py:157-167 wrote it (``str.capitalize()``: the
+        first letter upper, every other lower)."""
+        if self.capitalize:
+            question, answer = question.capitalize(), answer.capitalize()
+        return Example(question, answer, image, uid=uid)
+
     def forget(self, split: str) -> list[Example]:
-        return [Example(pair.question, pair.model_response, record.image, uid=record.uid(j))
+        return [self._example(pair.question, pair.model_response, record.image, record.uid(j))
                 for record in self.records(split) for j, pair in enumerate(record.unsafe)]
 
     def decoupled(self, split: str) -> list[Example]:
-        return [Example(pair.question, pair.sd_response, record.sd_image, uid=record.uid(j))
+        return [self._example(pair.question, pair.sd_response, record.sd_image, record.uid(j))
                 for record in self.records(split) for j, pair in enumerate(record.unsafe)]
 
     def retain(self, split: str) -> list[Example]:
-        return [Example(pair.question, pair.prediction, record.image, uid=record.uid(pair.key))
+        return [self._example(pair.question, pair.prediction, record.image, record.uid(pair.key))
                 for record in self.records(split) for pair in record.harmless]
 
     def refusal(self, split: str, seed: int) -> list[Example]:
         refusals, rng = self.refusals(), random.Random(seed)
+        if self.capitalize:  # data_module.py:167: idk.strip(" ").capitalize()
+            refusals = [refusal.strip(" ").capitalize() for refusal in refusals]
         return [Example(example.question, rng.choice(refusals), example.image, uid=example.uid)
                 for example in self.forget(split)]
 

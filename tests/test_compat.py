@@ -77,8 +77,9 @@ def test_switch_values_are_set_only_where_they_apply_and_never_over_the_command_
     cfg = OmegaConf.create({"shuffle": True, "method": {"name": "gd_pd", "params": {"pd_weight": 1.0,
                                                                                    "retain_weight": 1.0}}})
     assert apply_switches(cfg, Compat.of("safeeraser", "official"), "train") == [
-        "method.params.pd_weight", "method.params.retain_weight"]
-    assert cfg.method.params.pd_weight == 0.5 and cfg.shuffle is True  # no such switch in SafeEraser
+        "shuffle", "method.params.pd_weight", "method.params.retain_weight"]  # keys absent from cfg are left alone
+    assert cfg.method.params.pd_weight == 0.5 and cfg.shuffle is False
+    assert apply_switches(OmegaConf.create({"shuffle": True}), Compat.of("mllmu", "official"), "train") == []
     kl_pd = OmegaConf.create({"method": {"name": "kl_pd", "params": {"pd_weight": 1.0}, "base": {"reduction": "x"}}})
     apply_switches(kl_pd, Compat.of("safeeraser", "official"), "train")
     assert kl_pd.method.params.pd_weight == 1.0 and kl_pd.method.base.reduction == "all_positions"

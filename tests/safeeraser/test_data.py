@@ -110,3 +110,13 @@ def test_unknown_split_and_missing_folder(tmp_path: Path, safe_dir: Path):
     empty.mkdir()
     with pytest.raises(DataError, match="all_train.json: file not found"):
         SafeEraserData(empty).records("train")
+
+
+def test_capitalized_training_text_as_the_original(safe_dir: Path):
+    """data_module.py:157-167: question and answer str.capitalize()d, refusals stripped then capitalized."""
+    plain, capital = SafeEraserTask(safe_dir), SafeEraserTask(safe_dir, capitalize=True)
+    for stream in ("forget", "retain", "decoupled"):
+        for before, after in zip(plain.stream(stream, "train"), capital.stream(stream, "train"), strict=True):
+            assert (after.question, after.answer) == (before.question.capitalize(), before.answer.capitalize())
+    refusals = {example.answer for example in capital.stream("refusal", "train")}
+    assert refusals and all(answer == answer.strip(" ").capitalize() for answer in refusals)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 
 from results_collect import collect
@@ -176,6 +177,20 @@ def test_a_release_with_empty_vanilla_answers_trains_and_evaluates(tmp_path: Pat
             train = summary["splits"]["train"]
             assert train["n_empty"]["harmless_reference"] == 1 and train["n_harmless"] <= 4 * 6 - 1
             assert train["asr"] is not None and train["rougeL"] is not None
+
+
+def test_official_training_text(runs: Path, safe_dir: Path, safe_tiny_dir: Path, tmp_path: Path):
+    """compat=official trains on data_module.py's text: the recipe's tags and label rule, capitalised, in file
+    order; the run records the switches."""
+    vanilla = next((runs / "safeeraser" / "tiny").glob("finetune_full_*"))
+    run = forget(config("forget", tmp_path / "runs", safe_dir, safe_tiny_dir, "method=ga_pd", "compat=official",
+                        "max_steps=2", "batch_size=2", f"model_path={vanilla}/checkpoint"))
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["original_prompt"]["max_length"] == 512 and resolved["original_prompt"]["answer_tag"] == \
+        " ASSISTANT: "
+    assert resolved["benchmark"]["options"]["capitalize"] is True and resolved["shuffle"] is False
+    identity = json.loads((run / "identity.json").read_text())
+    assert {"original_prompt", "capitalize", "file_order", "pd_weights_as_original"} <= set(identity["compat"])
 
 
 def test_launchers_run_safeeraser(tmp_path: Path, safe_dir: Path, safe_tiny_dir: Path):

@@ -45,17 +45,22 @@ class OriginalPrompt:
     token ``len(tokenize(instruction + answer_tag)) - 1``, ``instruction`` being the conversation before
     ``answer_tag`` with spaces stripped: FIUBench's ``preprocess_v1`` masks position 0 and the next
     ``len(...) - 2`` tokens. Depending on the tokenizer this is the answer's first token, its second, or the tag's
-    last (LLaVA-Phi-3's ``<|assistant|>``).
+    last (LLaVA-Phi-3's ``<|assistant|>``). ``max_length``: the conversation cut at that many text tokens (image
+    placeholders unexpanded, as the original's tokenizer call with ``truncation=True`` counted them; SafeEraser's
+    512), so a long answer loses its end.
     """
 
     system_tag: str = ""
     question_start_tag: str = ""
     answer_tag: str = ""
     chat_template: bool = False
+    max_length: int | None = None
 
     def __post_init__(self) -> None:
         if not self.answer_tag:
             raise ValueError("an original prompt needs its answer_tag (where the labels start)")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"an original prompt's max_length must be at least 2, got {self.max_length}")
 
 
 PROMPTS_KEPT = 64  # processed prompts a collator remembers (a 336-px image's pixel values: 1.3 MB)
@@ -130,9 +135,21 @@ class ChatCollator:
         instruction = conversation.split(o.answer_tag)[0].strip(" ")
         start = len(self.encode_text(instruction + o.answer_tag)) - 1
         full_ids = self.encode_text(conversation)
+        if o.max_length is not None and len(full_ids) > o.max_length:
+            conversation = self._cut(conversation, o.max_length)
+            full_ids = self.encode_text(conversation)
         if start >= len(full_ids):
             raise DataError(f"example {example.uid!r}: the original label rule leaves no label token")
         return conversation, full_ids[start:]
+
+    def _cut(self, text: str, max_tokens: int) -> str:
+        """``text`` up to where its token ``max_tokens`` starts (offsets of the fast tokenizer), shortened further
+        in the rare case re-tokenizing the cut text gives more tokens."""
+        encoded = self.tokenizer(text, add_special_tokens=self._add_special_tokens(text), return_offsets_mapping=True)
+        end = encoded["offset_mapping"][max_tokens][0]
+        while end > 0 and len(self.encode_text(text[:end])) > max_tokens:
+            end -= 1
+        return text[:end]
 
     def encode_text(self, text: str) -> list[int]:
         """The text's token ids as the processor tokenizes it, image placeholders unexpanded; the last

@@ -139,3 +139,26 @@ def test_shots_are_earlier_turns_with_their_images_and_never_scored(collator: Ch
     assert batch["inputs"]["pixel_values"].shape[0] == 3
     scored = batch["labels"][0][batch["labels"][0] != IGNORE_INDEX]
     assert collator.tokenizer.decode(scored) == " B" + collator.tokenizer.eos_token
+
+
+def test_an_original_prompt_cut_at_max_length(collator: ChatCollator, examples):
+    """SafeEraser's training text: the tags, the -2 label rule (no EOS) and truncation at max_length text tokens
+    (the image placeholder unexpanded, as the original's tokenizer counted it)."""
+    from unlearning.data.collator import OriginalPrompt
+
+    tags = {"system_tag": "A chat. ", "question_start_tag": "USER: ", "answer_tag": " ASSISTANT: "}
+    whole = ChatCollator(collator.processor, sorted(collator.stop_ids), original=OriginalPrompt(**tags))
+    long = Example("What is the job of the person?", " ".join(["florist"] * 60), examples[0].image, uid="long")
+    text, labels = whole.target_text(long)
+    full = whole.encode_text(text)
+    assert labels == full[-len(labels):] and labels[-1] not in collator.stop_ids  # no EOS label
+    cut = ChatCollator(collator.processor, sorted(collator.stop_ids), original=OriginalPrompt(**tags, max_length=40))
+    short_text, short_labels = cut.target_text(long)
+    assert len(cut.encode_text(short_text)) <= 40 and text.startswith(short_text) and len(short_text) < len(text)
+    assert short_labels == full[len(full) - len(labels):40]  # the same labels, up to the cut
+    batch = cut([long, examples[1]])
+    assert batch["labels"].shape[0] == 2
+    _, empty = whole.target_text(Example("Q?", "", examples[0].image, uid="e"))
+    assert len(empty) == 1  # an empty answer leaves the tag's last token as its only label, as the original
+    with pytest.raises(ValueError, match="max_length must be at least 2"):
+        OriginalPrompt(**tags, max_length=1)
