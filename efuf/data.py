@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,18 @@ class SentenceScore:
     min: float
 
 
-def read_captions(path: Path) -> list[Caption]:
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The file's non-blank lines with their numbers (from 1); a missing file is an error naming it."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    out = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+        if line.strip():
+            yield number, line
+
+
+def read_captions(path: Path) -> list[Caption]:
+    out = []
+    for number, line in numbered_lines(path):
         if SEPARATOR.strip() not in line:
             raise DataError(f"{path}: line {number} has no '###' between the image and its caption")
         image, caption = (part.strip() for part in line.split(SEPARATOR.strip(), 1))

@@ -23,13 +23,14 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from efuf.data import CocoAnnotations
+from efuf.data import CocoAnnotations, numbered_lines
 from efuf.evaluate import EvalOptions, aggregate, caption_reader, score_caption
 from efuf.release import EfufOptions
 from unlearning.data.examples import DataError
+from unlearning.evaluation.scores_file import scores_target
 from unlearning.recipes.common import CONFIG_DIR, setup_logging, to_dict, with_compat
 from unlearning.runs.fingerprint import content_hash
-from unlearning.runs.io import atomic_write_json, read_json
+from unlearning.runs.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 SCORES = ("chair_s", "chair_i", "bleu_1", "bleu_2", "bleu_4", "length", "n_captions", "n_mentioned",
@@ -38,12 +39,8 @@ SCORES = ("chair_s", "chair_i", "bleu_1", "bleu_2", "bleu_4", "length", "n_capti
 
 def read_caption_file(path: Path) -> list[tuple[str, str]]:
     """(image, caption) per non-empty line; a line that is neither form stops with the file and line."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
     out = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, line in numbered_lines(path):
         where = f"{path}: line {number}"
         if line.lstrip().startswith("{"):
             try:
@@ -95,10 +92,7 @@ def score_captions(cfg: DictConfig) -> dict[str, Any]:
     names = image_names([image for image, _ in captions], annotations, path)
     inputs = {"captions": str(path.resolve()), "captions_hash": content_hash(captions),
               "data_dir": str(data_dir.resolve()), "compat": compat.at("eval"), "chair": identity}
-    out = Path(cfg.out) if cfg.out else path.with_name(
-        f"{path.name}.scores{'.' + compat.mode if compat.mode != 'default' else ''}.json")
-    if out.exists() and not cfg.overwrite and read_json(out).get("inputs") != inputs:
-        raise FileExistsError(f"{out} holds scores of other inputs; pass overwrite=true to replace it, or out=")
+    out = scores_target(path, cfg.out, compat.mode, inputs, bool(cfg.overwrite))
     samples = []
     for name, (_, caption) in zip(names, captions, strict=True):
         references = annotations.captions.get(name, ())

@@ -28,9 +28,10 @@ from unlearning.data.records import object_list, read_records, string_field
 from unlearning.evaluation.judge.client import Judge
 from unlearning.evaluation.judge.settings import judge_unavailable_reason
 from unlearning.evaluation.runner import EvalSettings
+from unlearning.evaluation.scores_file import scores_target
 from unlearning.recipes.common import CONFIG_DIR, setup_logging, to_dict, with_compat
 from unlearning.runs.fingerprint import content_hash
-from unlearning.runs.io import atomic_write_json, read_json
+from unlearning.runs.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 HARMFUL_KEYS = ("model_response1", "model_response2", "model_response3")
@@ -96,10 +97,7 @@ def score_answers(cfg: DictConfig) -> dict[str, Any]:
     inputs = {"predictions": str(path.resolve()), "predictions_hash": content_hash([harmful, sd, harmless]),
               "data_dir": str(Path(cfg.data_dir).resolve()), "split": split, "compat": compat.at("eval"),
               "judge": judge_identity, "options": to_dict(cfg.benchmark.eval_options)}
-    out = Path(cfg.out) if cfg.out else path.with_name(
-        f"{path.stem}.scores{'.' + compat.mode if compat.mode != 'default' else ''}.json")
-    if out.exists() and not cfg.overwrite and read_json(out).get("inputs") != inputs:
-        raise FileExistsError(f"{out} holds scores of other inputs; pass overwrite=true to replace it, or out=")
+    out = scores_target(path, cfg.out, compat.mode, inputs, bool(cfg.overwrite))
     skipped = judge_unavailable_reason(settings.judge)
     if skipped:
         log.info("judge: %s; judged offline", skipped)

@@ -57,7 +57,7 @@ def test_scores_by_hand_in_both_file_forms(folder: Path, tmp_path: Path):
     assert scores["chair_s"] == pytest.approx(0.5) and scores["chair_i"] == pytest.approx(1 / 3)
     expected = [caption_bleu(annotations.captions[image], caption)["bleu4"] for image, caption in captions]
     assert scores["bleu_4"] == pytest.approx(sum(expected) / 2)
-    written = json.loads((tmp_path / "captions.txt.scores.json").read_text())
+    written = json.loads((tmp_path / "captions.scores.json").read_text())
     assert written["chair_i"] == scores["chair_i"] and written["compat"] == "default" and len(written["samples"]) == 2
     jsonl = tmp_path / "captions.jsonl"  # COCO ids name the images here
     jsonl.write_text("".join(json.dumps({"image": int(image.split("_")[-1].split(".")[0]), "caption": caption}) + "\n"
@@ -67,7 +67,7 @@ def test_scores_by_hand_in_both_file_forms(folder: Path, tmp_path: Path):
     assert official["chair_i"] == scores["chair_i"]  # CHAIR as before; BLEU the original's, over characters
     assert official["bleu_1"] == pytest.approx(sum(caption_bleu(annotations.captions[image], caption, True)["bleu1"]
                                                    for image, caption in captions) / 2)
-    assert (tmp_path / "captions.txt.scores.custom.json").is_file()
+    assert (tmp_path / "captions.scores.custom.json").is_file()
 
 
 def test_bad_files_and_other_inputs(folder: Path, tmp_path: Path):
