@@ -94,7 +94,7 @@ def build_evaluation(config: EvalConfig, benchmark: Benchmark, settings: EvalSet
     """The benchmark's parts plus the general evaluations it reports, all settings checked here."""
     if settings.judge.prompts and not getattr(benchmark, "reads_judge_prompts", False):
         raise ValueError(f"eval.judge.prompts: benchmark {benchmark.name!r} has its own judge prompt and reads no "
-                         "prompt file (SafeEraser does)")
+                         "prompt file")
     evaluation = benchmark.evaluation(settings, config.forget_split, config.retain_split, **config.eval_options)
     general = general_settings(list(config.general_evals), config.general)
     if not general:
