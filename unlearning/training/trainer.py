@@ -21,12 +21,14 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from unlearning.runs.resources import peak_memory_mb
 from unlearning.runs.trackers import MetricLog
+from unlearning.training.master_weights import MasterWeightAdamW, needs_master_weights
 from unlearning.training.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -88,16 +90,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, settings: TrainSettings, deepspeed: bool = False) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases and norm weights (1-D parameters), or, with ``decay_exempt="bias"``, on
-    parameters whose name holds "bias" only (FIUBench's original: norm weights decay too)."""
+    parameters whose name holds "bias" only (FIUBench's original: norm weights decay too). Trainable parameters
+    held in bf16/fp16 are updated through fp32 master weights (``master_weights``), as the originals' DeepSpeed
+    bf16 mode did."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             exempt = "bias" in name if settings.decay_exempt == "bias" else parameter.ndim < 2
             (no_decay if exempt else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr)
+    groups = [g for g in ({"params": decay, "weight_decay": settings.weight_decay},
+                          {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    if needs_master_weights(decay + no_decay, deepspeed):
+        log.info("fp32 master weights for the trainable parameters held in %s",
+                 ", ".join(sorted({str(p.dtype).removeprefix("torch.") for p in decay + no_decay})))
+        return MasterWeightAdamW(groups, lr=settings.lr)
+    return torch.optim.AdamW(groups, lr=settings.lr)
 
 
 def _batches(loader: DataLoader, epochs: int) -> Iterator[tuple[int, Any]]:
@@ -129,7 +138,7 @@ def train(
             dataset, batch_size=settings.batch_size, shuffle=settings.shuffle, collate_fn=collate,
             num_workers=settings.num_workers, generator=generator,
         )
-    optimizer = _optimizer(model, settings)
+    optimizer = _optimizer(model, settings, accelerator.distributed_type == DistributedType.DEEPSPEED)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     accum = accelerator.gradient_accumulation_steps
     steps_per_epoch = math.ceil(len(loader) / accum)
