@@ -78,8 +78,9 @@ def test_two_process_ddp_on_cpu(common):
         assert a["truth_ratio"] == pytest.approx(b["truth_ratio"], rel=1e-4)
     # forgetting under DDP: the streams of one step (forget rows, their random retain partners) in one batch
     # per process, the reference pass with adapters disabled, an intermediate checkpoint gathered from both
-    run("bash", "scripts/forget_lora.bash", "method=kl", "max_steps=2", "batch_size=2", "save_every=1",
-        f"model_path={run_dir}/checkpoint", "run_name=ddp_kl", *overrides, env=ddp)
+    result = run("bash", "scripts/forget_lora.bash", "method=kl", "max_steps=2", "batch_size=2", "save_every=1",
+                 "effective_batch=4", f"model_path={run_dir}/checkpoint", "run_name=ddp_kl", *overrides, env=ddp)
+    assert "batch 2 x accum 1 x 2 processes" in result.stdout + result.stderr  # 4 per step: accumulation follows
     forget_dir = run_dir.parent / "ddp_kl"
     log = [json.loads(line) for line in (forget_dir / "train_log.jsonl").read_text().splitlines()]
     # KL >= 0 up to float noise: the reference pass scores the retain rows alone (other padding than the policy's)

@@ -7,6 +7,7 @@ switches have set their values; the run's identity is still taken over the whole
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +203,22 @@ class BenchmarkSlice:
                    bench.get("stage_one_split"))
 
 
+def accumulation(effective_batch: Any, batch_size: int, grad_accum: int,
+                 processes: int | None = None) -> int:
+    """Gradient accumulation steps: ``grad_accum``, or, when the recipe states ``effective_batch`` (sequences per
+    optimiser step), what gives it with ``batch_size`` per process on this launch (``WORLD_SIZE`` processes), so
+    one process and eight optimise alike; a batch that does not divide it is an error naming the three."""
+    if effective_batch is None:
+        return grad_accum
+    effective_batch = _whole(effective_batch, "effective_batch", 1)
+    processes = processes or int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = batch_size * processes
+    if effective_batch % per_step:
+        raise SettingError(f"effective_batch {effective_batch} is not a multiple of batch_size {batch_size} x "
+                           f"{processes} processes; change batch_size or effective_batch (null: grad_accum as given)")
+    return effective_batch // per_step
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """A finetune or forget run's config, read into its slices and checked before anything loads; ``resolved`` is
@@ -223,7 +240,8 @@ class TrainingConfig:
         """``kind``: finetune or forget; every slice is read here, so the first bad setting stops the run here."""
         try:
             train = TrainSettings(
-                lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+                lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                grad_accum=accumulation(cfg.get("effective_batch"), cfg.batch_size, cfg.grad_accum),
                 weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, scheduler=cfg.scheduler,
                 max_grad_norm=cfg.max_grad_norm, max_steps=cfg.max_steps, log_every=cfg.log_every, seed=cfg.seed,
                 shuffle=cfg.shuffle, decay_exempt=cfg.decay_exempt, num_workers=cfg.get("num_workers", 0))

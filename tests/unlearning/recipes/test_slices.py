@@ -12,7 +12,7 @@ from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import evaluate
 from unlearning.recipes.finetune import finetune
 from unlearning.recipes.forget import forget
-from unlearning.recipes.slices import EvalConfig, SettingError, TrainingConfig
+from unlearning.recipes.slices import EvalConfig, SettingError, TrainingConfig, accumulation
 
 
 def config(name: str, root: Path, *overrides: str):
@@ -31,6 +31,22 @@ def test_slices_of_the_shipped_configs(tmp_path: Path):
     assert finetune_config.split == "full" and finetune_config.forget is None and finetune_config.tune.r == 0
     evaluation = EvalConfig.from_config(config("eval", tmp_path, "steps=[6,12]"))
     assert evaluation.steps == (6, 12) and evaluation.general_evals == ("mme", "pope")
+
+
+def test_the_effective_batch_on_any_launch(tmp_path: Path, monkeypatch):
+    """SafeEraser's recipe states 32 sequences per optimiser step (the original's 1 x 16 x 2 GPUs): the
+    accumulation follows the launch, so one process and two optimise alike."""
+    assert accumulation(32, 1, 16, processes=1) == 32 and accumulation(32, 1, 16, processes=2) == 16
+    assert accumulation(None, 1, 16, processes=8) == 16  # not stated: grad_accum as given
+    with pytest.raises(SettingError, match="effective_batch 32 is not a multiple of batch_size 3 x 2 processes"):
+        accumulation(32, 3, 16, processes=2)
+    safe = ("benchmark=safeeraser", "model=llava_1_5_7b")
+    for processes, expected in (("1", 32), ("2", 16)):
+        monkeypatch.setenv("WORLD_SIZE", processes)
+        train = TrainingConfig.from_config(config("forget", tmp_path, *safe), "forget").train
+        assert (train.batch_size, train.grad_accum) == (1, expected)
+    tiny = TrainingConfig.from_config(config("forget", tmp_path, "benchmark=safeeraser"), "forget").train
+    assert tiny.grad_accum == 1  # the tiny recipe keeps its own batch
 
 
 @pytest.mark.parametrize(("recipe", "override", "message"), [
