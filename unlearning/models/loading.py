@@ -144,6 +144,7 @@ def lora_target_regex(language_model_prefixes: Sequence[str], leaf_names: Sequen
 
 
 LORA_MATCH = ("path", "leaf")
+LORA_INIT = {"default": True, "gaussian": "gaussian"}  # peft's init_lora_weights: Kaiming-uniform A, or A ~ N(0, 1/r)
 
 
 def apply_lora(
@@ -155,13 +156,17 @@ def apply_lora(
     dropout: float,
     target_leaves: Sequence[str],
     match: str = "path",
+    init: str = "default",
 ) -> PeftModel:
     """LoRA on the language model; other tuned parts (projector, vision tower) fully trained via modules_to_save.
 
     ``match="leaf"`` is MLLMU-Bench's original: the leaf names matched anywhere in the model, so the vision tower's
-    projections of the same names are adapted too."""
+    projections of the same names are adapted too. ``init``: peft's default (A Kaiming-uniform, B zero) or
+    ``gaussian`` (A ~ N(0, 1/r), B zero: MLLMU-Bench's ``init_lora_weights="gaussian"``)."""
     if match not in LORA_MATCH:
         raise ValueError(f"lora_match must be one of {LORA_MATCH}, got {match!r}")
+    if init not in LORA_INIT:
+        raise ValueError(f"lora.init must be one of {tuple(LORA_INIT)}, got {init!r}")
     parts = tuned_prefixes(modules, tune)
     if "language_model" not in parts:
         raise ValueError("LoRA (lora.r > 0) adapts the language model: set tune.language_model=true or lora.r=0")
@@ -173,6 +178,7 @@ def apply_lora(
         bias="none",
         target_modules=lora_target_regex(language_model, target_leaves) if match == "path" else list(target_leaves),
         modules_to_save=[prefix for prefixes in parts.values() for prefix in prefixes] or None,
+        init_lora_weights=LORA_INIT[init],
     )
     peft_model = get_peft_model(model, config)
     n_adapted = sum(1 for name, _ in peft_model.named_modules() if name.endswith(".lora_A"))

@@ -257,7 +257,7 @@ def trainable_model(model_path: str, model_slice: ModelSlice, tune: TuneSlice) -
     check_prefixes(model, model_slice.modules)
     if tune.r > 0:
         model = apply_lora(model, model_slice.modules, tune.parts, tune.r, tune.alpha, tune.dropout,
-                           model_slice.lora_targets, tune.match)
+                           model_slice.lora_targets, tune.match, tune.init)
     else:
         freeze_all_but(model, [p for ps in tuned_prefixes(model_slice.modules, tune.parts).values() for p in ps])
     trainable, total = count_trainable(model)

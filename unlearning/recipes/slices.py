@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from unlearning.benchmarks import STARTS_FROM
 from unlearning.data.collator import LABEL_SCOPES
 from unlearning.data.pixel_cache import PIXEL_CACHE_MB
-from unlearning.models.loading import LORA_MATCH, PARTS
+from unlearning.models.loading import LORA_INIT, LORA_MATCH, PARTS
 from unlearning.runs.trackers import tracker_names
 from unlearning.training.trainer import TrainSettings
 
@@ -95,6 +95,7 @@ class TuneSlice:
     dropout: int | float
     parts: Mapping[str, bool]
     match: str = "path"
+    init: str = "default"  # peft's LoRA init, or gaussian (MLLMU-Bench's)
 
     @classmethod
     def from_config(cls, cfg: Any) -> TuneSlice:
@@ -113,7 +114,8 @@ class TuneSlice:
         if not any(tune.values()):
             raise SettingError("tune trains nothing: set tune.language_model, tune.projector or tune.vision_tower")
         return cls(r, alpha, dropout, dict(tune),  # as given: peft saves them in adapter_config.json
-                   _choice(cfg.get("lora_match", "path"), "lora_match", LORA_MATCH))
+                   _choice(cfg.get("lora_match", "path"), "lora_match", LORA_MATCH),
+                   _choice(lora.get("init", "default"), "lora.init", tuple(LORA_INIT)))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ IDENTITY_DEFAULTS: dict[tuple[str, ...], dict[str, Any]] = {
     ("method",): _METHOD_ADDED,
     ("method", "base"): _METHOD_ADDED,  # a composed method's base (kl_pd, po_pd)
     ("benchmark", "options"): {"capitalize": False},
+    ("lora",): {"init": "default"},
 }
 
 

@@ -123,3 +123,20 @@ def test_adapter_round_trip_and_strict_reload(tmp_path: Path, tiny_dir: Path, ti
         load_adapter(load_model(tiny_dir), tmp_path / "adapter")
     with pytest.raises(CheckpointError, match="no adapter_model.safetensors"):
         load_adapter(load_model(tiny_dir), tmp_path)
+
+
+def test_gaussian_lora_init_as_mllmu_bench(tiny_dir: Path):
+    """init_lora_weights="gaussian" (MLLMU-Bench's finetune.py:118): A ~ N(0, 1/r), B zero; peft's default A is
+    Kaiming-uniform, bounded by 1/sqrt(fan_in)."""
+    torch.manual_seed(0)
+    gaussian = apply_lora(load_model(tiny_dir), MODULES, FIU_TUNE, 16, 16, 0.0, LEAVES, init="gaussian")
+    torch.manual_seed(0)
+    default = apply_lora(load_model(tiny_dir), MODULES, FIU_TUNE, 16, 16, 0.0, LEAVES)
+    a = torch.cat([p.detach().reshape(-1) for n, p in gaussian.named_parameters() if "lora_A" in n])
+    assert a.mean().abs() < 0.01 and a.std().item() == pytest.approx(1 / 16, rel=0.05)
+    assert all(torch.count_nonzero(p) == 0 for n, p in gaussian.named_parameters() if "lora_B" in n)
+    for name, parameter in default.named_parameters():
+        if "lora_A" in name:
+            assert parameter.abs().max() <= 1 / parameter.shape[1] ** 0.5 + 1e-6
+    with pytest.raises(ValueError, match="lora.init must be one of"):
+        apply_lora(load_model(tiny_dir), MODULES, FIU_TUNE, 16, 16, 0.0, LEAVES, init="orthogonal")

@@ -49,6 +49,18 @@ def test_the_effective_batch_on_any_launch(tmp_path: Path, monkeypatch):
     assert tiny.grad_accum == 1  # the tiny recipe keeps its own batch
 
 
+def test_lora_init_per_recipe(tmp_path: Path):
+    """MLLMU-Bench's recipes initialise LoRA as its code did (gaussian); the tiny recipe keeps the default it was
+    measured with; the other benchmarks use peft's default."""
+    def init(*overrides: str) -> str:
+        return TrainingConfig.from_config(config("forget", tmp_path, *overrides), "forget").tune.init
+
+    assert init("benchmark=mllmu", "model=llava_1_5_7b") == "gaussian"
+    assert init("benchmark=mllmu") == "default" and init() == "default"
+    with pytest.raises(SettingError, match="lora.init must be one of"):
+        init("lora.init=orthogonal")
+
+
 @pytest.mark.parametrize(("recipe", "override", "message"), [
     ("forget", "model.dtype=float8", "model.dtype must be one of"),
     ("forget", "lora.r=-1", "lora.r must be a whole number >= 0"),
