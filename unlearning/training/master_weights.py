@@ -27,7 +27,7 @@ class MasterWeightAdamW(torch.optim.AdamW):
     """``torch.optim.AdamW`` over fp32 copies of the given parameters (fp32 ones are used as they are); the
     learning-rate schedule, weight decay and state act on the copies, which ``step`` writes back rounded."""
 
-    def __init__(self, groups: Iterable[Mapping[str, Any]], lr: float) -> None:
+    def __init__(self, groups: Iterable[Mapping[str, Any]], lr: float, eps: float = 1e-8) -> None:
         pairs, master_groups = [], []
         for group in groups:
             masters = []
@@ -39,7 +39,7 @@ class MasterWeightAdamW(torch.optim.AdamW):
                     master = parameter
                 masters.append(master)
             master_groups.append({**group, "params": masters})
-        super().__init__(master_groups, lr=lr)
+        super().__init__(master_groups, lr=lr, eps=eps)
         self._pairs = pairs
 
     @torch.no_grad()

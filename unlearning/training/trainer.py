@@ -53,12 +53,13 @@ class TrainSettings:
     num_workers: int = 0
     shuffle: bool = True  # False: batches in file order (FIUBench's original Stage I and forgetting)
     decay_exempt: str = "1d"  # no weight decay on: "1d" biases and norm weights | "bias" names holding "bias"
+    adam_eps: float = 1e-8  # AdamW's epsilon (torch's default; MLLMU-Bench's transformers.AdamW used 1e-6)
 
     def __post_init__(self) -> None:
         """Refuse settings that would train something else than asked (``epochs=0`` trained one step and
         saved the run as finished), before any file is written."""
         numbers = {"lr": self.lr, "weight_decay": self.weight_decay, "warmup_ratio": self.warmup_ratio,
-                   "max_grad_norm": self.max_grad_norm}
+                   "max_grad_norm": self.max_grad_norm, "adam_eps": self.adam_eps}
         for name, value in numbers.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name} must be a number, got {value!r}")
@@ -105,8 +106,8 @@ def _optimizer(model: torch.nn.Module, settings: TrainSettings, deepspeed: bool 
     if needs_master_weights(decay + no_decay, deepspeed):
         log.info("fp32 master weights for the trainable parameters held in %s",
                  ", ".join(sorted({str(p.dtype).removeprefix("torch.") for p in decay + no_decay})))
-        return MasterWeightAdamW(groups, lr=settings.lr)
-    return torch.optim.AdamW(groups, lr=settings.lr)
+        return MasterWeightAdamW(groups, lr=settings.lr, eps=settings.adam_eps)
+    return torch.optim.AdamW(groups, lr=settings.lr, eps=settings.adam_eps)
 
 
 def _batches(loader: DataLoader, epochs: int) -> Iterator[tuple[int, Any]]:

@@ -49,13 +49,16 @@ def test_the_effective_batch_on_any_launch(tmp_path: Path, monkeypatch):
     assert tiny.grad_accum == 1  # the tiny recipe keeps its own batch
 
 
-def test_lora_init_per_recipe(tmp_path: Path):
-    """MLLMU-Bench's recipes initialise LoRA as its code did (gaussian); the tiny recipe keeps the default it was
-    measured with; the other benchmarks use peft's default."""
+def test_lora_init_and_adam_eps_per_recipe(tmp_path: Path):
+    """MLLMU-Bench's recipes initialise LoRA and AdamW as its code did (gaussian, eps 1e-6); the tiny recipes keep
+    the defaults their tables were measured with; the other benchmarks use peft's and torch's defaults."""
     def init(*overrides: str) -> str:
         return TrainingConfig.from_config(config("forget", tmp_path, *overrides), "forget").tune.init
 
     assert init("benchmark=mllmu", "model=llava_1_5_7b") == "gaussian"
+    mllmu = TrainingConfig.from_config(config("forget", tmp_path, "benchmark=mllmu", "model=llava_1_5_7b"), "forget")
+    assert mllmu.train.adam_eps == 1e-6  # transformers.AdamW's, which MLLMU-Bench used
+    assert TrainingConfig.from_config(config("forget", tmp_path, "benchmark=mllmu"), "forget").train.adam_eps == 1e-8
     assert init("benchmark=mllmu") == "default" and init() == "default"
     with pytest.raises(SettingError, match="lora.init must be one of"):
         init("lora.init=orthogonal")
