@@ -147,8 +147,9 @@ def train(
     if settings.max_steps is not None:
         total_steps = min(total_steps, settings.max_steps)
     # Not prepared: stepped once per optimiser step, so the schedule spans exactly total_steps.
+    # round() as FIUBench's forget.py:283 and finetune.py:321 (forget10: 4 warm-up steps, not int()'s 3)
     scheduler = get_scheduler(
-        settings.scheduler, optimizer, num_warmup_steps=int(settings.warmup_ratio * total_steps),
+        settings.scheduler, optimizer, num_warmup_steps=round(settings.warmup_ratio * total_steps),
         num_training_steps=total_steps,
     )
     log.info(

@@ -131,3 +131,13 @@ def test_weight_decay_exemptions():
     assert groups("bias") == {0.01: {"0.weight", "1.weight"}, 0.0: {"0.bias", "1.bias"}}
     with pytest.raises(ValueError, match="decay_exempt must be one of"):
         TrainSettings(lr=0.1, epochs=1, batch_size=1, decay_exempt="norms")
+
+
+def test_warmup_steps_are_rounded_as_fiubench_rounded_them(tmp_path: Path):
+    """forget.py:283 / finetune.py:321 take round(0.06 x steps): 60 steps warm up over 4 (0.06 x 60 = 3.6), so the
+    rate after the first step is lr / 4 (int() would give 3 steps and lr / 3)."""
+    settings = TrainSettings(lr=0.1, epochs=60, batch_size=16, warmup_ratio=0.06, scheduler="linear", log_every=1)
+    with MetricLog(tmp_path, "t", jsonl=tmp_path / "log.jsonl") as metrics:
+        train(torch.nn.Linear(1, 1), data(), torch.stack, regression_loss, settings, Accelerator(cpu=True), metrics)
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(rates) == 60 and rates[0] == pytest.approx(0.1 / 4) and rates[3] == pytest.approx(0.1)
