@@ -108,17 +108,19 @@ def judge_prompt(profile_id: str, question: str, generation: str, ground_truth: 
 def parse_factuality(reply: str, as_original: bool = False) -> float | None:
     """The 1-10 score in a judge reply, or None.
 
-    The original: the first line containing "Factuality Score", its text after the last ':' without commas,
-    as an int (a one-line JSON reply therefore fails).
+    The original (eval_gpt.py:130-145): the first line containing "Factuality Score", its text after the last ':'
+    without commas, as an int (a one-line JSON reply therefore fails), and only when some line holds
+    "Justification" (the same exception dropped the reply otherwise).
     """
     if as_original:
-        for line in reply.splitlines():
-            if "Factuality Score" in line:
-                try:
-                    return float(int(line.split(":")[-1].replace(",", "").strip()))
-                except ValueError:
-                    return None
-        return None
+        lines = reply.split("\n")
+        scores = [line for line in lines if "Factuality Score" in line]
+        if not scores or not any("Justification" in line for line in lines):
+            return None
+        try:
+            return float(int(scores[0].split(":")[-1].strip().replace(",", "")))
+        except ValueError:
+            return None
     match = _FACTUALITY.search(reply)
     if not match:
         return None

@@ -74,7 +74,9 @@ def test_factuality_parse(reply, expected):
 @pytest.mark.parametrize("reply, expected", [
     ('{\n  "Factuality Score": 7,\n  "Justification": "fine"\n}', 7.0),
     ('{"Factuality Score": 8, "Justification": "ok"}', None),  # the last ':' part is not a number
-    ("Factuality Score: 1,0", 10.0),
+    ("Factuality Score: 1,0\nJustification: fine", 10.0),
+    ("Factuality Score: 1,0", None),  # eval_gpt.py:139: no Justification line, the reply is dropped
+    ('"Factuality Score": 7', None),
 ])
 def test_official_factuality_parse(reply, expected):
     assert metrics.parse_factuality(reply, as_original=True) == expected
