@@ -12,8 +12,8 @@ SWITCHES = declare(
            sets={"benchmark.options.capitalize": True}),
     Switch("cut_at_first_period", "generation metrics see a generation up to its first '.' ('' without one)",
            ("3",), ("eval",)),
-    Switch("skip_first_answer_token", "where the original had no label rule: the answer NLL over tokens 2..L "
-           "divided by L", ("4",), ("eval",)),
+    Switch("skip_first_answer_token", "the answer NLL over labels 2..L divided by L and Min-K over labels[1:] "
+           "(the original's labels under its prompt, else the answer without EOS)", ("4",), ("eval",)),
     Switch("kl_over_all_positions", "KL averaged over every position of the retain batch", ("5",), ("train",),
            sets=KL_OVER_ALL_POSITIONS),
     Switch("po_joint_mean", "PO: one token mean over the concatenated refusal and retain batch", ("7",), ("train",),

@@ -37,8 +37,9 @@ class SplitSettings:
     batch_size: int
     decoding: Decoding
     compat: Compat
-    skip_first_answer_token: bool  # the compat switch, where the original's prompt does not already rule it
+    skip_first_answer_token: bool  # the compat switch: the original's labels 2..L over L
     max_failed: float = 0.0  # judge requests allowed to fail with GPT still complete
+    ends_with_eos: bool = True  # the scored span ends with EOS (not under the original's prompt)
 
     def __post_init__(self) -> None:
         if self.role not in metrics.ROLES:
@@ -53,16 +54,17 @@ def evaluation(data: FiuBench, settings: EvalSettings, forget_split: str, retain
     """The parts of one model's FIUBench evaluation; unknown splits fail here, before any model loads.
 
     With the original's prompt (``original_prompt``, the compat switch of that name) the collator scores the
-    original's label tokens, so the answer NLL is their mean, as its ``get_batch_loss`` / token count; without it,
-    ``skip_first_answer_token`` approximates that rule on this toolkit's prompt (tokens 2..L over L, LLaVA-1.5's)."""
+    original's label tokens (no EOS); ``skip_first_answer_token`` then takes the original's NLL over them, labels
+    2..L over L, and its MIA over ``labels[1:]`` (evaluate_util.py:395-405, :436-438); without the original's
+    prompt it applies the same rule to this toolkit's span (the answer and EOS: tokens 2..L over L)."""
     compat = settings.compat
-    skip_first = compat.skip_first_answer_token and not original_prompt
+    skip_first = compat.skip_first_answer_token
     judge = settings.judge_fingerprint()
     parts: dict[str, Part] = {}
     for role, split in (("forget", forget_split), ("retain", retain_split)):
         data.identity_ids(split)  # raises on an unknown split
         part = SplitSettings(split, role, settings.batch_size, settings.decoding, compat, skip_first,
-                             settings.judge.max_failed)
+                             settings.judge.max_failed, ends_with_eos=not original_prompt)
         qas = data.qas(split)
         parts[role] = Part(split, {"version": FILE_VERSION, "split": split,
                                    "decoding": dataclasses.asdict(settings.decoding), "judge": judge,
@@ -111,7 +113,7 @@ def general_accuracy(general: Mapping[str, Any]) -> float | None:
 def evaluate_split(qas: Sequence[FiuQA], settings: SplitSettings, context: EvalContext) -> dict[str, Any]:
     net, collator = context.model.get()
     role, split, compat = settings.role, settings.split, settings.compat
-    cut, skip_first = compat.cut_at_first_period, settings.skip_first_answer_token
+    cut, skip_first, eos = compat.cut_at_first_period, settings.skip_first_answer_token, settings.ends_with_eos
     batch_size, accelerator = settings.batch_size, context.accelerator
     # APE (forget split): the same facts asked in other words, generated with the questions (one prefix per image)
     questions = [(i, q) for i, qa in enumerate(qas) for q in qa.paraphrased_questions] if role == "forget" else []
@@ -133,10 +135,10 @@ def evaluate_split(qas: Sequence[FiuQA], settings: SplitSettings, context: EvalC
     records = []
     for index, (qa, generation, (start, end)) in enumerate(zip(qas, generations, spans, strict=True)):
         text = metrics.answer_text(generation, cut)
-        answer_nll = metrics.answer_nll(scores[start], skip_first)
-        paraphrased_nll = metrics.answer_nll(scores[start + 1], skip_first)
-        perturbed_nlls = [metrics.answer_nll(score, skip_first) for score in scores[start + 2:end]]
-        mia, mia_pp = metrics.mia(scores[start], skip_first, compat.min_k_without_renormalising)
+        answer_nll = metrics.answer_nll(scores[start], skip_first, eos)
+        paraphrased_nll = metrics.answer_nll(scores[start + 1], skip_first, eos)
+        perturbed_nlls = [metrics.answer_nll(score, skip_first, eos) for score in scores[start + 2:end]]
+        mia, mia_pp = metrics.mia(scores[start], skip_first, compat.min_k_without_renormalising, eos)
         record = {
             "uid": qa.uid, "unique_id": qa.unique_id, "question": qa.question, "answer": qa.answer,
             "generation": generation,

@@ -41,28 +41,32 @@ def answer_text(generation: str, cut_at_first_period: bool = False) -> str:
     return generation
 
 
-def scored_logprobs(score: SequenceScore, skip_first_answer_token: bool = False
+def scored_logprobs(score: SequenceScore, skip_first_answer_token: bool = False, ends_with_eos: bool = True
                     ) -> tuple[list[float], list[float], list[float]]:
-    """Token log-probs, mu and sigma of the tokens a metric scores: every target token, or FIUBench's
-    answer tokens 2..L (no EOS, which the original never appended, and not the first token)."""
+    """Token log-probs, mu and sigma of the tokens a metric scores: every target token, or FIUBench's labels 2..L
+    (not the first, and not the EOS this toolkit's span ends with, which the original never appended; under the
+    original's prompt the span is its labels, with no EOS: ``ends_with_eos=False``)."""
     columns = (list(score.token_logprobs), list(score.token_mu), list(score.token_sigma))
     if skip_first_answer_token:
-        return tuple(column[1:-1] for column in columns)  # type: ignore[return-value]
+        end = -1 if ends_with_eos else None
+        return tuple(column[1:end] for column in columns)  # type: ignore[return-value]
     return columns
 
 
-def answer_nll(score: SequenceScore, skip_first_answer_token: bool = False) -> float:
-    """ℓ: mean NLL over every target token; the original: the sum over tokens 2..L divided by L."""
+def answer_nll(score: SequenceScore, skip_first_answer_token: bool = False, ends_with_eos: bool = True) -> float:
+    """ℓ: mean NLL over every target token; the original (evaluate_util.py:395-405): the sum over labels 2..L
+    divided by L."""
     if skip_first_answer_token:
-        answer_length = score.n_tokens - 1  # without EOS
-        return -sum(score.token_logprobs[1:-1]) / max(answer_length, 1)
+        labels = score.n_tokens - (1 if ends_with_eos else 0)
+        end = -1 if ends_with_eos else None
+        return -sum(score.token_logprobs[1:end]) / max(labels, 1)
     return score.mean_nll
 
 
-def mia(score: SequenceScore, skip_first_answer_token: bool = False, min_k_without_renormalising: bool = False
-        ) -> tuple[float, float]:
-    """FIUBench's weighted Min-K and Min-K++ of one answer."""
-    logprobs, mu, sigma = scored_logprobs(score, skip_first_answer_token)
+def mia(score: SequenceScore, skip_first_answer_token: bool = False, min_k_without_renormalising: bool = False,
+        ends_with_eos: bool = True) -> tuple[float, float]:
+    """FIUBench's weighted Min-K and Min-K++ of one answer (the original's over ``labels[1:]``)."""
+    logprobs, mu, sigma = scored_logprobs(score, skip_first_answer_token, ends_with_eos)
     renormalise = not min_k_without_renormalising
     if not logprobs:  # a one-token answer under the original's rule: every term empty, their sum 0
         return (0.0, 0.0) if min_k_without_renormalising else (math.nan, math.nan)

@@ -153,3 +153,15 @@ def test_paper_columns_and_average_forget_quality():
     assert rows[1]["Avg FQ"] == pytest.approx(100 * (0.15 * 0.8 + 0.2 * 0.7 + 0.15 * 0.9))
     no_gpt = FiuBenchTask.table_rows({"method": "kl"}, {**summary, "retain": {**summary["retain"], "gpt": None}})[0]
     assert no_gpt["Avg MU"] is None and no_gpt["GPT"] is None
+
+
+def test_the_original_nll_over_its_own_labels():
+    """Under the original's prompt the scored span is its labels, with no EOS (for LLaVA-Phi-3 the first is
+    <|assistant|>): evaluate_util.py:395-405 sums labels 2..L and divides by L; Min-K reads labels[1:]."""
+    labels = SequenceScore(token_logprobs=(-5.0, -1.0, -2.0), token_mu=(0.0,) * 3, token_sigma=(1.0,) * 3)
+    assert metrics.answer_nll(labels, True, ends_with_eos=False) == pytest.approx((1.0 + 2.0) / 3)
+    assert metrics.answer_nll(labels) == pytest.approx(8.0 / 3)  # every label, the default
+    logprobs, _, _ = metrics.scored_logprobs(labels, True, ends_with_eos=False)
+    assert logprobs == [-1.0, -2.0]
+    with_eos = SequenceScore(token_logprobs=(-5.0, -1.0, -2.0, -0.5), token_mu=(0.0,) * 4, token_sigma=(1.0,) * 4)
+    assert metrics.answer_nll(with_eos, True) == pytest.approx((1.0 + 2.0) / 3)  # the toolkit's span: EOS left out
