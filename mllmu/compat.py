@@ -7,6 +7,8 @@ SWITCHES = declare(
     "mllmu",
     Switch("whole_sequence_labels", "labels = input_ids with padding masked: template, question, image and answer",
            ("M1",), ("train",), sets={"label_scope": "sequence"}),
+    Switch("no_eos_after_answer", "no EOS taught after the answer (data_preprocess.py's LLaVA text ends with the "
+           "answer)", ("M1",), ("train",), sets={"append_eos": False}),
     Switch("sequential_passes", "GD and KL: every forget batch, then every retain batch, per epoch", ("M2",),
            ("train",), sets={"passes": "sequential"}),
     Switch("kl_min", "KL_Min: KL summed over every position per row, plus CE(retain)", ("M3",), ("train",),

@@ -78,6 +78,7 @@ class ChatCollator:
     def __init__(
         self, processor: Any, stop_ids: Sequence[int], system_prompt: str | None = None, label_scope: str = "answer",
         original: OriginalPrompt | None = None, pixel_cache: CachedImageProcessor | None = None,
+        append_eos: bool = True,
     ) -> None:
         if label_scope not in LABEL_SCOPES:
             raise ValueError(f"label_scope must be one of {LABEL_SCOPES}, got {label_scope!r}")
@@ -94,6 +95,8 @@ class ChatCollator:
         self.stop_ids = set(stop_ids)
         self.system_prompt = system_prompt
         self.label_scope = label_scope  # sequence: every non-padding token (MLLMU-Bench's original training)
+        # False: no EOS after a template whose turn ends without one (MLLMU-Bench's LLaVA text had none)
+        self.append_eos = append_eos
 
     # ------------------------------------------------------------------ text
 
@@ -210,7 +213,7 @@ class ChatCollator:
             raise DataError(f"example {example.uid!r}: empty answer")
         prompt_ids = self.encode_text(prompt)
         full_ids = self.encode_text(conditioning + target)
-        if example.final and full_ids[-1] not in self.stop_ids:
+        if example.final and full_ids[-1] not in self.stop_ids and (self.append_eos or not target.strip()):
             target += self.tokenizer.eos_token
             full_ids = self.encode_text(conditioning + target)
         if full_ids[: len(prompt_ids)] != prompt_ids:

@@ -161,12 +161,12 @@ def ensure_model(model: ModelSlice, benchmark: Benchmark, accelerator: Accelerat
 
 def make_collator(processor: Any, generation_config: Any | None, system_prompt: str | None,
                   label_scope: str = "answer", original: Mapping[str, Any] | None = None,
-                  pixel_cache: CachedImageProcessor | None = None) -> ChatCollator:
+                  pixel_cache: CachedImageProcessor | None = None, append_eos: bool = True) -> ChatCollator:
     """``original``: an original code's hand-written prompt and label rule (a compat switch); ``pixel_cache``:
     where processed images are remembered (shared by an evaluation command's runs; default: the collator's own)."""
     return ChatCollator(processor, stop_token_ids(processor.tokenizer, generation_config), system_prompt=system_prompt,
                         label_scope=label_scope, original=OriginalPrompt(**original) if original else None,
-                        pixel_cache=pixel_cache)
+                        pixel_cache=pixel_cache, append_eos=append_eos)
 
 
 def pixel_cache(megabytes: int) -> CachedImageProcessor:
@@ -177,7 +177,8 @@ def pixel_cache(megabytes: int) -> CachedImageProcessor:
 def training_collator(path: str, model: ModelSlice, prompt: PromptSlice) -> ChatCollator:
     """The collator of a training run, built before any weights load, so every input is checked first."""
     return make_collator(load_processor_for(path, model), load_generation_config(path), prompt.system_prompt,
-                         prompt.label_scope, prompt.original_prompt, pixel_cache(prompt.pixel_cache_mb))
+                         prompt.label_scope, prompt.original_prompt, pixel_cache(prompt.pixel_cache_mb),
+                         prompt.append_eos)
 
 
 def load_processor_for(path: str, model: ModelSlice) -> Any:

@@ -127,6 +127,7 @@ class PromptSlice:
     label_scope: str = "answer"
     original_prompt: Mapping[str, Any] | None = None
     pixel_cache_mb: int = PIXEL_CACHE_MB
+    append_eos: bool = True  # EOS after a turn the template ends without one (false: MLLMU-Bench's LLaVA text)
 
     @classmethod
     def from_config(cls, cfg: Any) -> PromptSlice:
@@ -135,7 +136,8 @@ class PromptSlice:
             raise SettingError(f"system_prompt must be text or null, got {system!r}")
         return cls(system, _choice(cfg.get("label_scope", "answer"), "label_scope", LABEL_SCOPES),
                    _plain(cfg.get("original_prompt")) or None,
-                   _whole(cfg.get("pixel_cache_mb", PIXEL_CACHE_MB), "pixel_cache_mb"))
+                   _whole(cfg.get("pixel_cache_mb", PIXEL_CACHE_MB), "pixel_cache_mb"),
+                   _flag(cfg.get("append_eos", True), "append_eos"))
 
 
 @dataclass(frozen=True)

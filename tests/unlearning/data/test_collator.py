@@ -162,3 +162,15 @@ def test_an_original_prompt_cut_at_max_length(collator: ChatCollator, examples):
     assert len(empty) == 1  # an empty answer leaves the tag's last token as its only label, as the original
     with pytest.raises(ValueError, match="max_length must be at least 2"):
         OriginalPrompt(**tags, max_length=1)
+
+
+def test_no_eos_after_the_answer_as_mllmu_bench(collator: ChatCollator, examples):
+    """MLLMU-Bench's LLaVA training text ends with the answer (data_preprocess.py:355): with append_eos=False no
+    EOS is added after a turn the template ends without one; an empty answer still trains the EOS."""
+    plain = ChatCollator(collator.processor, sorted(collator.stop_ids), append_eos=False)
+    text, ids = plain.target_text(examples[0])
+    with_eos_text, with_eos = collator.target_text(examples[0])
+    assert with_eos[-1] == collator.tokenizer.eos_token_id and ids == with_eos[:-1]
+    assert not text.endswith(collator.tokenizer.eos_token) and with_eos_text == text + collator.tokenizer.eos_token
+    _, empty = plain.target_text(Example("Q?", "", examples[0].image, uid="e"))
+    assert empty and empty[-1] == collator.tokenizer.eos_token_id
