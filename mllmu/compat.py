@@ -17,6 +17,10 @@ SWITCHES = declare(
            sets={"method.granularity": "batch_token_mean"}),
     Switch("lora_leaf_names", "LoRA targets matched by leaf name everywhere (the vision tower too)", ("M5",),
            ("train",), sets={"lora_match": "leaf"}),
+    Switch("idefics2_eval_image_splitting", "Idefics2 evaluated with image splitting on, as the hub processor "
+           "eval.py loaded (training keeps it off, as finetune.py did)", ("M15",), ("eval",),
+           sets={"model.image_processor_overrides.do_image_splitting": True},
+           when={"model.name": ("idefics2_8b",)}),
     Switch("few_shot_from_evaluated_set", "few-shot profiles drawn once per set and task from the evaluated "
            "profiles, which are left unscored", ("M8",), ("eval",)),
     Switch("zero_shot_celebrity_classification", "celebrity MCQs asked without demonstrations", ("M8",), ("eval",)),

@@ -95,3 +95,20 @@ def test_a_declaration_is_checked():
         Switch("x", "what", ("1",), ("test",))
     with pytest.raises(ValueError, match="twice"):
         declare("zz_benchmark", Switch("x", "a", ("1",), ("eval",)), Switch("x", "b", ("2",), ("eval",)))
+
+
+def test_idefics2_splits_images_at_evaluation_under_compat():
+    """MLLMU-Bench's eval.py:856 loaded idefics2-8b's processor as it is (splitting on); its training did not split."""
+    def cfg(model: str):
+        return OmegaConf.create({"model": {"name": model, "image_processor_overrides": {"do_image_splitting": False}}})
+
+    official = Compat.of("mllmu", "official")
+    idefics2 = cfg("idefics2_8b")
+    assert apply_switches(idefics2, official, "eval") == ["model.image_processor_overrides.do_image_splitting"]
+    assert idefics2.model.image_processor_overrides.do_image_splitting is True
+    training = cfg("idefics2_8b")
+    apply_switches(training, official, "train")
+    assert training.model.image_processor_overrides.do_image_splitting is False
+    other = cfg("tiny_idefics2")
+    apply_switches(other, official, "eval")
+    assert other.model.image_processor_overrides.do_image_splitting is False
