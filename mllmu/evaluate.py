@@ -109,11 +109,13 @@ class FewShot:
         """The original's (``few_shot_from_evaluated_set``): one draw per set and task of the evaluated profiles'
         IDs (which are then not scored), the demonstrations being those IDs' Full_Set rows (``--few_shot_data``):
         the original questions and images for the Test_Set, and for the celebrities whatever fictitious profile
-        shares the ID (none: no demonstration)."""
-        n = min(self.n_shots(set_name, task), max(len(profiles) - 1, 0))
+        shares the ID (none: no demonstration). The draw happens for zero-shot celebrity classification too, whose
+        drawn ID is then skipped all the same (eval.py:263-266 draws before the task decides on demonstrations)."""
+        n = min(int(self.options.shots.get(task, 0)), max(len(profiles) - 1, 0))
         drawn = random.Random(f"{self.options.seed}/{set_name}/{task}").sample(list(profiles), n)
         by_id = {p.id: p for p in self.pool}
-        return {p.id for p in drawn}, [by_id[p.id] for p in drawn if p.id in by_id]
+        shots = [by_id[p.id] for p in drawn if p.id in by_id] if self.n_shots(set_name, task) else []
+        return {p.id for p in drawn}, shots
 
     def default_shots(self, set_name: str, task: str, modality: str, profile: Profile,
                       evaluated_ids: set[str]) -> list[Profile]:
@@ -141,7 +143,7 @@ def build_questions(set_name: str, profiles: Sequence[Profile], few_shot: FewSho
     evaluated_ids = {p.id for p in profiles}
     excluded: set[str] = set()
     drawn_shots: list[Profile] = []
-    if few_shot.compat.few_shot_from_evaluated_set and few_shot.n_shots(set_name, task):
+    if few_shot.compat.few_shot_from_evaluated_set and few_shot.options.shots.get(task, 0):
         excluded, drawn_shots = few_shot.shots_from_evaluated_set(set_name, task, profiles)
     for profile in profiles:
         if profile.id in excluded:

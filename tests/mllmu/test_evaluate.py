@@ -162,3 +162,15 @@ def test_forget_profiles_missing_from_the_test_set_are_named(mllmu_dir: Path, tm
         pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(shard)), shard)
     with pytest.raises(DataError, match=r"Test_Set: no rows for forget profiles .* of forget_15"):
         evaluate.eval_sets(MllmuBench(copy), "forget_15", seed=0)
+
+
+def test_zero_shot_celebrity_classification_still_skips_the_drawn_id(data, collator):
+    """eval.py:263-266 draws the few-shot ID before deciding the celebrity task has no demonstrations, and skips
+    that ID's rows all the same: under compat one celebrity is unscored and no prompt has a demonstration."""
+    celebrities = list(data.profiles("Retain_Set"))
+    official = evaluate.build_questions("celebrity", celebrities, few_shot(data, collator, "official"),
+                                        "classification")
+    default = evaluate.build_questions("celebrity", celebrities, few_shot(data, collator), "classification")
+    assert len({p.id for p, _, _ in official}) == len(celebrities) - 1
+    assert all(not example.shots for _, _, example in official)
+    assert len({p.id for p, _, _ in default}) == len(celebrities)
