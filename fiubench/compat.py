@@ -23,6 +23,8 @@ SWITCHES = declare(
            ("10b",), ("train",), sets={"decay_exempt": "bias"}),
     Switch("retain5", "the original eval.yaml's retain5 (unless retain_split= names another)", ("12",), ("eval",),
            sets={"benchmark.retain_split": "retain5"}),
+    Switch("forget5", "forget5, the split of the paper's table (unless forget_split= names another)", ("22",),
+           ("train", "eval"), sets={"benchmark.forget_split": "forget5"}),
     Switch("judge_as_original", "the judge prompt's original line layout; a reply's first-line number kept as it "
            "is, an unreadable reply 0.0", ("13", "14"), ("eval",)),
     Switch("short_answers_score_zero", "GPT 0 without asking for generations of 5 characters or fewer", ("14",),

@@ -112,3 +112,12 @@ def test_idefics2_splits_images_at_evaluation_under_compat():
     other = cfg("tiny_idefics2")
     apply_switches(other, official, "eval")
     assert other.model.image_processor_overrides.do_image_splitting is False
+
+
+def test_fiubench_compat_forgets_forget5_unless_told():
+    cfg = OmegaConf.create({"benchmark": {"forget_split": "forget10"}})
+    assert "benchmark.forget_split" in apply_switches(cfg, Compat.of("fiubench", "official"), "train")
+    assert cfg.benchmark.forget_split == "forget5"
+    with pytest.raises(ValueError, match="pass compat.forget5=false to keep your value"):
+        apply_switches(OmegaConf.create({"benchmark": {"forget_split": "forget10"}}),
+                       Compat.of("fiubench", "official"), "eval", ["benchmark.forget_split"])
