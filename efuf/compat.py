@@ -16,4 +16,6 @@ SWITCHES = declare(
            "double words", ("E1",), ("eval",)),
     Switch("beam_search_captions", "captions decoded by beam search with 5 beams and length penalty 0", ("E9",),
            ("eval",)),
+    Switch("fp16_evaluation", "models held in bf16 evaluated in fp16, as the original evaluated them", ("E20",),
+           ("eval",), sets={"eval.dtype": "float16"}, when={"model.dtype": ("bfloat16",)}),
 )

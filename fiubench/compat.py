@@ -31,4 +31,6 @@ SWITCHES = declare(
            ("eval",)),
     Switch("min_k_without_renormalising", "Min-K terms that select no token dropped, the weights kept", ("16",),
            ("eval",)),
+    Switch("fp16_evaluation", "models held in bf16 evaluated in fp16, as the original evaluated them", ("23",),
+           ("eval",), sets={"eval.dtype": "float16"}, when={"model.dtype": ("bfloat16",)}),
 )

@@ -35,4 +35,6 @@ SWITCHES = declare(
            ("eval",), sets={"benchmark.judge.temperature": None}),
     Switch("factuality_over_both_modalities", "one factuality mean per set over both modalities", ("M14",),
            ("eval",)),
+    Switch("fp16_evaluation", "models held in bf16 evaluated in fp16, as the original evaluated them", ("M16",),
+           ("eval",), sets={"eval.dtype": "float16"}, when={"model.dtype": ("bfloat16",)}),
 )

@@ -33,4 +33,6 @@ SWITCHES = declare(
            ("eval",)),
     Switch("swapped_rouge_roles", "ROUGE-L called with the roles swapped (precision; the same number)", ("S9",),
            ("eval",)),
+    Switch("fp16_evaluation", "models held in bf16 evaluated in fp16, as the original evaluated them", ("S17",),
+           ("eval",), sets={"eval.dtype": "float16"}, when={"model.dtype": ("bfloat16",)}),
 )

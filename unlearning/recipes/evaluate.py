@@ -118,7 +118,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             if info["benchmark"] != benchmark.name:
                 raise ValueError(f"{run_dir} is a {info['benchmark']} run, not {benchmark.name}")
     targets = [(run_dir, step) for run_dir in runs for step in steps_to_evaluate(run_dir, config.steps)]
-    models = BaseModels(config.model.dtype, config.model.attn_implementation, accelerator.device,
+    models = BaseModels(config.eval_dtype, config.model.attn_implementation, accelerator.device,
                         merge=config.merge_adapters)
     pixels = pixel_cache(config.prompt.pixel_cache_mb)  # each image processed once for every run evaluated
     summaries, failed = [], []
@@ -127,6 +127,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         try:
             source = model_source(run_dir, step)
             weights = model_fingerprint(source.weights, source.adapter)
+            if config.eval_dtype != config.model.dtype:  # other precision, other numbers (no cached part reused)
+                weights = f"{weights}@{config.eval_dtype}"
             info = read_run(run_dir)
         except (FileNotFoundError, CheckpointError, CorruptFile) as error:  # this run is broken: the others go on
             log.error("cannot evaluate %s: %s", run_dir, error)

@@ -287,6 +287,7 @@ class EvalConfig:
     merge_adapters: bool
     report_to: tuple[str, ...]
     resolved: Mapping[str, Any]
+    eval_dtype: str = "float32"  # what models are evaluated in (``eval.dtype``; null: the model's dtype)
 
     @classmethod
     def from_config(cls, cfg: Any) -> EvalConfig:
@@ -311,7 +312,8 @@ class EvalConfig:
                    optional["model_path"], optional["adapter_path"], optional["reference_run"], steps,
                    _plain(cfg.benchmark.get("eval_options")) or {}, tuple(_plain(cfg.benchmark.general_evals) or ()),
                    _plain(cfg.eval.get("general")), _flag(cfg.eval.get("merge_adapters", True), "eval.merge_adapters"),
-                   report_to, _plain(cfg))
+                   report_to, _plain(cfg),
+                   _choice(cfg.eval.get("dtype") or cfg.model.get("dtype"), "eval.dtype", DTYPES))
 
     @property
     def group_dir(self) -> Path:

@@ -64,6 +64,23 @@ def test_lora_init_and_adam_eps_per_recipe(tmp_path: Path):
         init("lora.init=orthogonal")
 
 
+def test_evaluation_precision(tmp_path: Path):
+    """eval.dtype (null: the model's); under compat fp16 for models held in bf16, as the originals evaluated."""
+    from unlearning.recipes.common import with_compat
+
+    assert EvalConfig.from_config(config("eval", tmp_path)).eval_dtype == "float32"  # the tiny model's
+    assert EvalConfig.from_config(config("eval", tmp_path, "eval.dtype=bfloat16")).eval_dtype == "bfloat16"
+    for benchmark in ("fiubench", "mllmu", "safeeraser", "efuf"):
+        cfg = config("eval", tmp_path, f"benchmark={benchmark}", "model=llava_1_5_7b", "compat=official")
+        with_compat(cfg, "eval")
+        assert EvalConfig.from_config(cfg).eval_dtype == "float16", benchmark
+        tiny = config("eval", tmp_path, f"benchmark={benchmark}", "compat=official")
+        with_compat(tiny, "eval")
+        assert EvalConfig.from_config(tiny).eval_dtype == "float32", benchmark
+    with pytest.raises(SettingError, match="eval.dtype must be one of"):
+        EvalConfig.from_config(config("eval", tmp_path, "eval.dtype=float8"))
+
+
 @pytest.mark.parametrize(("recipe", "override", "message"), [
     ("forget", "model.dtype=float8", "model.dtype must be one of"),
     ("forget", "lora.r=-1", "lora.r must be a whole number >= 0"),
