@@ -47,6 +47,10 @@ def test_the_effective_batch_on_any_launch(tmp_path: Path, monkeypatch):
         assert (train.batch_size, train.grad_accum) == (1, expected)
     tiny = TrainingConfig.from_config(config("forget", tmp_path, "benchmark=safeeraser"), "forget").train
     assert tiny.grad_accum == 1  # the tiny recipe keeps its own batch
+    monkeypatch.setenv("WORLD_SIZE", "2")  # FIUBench's scripts: Stage I 3 x 16 = 48, forgetting 4 x 16 = 64, 1 GPU
+    fiu = ("benchmark=fiubench", "model=llava_phi3_mini")
+    assert TrainingConfig.from_config(config("finetune", tmp_path, *fiu), "finetune").train.grad_accum == 8
+    assert TrainingConfig.from_config(config("forget", tmp_path, *fiu), "forget").train.grad_accum == 8
 
 
 def test_lora_init_and_adam_eps_per_recipe(tmp_path: Path):
