@@ -21,6 +21,9 @@ SWITCHES = declare(
     Switch("file_order", "Stage I and forget batches in file order", ("10",), ("train",), sets={"shuffle": False}),
     Switch("decay_on_norm_weights", "weight decay on every trainable parameter whose name does not hold 'bias'",
            ("10b",), ("train",), sets={"decay_exempt": "bias"}),
+    Switch("cosine_sized_with_accumulation_4", "Stage I's schedule sized with finetune.yaml's accumulation 4 "
+           "(DeepSpeed accumulated 16): the cosine ends near 0.85 x lr", ("24",), ("train",),
+           sets={"schedule_accum": 4}),
     Switch("retain5", "the original eval.yaml's retain5 (unless retain_split= names another)", ("12",), ("eval",),
            sets={"benchmark.retain_split": "retain5"}),
     Switch("forget5", "forget5, the split of the paper's table (unless forget_split= names another)", ("22",),

@@ -249,7 +249,7 @@ class TrainingConfig:
                 weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, scheduler=cfg.scheduler,
                 max_grad_norm=cfg.max_grad_norm, max_steps=cfg.max_steps, log_every=cfg.log_every, seed=cfg.seed,
                 shuffle=cfg.shuffle, decay_exempt=cfg.decay_exempt, num_workers=cfg.get("num_workers", 0),
-                adam_eps=cfg.get("adam_eps", 1e-8))
+                adam_eps=cfg.get("adam_eps", 1e-8), schedule_accum=cfg.get("schedule_accum"))
         except ValueError as error:
             raise SettingError(str(error)) from error
         return cls(BenchmarkSlice.from_config(cfg), ModelSlice.from_config(cfg.model), TuneSlice.from_config(cfg),

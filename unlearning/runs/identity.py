@@ -28,7 +28,7 @@ _METHOD_ADDED = {"reduction": "answer_tokens", "retain_nll": 0.0, "joint": False
 IDENTITY_DEFAULTS: dict[tuple[str, ...], dict[str, Any]] = {
     (): {"shuffle": True, "decay_exempt": "1d", "reference_model": None, "lora_match": "path",
          "label_scope": "answer", "passes": "joint", "original_prompt": None, "effective_batch": None,
-         "adam_eps": 1e-8, "append_eos": True},
+         "adam_eps": 1e-8, "append_eos": True, "schedule_accum": None},
     ("method",): _METHOD_ADDED,
     ("method", "base"): _METHOD_ADDED,  # a composed method's base (kl_pd, po_pd)
     ("benchmark", "options"): {"capitalize": False},

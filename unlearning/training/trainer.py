@@ -54,6 +54,9 @@ class TrainSettings:
     shuffle: bool = True  # False: batches in file order (FIUBench's original Stage I and forgetting)
     decay_exempt: str = "1d"  # no weight decay on: "1d" biases and norm weights | "bias" names holding "bias"
     adam_eps: float = 1e-8  # AdamW's epsilon (torch's default; MLLMU-Bench's transformers.AdamW used 1e-6)
+    # the accumulation the schedule is sized with (None: the one used). FIUBench's Stage I sized its cosine with
+    # finetune.yaml's 4 while DeepSpeed accumulated 16, so its rate ended near 0.85 x lr (compat)
+    schedule_accum: int | None = None
 
     def __post_init__(self) -> None:
         """Refuse settings that would train something else than asked (``epochs=0`` trained one step and
@@ -67,11 +70,13 @@ class TrainSettings:
                   "log_every": self.log_every, "seed": self.seed, "num_workers": self.num_workers}
         if self.max_steps is not None:
             counts["max_steps"] = self.max_steps
+        if self.schedule_accum is not None:
+            counts["schedule_accum"] = self.schedule_accum
         for name, value in counts.items():
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be a whole number, got {value!r}")
-        for name in ("epochs", "batch_size", "grad_accum", "log_every", *(("max_steps",) if self.max_steps
-                                                                              is not None else ())):
+        for name in ("epochs", "batch_size", "grad_accum", "log_every",
+                     *(name for name in ("max_steps", "schedule_accum") if name in counts)):
             if counts[name] < 1:
                 raise ValueError(f"{name} must be at least 1, got {counts[name]}")
         if not self.lr > 0:
@@ -147,10 +152,13 @@ def train(
     if settings.max_steps is not None:
         total_steps = min(total_steps, settings.max_steps)
     # Not prepared: stepped once per optimiser step, so the schedule spans exactly total_steps.
+    schedule_steps = total_steps
+    if settings.schedule_accum is not None:
+        schedule_steps = max(total_steps, math.ceil(len(loader) / settings.schedule_accum) * settings.epochs)
     # round() as FIUBench's forget.py:283 and finetune.py:321 (forget10: 4 warm-up steps, not int()'s 3)
     scheduler = get_scheduler(
-        settings.scheduler, optimizer, num_warmup_steps=round(settings.warmup_ratio * total_steps),
-        num_training_steps=total_steps,
+        settings.scheduler, optimizer, num_warmup_steps=round(settings.warmup_ratio * schedule_steps),
+        num_training_steps=schedule_steps,
     )
     log.info(
         "training %d optimiser steps (%d epochs x %d, batch %d x accum %d x %d processes)",

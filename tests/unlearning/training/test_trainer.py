@@ -1,6 +1,7 @@
 """The training loop's bookkeeping: optimiser steps under accumulation, the schedule, the log, bad losses."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,17 @@ def test_warmup_steps_are_rounded_as_fiubench_rounded_them(tmp_path: Path):
         train(torch.nn.Linear(1, 1), data(), torch.stack, regression_loss, settings, Accelerator(cpu=True), metrics)
     rates = [json.loads(line)["lr"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert len(rates) == 60 and rates[0] == pytest.approx(0.1 / 4) and rates[3] == pytest.approx(0.1)
+
+
+def test_a_schedule_sized_with_another_accumulation(tmp_path: Path):
+    """FIUBench's Stage I sized its cosine with accumulation 4 while DeepSpeed accumulated 16: here 4 batches per
+    epoch, accumulation 2 (2 steps) and the schedule sized with 1 (4 steps), so after the last step the cosine is at
+    step 2 of 4: 0.5 x (1 + cos(pi / 2)) = 0.5 of lr, not 0."""
+    settings = TrainSettings(lr=0.1, epochs=1, batch_size=4, shuffle=False, schedule_accum=1, log_every=1)
+    with MetricLog(tmp_path, "t", jsonl=tmp_path / "log.jsonl") as metrics:
+        train(torch.nn.Linear(1, 1), data(), torch.stack, regression_loss, settings,
+              Accelerator(cpu=True, gradient_accumulation_steps=2), metrics)
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(rates) == 2 and rates[-1] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 2 / 4)))
+    with pytest.raises(ValueError, match="schedule_accum must be at least 1"):
+        TrainSettings(lr=0.1, epochs=1, batch_size=4, schedule_accum=0)
