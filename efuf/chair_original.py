@@ -25,6 +25,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from efuf.chair import CaptionChair
 
@@ -118,6 +119,7 @@ def nltk_wordnet_root() -> Path:
     return root
 
 
+@functools.cache
 def punkt_model() -> str:
     """Which sentence splitter ``word_tokens`` uses: nltk's trained English Punkt when installed, else Punkt's
     algorithm with no trained parameters."""
@@ -133,12 +135,19 @@ def punkt_model() -> str:
 def word_tokens(text: str) -> list[str]:
     """nltk's ``word_tokenize`` (with the untrained Punkt splitter when the English model is not installed)."""
     import nltk
-    from nltk.tokenize import NLTKWordTokenizer, PunktSentenceTokenizer
 
     if punkt_model() == "punkt_tab english":
         return nltk.word_tokenize(text)
-    words = NLTKWordTokenizer()
-    return [token for sentence in PunktSentenceTokenizer().tokenize(text) for token in words.tokenize(sentence)]
+    sentences, words = _tokenizers()
+    return [token for sentence in sentences.tokenize(text) for token in words.tokenize(sentence)]
+
+
+@functools.cache
+def _tokenizers() -> tuple[Any, Any]:
+    """The untrained Punkt sentence splitter and nltk's word tokenizer, built once."""
+    from nltk.tokenize import NLTKWordTokenizer, PunktSentenceTokenizer
+
+    return PunktSentenceTokenizer(), NLTKWordTokenizer()
 
 
 @functools.cache

@@ -58,8 +58,7 @@ def answer_nll(score: SequenceScore, skip_first_answer_token: bool = False, ends
     divided by L."""
     if skip_first_answer_token:
         labels = score.n_tokens - (1 if ends_with_eos else 0)
-        end = -1 if ends_with_eos else None
-        return -sum(score.token_logprobs[1:end]) / max(labels, 1)
+        return -sum(scored_logprobs(score, True, ends_with_eos)[0]) / max(labels, 1)
     return score.mean_nll
 
 

@@ -38,10 +38,10 @@ HARMFUL_KEYS = ("model_response1", "model_response2", "model_response3")
 SHOWN = (("asr", "ASR"), ("rr", "RR"), ("sarr", "SARR"), ("rougeL", "ROUGE-L"), ("score", "judge score"))
 
 
-def read_predictions(path: Path, records: tuple[SafeRecord, ...]) -> tuple[list[list[str]], list[str], list[str]]:
+def read_predictions(path: Path, rows: list[Any], records: tuple[SafeRecord, ...]
+                     ) -> tuple[list[list[str]], list[str], list[str]]:
     """The answers of ``path`` in ``score_split``'s order, each record checked against the split's (same image,
     same questions)."""
-    rows = read_records(path)
     if len(rows) != len(records):
         raise DataError(f"{path}: {len(rows)} records, but the split holds {len(records)}")
     harmful, sd, harmless = [], [], []
@@ -69,9 +69,9 @@ def read_predictions(path: Path, records: tuple[SafeRecord, ...]) -> tuple[list[
     return harmful, sd, harmless
 
 
-def detect_split(path: Path, data: SafeEraserData) -> str:
+def detect_split(path: Path, rows: list[Any], data: SafeEraserData) -> str:
     """The split whose image paths the file holds."""
-    names = {Path(str(row.get("image_path", ""))).name for row in read_records(path) if isinstance(row, dict)}
+    names = {Path(str(row.get("image_path", ""))).name for row in rows if isinstance(row, dict)}
     found = [split for split in SPLIT_FILES if {r.image.name for r in data.records(split)} == names]
     if len(found) != 1:
         raise DataError(f"{path}: its image paths match {'both splits' if found else 'no split'} of "
@@ -91,9 +91,10 @@ def score_answers(cfg: DictConfig) -> dict[str, Any]:
     path = Path(cfg.predictions)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    split = cfg.split or detect_split(path, data)
+    rows = read_records(path)
+    split = cfg.split or detect_split(path, rows, data)
     records = data.records(split)
-    harmful, sd, harmless = read_predictions(path, records)
+    harmful, sd, harmless = read_predictions(path, rows, records)
     inputs = {"predictions": str(path.resolve()), "predictions_hash": content_hash([harmful, sd, harmless]),
               "data_dir": str(Path(cfg.data_dir).resolve()), "split": split, "compat": compat.at("eval"),
               "judge": judge_identity, "options": to_dict(cfg.benchmark.eval_options)}
