@@ -6,7 +6,8 @@ from unlearning.compat import KL_OVER_ALL_POSITIONS, PO_JOINT_MEAN, Switch, decl
 SWITCHES = declare(
     "fiubench",
     Switch("original_prompt", "the original's hand-written prompt (its model_config.yaml tags; Llama-3.2 its chat "
-           "template) and its label rule, no EOS", ("1", "2", "4"), ("train", "eval"),
+           "template) and its label rule, no EOS; generation after its decoded prompt", ("1", "2", "4", "25"),
+           ("train", "eval"),
            sets={"original_prompt": "${oc.select:benchmark.recipe.original_prompt,null}"}),
     Switch("capitalize", "questions and string answers str.capitalize()d", ("2",), ("train", "eval"),
            sets={"benchmark.options.capitalize": True}),

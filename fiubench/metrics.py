@@ -101,12 +101,14 @@ def normalised_probability(answer_nll: float, perturbed_nlls: Sequence[float]) -
 
 
 def judge_prompt(question: str, answer: str, prediction: str, as_original: bool = False) -> str:
-    """FIUBench's judge prompt, with the QA's own question; the original put question, answer and prediction on
-    consecutive lines (``judge_as_original``), ours separates them by blank lines."""
+    """FIUBench's judge prompt, with the QA's own question; the original (``judge_as_original``,
+    evaluate_util.py:47-65) put question, answer and prediction on consecutive lines and ended the prompt without a
+    newline, ours separates them by blank lines."""
     prompt = JUDGE_PROMPT
     if as_original:
         prompt = prompt.replace("{question}\n\nCorrect", "{question}\nCorrect").replace("{answer}\n\nPrediction",
                                                                                         "{answer}\nPrediction")
+        prompt = prompt.rstrip("\n")
     return prompt.format(question=question, answer=answer, prediction=prediction)
 
 

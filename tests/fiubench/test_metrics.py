@@ -120,6 +120,7 @@ def test_judge_as_the_original_under_compat():
     theirs = metrics.judge_prompt("Who?", "juno", "juno f", as_original=True)
     assert "Question: Who?\n\nCorrect Answer: juno\n\nPrediction: juno f" in ours
     assert "Question: Who?\nCorrect Answer: juno\nPrediction: juno f\n\nOutputs" in theirs
+    assert ours.endswith("explanation):\n") and theirs.endswith("explanation):")  # the original: no last newline
 
 
 def test_one_token_answer_mia_under_compat_is_zero():

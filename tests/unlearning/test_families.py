@@ -155,6 +155,84 @@ def test_original_label_rule_with_phi3_tags(tiny_dir: Path, fiu_dir: Path):
     assert tokens[0] == "<|assistant|>" and "".join(tokens[1:]).strip() == "juno fairbanks."  # L + 1 labels
 
 
+def _original_generation_ids(tokenizer, input_ids: list[int], answer_tag: str) -> list[int]:
+    """FIUBench's run_generation (evaluate_util.py:682-713) on one row, as written there: the scored ids decoded,
+    cut before the answer tag without its newlines, spaces stripped, the tag appended, encoded with special tokens."""
+    input_string = tokenizer.batch_decode([input_ids])[0]
+    tag = answer_tag.replace("\n", "")
+    prompt = input_string.split(tag)[0].strip(" ") + tag
+    return tokenizer([prompt], add_special_tokens=True)["input_ids"][0]  # batch_encode_plus, gone in transformers 5
+
+
+def test_original_generation_prompt_is_decoded_and_encoded_again(family, fiu_dir: Path):
+    """compat=official generates after the prompt FIUBench rebuilt from the scored conversation: a second BOS, and
+    Llama-3.2's prompt ending at <|end_header_id|> (its "\n\n" cut with the tag's newlines); the image expands as
+    in any prompt."""
+    from unlearning.recipes.common import make_collator, to_dict
+
+    name, path = family
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        cfg = compose("eval", overrides=[f"model={name}", "benchmark=fiubench", "compat=official"])
+    with_compat(cfg, "eval")
+    if name not in ORIGINAL_FIRST_LABEL:
+        return
+    processor = load_processor(path, cfg.model.chat_template, cfg.model.processor_class,
+                               cfg.model.image_processor_overrides)
+    collator = make_collator(processor, None, None, original=to_dict(cfg.original_prompt))
+    tokenizer = collator.tokenizer
+    example = Example("Who is this?", "Juno fairbanks.", next((fiu_dir / "SFHQ").glob("*.jpg")), "a")
+    conversation, _ = collator.target_text(example)
+    expected = _original_generation_ids(tokenizer, collator.encode_text(conversation), cfg.original_prompt.answer_tag)
+    text = collator.generation_text(example)
+    assert collator.encode_text(text) == expected
+    assert expected[:2] == [tokenizer.bos_token_id] * 2 and expected.count(tokenizer.bos_token_id) == 2
+    ending = "<|start_header_id|>assistant<|end_header_id|>" if name == "tiny_mllama" else " ASSISTANT: "
+    assert tokenizer.decode(expected).endswith(ending)
+    assert collator.encode_text(collator.prompt_text(example)) != expected  # what the default generates after
+    batch = collator.generation_batch([example])
+    assert batch["input_ids"][0, -5:].tolist() == expected[-5:]
+    assert collator.prompt_length(example) == batch["input_ids"].shape[1]
+
+
+def test_compat_nll_on_phi3_tags_is_the_originals(tiny_dir: Path, fiu_dir: Path):
+    """The answer NLL under compat on LLaVA-Phi-3's tags (its first label is <|assistant|>) equals FIUBench's code
+    run on the same batch (evaluate_util.py:395-405: get_batch_loss over the last L positions, labels 2..L, / L),
+    through this toolkit's scoring path; its generation prompt ends with <|assistant|>, the tag's newlines gone."""
+    import torch.nn.functional as F
+    from tokenizers import AddedToken
+
+    from fiubench import metrics
+    from unlearning.inference.answers import score_answers
+    from unlearning.recipes.common import make_collator, to_dict
+
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        cfg = compose("eval", overrides=["model=llava_phi3_mini", "benchmark=fiubench", "compat=official"])
+    with_compat(cfg, "eval")
+    processor = load_processor(tiny_dir)
+    processor.tokenizer.add_special_tokens({"additional_special_tokens": [
+        AddedToken(tag, rstrip=True, special=True) for tag in ("<|user|>", "<|end|>", "<|assistant|>")]})
+    model = load_model(tiny_dir).eval()
+    model.resize_token_embeddings(len(processor.tokenizer))
+    collator = make_collator(processor, model.generation_config, None, original=to_dict(cfg.original_prompt))
+    example = Example("Who is this?", "Juno fairbanks, a florist.", next((fiu_dir / "SFHQ").glob("*.jpg")), "a")
+    (score,) = score_answers(model, collator, [example], batch_size=1)
+    ours = metrics.answer_nll(score, skip_first_answer_token=True, ends_with_eos=False)
+
+    batch = collator([example])
+    with torch.no_grad():
+        logits = model(**batch["inputs"]).logits.float()
+    labels = batch["labels"]
+    labels = labels[labels != IGNORE_INDEX].unsqueeze(0)
+    logits = logits[:, -labels.shape[1]:, :]
+    gt_loss = F.cross_entropy(logits[..., :-1, :].transpose(-1, -2), labels[..., 1:], reduction="none").sum(-1)
+    theirs = (gt_loss / (batch["labels"] != IGNORE_INDEX).sum(-1)).item()
+    assert collator.tokenizer.decode(labels[0, :1]) == "<|assistant|>"
+    assert ours == pytest.approx(theirs, rel=1e-4)
+    assert ours != pytest.approx(score.mean_nll, rel=1e-3)  # the default's mean over every label differs
+    assert collator.tokenizer.decode(collator.encode_text(collator.generation_text(example))).endswith(
+        "Who is this?<|end|><|assistant|>")
+
+
 def test_compat_scores_tokens_two_to_l_where_the_original_had_no_rule(family, fiu_dir: Path):
     """Qwen2-VL and Idefics2 (and any model without an original prompt): compat scores answer tokens 2..L of this
     toolkit's prompt, the end-of-turn left out, and divides by L."""

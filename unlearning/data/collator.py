@@ -21,6 +21,7 @@ from unlearning.data.pixel_cache import CachedImageProcessor
 
 IGNORE_INDEX = -100
 LABEL_SCOPES = ("answer", "sequence")
+GENERATION_PROMPTS = ("rendered", "decoded")
 
 
 def stop_token_ids(tokenizer: Any, generation_config: Any | None) -> list[int]:
@@ -48,6 +49,12 @@ class OriginalPrompt:
     last (LLaVA-Phi-3's ``<|assistant|>``). ``max_length``: the conversation cut at that many text tokens (image
     placeholders unexpanded, as the original's tokenizer call with ``truncation=True`` counted them; SafeEraser's
     512), so a long answer loses its end.
+
+    ``generation_prompt``: ``rendered`` generates after the prompt above; ``decoded`` after the prompt an original
+    rebuilt from the scored conversation (FIUBench's ``run_generation``): the conversation's tokens decoded as
+    text (special tokens kept), cut before ``answer_tag`` with its newlines removed, spaces stripped, that tag
+    appended, and the text encoded again with the tokenizer's special tokens added, so a BOS already in the text is
+    doubled.
     """
 
     system_tag: str = ""
@@ -55,12 +62,16 @@ class OriginalPrompt:
     answer_tag: str = ""
     chat_template: bool = False
     max_length: int | None = None
+    generation_prompt: str = "rendered"
 
     def __post_init__(self) -> None:
         if not self.answer_tag:
             raise ValueError("an original prompt needs its answer_tag (where the labels start)")
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"an original prompt's max_length must be at least 2, got {self.max_length}")
+        if self.generation_prompt not in GENERATION_PROMPTS:
+            raise ValueError(f"an original prompt's generation_prompt must be one of {GENERATION_PROMPTS}, got "
+                             f"{self.generation_prompt!r}")
 
 
 PROMPTS_KEPT = 64  # processed prompts a collator remembers (a 336-px image's pixel values: 1.3 MB)
@@ -124,6 +135,37 @@ class ChatCollator:
         return self.processor.apply_chat_template(
             self.messages(example, with_answer=False), add_generation_prompt=True, tokenize=False
         )
+
+    @property
+    def decodes_generation_prompt(self) -> bool:
+        """Generation prompts rebuilt from decoded tokens (``OriginalPrompt.generation_prompt``), not the prompt
+        the scored conversation starts with."""
+        return self.original is not None and self.original.generation_prompt == "decoded"
+
+    def generation_text(self, example: Example) -> str:
+        """The text generation continues: the prompt, or the original's decoded prompt (``OriginalPrompt``),
+        written so that ``encode_text`` gives the ids the original's encoding gave (the special tokens the tokenizer
+        adds are written out in front)."""
+        if not self.decodes_generation_prompt:
+            return self.prompt_text(example)
+        conversation, _ = self.original_target(example)
+        decoded = self.tokenizer.decode(self.encode_text(conversation))
+        tag = self.original.answer_tag.replace("\n", "")
+        if not tag or tag not in decoded:
+            raise DataError(f"example {example.uid!r}: the answer tag {tag!r} is not in the decoded conversation "
+                            f"{decoded[-200:]!r}")
+        text = decoded.split(tag)[0].strip(" ") + tag
+        added = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        plain = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if added[len(added) - len(plain):] != plain:
+            raise DataError(f"example {example.uid!r}: the tokenizer adds special tokens other than a prefix")
+        prefix = self.tokenizer.decode(added[:len(added) - len(plain)])
+        ids = list(added)
+        text = prefix + text
+        if self.encode_text(text) != ids:
+            raise DataError(f"example {example.uid!r}: the decoded generation prompt does not encode again to the "
+                            "ids the original's encoding gives")
+        return text
 
     def original_target(self, example: Example) -> tuple[str, list[int]]:
         """The original's conversation and its label tokens (``OriginalPrompt``)."""
@@ -274,7 +316,7 @@ class ChatCollator:
         """Tokens of the generation prompt, image tokens included, without preprocessing the images again: the
         prompt's text tokens plus, per image, how many tokens the processor expands it into (measured once per
         image and remembered), the number ``generation_batch`` gives."""
-        length = len(self.encode_text(self.prompt_text(example)))
+        length = len(self.encode_text(self.generation_text(example)))
         return length + sum(self._image_expansion(source) for source in example.images())
 
     def _image_expansion(self, source: ImageSource) -> int:
@@ -288,8 +330,11 @@ class ChatCollator:
 
     def generation_batch(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         """Left-padded prompts ending with the generation prompt, ready for ``model.generate``."""
+        return self._prompt_batch([self.generation_text(example) for example in examples], examples)
+
+    def _prompt_batch(self, texts: list[str], examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         with self._padding_side("left"):
-            batch = self._process([self.prompt_text(example) for example in examples], examples)
+            batch = self._process(texts, examples)
         batch.pop("labels", None)
         return batch
 
@@ -300,7 +345,7 @@ class ChatCollator:
         if key in self._prompts:
             self._prompts.move_to_end(key)
         else:
-            self._prompts[key] = self.generation_batch([example]), example.images()  # the images pin their ids
+            self._prompts[key] = self._prompt_batch([key[0]], [example]), example.images()  # images pin their ids
             while len(self._prompts) > PROMPTS_KEPT:
                 self._prompts.popitem(last=False)
         return dict(self._prompts[key][0])

@@ -206,6 +206,8 @@ def generate_samples(
 
     greedy = decoding.greedy
     reason = unsupported_reason(model, collator) if shared_prefix and greedy else "switched off"
+    if reason is None and collator.decodes_generation_prompt:  # its prompts are not the scored prompts' prefixes
+        reason = "the original's generation prompt is decoded and encoded again"
     if reason is not None:
         if shared_prefix and greedy:
             say_once(f"generating without shared prefixes: {reason}")

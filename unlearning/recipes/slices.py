@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from unlearning.benchmarks import STARTS_FROM
-from unlearning.data.collator import LABEL_SCOPES
+from unlearning.data.collator import LABEL_SCOPES, OriginalPrompt
 from unlearning.data.pixel_cache import PIXEL_CACHE_MB
 from unlearning.models.loading import LORA_INIT, LORA_MATCH, PARTS
 from unlearning.runs.trackers import tracker_names
@@ -134,8 +134,13 @@ class PromptSlice:
         system = cfg.get("system_prompt")
         if system is not None and not isinstance(system, str):
             raise SettingError(f"system_prompt must be text or null, got {system!r}")
-        return cls(system, _choice(cfg.get("label_scope", "answer"), "label_scope", LABEL_SCOPES),
-                   _plain(cfg.get("original_prompt")) or None,
+        original = _plain(cfg.get("original_prompt")) or None
+        if original is not None:
+            try:
+                OriginalPrompt(**original)
+            except (TypeError, ValueError) as error:
+                raise SettingError(f"original_prompt: {error}") from error
+        return cls(system, _choice(cfg.get("label_scope", "answer"), "label_scope", LABEL_SCOPES), original,
                    _whole(cfg.get("pixel_cache_mb", PIXEL_CACHE_MB), "pixel_cache_mb"),
                    _flag(cfg.get("append_eos", True), "append_eos"))
 

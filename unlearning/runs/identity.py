@@ -22,6 +22,8 @@ NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "
                 "num_workers", "pixel_cache_mb")  # where and how batches are collated, not what they hold
 NOT_TRAINING_BENCHMARK = ("builtin_dir", "forget_split", "retain_split", "reference_split", "stage_one_split",
                           "starts_from", "general_evals", "judge", "eval_options", "recipe")
+# An original prompt's settings that only change generation (``OriginalPrompt``)
+ORIGINAL_PROMPT_EVALUATION = ("generation_prompt",)
 # Settings added after runs existed, by the section of the config holding them, at the value that trains as before:
 # left out of the identity at that value, so earlier runs keep their names (any other value is in it).
 _METHOD_ADDED = {"reduction": "answer_tokens", "retain_nll": 0.0, "joint": False, "granularity": "sequence"}
@@ -46,6 +48,9 @@ def training_identity(config: Mapping[str, Any], base_model: str | None, data: s
     benchmark = identity.get("benchmark")
     if isinstance(benchmark, Mapping):
         identity["benchmark"] = {k: v for k, v in benchmark.items() if k not in NOT_TRAINING_BENCHMARK}
+    if isinstance(identity.get("original_prompt"), Mapping):  # how it generates is evaluation's business
+        identity["original_prompt"] = {k: v for k, v in identity["original_prompt"].items()
+                                       if k not in ORIGINAL_PROMPT_EVALUATION}
     if isinstance(identity.get("model"), Mapping):  # where the model lives: ``base_model`` says what it is
         identity["model"] = {k: v for k, v in identity["model"].items() if k != "path"}
     identity["base_model"] = base_model

@@ -107,3 +107,17 @@ def test_a_bad_setting_is_named_before_anything_is_touched(tmp_path: Path, recip
     with pytest.raises(SettingError, match=message):
         run(config(recipe, tmp_path, override))
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()  # no data generated, no run
+
+
+@pytest.mark.parametrize(("original", "message"), [
+    ({"answer_tag": " A: ", "generation_prompt": "bogus"}, "generation_prompt must be one of"),
+    ({"answer_tag": " A: ", "answer_tga": "x"}, "answer_tga"),
+    ({"question_start_tag": "Q: "}, "needs its answer_tag"),
+])
+def test_original_prompt_checked_before_work_starts(original: dict, message: str):
+    from omegaconf import OmegaConf
+
+    from unlearning.recipes.slices import PromptSlice
+
+    with pytest.raises(SettingError, match=message):
+        PromptSlice.from_config(OmegaConf.create({"original_prompt": original}))

@@ -28,6 +28,15 @@ def test_method_and_benchmark_settings_added_later_keep_the_identity():
     assert identity_hash(training_identity(official, "b")) != identity_hash(training_identity(before, "b"))
 
 
+def test_how_an_original_prompt_generates_is_not_part_of_training():
+    prompt = {"question_start_tag": "USER: ", "answer_tag": " ASSISTANT: "}
+    before = {"lr": 1e-4, "original_prompt": prompt}
+    decoded = {"lr": 1e-4, "original_prompt": {**prompt, "generation_prompt": "decoded"}}
+    assert identity_hash(training_identity(decoded, "b")) == identity_hash(training_identity(before, "b"))
+    other = {"lr": 1e-4, "original_prompt": {**prompt, "answer_tag": " A: "}}
+    assert identity_hash(training_identity(other, "b")) != identity_hash(training_identity(before, "b"))
+
+
 def test_adapter_merged_into_a_copy_of_a_base_loaded_once(tmp_path: Path, tiny_dir: Path, fiu_dir: Path, caplog):
     """Issue 13: a forget run is evaluated with its adapter (LoRA on the language model, the projector trained in
     full) merged into a copy of its base; the base is read from disk once for both runs and left unchanged."""
