@@ -301,6 +301,7 @@ def test_judge_scores_over_http_and_official_compat(runs: Path, fiu_dir: Path, t
     # scored on the original's hand-written prompt and label tokens, fingerprinted as such
     split_file = read_json(run / "eval" / f"{official['forget_split']}.json")
     assert split_file["fingerprint"]["original_prompt"]["answer_tag"] == " ASSISTANT: "
+    assert split_file["fingerprint"]["original_prompt"]["generation_prompt"] == "decoded"
     # the original's retain5 (a third of retain15 here) unless retain_split= names another
     assert official["retain_split"] == "retain5" and default["retain_split"] == "retain15"
     assert 0 < official["retain"]["n"] < default["retain"]["n"]
