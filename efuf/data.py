@@ -9,12 +9,15 @@
   hallucinated, descended when grounded) after the caption's text before it;
 - ``sentences.json``: one entry per caption, ``{"image", "sentence", "mean", "min"}`` of its objects' scores.
 
+Scores must be finite numbers: NaN or Infinity (which Python's json reads) is an error naming the record and field.
+
 The released ``starreeze/efuf-unlearning-30k`` files read the same way. Every error names the file and the record.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,9 +85,15 @@ def read_captions(path: Path) -> list[Caption]:
 
 
 def _number(record: dict[str, Any], name: str, where: str) -> float:
+    """A finite number (Python's json reads NaN and Infinity, and a NaN score falls through every threshold, its
+    clause silently dropped)."""
     value = record.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DataError(f"{where}: field {name!r} must be a number, got {shown(value)}")
+    if not math.isfinite(value):
+        image = record.get("image")
+        raise DataError(f"{where}{f' (image {image!r})' if isinstance(image, str) else ''}: field {name!r} must be a "
+                        f"finite number, got {value}")
     return float(value)
 
 

@@ -1,7 +1,9 @@
 """A tiny CLIP built offline (random weights, a tokenizer trained on the given text), saved like a released one.
 
 It runs the same ``ClipScorer`` path as ``openai/clip-vit-base-patch32``; the built-in benchmark trains it to tell
-its drawn objects apart before it scores captions.
+its drawn objects apart before it scores captions. The trained model is built and trained in a temporary folder
+and moved to its path only once trained, with ``tiny_clip.json`` (the training's record) written last: an
+interrupted training leaves no folder a later curation could take for a trained CLIP.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcesso
 from efuf.clip_scores import TEXT_TEMPLATE, WindowSettings, window_boxes
 from unlearning.data.images import load_image
 from unlearning.models.tiny import train_tokenizer
+from unlearning.runs.io import atomic_write_dir, atomic_write_json
+
+TRAINED_RECORD = "tiny_clip.json"  # written last into a trained tiny CLIP's folder: its absence means untrained
 
 
 def build_tiny_clip(out_dir: str | Path, texts: Iterable[str], image_size: int = 64, patch_size: int = 16,
@@ -67,11 +72,29 @@ def train_tiny_clip(out_dir: str | Path, images_dir: Path, instances: Path, sett
     logit scale fixed at 100 (the released model's), each window's score for every category's text is trained by a
     binary cross-entropy on ``(score - 27.5) / 3`` against 0.95 when the object is in it and 0.05 otherwise: the
     optimum is 27.5 +- 8.8, so scores settle on either side of the original's thresholds (23 and 32), in the
-    released CLIP's range. Returns the training loss at the start and the end.
+    released CLIP's range. Built and trained in a temporary folder beside ``out_dir``, moved there when trained.
+    Returns the training loss at the start and the end.
     """
+    info: dict[str, float] = {}
+
+    def fill(folder: Path) -> None:
+        info.update(_train(folder, images_dir, instances, settings, steps, batch_size, lr, seed, **sizes))
+        atomic_write_json(folder / TRAINED_RECORD, {**info, "steps": steps, "batch_size": batch_size, "lr": lr,
+                                                    "seed": seed, **sizes})
+
+    atomic_write_dir(out_dir, fill)
+    return info
+
+
+def is_trained(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a tiny CLIP whose training finished (its record is there)."""
+    return (Path(folder) / TRAINED_RECORD).is_file()
+
+
+def _train(out_dir: Path, images_dir: Path, instances: Path, settings: WindowSettings, steps: int, batch_size: int,
+           lr: float, seed: int, **sizes: int) -> dict[str, float]:
     boxes = read_boxes(instances)
     categories = sorted({category for objects in boxes.values() for category, _ in objects})
-    out_dir = Path(out_dir)
     build_tiny_clip(out_dir, [TEXT_TEMPLATE.format(c) for c in categories], seed=seed, **sizes)
     processor = CLIPProcessor.from_pretrained(out_dir)
     model = CLIPModel.from_pretrained(out_dir)
