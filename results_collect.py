@@ -3,11 +3,12 @@
     python results_collect.py                             # runs/ -> results/
     python results_collect.py run_root=runs out_dir=results
 
-Rows come from each run's ``run.json`` and ``eval/summary.json`` (read through the summary schema: a file that does
-not fit is left out, named with its field); the benchmark package decides the columns and each metric's direction
-(the Markdown header's arrows). Runs evaluated at intermediate checkpoints
-(``eval_everything.bash steps=all``) also give ``<benchmark>_steps.{json,csv,md,png}``: the metrics against the
-optimiser step.
+Rows come from each run's ``run.json`` and ``eval/summary.json`` (read through the summary schema and the fields
+the benchmark's table reads: a file that does not fit, e.g. ``[]``, a missing field or a number where an object
+belongs, is left out and listed, named with its field, and every table is written for the other runs); the
+benchmark package decides the columns and each metric's direction (the Markdown header's arrows). Runs evaluated
+at intermediate checkpoints (``eval_everything.bash steps=all``) also give ``<benchmark>_steps.{json,csv,md,png}``:
+the metrics against the optimiser step.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from unlearning.benchmarks import Report, benchmark_class
 from unlearning.evaluation.schema import read_summary
 from unlearning.evaluation.shape import check_shape, rows_by
 from unlearning.recipes.common import CONFIG_DIR, setup_logging
-from unlearning.runs.folders import find_runs, read_run
+from unlearning.runs.folders import RUN_FILE, find_runs, read_run
 from unlearning.runs.io import (
     CorruptFile,
     atomic_write_bytes,
@@ -37,13 +38,39 @@ from unlearning.runs.io import (
 log = logging.getLogger("results_collect")
 
 
+# What the table code may raise on a summary or run.json the schema lets through: the run is left out, named.
+_TABLE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
 def _read(run_dir: Path, summary_path: Path, skipped: list[str]) -> tuple[dict, dict] | None:
-    """A run's ``run.json`` and a summary read through the schema, or None (the reason, naming the file and the
-    field, added to ``skipped``) when either is corrupt or the summary does not fit."""
+    """A run's ``run.json`` and a summary read through the schema and the fields its benchmark's table reads, or
+    None (the reason, naming the file and the field, added to ``skipped``) when either is corrupt or does not fit."""
     try:
-        return read_run(run_dir), read_summary(summary_path)
+        info = read_run(run_dir)
+        run_file = run_dir / RUN_FILE
+        if not isinstance(info, dict):
+            raise CorruptFile(f"{run_file}: must be an object, got {type(info).__name__}")
+        for field in ("benchmark", "model"):
+            if not isinstance(info.get(field), str) or not info[field]:
+                raise CorruptFile(f"{run_file}: field {field!r} must be a name, got {info.get(field)!r}")
+        try:
+            cls = benchmark_class(info["benchmark"])
+        except (KeyError, ValueError) as error:
+            raise CorruptFile(f"{run_file}: field 'benchmark' names no known benchmark ({error})") from error
+        return info, read_summary(summary_path, getattr(cls, "summary_fields", ()))
     except CorruptFile as error:
         skipped.append(str(error))
+        return None
+
+
+def _table_rows(info: dict, summary: dict, summary_path: Path, skipped: list[str]) -> list[dict[str, Any]] | None:
+    """The benchmark's table rows of one run, or None (the reason, naming the summary, added to ``skipped``) when
+    its table code cannot read a field the schema let through: one such run never stops the other tables."""
+    try:
+        return benchmark_class(info["benchmark"]).table_rows(info, summary)
+    except _TABLE_ERRORS as error:
+        skipped.append(f"{summary_path}: its table row cannot be made from it or from its run.json "
+                       f"({type(error).__name__}: {error})")
         return None
 
 
@@ -53,8 +80,8 @@ def _report_skipped(skipped: list[str]) -> None:
 
 
 def collect_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
-    """Rows per benchmark, one per run with an evaluation summary; runs whose files are corrupt are left out
-    and listed."""
+    """Rows per benchmark, one per run with an evaluation summary; runs whose files are corrupt or of the wrong
+    shape are left out and listed."""
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     skipped: list[str] = []
     for run_dir in find_runs(run_root):
@@ -65,7 +92,9 @@ def collect_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
         if (read := _read(run_dir, summary_path, skipped)) is None:
             continue
         info, summary = read
-        for row in benchmark_class(info["benchmark"]).table_rows(info, summary):
+        if (table := _table_rows(info, summary, summary_path, skipped)) is None:
+            continue
+        for row in table:
             rows[info["benchmark"]].append({"model": info["model"], "run": run_dir.name, **row})
     _report_skipped(skipped)
     return rows
@@ -87,8 +116,16 @@ def collect_step_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
             if (read := _read(run_dir, path, skipped)) is None:
                 continue
             info, summary = read
-            step = info["train"]["steps"] if step is None else step
-            for row in benchmark_class(info["benchmark"]).table_rows(info, summary):
+            if step is None:
+                steps = (info.get("train") or {}).get("steps") if isinstance(info.get("train"), dict) else None
+                if not isinstance(steps, int):
+                    skipped.append(f"{run_dir / RUN_FILE}: field 'train.steps' must be the run's step count, "
+                                   f"got {steps!r} (its final summary {path} is left out of the steps table)")
+                    continue
+                step = steps
+            if (table := _table_rows(info, summary, path, skipped)) is None:
+                continue
+            for row in table:
                 rows[info["benchmark"]].append({"model": info["model"], "run": run_dir.name, "step": step, **row})
     _report_skipped(skipped)
     return rows

@@ -18,6 +18,7 @@ from efuf.synthetic import write_efuf
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
 from unlearning.data.examples import DataError, Example
 from unlearning.evaluation.runner import EvalSettings, Evaluation
+from unlearning.evaluation.schema import Field
 from unlearning.evaluation.shape import Expectation
 
 # (column, aggregate key, better, scale)
@@ -47,6 +48,13 @@ class EfufTask:
                  *(Column(title, better, n=_captions) for title, _, better, _ in METRICS),
                  *(Column(title, "higher", n=_general_n(key)) for title, key in GENERAL)),
         tradeoff=("BLEU-4", "CHAIR_i"), log_y=False,
+    )
+    # What table_rows reads from a summary, checked before it runs (``unlearning.evaluation.schema``).
+    summary_fields = (
+        Field("captions", "object"), *(Field(f"captions.{key}", "number") for _, key, _, _ in METRICS),
+        Field("general", "object", True, True),
+        *(Field(f"general.{key}", "object", optional=True) for _, key in GENERAL),
+        *(Field(f"general.{key}.accuracy", "number") for _, key in GENERAL),
     )
     demo_rows = ("method",)
     demo_shape = (

@@ -20,6 +20,7 @@ from unlearning.data.examples import Example
 from unlearning.data.records import load_refusals, refusal_source
 from unlearning.evaluation.judge.judgments import judged_cell
 from unlearning.evaluation.runner import EvalSettings, Evaluation
+from unlearning.evaluation.schema import Field
 from unlearning.evaluation.shape import Expectation
 
 PACKAGED_REFUSALS = Path(__file__).with_name("refusals.json")
@@ -72,6 +73,20 @@ class FiuBenchTask:
             Column("MIA AUC (Min-K++)", "lower", n=_members_n),
         ),
         tradeoff=("MU (hmean)", "forget quality"),  # x, y (log scale) of the results plot
+    )
+    # What table_rows reads from a summary, checked before it runs (``unlearning.evaluation.schema``).
+    summary_fields = (
+        Field("forget_split", "text"), Field("forget", "object"), Field("retain", "object"),
+        *(Field(f"{part}.{key}", "number", nullable=True) for part, key in (
+            ("forget", "rougeL_recall"), ("forget", "exact_match"), ("retain", "rougeL_recall"),
+            ("retain", "truth_ratio"))),
+        *(Field(f"{part}.{key}", "number", optional=True, nullable=True) for part, key in (
+            ("forget", "mia"), ("forget", "ape"), ("retain", "gpt"), ("retain", "gpt_partial"))),
+        Field("model_utility", "number", nullable=True), Field("model_utility_terms", "list", True, True),
+        Field("forget_quality", "number", True, True), Field("forget_quality_log10", "number", True, True),
+        Field("general", "object", True, True), Field("general.acc", "number", True, True),
+        Field("membership_auc", "object", True, True), Field("membership_auc.mink_pp", "number", True, True),
+        Field("judge", "object", True, True), Field("judge.retain", "object", True, True),
     )
     demo_rows = ("method",)
     demo_shape = (

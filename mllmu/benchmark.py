@@ -16,6 +16,7 @@ from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
 from unlearning.data.examples import Example
 from unlearning.evaluation.judge.judgments import judged_cell
 from unlearning.evaluation.runner import EvalSettings, Evaluation
+from unlearning.evaluation.schema import Field
 from unlearning.evaluation.shape import Expectation
 
 SET_TITLES = {"forget": "Forget", "test": "Test", "retain": "Retain", "celebrity": "Celebrity"}
@@ -59,6 +60,15 @@ class MllmuTask:
                           judge="llm" if key == "factuality" else "none", n=_count(s, key))
                    for s in SETS for title, key, _ in METRIC_COLUMNS)),
         tradeoff=("Retain Class. Acc", "Forget Class. Acc"), log_y=False, row_key="eval modality",
+    )
+    # What table_rows reads from a summary, checked before it runs (``unlearning.evaluation.schema``).
+    summary_fields = (
+        Field("forget_split", "text"), Field("sets", "object"),
+        *(Field(f"sets.{s}", "object") for s in SETS),
+        *(Field(f"sets.{s}.{m}", "object") for s in SETS for m in MODALITY_TITLES),
+        *(Field(f"sets.{s}.{m}.{key}", "number", optional=True, nullable=True) for s in SETS for m in MODALITY_TITLES
+          for key in (*(key for _, key, _ in METRIC_COLUMNS), "factuality_partial")),
+        *(Field(f"sets.{s}.{m}.judge", "object", optional=True, nullable=True) for s in SETS for m in MODALITY_TITLES),
     )
     # The built-in demo, forgetting with image+text data and evaluated on image+text questions (rows by method,
     # forget data and evaluated modality).

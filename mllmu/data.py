@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from unlearning.data.examples import DataError, Example
+from unlearning.data.images import UNREADABLE, open_checked, too_large
 from unlearning.data.records import object_list
 
 FORGET_SPLITS = ("forget_5", "forget_10", "forget_15")
@@ -116,9 +117,11 @@ def image_bytes(value: Any, where: str, name: str = "image") -> bytes:
     if not isinstance(data, bytes) or not data:
         raise DataError(f"{where}: field {name!r} has no image bytes")
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with open_checked(io.BytesIO(data)) as image:
             image.load()  # a full decode: verify() lets a truncated JPEG through
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except Image.DecompressionBombError as error:
+        raise DataError(f"{where}: field {name!r}: the image is {too_large(error)}") from error
+    except UNREADABLE as error:
         raise DataError(f"{where}: field {name!r} is not a readable image ({error})") from error
     return data
 

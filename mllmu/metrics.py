@@ -21,10 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rouge_score import rouge_scorer
-
 from unlearning.evaluation.judge.judgments import add_counts, judge_counts
-from unlearning.evaluation.metrics.text import rouge_l
+from unlearning.evaluation.metrics.text import rouge_l, rouge_scores
 
 JUDGE_PROMPT = Path(__file__).with_name("judge_prompt.txt").read_text(encoding="utf-8")
 JUDGE_SYSTEM_PROMPT = "You are an expert at evaluating the factuality of responses."
@@ -71,14 +69,10 @@ def rouge_l_f(reference: str, prediction: str) -> float:
     return rouge_l(reference, prediction).fmeasure
 
 
-@functools.cache
-def _rouge_n_scorer() -> rouge_scorer.RougeScorer:
-    return rouge_scorer.RougeScorer(["rouge1", "rouge2"], use_stemmer=True)
-
-
 def rouge_f(reference: str, prediction: str) -> dict[str, float]:
-    """ROUGE-1, ROUGE-2 and ROUGE-L F-measures (Porter-stemmed), the three the original's eval.py reports."""
-    scores = _rouge_n_scorer().score(reference, prediction)
+    """ROUGE-1, ROUGE-2 and ROUGE-L F-measures (Porter-stemmed), the three the original's eval.py reports (text
+    outside the Latin script tokenised so that it counts: ``unlearning.evaluation.metrics.text``)."""
+    scores = rouge_scores(reference, prediction, ("rouge1", "rouge2"))
     return {"rouge1_f": scores["rouge1"].fmeasure, "rouge2_f": scores["rouge2"].fmeasure,
             "rougeL_f": rouge_l_f(reference, prediction)}
 

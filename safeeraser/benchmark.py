@@ -19,6 +19,7 @@ from unlearning.data.examples import DataError, Example
 from unlearning.data.records import refusal_source
 from unlearning.evaluation.judge.judgments import judged_cell
 from unlearning.evaluation.runner import EvalSettings, Evaluation
+from unlearning.evaluation.schema import Field
 from unlearning.evaluation.shape import Expectation
 
 # (column, split, aggregate key, better)
@@ -55,6 +56,20 @@ class SafeEraserTask:
                  Column(MEAN_GENERAL, "higher"),  # a mean of two accuracies: no n
                  Column("judge")),
         tradeoff=("SARR", "Efficacy ASR"), log_y=False,
+    )
+    # What table_rows reads from a summary, checked before it runs (``unlearning.evaluation.schema``).
+    summary_fields = (
+        Field("splits", "object"), *(Field(f"splits.{split}", "object") for split in SPLITS),
+        *(Field(f"splits.{split}.{key}", "number", optional=True, nullable=True) for _, split, key, _ in METRICS),
+        *(Field(f"splits.{split}.partial", "object", optional=True) for split in SPLITS),
+        *(Field(f"splits.{split}.partial.{key}", "number", optional=True, nullable=True)
+          for _, split, key, _ in METRICS),
+        Field("judged_by", "text", optional=True, nullable=True), Field("judge", "object", True, True),
+        *(Field(f"judge.{split}", "object", optional=True) for split in SPLITS),
+        *(Field(f"judge.{split}.{key}", "object", optional=True, nullable=True) for _, split, key, _ in METRICS),
+        Field("general", "object", True, True),
+        *(Field(f"general.{key}", "object", optional=True) for _, key in GENERAL),
+        *(Field(f"general.{key}.accuracy", "number") for _, key in GENERAL),
     )
     reads_judge_prompts = True  # eval.judge.prompts: a file of templates (the original's eval/eval_config.py)
     demo_rows = ("method",)

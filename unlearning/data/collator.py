@@ -8,6 +8,8 @@ positions carry the label -100.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,9 +21,17 @@ from unlearning.data.examples import DataError, Example, ImageSource
 from unlearning.data.images import image_key, open_image
 from unlearning.data.pixel_cache import CachedImageProcessor
 
+log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 LABEL_SCOPES = ("answer", "sequence")
 GENERATION_PROMPTS = ("rendered", "decoded")
+
+
+@functools.cache
+def _say_cut(uid: str, length: int, limit: int) -> None:
+    """Once per example: an original prompt's conversation cut to its ``max_length`` (compat) is never silent."""
+    log.warning("example %r: its conversation is %d text tokens, cut to the original's max_length of %d (the end of "
+                "its answer is not trained or scored), as the original cut it", uid, length, limit)
 
 
 def stop_token_ids(tokenizer: Any, generation_config: Any | None) -> list[int]:
@@ -181,6 +191,7 @@ class ChatCollator:
         start = len(self.encode_text(instruction + o.answer_tag)) - 1
         full_ids = self.encode_text(conversation)
         if o.max_length is not None and len(full_ids) > o.max_length:
+            _say_cut(example.uid, len(full_ids), o.max_length)
             conversation = self._cut(conversation, o.max_length)
             full_ids = self.encode_text(conversation)
         if start >= len(full_ids):

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from unlearning.data.examples import DataError
+from unlearning.data.images import UNREADABLE, open_checked, too_large
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +120,11 @@ def resolve_image(data_dir: Path, raw: str, where: str) -> Path:
 def check_image(path: Path, where: str) -> None:
     """Decode the whole image once (``verify()`` lets a truncated JPEG through)."""
     try:
-        with Image.open(path) as image:
+        with open_checked(path) as image:
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except Image.DecompressionBombError as error:
+        raise DataError(f"{where}: image {path} is {too_large(error)}") from error
+    except UNREADABLE as error:
         raise DataError(f"{where}: image {path} cannot be read ({error})") from error
 
 

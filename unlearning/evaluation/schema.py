@@ -10,8 +10,10 @@ A summary holds the benchmark's own fields (what its table reads) and, for every
 - ``provenance``: the compat switches on, the package versions and their differences from the lock, the git
   revision, the date, what decided the CPU digits, and content fingerprints of each part's data and of the weights.
 
-``read_summary`` refuses a file that does not fit, naming the file and the field. ``SCHEMA_VERSION`` changes
-when a field's meaning changes; evaluating a run again rewrites its summary (finished parts are reused).
+``read_summary`` refuses a file that does not fit, naming the file and the field: the engine's fields, and the
+benchmark's own fields its table reads, which a benchmark declares as ``summary_fields`` (``Field``s), so that a
+summary of the wrong shape is refused before the table code indexes it. ``SCHEMA_VERSION`` changes when a field's
+meaning changes; evaluating a run again rewrites its summary (finished parts are reused).
 """
 
 from __future__ import annotations
@@ -77,12 +79,74 @@ def table_metrics(report: Any, rows: Sequence[Mapping[str, Any]], summary: Mappi
     return out
 
 
+KINDS = ("object", "number", "text", "list")
+
+
+@dataclass(frozen=True)
+class Field:
+    """A benchmark field its results table reads from a summary: the dotted ``path``, the ``kind`` of value it
+    holds (object, number, text or list), whether it may be absent (``optional``) or null (``nullable``).
+
+    A field is checked only where every field above it is present and not null (those are declared on their own):
+    ``general.mme.accuracy`` is required wherever ``general.mme`` is there."""
+
+    path: str
+    kind: str
+    optional: bool = False
+    nullable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"summary field {self.path!r}: kind must be one of {KINDS}, got {self.kind!r}")
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "object":
+        return isinstance(value, Mapping)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str if kind == "text" else list)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
+
+
+def check_fields(data: Mapping[str, Any], path: Path, fields: Sequence[Field]) -> None:
+    """A SchemaError naming ``path`` and the first of ``fields`` that is missing or holds the wrong kind of value."""
+    for field in fields:
+        node: Any = data
+        parts = field.path.split(".")
+        for depth, key in enumerate(parts[:-1]):
+            if not isinstance(node, Mapping):
+                raise _fail(path, ".".join(parts[:depth]), f"must be an object, got {_shown(node)}")
+            node = node.get(key)
+            if node is None:
+                break
+        if node is None:
+            continue  # a field above it is absent or null: its own declaration decides
+        if not isinstance(node, Mapping):
+            raise _fail(path, ".".join(parts[:-1]), f"must be an object, got {_shown(node)}")
+        if parts[-1] not in node:
+            if field.optional:
+                continue
+            raise _fail(path, field.path, "is missing")
+        value = node[parts[-1]]
+        if value is None and field.nullable:
+            continue
+        if not _is_kind(value, field.kind):
+            allowed = f"{'an' if field.kind == 'object' else 'a'} {field.kind}" + (" or null" if field.nullable else "")
+            raise _fail(path, field.path, f"must be {allowed}, got {_shown(value)}")
+
+
 def _fail(path: Path, field: str, problem: str) -> SchemaError:
     return SchemaError(f"{path}: field {field!r} {problem}")
 
 
-def validate_summary(data: Any, path: Path) -> dict[str, Any]:
-    """``data`` when it fits the schema, else a SchemaError naming ``path`` and the field."""
+def validate_summary(data: Any, path: Path, fields: Sequence[Field] = ()) -> dict[str, Any]:
+    """``data`` when it fits the schema (and has the benchmark's ``fields``), else a SchemaError naming ``path`` and
+    the field."""
     if not isinstance(data, Mapping):
         raise _fail(path, "(top level)", "must be an object")
     version = data.get("schema_version")
@@ -109,6 +173,7 @@ def validate_summary(data: Any, path: Path) -> dict[str, Any]:
             raise _fail(path, f"provenance.{field}", "is missing")
     if not isinstance(provenance["compat_switches"], list):
         raise _fail(path, "provenance.compat_switches", "must be a list of switch names")
+    check_fields(data, path, fields)
     return dict(data)
 
 
@@ -134,6 +199,7 @@ def _check_metric(metric: Any, path: Path, field: str) -> None:
         raise _fail(path, f"{field}.interval", f"must be [low, high] or null, got {interval!r}")
 
 
-def read_summary(path: Path) -> dict[str, Any]:
-    """A summary file, checked against the schema (CorruptFile or SchemaError, naming the file, otherwise)."""
-    return validate_summary(read_json(path), path)
+def read_summary(path: Path, fields: Sequence[Field] = ()) -> dict[str, Any]:
+    """A summary file, checked against the schema and the benchmark's ``fields`` (CorruptFile or SchemaError,
+    naming the file, otherwise)."""
+    return validate_summary(read_json(path), path, fields)

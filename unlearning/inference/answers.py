@@ -97,6 +97,41 @@ def _sharded(
     return [output for _, output in sorted(results, key=lambda pair: pair[0])]
 
 
+def context_length(model: torch.nn.Module) -> int | None:
+    """The model's context in tokens (its language model's ``max_position_embeddings``), or None when its config
+    does not say."""
+    config = getattr(model, "config", None)
+    for node in (getattr(config, "text_config", None), config):
+        value = getattr(node, "max_position_embeddings", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def warn_beyond_context(model: torch.nn.Module, collator: ChatCollator, examples: Sequence[Example], desc: str,
+                        with_answer: bool = False) -> list[tuple[str, int]]:
+    """Prompts (with their scored answer when ``with_answer``) longer than the model's context, warned about with
+    their example and length: nothing truncates them (a rotary-position model runs past its context, with numbers
+    it was never trained to give), so they are never passed silently. Returns (uid, tokens) of each."""
+    context = context_length(model)
+    if context is None:
+        return []
+    over = []
+    for example in examples:
+        length = collator.prompt_length(example)
+        if with_answer:
+            length += len(collator.target_text(example)[1])
+        if length > context:
+            over.append((example.uid, length))
+    if over:
+        shown = "; ".join(f"example {uid!r}: {length} tokens" for uid, length in over[:5])
+        more = f"; and {len(over) - 5} more" if len(over) > 5 else ""
+        log.warning("%s: %d of %d prompts are longer than the model's context of %d tokens (image tokens included) "
+                    "and are not truncated: their numbers come from positions the model was not trained on; shorten "
+                    "or leave out those questions: %s%s", desc, len(over), len(examples), context, shown, more)
+    return over
+
+
 def _sequence_scores(answer: AnswerLogits) -> list[SequenceScore]:
     logprobs = answer.token_logprobs().cpu()
     mu, sigma = (values.cpu() for values in answer.vocabulary_stats())
@@ -116,6 +151,8 @@ def score_answers(
     computed prefix (``unlearning.inference.shared_prefix``); the others, and every example of a model that cannot share
     prefixes (said once in the log), in batched forward passes of whole sequences (``shared_prefix=False``: all).
     """
+
+    warn_beyond_context(model, collator, examples, desc, with_answer=True)
 
     def plain(batch_examples: list[Example], batch: dict | None = None) -> list[SequenceScore]:
         return _sequence_scores(forward_answer_logits(model, collator(batch_examples) if batch is None else batch))
@@ -187,6 +224,7 @@ def generate_samples(
     Greedy answers to prompts showing the same images are generated on one computed prefix (the image encoded
     once; ``unlearning.inference.shared_prefix``); the rest in batches of prompts of similar length (less padding).
     """
+    warn_beyond_context(model, collator, examples, desc)
     tokenizer = collator.tokenizer
     bound = decoding.bind(model, collator.stop_ids, tokenizer.pad_token_id)  # generate's settings, built once
 
@@ -273,6 +311,7 @@ def choice_token_logprobs(
     every option of a multiple-choice question (lm-evaluation-harness's single-token choices), the questions about
     one image on one computed prefix (as ``score_answers``). Each example's answer must be one of the candidates'
     targets."""
+    warn_beyond_context(model, collator, examples, desc, with_answer=True)
     index = torch.tensor(list(candidates))
 
     def run(batch_examples: list[Example], batch: dict | None = None) -> list[list[float]]:
