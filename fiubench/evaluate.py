@@ -17,6 +17,7 @@ from typing import Any
 from fiubench import metrics
 from fiubench.data import FiuBench, FiuQA
 from unlearning.compat import Compat
+from unlearning.data.examples import DataError
 from unlearning.evaluation.general import general_results, mean_accuracy
 from unlearning.evaluation.judge.judgments import Judgment, judge_counts, judge_records, store_judgment
 from unlearning.evaluation.metrics.membership import attack_auc
@@ -61,8 +62,12 @@ def evaluation(data: FiuBench, settings: EvalSettings, forget_split: str, retain
     skip_first = compat.skip_first_answer_token
     judge = settings.judge_fingerprint()
     parts: dict[str, Part] = {}
+    shared = set(data.identity_ids(forget_split)) & set(data.identity_ids(retain_split))  # unknown splits raise
+    if shared:
+        raise DataError(f"{data.split_path}: the forget split {forget_split!r} and the retain split {retain_split!r} "
+                        f"share {len(shared)} identities ({', '.join(sorted(shared)[:5])}); retain metrics would "
+                        "measure forgotten identities")
     for role, split in (("forget", forget_split), ("retain", retain_split)):
-        data.identity_ids(split)  # raises on an unknown split
         part = SplitSettings(split, role, settings.batch_size, settings.decoding, compat, skip_first,
                              settings.judge.max_failed, ends_with_eos=not original_prompt)
         qas = data.qas(split)

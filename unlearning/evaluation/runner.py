@@ -16,6 +16,7 @@ their sum with ``add_counts``): the summary's judge status and the retry of fail
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -151,6 +152,12 @@ class Evaluation:
     summarize: Callable[[Mapping[str, dict[str, Any]], Path | None], dict[str, Any]]
 
 
+def canonical(fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    """A fingerprint as stored JSON reads back (tuples as lists, paths as text), so that a stored fingerprint and
+    the settings that made it compare equal."""
+    return json.loads(json.dumps(fingerprint, default=str, ensure_ascii=False))
+
+
 def _changed(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
     """The fingerprint keys whose values differ, for the log line saying why a result is not reused."""
     return ", ".join(sorted(k for k in {*ours, *theirs} if ours.get(k) != theirs.get(k)))
@@ -174,7 +181,7 @@ def cached_result(path: Path, fingerprint: Mapping[str, Any], overwrite: bool, c
     A stored result whose judge requests partly failed is computed again when a judge is available (its
     successful replies come from the judge's cache, the failed ones are asked again).
     """
-    fingerprint = dict(fingerprint)
+    fingerprint = canonical(fingerprint)
     stored = None if overwrite else _stored(path)
     if stored is not None:
         failed = (stored.get("judge") or {}).get("n_failed", 0)
@@ -201,7 +208,7 @@ def reference_result(reference_dir: Path | None, part: Part, compat: Compat) -> 
     stored = _stored(path)
     if stored is None:
         return None, f"{path} cannot be read; re-evaluate the reference run"
-    ours = {k: v for k, v in part.key(compat, None).items() if k != "model"}
+    ours = {k: v for k, v in canonical(part.key(compat, None)).items() if k != "model"}
     theirs = {k: v for k, v in stored.get("fingerprint", {}).items() if k != "model"}
     if theirs != ours:
         return None, f"{path} was computed from other {_changed(ours, theirs)}; re-evaluate the reference run"
@@ -211,9 +218,9 @@ def reference_result(reference_dir: Path | None, part: Part, compat: Compat) -> 
 def run_evaluation(
     benchmark: str, evaluation: Evaluation, load_model: ModelLoader, settings: EvalSettings, out_dir: Path,
     reference_dir: Path | None, accelerator: Accelerator | None, model: str | None = None,
-    metrics: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    metrics: Callable[[dict[str, Any]], dict[str, Any]] | None = None, summary_file: str = "summary.json",
 ) -> dict[str, Any]:
-    """Compute (or reuse) every part, then write and return ``summary.json``. ``model`` fingerprints the
+    """Compute (or reuse) every part, then write and return the summary (``summary_file``). ``model`` fingerprints the
     weights ``load_model`` loads (``unlearning.runs.fingerprint.model_fingerprint``); ``metrics`` gives the
     summary's typed metrics (``unlearning.evaluation.schema.table_metrics``) from the rest of it."""
     skipped = judge_unavailable_reason(settings.judge)
@@ -247,5 +254,5 @@ def run_evaluation(
                               "data": {key: part.data_hash for key, part in evaluation.parts.items()},
                               "weights": model}}
     if accelerator is None or accelerator.is_main_process:
-        atomic_write_json(out_dir / "summary.json", summary)
+        atomic_write_json(out_dir / summary_file, summary)
     return summary

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -9,7 +11,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+import yaml
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from omegaconf import DictConfig, OmegaConf
 
 from unlearning.benchmarks import Benchmark, benchmark_class, benchmark_names
@@ -27,7 +31,7 @@ from unlearning.models.loading import (
     tuned_prefixes,
 )
 from unlearning.models.tiny import build_tiny_model
-from unlearning.recipes.slices import BenchmarkSlice, ModelSlice, PromptSlice, TrainingConfig, TuneSlice
+from unlearning.recipes.slices import BenchmarkSlice, ModelSlice, PromptSlice, SettingError, TrainingConfig, TuneSlice
 from unlearning.runs.checkpoints import model_source, save_checkpoint, step_checkpoint_dir
 from unlearning.runs.fingerprint import content_fingerprint, content_hash
 from unlearning.runs.folders import (
@@ -36,11 +40,13 @@ from unlearning.runs.folders import (
     claim_run,
     find_finetune_run,
     finish_attempt,
+    run_folder,
     save_run,
     start_attempt,
 )
 from unlearning.runs.identity import training_identity
 from unlearning.runs.io import atomic_write_dir, atomic_write_json, read_json
+from unlearning.runs.locks import Busy, Lock, lock_for
 from unlearning.runs.provenance import check_versions
 from unlearning.runs.trackers import MetricLog
 from unlearning.training.trainer import seed_everything
@@ -63,12 +69,46 @@ register_configs(benchmark_names())  # compat.<switch> keys of every benchmark, 
 def with_compat(cfg: DictConfig, stage: str) -> Compat:
     """The run's compat switches (``unlearning.compat``); the config values of those on at ``stage`` are set in
     ``cfg`` here, before anything reads it."""
+    check_top_level_keys(cfg)
     compat = resolve(to_dict(cfg.compat) if "compat" in cfg else None, cfg.benchmark.name)
     changed = apply_switches(cfg, compat, stage, _command_line_keys())
     if compat.at(stage):
         log.info("compat switches on: %s%s", ", ".join(compat.at(stage)),
                  f" (set {', '.join(changed)})" if changed else "")
     return compat
+
+
+def check_top_level_keys(cfg: DictConfig) -> None:
+    """Under ``@hydra.main``: a top-level key the command's config does not have (``+methd=npo``, Hydra's advice
+    after the typo ``methd=npo``) is an error naming the nearest known keys, never a setting nothing reads."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    known = known_top_level_keys(HydraConfig.get().job.config_name)
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        hints = [f"{key!r} (did you mean {', '.join(repr(k) for k in close)}?)" if (
+            close := difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)) else repr(key)
+            for key in unknown]
+        raise SettingError(f"unknown setting {', '.join(hints)}: no {HydraConfig.get().job.config_name} setting has "
+                           "that name, so nothing would read it")
+
+
+def known_top_level_keys(config_name: str) -> set[str]:
+    """The top-level keys of ``config/<config_name>.yaml``: its own, its defaults groups' (where they are placed)
+    and those of the primary configs it extends."""
+    data = yaml.safe_load((Path(CONFIG_DIR) / f"{config_name}.yaml").read_text(encoding="utf-8")) or {}
+    keys = {key for key in data if key != "defaults"}
+    for entry in data.get("defaults") or []:
+        if isinstance(entry, str):
+            if entry != "_self_":
+                keys |= known_top_level_keys(entry)
+            continue
+        group = str(next(iter(entry))).split()[-1]  # "optional recipe", "override hydra/job_logging"
+        if not group.startswith("hydra"):
+            keys.add((group.split("@")[1] if "@" in group else group).split(".")[0].split("/")[0])
+    return keys
 
 
 def _command_line_keys() -> list[str]:
@@ -208,6 +248,9 @@ def prepare_run(config: TrainingConfig, base_model: str, accelerator: Accelerato
                 ) -> RunClaim:
     """Claim this config's run folder (every process agrees) and, unless it is finished, start an attempt.
 
+    The main process holds the run folder's lock from here until the attempt ends (``RunClaim.held``): a second
+    command training the same run stops with a message naming the first.
+
     ``data`` is what the run trains on (its examples, by stream): its content hash joins the run's identity, with
     the compat switches on at training. Call this only once every input has been validated: it is the first thing
     that writes to the run folders.
@@ -216,18 +259,43 @@ def prepare_run(config: TrainingConfig, base_model: str, accelerator: Accelerato
     identity = training_identity(resolved, os.path.relpath(base.resolve(), group.resolve())
                                  if base.exists() else base_model, content_hash(data), content_fingerprint(base_model),
                                  compat.at("train"))
-    claim = claim_run(group, config.run.label, config.run.name, identity, overwrite=config.run.overwrite)
+    lock = take_lock(accelerator, run_folder(group, config.run.label, config.run.name, identity), "run folder")
+    try:
+        claim = claim_run(group, config.run.label, config.run.name, identity, overwrite=config.run.overwrite)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     accelerator.wait_for_everyone()
     if claim.state == "finished":
+        if lock is not None:
+            lock.release()
         log.info("%s is already trained with these settings; nothing to do (pass overwrite=true to train it again, "
                  "or run_name= for another folder)", claim.run_dir)
         return claim
+    claim = dataclasses.replace(claim, lock=lock)
     if accelerator.is_main_process:
         start_attempt(claim, resolved, identity)
         log.info("%s %s (written in %s until it finishes)", "new run" if claim.state == "new" else
                  "training to replace", claim.run_dir, claim.work_dir)
     accelerator.wait_for_everyone()
     return claim
+
+
+def take_lock(accelerator: Accelerator, folder: Path, what: str) -> Lock | None:
+    """``folder``'s lock taken by the main process (None on the others); when another command holds it, every
+    process stops with :class:`Busy` naming that command (the main process says so to the others)."""
+    lock, busy = None, [None]
+    if accelerator.is_main_process:
+        try:
+            lock = lock_for(folder, f"{what} {folder}").acquire()
+        except Busy as error:
+            busy = [str(error)]
+    if accelerator.num_processes > 1:
+        busy = broadcast_object_list(busy)
+    if busy[0] is not None:
+        raise Busy(busy[0])
+    return lock
 
 
 def step_saver(save_every: Any, run_dir: Path, accelerator: Accelerator

@@ -37,6 +37,7 @@ from unlearning.recipes.common import (
     on_main_first,
     pixel_cache,
     setup_logging,
+    take_lock,
     to_dict,
     with_compat,
 )
@@ -45,6 +46,7 @@ from unlearning.runs.checkpoints import BaseModels, ModelSource, checkpoint_step
 from unlearning.runs.fingerprint import model_fingerprint
 from unlearning.runs.folders import external_run, find_finetune_run, find_runs, read_run
 from unlearning.runs.io import CorruptFile
+from unlearning.runs.locks import Busy
 from unlearning.runs.trackers import MetricLog
 
 log = logging.getLogger(__name__)
@@ -76,17 +78,44 @@ def runs_to_evaluate(config: EvalConfig, accelerator: Accelerator) -> tuple[list
 
 
 def steps_to_evaluate(run_dir: Path, steps: Any) -> list[int | None]:
-    """The intermediate checkpoints to evaluate (``steps``: null, ``all`` or a list), then the final model (None)."""
-    kept = checkpoint_steps(run_dir)
-    if steps is None or not kept:
+    """The intermediate checkpoints to evaluate (``steps``: null, ``all`` or a list), then the final model (None).
+    A step asked for by number that the run does not keep is an error; ``all`` over a run keeping none says so."""
+    if steps is None:
         return [None]
+    kept = checkpoint_steps(run_dir)
     if steps == "all":
+        if not kept:
+            log.warning("steps=all: %s keeps no intermediate checkpoint (trained without save_every, or they were "
+                        "deleted); only its final model is evaluated", run_dir)
         return [*kept, None]
     wanted = [int(step) for step in steps]
     missing = [step for step in wanted if step not in kept]
     if missing:
-        raise FileNotFoundError(f"{run_dir}: no checkpoint for steps {missing}; kept: {kept}")
+        raise FileNotFoundError(f"{run_dir}: no checkpoint for steps {missing} (kept: {kept or 'none'}); "
+                                "pass steps= with kept steps, steps=all, or leave steps out")
     return [*wanted, None]
+
+
+def reference_steps(steps: Any, reference: Path) -> Any:
+    """``steps`` for the reference run, which the command evaluates whatever runs it names: its final model alone
+    when it keeps no intermediate checkpoint (the steps asked for are the other runs')."""
+    if steps is not None and not checkpoint_steps(reference):
+        log.info("%s (the reference run) keeps no intermediate checkpoint: its final model is evaluated", reference)
+        return None
+    return steps
+
+
+def summary_name(run_dir: Path, info: dict[str, Any], forget_split: str | None) -> str:
+    """Where a run's summary goes: ``summary.json`` (what the tables read), unless a forget run is evaluated on
+    another forget split than the one it forgot: then ``summary.<split>.json`` beside it, with a warning, so the
+    summary of the split it forgot is never replaced by another split's."""
+    own = info.get("split") if info.get("kind") == "forget" else None
+    if own is None or forget_split is None or own == forget_split:
+        return "summary.json"
+    name = f"summary.{forget_split}.json"
+    log.warning("%s forgot %s but is evaluated on %s: its summary goes to eval/%s (eval/summary.json keeps the "
+                "evaluation on %s, the one the tables show)", run_dir, own, forget_split, name, own)
+    return name
 
 
 def build_evaluation(config: EvalConfig, benchmark: Benchmark, settings: EvalSettings,
@@ -117,7 +146,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             info = read_run(run_dir)
             if info["benchmark"] != benchmark.name:
                 raise ValueError(f"{run_dir} is a {info['benchmark']} run, not {benchmark.name}")
-    targets = [(run_dir, step) for run_dir in runs for step in steps_to_evaluate(run_dir, config.steps)]
+    targets = [(run_dir, step) for run_dir in runs for step in steps_to_evaluate(run_dir, reference_steps(
+        config.steps, run_dir) if run_dir == reference else config.steps)]
     models = BaseModels(config.eval_dtype, config.model.attn_implementation, accelerator.device,
                         merge=config.merge_adapters)
     pixels = pixel_cache(config.prompt.pixel_cache_mb)  # each image processed once for every run evaluated
@@ -144,14 +174,24 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
                                         original=config.prompt.original_prompt, pixel_cache=pixels)
 
         try:
+            lock = take_lock(accelerator, run_dir, "run folder")  # one command writes a run's results at a time
+        except Busy as error:
+            log.error("cannot evaluate %s now: %s", run_dir, error)
+            failed.append((run_dir, step, error))
+            continue
+        try:
             summary = run_evaluation(benchmark.name, evaluation, load, settings, out_dir,
                                      reference / "eval" if reference else None, accelerator, weights,
                                      lambda summary, info=info: table_metrics(
-                                         benchmark.report, benchmark.table_rows(info, summary), summary))
+                                         benchmark.report, benchmark.table_rows(info, summary), summary),
+                                     summary_name(run_dir, info, config.forget_split))
         except CheckpointError as error:
             log.error("cannot evaluate %s: %s", run_dir, error)
             failed.append((run_dir, step, error))
             continue
+        finally:
+            if lock is not None:
+                lock.release()
         if run_dir not in logs:
             logs[run_dir] = MetricLog(run_dir / "eval", run_dir.name, config.report_to, config.resolved,
                                       run_dir / "eval" / "metrics.jsonl", accelerator.is_main_process,

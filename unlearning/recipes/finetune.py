@@ -51,19 +51,20 @@ def finetune(cfg: DictConfig) -> Path:
     claim = prepare_run(config, model_path, accelerator, examples, compat)
     if claim.state == "finished":
         return claim.run_dir
-    model = trainable_model(model_path, config.model, config.tune)
-    log.info("finetuning on %s split %s: %d examples", benchmark.name, config.split, len(examples))
+    with claim.held():  # the run folder's lock, let go however the attempt ends
+        model = trainable_model(model_path, config.model, config.tune)
+        log.info("finetuning on %s split %s: %d examples", benchmark.name, config.split, len(examples))
 
-    def step_loss(model, batch, progress):
-        return mean_nll(forward_answer_logits(model, batch)), {}
+        def step_loss(model, batch, progress):
+            return mean_nll(forward_answer_logits(model, batch)), {}
 
-    metrics = training_metrics(config, claim, accelerator)
-    prepared, summary = train(model, examples, collator, step_loss, config.train, accelerator, metrics,
-                              on_step=step_saver(config.run.save_every, claim.work_dir, accelerator))
-    return save_and_finish(accelerator, prepared, claim, metrics, {
-        "kind": "finetune", "benchmark": benchmark.name, "model": config.model.name, "split": config.split,
-        "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
-    }, processor=collator.processor, merge=config.tune.r > 0)
+        metrics = training_metrics(config, claim, accelerator)
+        prepared, summary = train(model, examples, collator, step_loss, config.train, accelerator, metrics,
+                                  on_step=step_saver(config.run.save_every, claim.work_dir, accelerator))
+        return save_and_finish(accelerator, prepared, claim, metrics, {
+            "kind": "finetune", "benchmark": benchmark.name, "model": config.model.name, "split": config.split,
+            "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
+        }, processor=collator.processor, merge=config.tune.r > 0)
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="finetune")

@@ -76,43 +76,43 @@ def forget(cfg: DictConfig) -> Path:
     claim = prepare_run(config, model_path, accelerator, streams, compat)
     if claim.state == "finished":
         return claim.run_dir
+    with claim.held():  # the run folder's lock, let go however the attempt ends
+        model = trainable_model(model_path, config.model, config.tune)
+        sizes = stream_sizes(streams)
+        log.info("forgetting %s (%s) with %s: %s", config.forget.split, config.forget.modality, cfg.method.name,
+                 ", ".join(f"{use.name} {len(streams[use.name])} ({use.pairing}{_empty_note(sizes[use.name])})"
+                           for use in uses))
+        scores = stream_scores(method, reference_model(config, accelerator), accelerator)
 
-    model = trainable_model(model_path, config.model, config.tune)
-    sizes = stream_sizes(streams)
-    log.info("forgetting %s (%s) with %s: %s", config.forget.split, config.forget.modality, cfg.method.name,
-             ", ".join(f"{use.name} {len(streams[use.name])} ({use.pairing}{_empty_note(sizes[use.name])})"
-                       for use in uses))
-    scores = stream_scores(method, reference_model(config, accelerator), accelerator)
+        def step_loss(model, batch, progress):
+            return method.loss(*scores(model, batch), progress)
 
-    def step_loss(model, batch, progress):
-        return method.loss(*scores(model, batch), progress)
+        def pass_loss(model, batch, progress):
+            name = pass_of(batch)
+            loss = passes[name](*scores(model, batch))
+            return loss, {f"{name}_pass": loss.item()}
 
-    def pass_loss(model, batch, progress):
-        name = pass_of(batch)
-        loss = passes[name](*scores(model, batch))
-        return loss, {f"{name}_pass": loss.item()}
-
-    saver = step_saver(config.run.save_every, claim.work_dir, accelerator)
-    metrics = training_metrics(config, claim, accelerator)
-    settings = config.train
-    if passes:
-        log.info("sequential passes: every forget batch, then every retain batch, per epoch, at a constant rate")
-        prepared, summary = train(model, pass_items, PassCollator(collator), pass_loss,
-                                  dataclasses.replace(settings, scheduler="constant", warmup_ratio=0.0), accelerator,
-                                  metrics, on_step=saver,
-                                  batch_sampler=PassBatches(pass_items, settings.batch_size, settings.shuffle,
-                                                            config.seed))
-    else:
-        prepared, summary = train(model, dataset, StreamCollator(collator, uses, reference_rows(method)), step_loss,
-                                  settings, accelerator, metrics, on_step=saver)
-    return save_and_finish(accelerator, prepared, claim, metrics, {
-        "kind": "forget", "benchmark": benchmark.name, "model": config.model.name, "method": cfg.method.name,
-        "split": config.forget.split, "forget_modality": config.forget.modality,
-        "streams": {use.name: use.pairing for use in uses}, "stream_sizes": sizes,
-        "passes": "sequential" if passes else "joint",
-        "stream_sources": {name: source for name, source in stream_sources(benchmark).items() if name in streams},
-        "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
-    }, processor=collator.processor if config.tune.r == 0 else None)
+        saver = step_saver(config.run.save_every, claim.work_dir, accelerator)
+        metrics = training_metrics(config, claim, accelerator)
+        settings = config.train
+        if passes:
+            log.info("sequential passes: every forget batch, then every retain batch, per epoch, at a constant rate")
+            constant = dataclasses.replace(settings, scheduler="constant", warmup_ratio=0.0)
+            prepared, summary = train(model, pass_items, PassCollator(collator), pass_loss, constant, accelerator,
+                                      metrics, on_step=saver,
+                                      batch_sampler=PassBatches(pass_items, settings.batch_size, settings.shuffle,
+                                                                config.seed))
+        else:
+            prepared, summary = train(model, dataset, StreamCollator(collator, uses, reference_rows(method)), step_loss,
+                                      settings, accelerator, metrics, on_step=saver)
+        return save_and_finish(accelerator, prepared, claim, metrics, {
+            "kind": "forget", "benchmark": benchmark.name, "model": config.model.name, "method": cfg.method.name,
+            "split": config.forget.split, "forget_modality": config.forget.modality,
+            "streams": {use.name: use.pairing for use in uses}, "stream_sizes": sizes,
+            "passes": "sequential" if passes else "joint",
+            "stream_sources": {name: source for name, source in stream_sources(benchmark).items() if name in streams},
+            "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
+        }, processor=collator.processor if config.tune.r == 0 else None)
 
 
 def forget_streams(benchmark: Any, method: Any, method_name: str, config: TrainingConfig

@@ -8,6 +8,7 @@ full model when nothing was adapted (``lora.r=0``). ``model_source`` says what t
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import torch
 from unlearning.models.loading import ADAPTER_CONFIG, CheckpointError, load_adapter, load_model
 from unlearning.runs.folders import IDENTITY_FILE, STEP_CHECKPOINTS, base_model_path, read_run
 from unlearning.runs.io import atomic_write_dir, read_json
+
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, processor: Any | None = None,
@@ -60,7 +63,10 @@ def model_source(run_dir: Path, step: int | None = None) -> ModelSource:
     kind = info["kind"]
     if kind == "external":
         base = base_model_path(run_dir, info["base_model"])
+        check_model_folder(base, f"{run_dir}: its model")
         adapter = base_model_path(run_dir, info["adapter"], "adapter") if info.get("adapter") else None
+        if adapter is not None:
+            check_adapter_base(adapter, base)
         return ModelSource(base, adapter, base)
     folder = run_dir / info["checkpoint"] if step is None else step_checkpoint_dir(run_dir, step)
     if not folder.is_dir():
@@ -75,6 +81,59 @@ def model_source(run_dir: Path, step: int | None = None) -> ModelSource:
     check_adapter_config(run_dir, folder)
     base = base_model_path(run_dir, info["base_model"])
     return ModelSource(base, str(folder), base)
+
+
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
+# config.json keys that do not change the model a folder holds
+_CONFIG_NOTES = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "use_cache", "_commit_hash"}
+
+
+def check_model_folder(path: str | Path, what: str) -> None:
+    """A local ``path`` must be a model folder (``config.json`` and weights); anything else (a data folder, an empty
+    folder, a file) is named here, before a run folder is made for it. A path that does not exist is a hub id."""
+    folder = Path(path)
+    if not folder.exists():
+        if str(path).startswith((".", "/", "~")):
+            raise CheckpointError(f"{what} {path} does not exist")
+        return
+    if not folder.is_dir():
+        raise CheckpointError(f"{what} {folder} is a file, not a model folder")
+    missing = [name for name, found in (("config.json", (folder / "config.json").is_file()),
+                                        ("weights (*.safetensors or pytorch_model*.bin)",
+                                         any(any(folder.glob(pattern)) for pattern in WEIGHT_FILES))) if not found]
+    if missing:
+        raise CheckpointError(f"{what} {folder} is not a model folder: no {' and no '.join(missing)}")
+
+
+def check_adapter_base(adapter: str | Path, base: str | Path) -> None:
+    """An adapter evaluated on another base than it was trained on is refused when that base is here to compare
+    (their ``config.json`` differ: another vocabulary, other sizes), and warned about when it is not."""
+    config = read_json(Path(adapter) / ADAPTER_CONFIG)
+    named = config.get("base_model_name_or_path")
+    if not named or named == str(base) or (Path(named).exists() and Path(named).resolve() == Path(base).resolve()):
+        return
+    theirs, ours = Path(named) / "config.json", Path(base) / "config.json"
+    if not theirs.is_file() or not ours.is_file():
+        log.warning("adapter %s was trained on %s and is evaluated on %s; the two cannot be compared here (check "
+                    "that they are the same model)", adapter, named, base)
+        return
+    differs = _config_differences(read_json(theirs), read_json(ours))
+    if differs:
+        raise CheckpointError(f"adapter {adapter} was trained on {named}, which differs from {base}: "
+                              f"{'; '.join(differs[:5])}. Evaluate it on the model it was trained on")
+
+
+def _config_differences(theirs: dict[str, Any], ours: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(theirs) | set(ours)):
+        if key in _CONFIG_NOTES:
+            continue
+        a, b = theirs.get(key), ours.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} {a!r} there, {b!r} here")
+    return out
 
 
 def check_adapter_config(run_dir: Path, folder: Path) -> None:

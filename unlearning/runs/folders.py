@@ -21,8 +21,8 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import yaml
 from unlearning.models.loading import ADAPTER_CONFIG
 from unlearning.runs.identity import differences, identity_hash
 from unlearning.runs.io import atomic_write_json, atomic_write_text, read_json, redact
+from unlearning.runs.locks import Lock
 from unlearning.runs.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -52,12 +53,28 @@ class RunClaim:
 
     ``state``: ``new``; ``finished`` (the same settings trained already: nothing to do); or ``replace`` (the
     folder holds an unfinished run of an older version, or the user asked ``overwrite=true``): the old folder
-    stays as it is until this attempt has finished. An attempt writes into ``work_dir``.
+    stays as it is until this attempt has finished. An attempt writes into ``work_dir``. ``lock``: the run
+    folder's lock (``unlearning.runs.locks``) the main process holds while it trains; ``held`` releases it.
     """
 
     run_dir: Path
     work_dir: Path
     state: str
+    lock: Lock | None = field(default=None, compare=False)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[RunClaim]:
+        """The block that trains the run; the lock is let go when it ends, finished or failed."""
+        try:
+            yield self
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+
+def run_folder(group_dir: Path, label: str, run_name: str | None, identity: Mapping[str, Any]) -> Path:
+    """``<label>-<hash>`` (or ``run_name`` when given) under the benchmark/model folder."""
+    return group_dir / (run_name or f"{label}-{identity_hash(identity)}")
 
 
 def claim_run(group_dir: Path, label: str, run_name: str | None, identity: Mapping[str, Any],
@@ -67,7 +84,7 @@ def claim_run(group_dir: Path, label: str, run_name: str | None, identity: Mappi
     Without ``overwrite`` a folder holding another run (other settings, or evaluation results without a
     finished training) is never touched: RunExists names it and what differs.
     """
-    run_dir = group_dir / (run_name or f"{label}-{identity_hash(identity)}")
+    run_dir = run_folder(group_dir, label, run_name, identity)
     work_dir = group_dir / ATTEMPTS / run_dir.name
     if not run_dir.exists():
         return RunClaim(run_dir, work_dir, "new")
@@ -89,7 +106,8 @@ def claim_run(group_dir: Path, label: str, run_name: str | None, identity: Mappi
 
 
 def start_attempt(claim: RunClaim, config: dict[str, Any], identity: Mapping[str, Any]) -> None:
-    """A fresh attempt folder holding the run's settings (a stale attempt of the same run is cleared first)."""
+    """A fresh attempt folder holding the run's settings (a stale attempt of the same run is cleared first: with
+    the run folder's lock held, no live process is writing it)."""
     if claim.work_dir.exists():
         log.info("clearing %s, an earlier attempt at this run that did not finish", claim.work_dir)
         shutil.rmtree(claim.work_dir)
@@ -172,8 +190,11 @@ def base_model_path(run_dir: Path, entry: str, what: str = "base model") -> str:
 def external_run(group_dir: Path, benchmark: str, model: str, model_path: str, adapter_path: str | None) -> Path:
     """A run folder for a model trained elsewhere (an HF id or a folder; optionally an adapter on top of it).
 
-    The same source gets the same folder, so its evaluation resumes; ``run.json`` records the source.
+    The same source gets the same folder, so its evaluation resumes; ``run.json`` records the source. A folder that
+    is not a model, or an adapter trained on another base, is refused before the run folder is made.
     """
+    from unlearning.runs.checkpoints import check_adapter_base, check_model_folder  # checkpoints imports this module
+
     source = {"model_path": str(model_path), "adapter_path": None if adapter_path is None else str(adapter_path)}
     resolved = {key: str(Path(value).resolve()) if value and Path(value).exists() else value
                 for key, value in source.items()}
@@ -181,8 +202,11 @@ def external_run(group_dir: Path, benchmark: str, model: str, model_path: str, a
     named = named.parent if named.name == CHECKPOINT else named  # a run's checkpoint: the run's name
     label = re.sub(r"[^A-Za-z0-9._-]+", "_", named.name) or "model"
     run_dir = group_dir / f"external_{label}-{identity_hash(resolved)}"
+    check_model_folder(model_path, "model_path")  # before any folder is made for it
     if adapter_path is not None and not (Path(adapter_path) / ADAPTER_CONFIG).is_file():
         raise FileNotFoundError(f"adapter_path {adapter_path}: no {ADAPTER_CONFIG} (a peft adapter folder)")
+    if adapter_path is not None:
+        check_adapter_base(adapter_path, model_path)
     if not (run_dir / RUN_FILE).is_file():
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / RUN_FILE, {
