@@ -62,14 +62,18 @@ from unlearning.recipes.common import (
     make_collator,
     setup_logging,
     starting_model,
+    take_lock,
     to_dict,
     with_compat,
 )
 from unlearning.recipes.slices import BenchmarkSlice, ModelSlice
 from unlearning.runs.fingerprint import content_fingerprint, content_hash
 from unlearning.runs.io import read_json, redact, umask_mode
+from unlearning.runs.locks import Lock
 
 log = logging.getLogger(__name__)
+
+CURATION_LOCK = ".curation.lock"
 
 OBJECT_SOURCES = ("synonyms", "llm")
 LABELS = ("clip", "coco")
@@ -341,43 +345,49 @@ def curate_folder(cfg: DictConfig) -> dict[str, Any]:
                 "options": dataclasses.asdict(data.options),
                 "curation": curation_identity(curation), "seed": cfg.seed}
     identity = redact(identity)
-    if existing_curation(data, identity, bool(curation["overwrite"])):
-        log.info("%s is already curated with these settings and this model; nothing to do", data.data_dir)
-        return read_json(data.path(STATS_FILE))
+    # one curation writes a data folder at a time (the lock inside it: its parent may be read-only)
+    lock = take_lock(accelerator, Lock(data.data_dir / CURATION_LOCK, f"data folder {data.data_dir}"))
+    try:
+        if existing_curation(data, identity, bool(curation["overwrite"])):
+            log.info("%s is already curated with these settings and this model; nothing to do", data.data_dir)
+            return read_json(data.path(STATS_FILE))
 
-    log.info("captioning %d images with %s", len(images), model_path)
-    processor = load_processor_for(str(model_path), model_slice)
-    model = load_model(model_path, model_slice.dtype, model_slice.attn_implementation).to(accelerator.device).eval()
-    collator = make_collator(processor, model.generation_config, cfg.system_prompt)
-    texts = generate_answers(model, collator, examples, int(cfg.batch_size),
-                             Decoding(max_new_tokens=int(curation["max_new_tokens"])), accelerator, desc="captions")
-    del model
-    captions = [Caption(name, " ".join(text.split())) for name, text in zip(images, texts, strict=True)
-                if text.strip()]
+        log.info("captioning %d images with %s", len(images), model_path)
+        processor = load_processor_for(str(model_path), model_slice)
+        model = load_model(model_path, model_slice.dtype, model_slice.attn_implementation).to(accelerator.device).eval()
+        collator = make_collator(processor, model.generation_config, cfg.system_prompt)
+        texts = generate_answers(model, collator, examples, int(cfg.batch_size),
+                                 Decoding(max_new_tokens=int(curation["max_new_tokens"])), accelerator, desc="captions")
+        del model
+        captions = [Caption(name, " ".join(text.split())) for name, text in zip(images, texts, strict=True)
+                    if text.strip()]
 
-    if curation["objects"] == "llm":
-        found = llm_objects(cfg, captions, vocabulary, accelerator)
-    else:
-        found = {c: vocabulary.mentions(c.text) for c in captions}
-    check_found(captions, found, curation["objects"], len(images))  # before the CLIP is trained or run
+        if curation["objects"] == "llm":
+            found = llm_objects(cfg, captions, vocabulary, accelerator)
+        else:
+            found = {c: vocabulary.mentions(c.text) for c in captions}
+        check_found(captions, found, curation["objects"], len(images))  # before the CLIP is trained or run
 
-    truth = {name: chair.ground_truth(vocabulary, annotations.categories.get(name, ()),
-                                      annotations.captions.get(name, ())) for name in images}
-    if curation["labels"] == "coco":
-        scores = curation["coco_scores"]
-        score: ObjectScore = coco_label_score(truth, vocabulary, float(scores["present"]), float(scores["absent"]))
-        table = {(c, m.word): score(c, m) for c in captions for m in found[c]}
-    else:
-        scorer = clip_scorer(curation["clip"], windows, data)
-        table = {}
-        for c in captions:
-            words = list(dict.fromkeys(m.word for m in found[c]))
-            for word, value in score_objects(load_image(paths[c.image]), words, scorer, windows).items():
-                table[(c, word)] = value
-    stats = curated_files(captions, found, truth, table, data, curation, identity,
-                          write=accelerator.is_main_process)
-    accelerator.wait_for_everyone()
-    return stats
+        truth = {name: chair.ground_truth(vocabulary, annotations.categories.get(name, ()),
+                                          annotations.captions.get(name, ())) for name in images}
+        if curation["labels"] == "coco":
+            scores = curation["coco_scores"]
+            score: ObjectScore = coco_label_score(truth, vocabulary, float(scores["present"]), float(scores["absent"]))
+            table = {(c, m.word): score(c, m) for c in captions for m in found[c]}
+        else:
+            scorer = clip_scorer(curation["clip"], windows, data)
+            table = {}
+            for c in captions:
+                words = list(dict.fromkeys(m.word for m in found[c]))
+                for word, value in score_objects(load_image(paths[c.image]), words, scorer, windows).items():
+                    table[(c, word)] = value
+        stats = curated_files(captions, found, truth, table, data, curation, identity,
+                              write=accelerator.is_main_process)
+        accelerator.wait_for_everyone()
+        return stats
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="curate")

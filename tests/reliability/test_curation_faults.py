@@ -205,3 +205,16 @@ def test_non_finite_scores_in_the_files_are_refused(tmp_path: Path, name: str, f
     with pytest.raises(DataError, match=rf"{name}: record 1 \(image 'b\.jpg'\): field '{field}' must be a finite "
                                         rf"number, got {value.lower().replace('infinity', 'inf')}"):
         read(path)
+
+
+def test_a_data_folder_another_curation_is_writing_is_left_alone(efuf_world):
+    """Issue 22 (concurrency): a second curation of one data folder stops, naming the one writing it."""
+    from efuf.curation import CURATION_LOCK
+    from unlearning.runs.locks import Busy, Lock
+
+    data, model, _ = efuf_world
+    before = snapshot(data)
+    with Lock(data / CURATION_LOCK, "a test"), pytest.raises(
+            Busy, match=rf"data folder {data} is being written by another process \(pid {os.getpid()}"):
+        curate_folder(config("curate", data.parent, data, model, "benchmark.curation.overwrite=true"))
+    assert snapshot(data) == before

@@ -259,7 +259,8 @@ def prepare_run(config: TrainingConfig, base_model: str, accelerator: Accelerato
     identity = training_identity(resolved, os.path.relpath(base.resolve(), group.resolve())
                                  if base.exists() else base_model, content_hash(data), content_fingerprint(base_model),
                                  compat.at("train"))
-    lock = take_lock(accelerator, run_folder(group, config.run.label, config.run.name, identity), "run folder")
+    folder = run_folder(group, config.run.label, config.run.name, identity)
+    lock = take_lock(accelerator, lock_for(folder, f"run folder {folder}"))
     try:
         claim = claim_run(group, config.run.label, config.run.name, identity, overwrite=config.run.overwrite)
     except BaseException:
@@ -282,13 +283,15 @@ def prepare_run(config: TrainingConfig, base_model: str, accelerator: Accelerato
     return claim
 
 
-def take_lock(accelerator: Accelerator, folder: Path, what: str) -> Lock | None:
-    """``folder``'s lock taken by the main process (None on the others); when another command holds it, every
-    process stops with :class:`Busy` naming that command (the main process says so to the others)."""
-    lock, busy = None, [None]
-    if accelerator.is_main_process:
+def take_lock(accelerator: Accelerator, lock: Lock) -> Lock | None:
+    """``lock`` taken by the main process (None on the others); when another command holds it, every process stops
+    with :class:`Busy` naming that command (the main process says so to the others)."""
+    busy: list[str | None] = [None]
+    if not accelerator.is_main_process:
+        lock = None
+    else:
         try:
-            lock = lock_for(folder, f"{what} {folder}").acquire()
+            lock.acquire()
         except Busy as error:
             busy = [str(error)]
     if accelerator.num_processes > 1:

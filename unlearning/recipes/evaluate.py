@@ -46,7 +46,7 @@ from unlearning.runs.checkpoints import BaseModels, ModelSource, checkpoint_step
 from unlearning.runs.fingerprint import model_fingerprint
 from unlearning.runs.folders import external_run, find_finetune_run, find_runs, read_run
 from unlearning.runs.io import CorruptFile
-from unlearning.runs.locks import Busy
+from unlearning.runs.locks import Busy, lock_for
 from unlearning.runs.trackers import MetricLog
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
                                         original=config.prompt.original_prompt, pixel_cache=pixels)
 
         try:
-            lock = take_lock(accelerator, run_dir, "run folder")  # one command writes a run's results at a time
+            lock = take_lock(accelerator, lock_for(run_dir, f"run folder {run_dir}"))  # one writer of its results
         except Busy as error:
             log.error("cannot evaluate %s now: %s", run_dir, error)
             failed.append((run_dir, step, error))
