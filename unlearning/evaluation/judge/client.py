@@ -3,7 +3,9 @@
 Requests run with bounded concurrency, rate limits and timeouts are retried with exponential backoff, and every
 successful reply is cached on disk keyed by (model, system prompt, prompt, decoding settings), so a re-run costs
 nothing. Failures are returned as such (never dropped) for the caller to count; error messages are scrubbed of
-keys.
+keys. A reply that is not a chat completion (a proxy's HTML page, JSON without choices or content) is a failure of
+its own kind ("malformed reply: ..."), retried like a server error: the body is read and checked here rather than
+by the SDK, which passes such bodies through as strings or half-empty objects.
 """
 
 from __future__ import annotations
@@ -32,7 +34,45 @@ class JudgeReply:
     text: str | None  # None when the request failed after its retries
     error: str | None = None  # why it failed (kind: message), keys scrubbed
     cached: bool = False
-    error_kind: str | None = None  # "HTTP 500", "APIConnectionError", ...: what failures are counted by
+    error_kind: str | None = None  # "HTTP 500", "APIConnectionError", "malformed reply: not JSON", ...: what
+    # failures are counted by
+
+
+class MalformedReply(ValueError):
+    """An HTTP 200 whose body is not a chat completion; ``kind`` is what it is counted as (a short, fixed
+    description), the message quotes the start of the body."""
+
+    def __init__(self, description: str, body: str) -> None:
+        self.kind = f"malformed reply: {description}"
+        excerpt = " ".join(body.split())[:120]
+        super().__init__(f"HTTP 200 with body {excerpt!r}" if excerpt else "HTTP 200 with an empty body")
+
+
+def completion_text(body: bytes, content_type: str = "") -> str:
+    """The first choice's message content of a chat-completions body, or ``MalformedReply`` saying what is wrong
+    with it (the SDK would return an HTML page as a ``str`` and ``{}`` as a completion without choices)."""
+    text = body.decode("utf-8", errors="replace")
+    if not text.strip():
+        raise MalformedReply("empty body", text)
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        html = "html" in content_type.lower() or text.lstrip()[:1] == "<"
+        raise MalformedReply("HTML page" if html else "not JSON", text) from None
+    if not isinstance(payload, dict):
+        raise MalformedReply("not a JSON object", text)
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise MalformedReply("no choices", text)
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    if not isinstance(message, dict):
+        raise MalformedReply("choice without a message", text)
+    content = message.get("content")
+    if content is None:
+        raise MalformedReply("message without content", text)
+    if not isinstance(content, str):
+        raise MalformedReply("content not a string", text)
+    return content
 
 
 class ReplyCache:
@@ -100,11 +140,11 @@ class Judge:
                 sampling = {} if self.settings.temperature is None else {"temperature": self.settings.temperature}
                 if self.settings.max_tokens is not None:  # None: no cap sent
                     sampling["max_tokens"] = self.settings.max_tokens
-                response = self._client.chat.completions.create(
+                response = self._client.chat.completions.with_raw_response.create(
                     model=self.settings.model, messages=messages, **sampling,
                 )
-                return JudgeReply(response.choices[0].message.content or "")
-            except transient as error:
+                return JudgeReply(completion_text(response.content, response.headers.get("content-type", "")))
+            except (*transient, MalformedReply) as error:  # a proxy's error page is as passing as a 502
                 if attempt == self.settings.max_retries:
                     return self._failure(error, f" after {attempt + 1} attempts")
                 delay = self.settings.backoff_seconds * 2**attempt * (1 + random.random() / 4)
@@ -121,7 +161,10 @@ class Judge:
 
 
 def _error_kind(error: Exception) -> str:
-    """What a failure is counted as: the HTTP status and the error's class, or the class alone."""
+    """What a failure is counted as: the HTTP status and the error's class, the class alone, or what was wrong
+    with a reply."""
+    if isinstance(error, MalformedReply):
+        return error.kind
     status = getattr(error, "status_code", None)
     return f"HTTP {status} {type(error).__name__}" if status else type(error).__name__
 
