@@ -18,5 +18,7 @@ launch() {
   if [[ "$(basename "$config")" == cpu_* ]]; then
     export ACCELERATE_USE_CPU=true
   fi
-  "$PYTHON" -m accelerate.commands.launch --config_file "$config" -m "$module" "$@"
+  # through unlearning.runs.redacted: accelerate quotes the whole command line (a key pasted in it too) when the
+  # recipe fails; the recipe itself redacts its own output (unlearning.runs.console)
+  "$PYTHON" -m unlearning.runs.redacted accelerate.commands.launch --config_file "$config" -m "$module" "$@"
 }

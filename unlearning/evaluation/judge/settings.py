@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from unlearning.runs.console import variable_name
 from unlearning.runs.io import SECRET_VALUE
 
 ENABLED = {"auto": "auto", "true": True, "false": False}
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LONG_TOKEN = re.compile(r"[A-Za-z0-9_\-]{32,}")  # a server may quote a key of any provider's shape
 
 
@@ -38,8 +38,7 @@ class JudgeSettings:
 
     def __post_init__(self) -> None:
         self.enabled = _enabled(self.enabled)
-        if not isinstance(self.api_key_env, str) or not ENV_NAME.fullmatch(self.api_key_env) or (
-                len(self.api_key_env) >= 20 and "_" not in self.api_key_env):
+        if not variable_name(self.api_key_env):
             # never echo the value: it may be the key itself, pasted in the wrong place
             raise ValueError("eval.judge.api_key_env must be the *name* of an environment variable (such as "
                              "OPENAI_API_KEY), not its value; the value given is not shown because it may be a key")
