@@ -19,13 +19,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
 from unlearning.benchmarks import Report, benchmark_class
 from unlearning.evaluation.schema import read_summary
 from unlearning.evaluation.shape import check_shape, rows_by
 from unlearning.recipes.common import CONFIG_DIR, setup_logging
+from unlearning.runs.console import hydra_app
 from unlearning.runs.folders import RUN_FILE, find_runs, read_run
 from unlearning.runs.io import (
     CorruptFile,
@@ -267,7 +267,7 @@ def collect(run_root: Path, out_dir: Path) -> dict[str, list[dict[str, Any]]]:
     return rows_by_benchmark
 
 
-@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="aggregate")
+@hydra_app(version_base=None, config_path=CONFIG_DIR, config_name="aggregate")
 def main(cfg: DictConfig) -> None:
     setup_logging()
     rows = collect(Path(cfg.run_root), Path(cfg.out_dir))

@@ -36,7 +36,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
@@ -67,6 +66,7 @@ from unlearning.recipes.common import (
     with_compat,
 )
 from unlearning.recipes.slices import BenchmarkSlice, ModelSlice
+from unlearning.runs.console import hydra_app
 from unlearning.runs.fingerprint import content_fingerprint, content_hash
 from unlearning.runs.io import read_json, redact, umask_mode
 from unlearning.runs.locks import Lock
@@ -390,7 +390,7 @@ def curate_folder(cfg: DictConfig) -> dict[str, Any]:
             lock.release()
 
 
-@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="curate")
+@hydra_app(version_base=None, config_path=CONFIG_DIR, config_name="curate")
 def main(cfg: DictConfig) -> None:
     setup_logging()
     curate_folder(cfg)

@@ -20,7 +20,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
 from efuf.data import CocoAnnotations, numbered_lines
@@ -29,6 +28,7 @@ from efuf.release import EfufOptions
 from unlearning.data.examples import DataError
 from unlearning.evaluation.scores_file import scores_target
 from unlearning.recipes.common import CONFIG_DIR, setup_logging, to_dict, with_compat
+from unlearning.runs.console import hydra_app
 from unlearning.runs.fingerprint import content_hash
 from unlearning.runs.io import atomic_write_json
 
@@ -112,7 +112,7 @@ def score_captions(cfg: DictConfig) -> dict[str, Any]:
     return scores
 
 
-@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="score_captions")
+@hydra_app(version_base=None, config_path=CONFIG_DIR, config_name="score_captions")
 def main(cfg: DictConfig) -> None:
     setup_logging()
     score_captions(cfg)

@@ -18,7 +18,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
 from safeeraser.data import SPLIT_FILES, SafeEraserData, SafeRecord
@@ -30,6 +29,7 @@ from unlearning.evaluation.judge.settings import judge_unavailable_reason
 from unlearning.evaluation.runner import EvalSettings
 from unlearning.evaluation.scores_file import scores_target
 from unlearning.recipes.common import CONFIG_DIR, setup_logging, to_dict, with_compat
+from unlearning.runs.console import hydra_app
 from unlearning.runs.fingerprint import content_hash
 from unlearning.runs.io import atomic_write_json
 
@@ -116,7 +116,7 @@ def score_answers(cfg: DictConfig) -> dict[str, Any]:
     return aggregate
 
 
-@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="score_answers")
+@hydra_app(version_base=None, config_path=CONFIG_DIR, config_name="score_answers")
 def main(cfg: DictConfig) -> None:
     setup_logging()
     score_answers(cfg)

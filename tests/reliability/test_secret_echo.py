@@ -73,7 +73,8 @@ def test_accelerate_launch_does_not_echo_the_command_line(tmp_path: Path):
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)
 def test_every_entry_point_redacts_its_console(module: str):
-    """Every ``@hydra.main`` app is defined after the ``unlearning`` package wrapped ``hydra.main``."""
+    """Every entry point is declared with ``hydra_app``, which redacts the console before Hydra reads its command
+    line."""
     assert getattr(importlib.import_module(module).main, "redacts_console", False), module
 
 

@@ -18,7 +18,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 from accelerate import Accelerator
 from omegaconf import DictConfig
 
@@ -43,6 +42,7 @@ from unlearning.recipes.common import (
 )
 from unlearning.recipes.slices import EvalConfig
 from unlearning.runs.checkpoints import BaseModels, ModelSource, checkpoint_steps, model_source
+from unlearning.runs.console import hydra_app
 from unlearning.runs.fingerprint import model_fingerprint
 from unlearning.runs.folders import external_run, find_finetune_run, find_runs, read_run
 from unlearning.runs.io import CorruptFile
@@ -234,7 +234,7 @@ def _brief(row: dict[str, Any], columns: list[str]) -> str:
                      for key in columns if key not in ("run", "method"))
 
 
-@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="eval")
+@hydra_app(version_base=None, config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
     setup_logging()
     try:

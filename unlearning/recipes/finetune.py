@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from unlearning.data.examples import DataError
@@ -34,6 +33,7 @@ from unlearning.recipes.common import (
     training_collator,
     training_metrics,
 )
+from unlearning.runs.console import hydra_app
 from unlearning.runs.folders import base_model_entry
 from unlearning.training.trainer import train
 
@@ -67,7 +67,7 @@ def finetune(cfg: DictConfig) -> Path:
         }, processor=collator.processor, merge=config.tune.r > 0)
 
 
-@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="finetune")
+@hydra_app(version_base=None, config_path=CONFIG_DIR, config_name="finetune")
 def main(cfg: DictConfig) -> None:
     setup_logging()
     finetune(cfg)

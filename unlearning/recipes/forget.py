@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from accelerate import Accelerator
 from omegaconf import DictConfig
@@ -54,6 +53,7 @@ from unlearning.recipes.common import (
     training_metrics,
 )
 from unlearning.recipes.slices import TrainingConfig
+from unlearning.runs.console import hydra_app
 from unlearning.runs.folders import base_model_entry
 from unlearning.training.methods import StreamScores, build_method
 from unlearning.training.passes import PassBatches, PassCollator, PassItems, pass_of
@@ -220,7 +220,7 @@ def stream_sources(benchmark: Any) -> dict[str, str]:
     return benchmark.stream_sources() if hasattr(benchmark, "stream_sources") else {}
 
 
-@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="forget")
+@hydra_app(version_base=None, config_path=CONFIG_DIR, config_name="forget")
 def main(cfg: DictConfig) -> None:
     setup_logging()
     forget(cfg)

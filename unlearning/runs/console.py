@@ -14,9 +14,8 @@ elsewhere because:
 - the streams see everything the process prints in Python: Hydra, logging, warnings, tqdm and the interpreter's
   final traceback.
 
-The wrapping is installed by ``hydra.main`` itself, before Hydra reads the command line: ``guard_hydra_apps``
-(called when the ``unlearning`` package is imported, which every entry point does before its ``@hydra.main``)
-makes every app defined afterwards call ``redact_console`` first. What is redacted: values shaped like a provider's
+Every entry point is declared with ``hydra_app`` (``hydra.main`` whose app calls ``redact_console`` before Hydra
+reads its command line). What is redacted: values shaped like a provider's
 key (``unlearning.runs.io.SECRET_VALUE``), the values given on the command line to settings named like a secret
 (``...api_key=``, ``...token=``) or to a ``..._env`` setting that are not a variable name (a pasted key of another
 shape), and the values of the environment's secret-named variables (``OPENAI_API_KEY``). Output written straight
@@ -102,14 +101,16 @@ def redact_console(arguments: Sequence[str] | None = None) -> None:
             setattr(sys, name, RedactingStream(stream, secrets))
 
 
-def guard_hydra_apps() -> None:
-    """Make every ``@hydra.main`` app defined from now on call ``redact_console`` before Hydra reads its command
-    line (so that Hydra's own messages are redacted too). Idempotent."""
+def hydra_app(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``hydra.main`` for the toolkit's entry points: the app calls ``redact_console`` before Hydra reads its
+    command line, so Hydra's own messages (its "Error executing job with overrides" line) are redacted too."""
+    return _redacting(_hydra_main())(*args, **kwargs)
+
+
+def _hydra_main() -> Callable[..., Any]:
     import hydra
 
-    if getattr(hydra.main, "redacts_console", False):
-        return
-    hydra.main = _redacting(hydra.main)
+    return hydra.main
 
 
 def _redacting(hydra_main: Callable[..., Any]) -> Callable[..., Any]:
