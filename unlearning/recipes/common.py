@@ -44,7 +44,7 @@ from unlearning.runs.folders import (
     save_run,
     start_attempt,
 )
-from unlearning.runs.identity import training_identity
+from unlearning.runs.identity import identity_hash, training_identity
 from unlearning.runs.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.runs.locks import Busy, Lock, lock_for
 from unlearning.runs.provenance import check_versions
@@ -274,7 +274,7 @@ def prepare_run(config: TrainingConfig, base_model: str, accelerator: Accelerato
         log.info("%s is already trained with these settings; nothing to do (pass overwrite=true to train it again, "
                  "or run_name= for another folder)", claim.run_dir)
         return claim
-    claim = dataclasses.replace(claim, lock=lock)
+    claim = dataclasses.replace(claim, lock=lock, key=identity_hash(identity))
     if accelerator.is_main_process:
         start_attempt(claim, resolved, identity)
         log.info("%s %s (written in %s until it finishes)", "new run" if claim.state == "new" else

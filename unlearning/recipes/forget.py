@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from omegaconf import DictConfig
+from safetensors.torch import save_file
 
 from unlearning.benchmarks import streams_elsewhere
 from unlearning.data.examples import DataError
@@ -55,8 +58,17 @@ from unlearning.recipes.common import (
 from unlearning.recipes.slices import TrainingConfig
 from unlearning.runs.console import hydra_app
 from unlearning.runs.folders import base_model_entry
+from unlearning.training.hidden_states import capture, hidden_states, layer_paths
 from unlearning.training.methods import StreamScores, build_method
 from unlearning.training.passes import PassBatches, PassCollator, PassItems, pass_of
+from unlearning.training.preparation import (
+    PREPARED,
+    STATISTICS_FILE,
+    Preparation,
+    gradient_masker,
+    prepared_statistics,
+    restrict_training,
+)
 from unlearning.training.trainer import train
 
 log = logging.getLogger(__name__)
@@ -77,12 +89,23 @@ def forget(cfg: DictConfig) -> Path:
     if claim.state == "finished":
         return claim.run_dir
     with claim.held():  # the run folder's lock, let go however the attempt ends
-        model = trainable_model(model_path, config.model, config.tune)
         sizes = stream_sizes(streams)
+        info = {"kind": "forget", "benchmark": benchmark.name, "model": config.model.name, "method": cfg.method.name,
+                "split": config.forget.split, "forget_modality": config.forget.modality,
+                "streams": {use.name: use.pairing for use in uses}, "stream_sizes": sizes,
+                "stream_sources": {name: source for name, source in stream_sources(benchmark).items()
+                                   if name in streams},
+                "base_model": base_model_entry(claim.run_dir, model_path)}
+        if not getattr(method, "trains", True):
+            return edit_once(method, cfg.method.name, model_path, collator, streams, uses, config, accelerator,
+                             claim, info)
+        model = trainable_model(model_path, config.model, config.tune)
+        before_step = method_hooks(method, cfg.method.name, model, collator, streams, uses, config, accelerator, claim)
         log.info("forgetting %s (%s) with %s: %s", config.forget.split, config.forget.modality, cfg.method.name,
                  ", ".join(f"{use.name} {len(streams[use.name])} ({use.pairing}{_empty_note(sizes[use.name])})"
                            for use in uses))
-        scores = stream_scores(method, reference_model(config, accelerator), accelerator)
+        scores = stream_scores(method, reference_model(config, accelerator), accelerator,
+                               config.model.modules.get("language_model", ()))
 
         def step_loss(model, batch, progress):
             return method.loss(*scores(model, batch), progress)
@@ -95,6 +118,10 @@ def forget(cfg: DictConfig) -> Path:
         saver = step_saver(config.run.save_every, claim.work_dir, accelerator)
         metrics = training_metrics(config, claim, accelerator)
         settings = config.train
+        if before_step is not None and settings.weight_decay:
+            log.warning("%s masks gradients: weight decay %g would still move masked weights; training with 0",
+                        cfg.method.name, settings.weight_decay)
+            settings = dataclasses.replace(settings, weight_decay=0.0)
         if passes:
             log.info("sequential passes: every forget batch, then every retain batch, per epoch, at a constant rate")
             constant = dataclasses.replace(settings, scheduler="constant", warmup_ratio=0.0)
@@ -104,15 +131,73 @@ def forget(cfg: DictConfig) -> Path:
                                                                 config.seed))
         else:
             prepared, summary = train(model, dataset, StreamCollator(collator, uses, reference_rows(method)), step_loss,
-                                      settings, accelerator, metrics, on_step=saver)
+                                      settings, accelerator, metrics, on_step=saver, before_step=before_step)
         return save_and_finish(accelerator, prepared, claim, metrics, {
-            "kind": "forget", "benchmark": benchmark.name, "model": config.model.name, "method": cfg.method.name,
-            "split": config.forget.split, "forget_modality": config.forget.modality,
-            "streams": {use.name: use.pairing for use in uses}, "stream_sizes": sizes,
-            "passes": "sequential" if passes else "joint",
-            "stream_sources": {name: source for name, source in stream_sources(benchmark).items() if name in streams},
-            "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,
+            **info, "passes": "sequential" if passes else "joint", "train": summary,
         }, processor=collator.processor if config.tune.r == 0 else None)
+
+
+def preparation_for(method: Any, model: torch.nn.Module, collator: Any, streams: Mapping[str, list],
+                    uses: Sequence[StreamUse], config: TrainingConfig, accelerator: Accelerator) -> Preparation:
+    return Preparation(model.to(accelerator.device), collator, {use.name: streams[use.name] for use in uses},
+                       config.train.batch_size, accelerator, config.model.modules.get("language_model", ()))
+
+
+def run_preparation(method: Any, preparation: Preparation, config: TrainingConfig, claim: Any) -> None:
+    """The method's preparation pass (``prepare``), cached by the run's identity; its statistics handed to the
+    method (``use_statistics``) and copied into the run folder."""
+    statistics = prepared_statistics(method, preparation, config.group_dir / PREPARED, claim.key)
+    if preparation.accelerator.is_main_process:
+        save_file(statistics, str(claim.work_dir / STATISTICS_FILE))
+    if hasattr(method, "use_statistics"):
+        method.use_statistics(statistics)
+
+
+def method_hooks(method: Any, method_name: str, model: torch.nn.Module, collator: Any, streams: Mapping[str, list],
+                 uses: Sequence[StreamUse], config: TrainingConfig, accelerator: Accelerator, claim: Any
+                 ) -> Callable[[torch.nn.Module], None] | None:
+    """What a method asks of training beyond its loss: only its modules trained (``trained_modules``), a
+    preparation pass (``prepare``), and masks on every step's gradients (``gradient_masks``)."""
+    modules = tuple(getattr(method, "trained_modules", ()))
+    if modules:
+        left = restrict_training(model, layer_paths(config.model.modules.get("language_model", ()), modules))
+        log.info("%s trains %s only: %.2fM parameters", method_name, ", ".join(modules), left / 1e6)
+    if hasattr(method, "prepare"):
+        run_preparation(method, preparation_for(method, model, collator, streams, uses, config, accelerator),
+                        config, claim)
+    if not hasattr(method, "gradient_masks"):
+        return None
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise ValueError(f"method {method_name!r} masks gradients, which DeepSpeed partitions: launch it without "
+                         "DeepSpeed")
+    masks = method.gradient_masks(model)
+    kept = sum(int(mask.sum()) for mask in masks.values())
+    log.info("%s: gradient masks on %d parameters keep %d of %d entries", method_name, len(masks), kept,
+             sum(mask.numel() for mask in masks.values()))
+    return gradient_masker(model, masks)
+
+
+def edit_once(method: Any, method_name: str, model_path: str, collator: Any, streams: Mapping[str, list],
+              uses: Sequence[StreamUse], config: TrainingConfig, accelerator: Accelerator, claim: Any,
+              info: dict[str, Any]) -> Path:
+    """A training-free method (``trains = False``): its preparation pass, then one edit of the weights; the edited
+    model is the run's checkpoint (a full model, loaded back like any other)."""
+    model = load_model(model_path, config.model.dtype, config.model.attn_implementation)
+    model.requires_grad_(False)
+    model.eval()
+    if hasattr(method, "prepare"):
+        run_preparation(method, preparation_for(method, model, collator, streams, uses, config, accelerator),
+                        config, claim)
+    start = time.perf_counter()
+    with torch.no_grad():
+        edited = method.edit(model)
+    log.info("%s edited the model: %s", method_name, edited)
+    metrics = training_metrics(config, claim, accelerator)
+    metrics.log({"edit": 1.0}, 0)
+    return save_and_finish(accelerator, model, claim, metrics, {
+        **info, "passes": "none", "train": {"steps": 0, "seconds": round(time.perf_counter() - start, 2),
+                                             "edit": edited},
+    }, processor=collator.processor)
 
 
 def forget_streams(benchmark: Any, method: Any, method_name: str, config: TrainingConfig
@@ -156,23 +241,34 @@ def reference_model(config: TrainingConfig, accelerator: Accelerator) -> torch.n
     return net.to(accelerator.device).eval()
 
 
-def stream_scores(method: Any, reference_net: torch.nn.Module | None, accelerator: Accelerator
+def stream_scores(method: Any, reference_net: torch.nn.Module | None, accelerator: Accelerator,
+                  language_model: Sequence[str] = ()
                   ) -> Callable[[torch.nn.Module, dict], tuple[StreamScores, StreamScores | None]]:
     """Scores of a batch's streams by the model and, for methods that need one, by the reference: the named
-    model, or the same weights with the adapter disabled; only the rows the loss reads."""
+    model, or the same weights with the adapter disabled; only the rows the loss reads. The outputs of the layers
+    the method names (``hidden_layers``, under ``language_model``) are caught in the same forward passes."""
     keep_full = getattr(method, "needs_full_logits", False)  # losses over every position (the originals' KL)
+    layers = tuple(getattr(method, "hidden_layers", ()))
+    paths = dict(zip(layer_paths(language_model, layers), layers, strict=True)) if layers else {}
+
+    def forward(net: torch.nn.Module, batch: dict) -> StreamScores:
+        if not paths:
+            return StreamScores(forward_answer_logits(net, batch, keep_full), batch["streams"])
+        with capture(net, list(paths)) as captured:
+            answer = forward_answer_logits(net, batch, keep_full)
+        states = hidden_states(captured, batch)
+        return StreamScores(answer, batch["streams"], {paths[path]: state for path, state in states.items()})
 
     def scores(model: torch.nn.Module, batch: dict) -> tuple[StreamScores, StreamScores | None]:
-        policy = StreamScores(forward_answer_logits(model, batch, keep_full), batch["streams"])
+        policy = forward(model, batch)
         reference = None
         rows = batch.get("reference", batch)  # only the streams whose reference scores the loss reads
         if reference_net is not None:
             with torch.no_grad():
-                reference = StreamScores(forward_answer_logits(reference_net, rows, keep_full), rows["streams"])
+                reference = forward(reference_net, rows)
         elif method.needs_reference:
             with torch.no_grad(), accelerator.unwrap_model(model).disable_adapter():
-                reference = StreamScores(forward_answer_logits(accelerator.unwrap_model(model), rows, keep_full),
-                                         rows["streams"])
+                reference = forward(accelerator.unwrap_model(model), rows)
         return policy, reference
 
     return scores

@@ -61,6 +61,7 @@ class RunClaim:
     work_dir: Path
     state: str
     lock: Lock | None = field(default=None, compare=False)
+    key: str = ""  # the identity's hash (what caches computed for this run are filed under)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[RunClaim]:

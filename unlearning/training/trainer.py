@@ -131,9 +131,11 @@ def train(
     metrics: MetricLog | None = None,
     on_step: Callable[[int, int, torch.nn.Module], None] | None = None,
     batch_sampler: Sampler | None = None,
+    before_step: Callable[[torch.nn.Module], None] | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train ``model`` in place; returns the accelerate-prepared model and a summary (steps, seconds, last values).
-    ``batch_sampler`` replaces the shuffled batches (sequential passes: ``unlearning.training.passes``)."""
+    ``batch_sampler`` replaces the shuffled batches (sequential passes: ``unlearning.training.passes``);
+    ``before_step`` sees the accumulated gradients before clipping and each optimiser step (gradient masks)."""
     if len(dataset) == 0:
         raise ValueError("training set is empty")
     generator = torch.Generator().manual_seed(settings.seed)
@@ -174,6 +176,8 @@ def train(
             with accelerator.accumulate(model):
                 loss, parts = step_loss(model, batch, Progress(step, total_steps))
                 accelerator.backward(loss)
+                if accelerator.sync_gradients and before_step is not None:
+                    before_step(model)
                 if accelerator.sync_gradients:  # the norm before clipping (none clipped without max_grad_norm)
                     grad_norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm or math.inf)
                 optimizer.step()
