@@ -76,10 +76,10 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def fake_openai_server() -> Iterator[str]:
-    """Serve on a free port; yields the base URL (``http://127.0.0.1:<port>/v1``)."""
+def fake_openai_server(handler: type[FakeOpenAI] = FakeOpenAI) -> Iterator[str]:
+    """Serve ``handler`` (a FakeOpenAI) on a free port; yields the base URL (``http://127.0.0.1:<port>/v1``)."""
     FakeOpenAI.requests, FakeOpenAI.busy_left, FakeOpenAI.failing = [], 0, (0, 1)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

@@ -15,13 +15,12 @@ import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, fake_openai_server
 from tests.reliability.test_faults import World, eval_config, monkeypatch_module, trained, world  # noqa: F401
 from unlearning.evaluation.judge.client import Judge, completion_text
 from unlearning.evaluation.judge.judgments import judge_all, judge_counts, judge_status, store_judgment
@@ -91,17 +90,10 @@ _lock = threading.Lock()
 
 @contextmanager
 def malformed_server(reply_for=None, bodies: list[tuple[bytes, str]] | None = None) -> Iterator[str]:
-    FakeOpenAI.requests, FakeOpenAI.busy_left, FakeOpenAI.failing = [], 0, (0, 1)
     MalformedOpenAI.asked, MalformedOpenAI.bodies = [], list(bodies or [])
     MalformedOpenAI.reply_for = staticmethod(reply_for or (lambda prompt: None))
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), MalformedOpenAI)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with fake_openai_server(MalformedOpenAI) as url:
+        yield url
 
 
 def settings(url: str, tmp_path: Path, **overrides) -> JudgeSettings:
