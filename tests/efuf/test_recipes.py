@@ -30,15 +30,18 @@ REPO = Path(__file__).resolve().parents[2]
 EVAL = ("eval.batch_size=8", "eval.max_new_tokens=12", "benchmark.recipe.eval.n_images=4")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> tuple[Path, Path, Path]:
-    """(data folder, small model, CLIP folder) with a finetuned captioner under runs/."""
-    root = tmp_path_factory.mktemp("efuf")
+def build_world(root: Path) -> tuple[Path, Path, Path]:
+    """(data folder, small model, CLIP folder) with a finetuned captioner under ``root``/runs."""
     data = root / "data"
     write_efuf(data, n_pretrain=6, n_images=10, image_size=240, seed=3)
     model = build_tiny_model("llava", root / "model", EfufTask(data).texts(), **SMALL_MODEL)
     finetune(config("finetune", root, data, model, "max_steps=60", "lr=3e-3"))  # enough to write captions
     return data, model, root / "clip"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> tuple[Path, Path, Path]:
+    return build_world(tmp_path_factory.mktemp("efuf"))
 
 
 def ensure_a_negative(data: Path) -> None:

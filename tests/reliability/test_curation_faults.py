@@ -18,18 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from efuf.benchmark import EfufTask
 from efuf.chair import ObjectVocabulary
 from efuf.curation import STATS_FILE, CurationError, curate_folder, curated_files, existing_curation
 from efuf.data import Caption, read_pos_neg, read_sentences
 from efuf.release import EfufData, EfufOptions
 from efuf.synthetic import write_efuf
 from efuf.tiny_clip import TRAINED_RECORD, build_tiny_clip, is_trained
-from tests.conftest import SMALL_MODEL
-from tests.efuf.test_recipes import config
+from tests.efuf.test_recipes import build_world, config
 from unlearning.data.examples import DataError
-from unlearning.models.tiny import build_tiny_model
-from unlearning.recipes.finetune import finetune
 from unlearning.runs.io import read_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,12 +42,7 @@ class Killed(BaseException):
 @pytest.fixture(scope="module")
 def efuf_world(tmp_path_factory) -> tuple[Path, Path, Path]:
     """(data folder, small model, CLIP path) with a finetuned captioner, as tests/efuf/test_recipes.py builds it."""
-    root = tmp_path_factory.mktemp("efuf_faults")
-    data = root / "data"
-    write_efuf(data, n_pretrain=6, n_images=10, image_size=240, seed=3)
-    model = build_tiny_model("llava", root / "model", EfufTask(data).texts(), **SMALL_MODEL)
-    finetune(config("finetune", root, data, model, "max_steps=60", "lr=3e-3"))
-    return data, model, root / "clip"
+    return build_world(tmp_path_factory.mktemp("efuf_faults"))
 
 
 def snapshot(data: Path) -> dict[str, bytes | None]:
