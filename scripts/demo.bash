@@ -7,7 +7,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/demo_env.sh"
 bash scripts/finetune.bash split=full run_root="$RUN_ROOT" "$@"
 bash scripts/finetune.bash split=retain run_root="$RUN_ROOT" "$@"
-for method in ga gd kl po npo; do
+# METHODS="ga npo simnpo" bash scripts/demo.bash: other methods (make demo-methods: every registered one)
+for method in ${METHODS:-ga gd kl po npo}; do
   bash scripts/forget_lora.bash method="$method" run_root="$RUN_ROOT" "$@"
 done
 # The LLM judge is off so the demo stays offline; JUDGE=auto bash scripts/demo.bash uses OPENAI_API_KEY/OPENAI_BASE_URL.

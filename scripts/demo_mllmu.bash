@@ -10,8 +10,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/demo_env.sh"
 # demo evaluates zero-shot (real models: the paper's 1 classification / 2 cloze demonstration profiles).
 SHOTS="${SHOTS:-benchmark.recipe.eval.shots.classification=0 benchmark.recipe.eval.shots.cloze=0}"
 bash scripts/finetune.bash benchmark=mllmu epochs="${EPOCHS:-40}" run_root="$RUN_ROOT" "$@"
-for modality in multimodal unimodal; do
-  for method in ga gd kl npo; do
+for modality in ${MODALITIES:-multimodal unimodal}; do
+  for method in ${METHODS:-ga gd kl npo}; do
     bash scripts/forget_lora.bash benchmark=mllmu method="$method" forget_modality="$modality" run_root="$RUN_ROOT" "$@"
   done
 done
