@@ -126,7 +126,7 @@ def forget(cfg: DictConfig) -> Path:
             log.info("sequential passes: every forget batch, then every retain batch, per epoch, at a constant rate")
             constant = dataclasses.replace(settings, scheduler="constant", warmup_ratio=0.0)
             prepared, summary = train(model, pass_items, PassCollator(collator), pass_loss, constant, accelerator,
-                                      metrics, on_step=saver,
+                                      metrics, on_step=saver, before_step=before_step,
                                       batch_sampler=PassBatches(pass_items, settings.batch_size, settings.shuffle,
                                                                 config.seed))
         else:
