@@ -87,6 +87,12 @@ def test_finetune_writes_a_complete_run(runs: Path):
     assert run.name.startswith("finetune_full_0.001_24-") and len(run.name.split("-")[-1]) == 8
 
 
+def trains(method: str) -> bool:
+    """False for a training-free method (an edit of the weights, saved as a full model)."""
+    return getattr(build_method(make_config("forget", Path("runs"), Path("."), Path("."), f"method={method}").method),
+                   "trains", True)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_forget_method_trains_adapters_only(runs: Path, method: str):
     run = run_dir(runs, f"{method}_forget10_")
@@ -94,6 +100,11 @@ def test_forget_method_trains_adapters_only(runs: Path, method: str):
     assert info["method"] == method and info["kind"] == "forget"
     stage_one = (run / info["base_model"]).resolve()
     assert stage_one == (run_dir(runs, "finetune_full_") / "checkpoint").resolve()
+    if not trains(method):  # one edit, no step: a full model that loads like any other
+        assert info["train"]["steps"] == 0 and info["train"]["edit"]
+        checkpoint = run / "checkpoint"
+        assert (checkpoint / "config.json").is_file() and not (checkpoint / "adapter_config.json").exists()
+        return
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(math.isfinite(r["loss"]) for r in log)
     expected_parts = {"ga": "forget_nll", "gd": "retain_nll", "kl": "retain_kl", "po": "refusal_nll", "npo": "npo"}
@@ -116,6 +127,11 @@ def test_stage_one_weights_are_untouched_by_forgetting(runs: Path, method: str):
     from unlearning.runs.checkpoints import BaseModels, model_source
 
     base_state = load_model(run_dir(runs, "finetune_full_") / "checkpoint").state_dict()
+    if not trains(method):  # the edit went into the run's own full model; Stage I's stays as it was
+        edited = load_model(run_dir(runs, f"{method}_forget10_") / "checkpoint").state_dict()
+        changed = [name for name, value in edited.items() if not torch.equal(value, base_state[name])]
+        assert changed and all("mlp" in name or "fc" in name for name in changed)
+        return
     model = BaseModels("float32", "sdpa", merge=False).load(model_source(run_dir(runs, f"{method}_forget10_")))
     with model.disable_adapter():
         for name, value in model.get_base_model().state_dict().items():
