@@ -25,10 +25,13 @@ fi
 upgrade=()
 [[ "${UPGRADE:-0}" == 1 ]] && upgrade=(--upgrade)
 rm -rf ./*.egg-info  # metadata of an earlier editable install would stand in for setup.py's requirements
+# uv caches setup.py's metadata by setup.py's own timestamp: a requirement added to requirements.txt alone would be
+# missed without refreshing it
 # The existing lock is the preference: its pins stay unless a requirement changed (or UPGRADE=1).
 "$UV" pip compile setup.py --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
   "${source[@]}" --constraint "$constraint" --no-emit-package torch --no-emit-find-links --no-emit-index-url \
-  --custom-compile-command "make lock" --quiet "${upgrade[@]}" --output-file requirements.lock
+  --custom-compile-command "make lock" --refresh-package vlm-unlearning --quiet "${upgrade[@]}" \
+  --output-file requirements.lock
 header="# torch==${TORCH_VERSION}+cpu (resolved with; installed before this file from TORCH_SPEC)"
 { echo "$header"; grep -v '^# torch==' requirements.lock; } > requirements.lock.new
 mv requirements.lock.new requirements.lock

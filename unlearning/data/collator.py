@@ -11,7 +11,7 @@ import contextlib
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +94,12 @@ class ChatCollator:
     The answer target is whatever the chat template puts after the generation prompt for the assistant
     turn (the answer and the template's end-of-turn marker), with the tokenizer's EOS appended when that
     target does not already end in a stop token, so the model learns to stop.
+
+    ``example_transform``, when set (on a copy: ``unlearning.evaluation.attacks``), is how the inference entry points
+    (``unlearning.inference.answers``) see every example: an evaluation under an input attack.
     """
+
+    example_transform: Callable[[Example], Example] | None = None
 
     def __init__(
         self, processor: Any, stop_ids: Sequence[int], system_prompt: str | None = None, label_scope: str = "answer",

@@ -140,6 +140,12 @@ def _sequence_scores(answer: AnswerLogits) -> list[SequenceScore]:
             for row in range(answer.n_rows)]
 
 
+def seen_examples(collator: ChatCollator, examples: Sequence[Example]) -> list[Example]:
+    """The examples as the collator's ``example_transform`` (an input attack) shows them, else as they are."""
+    transform = getattr(collator, "example_transform", None)
+    return list(examples) if transform is None else [transform(example) for example in examples]
+
+
 @torch.no_grad()
 def score_answers(
     model: torch.nn.Module, collator: ChatCollator, examples: Sequence[Example], batch_size: int,
@@ -152,6 +158,7 @@ def score_answers(
     prefixes (said once in the log), in batched forward passes of whole sequences (``shared_prefix=False``: all).
     """
 
+    examples = seen_examples(collator, examples)
     warn_beyond_context(model, collator, examples, desc, with_answer=True)
 
     def plain(batch_examples: list[Example], batch: dict | None = None) -> list[SequenceScore]:
@@ -224,6 +231,7 @@ def generate_samples(
     Greedy answers to prompts showing the same images are generated on one computed prefix (the image encoded
     once; ``unlearning.inference.shared_prefix``); the rest in batches of prompts of similar length (less padding).
     """
+    examples = seen_examples(collator, examples)
     warn_beyond_context(model, collator, examples, desc)
     tokenizer = collator.tokenizer
     bound = decoding.bind(model, collator.stop_ids, tokenizer.pad_token_id)  # generate's settings, built once
@@ -311,6 +319,7 @@ def choice_token_logprobs(
     every option of a multiple-choice question (lm-evaluation-harness's single-token choices), the questions about
     one image on one computed prefix (as ``score_answers``). Each example's answer must be one of the candidates'
     targets."""
+    examples = seen_examples(collator, examples)
     warn_beyond_context(model, collator, examples, desc, with_answer=True)
     index = torch.tensor(list(candidates))
 

@@ -26,6 +26,7 @@ from unlearning.evaluation.general import ensure_general_data, general_part, gen
 from unlearning.evaluation.runner import EvalSettings, Evaluation, run_evaluation
 from unlearning.evaluation.schema import table_metrics
 from unlearning.models.loading import CheckpointError
+from unlearning.recipes.attacks import AttackPlan
 from unlearning.recipes.common import (
     CONFIG_DIR,
     build_benchmark,
@@ -138,9 +139,12 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     compat = with_compat(cfg, "eval")  # the compat switches on set their values first
     config = EvalConfig.from_config(cfg)  # every slice checked: a bad value stops here
     settings = EvalSettings.from_config(to_dict(cfg.eval), compat)
+    attacks = AttackPlan.from_config(cfg, config)  # attack=...: checked before any model loads
     benchmark = build_benchmark(config.benchmark, accelerator)
     evaluation = build_evaluation(config, benchmark, settings, accelerator)
     runs, reference = runs_to_evaluate(config, accelerator)
+    if attacks:  # the reference model is attacked too (first): the attacks' baseline
+        runs, reference = attacks.with_reference(config, runs, reference)
     for run_dir in runs:
         with contextlib.suppress(CorruptFile):  # reported with the run's evaluation below
             info = read_run(run_dir)
@@ -180,6 +184,12 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             failed.append((run_dir, step, error))
             continue
         try:
+            if attacks:  # the attacked evaluations only, each in eval/attacks/<name>/ (the unattacked stay as they are)
+                summaries += attacks.run(benchmark.name, evaluation, load, settings, out_dir, reference, accelerator,
+                                         weights, source.adapter is not None, lambda summary, info=info: table_metrics(
+                                             benchmark.report, benchmark.table_rows(info, summary), summary),
+                                         summary_name(run_dir, info, config.forget_split))
+                continue
             summary = run_evaluation(benchmark.name, evaluation, load, settings, out_dir,
                                      reference / "eval" if reference else None, accelerator, weights,
                                      lambda summary, info=info: table_metrics(
@@ -204,6 +214,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
                 log.info("%s: %s", run_dir.name, _brief(row, [column.name for column in benchmark.report.columns]))
     for open_log in logs.values():
         open_log.close()
+    if attacks:
+        attacks.write_tables(config.run_root, accelerator)
     accelerator.end_training()
     if failed:
         lines = "\n".join(f"  {run_dir}{'' if step is None else f' (step {step})'}: {error}"

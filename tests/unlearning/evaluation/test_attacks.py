@@ -1,0 +1,173 @@
+"""Attacks (``attack=``): quantized weights really are 8/4-bit with the LoRA merged first, image transforms are
+seeded and change the image, text-only drops it, bad input says what to pass, and end to end on the small FIUBench
+world the attacked parts are written apart from the unattacked ones, next to a robustness table."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from tests.reliability.test_faults import (  # the small trained FIUBench world: fixtures and helpers
+    World,
+    eval_config,
+    monkeypatch_module,  # noqa: F401
+    snapshot,
+    trained,  # noqa: F401
+    world,  # noqa: F401
+)
+from unlearning.data.examples import Example
+from unlearning.evaluation.attacks import ATTACK_NAMES, Attack, AttackError, ExampleTransform, parse_attacks
+from unlearning.evaluation.attacks.images import TRANSFORMS, ImageOptions, changed_fraction, transform_image
+from unlearning.evaluation.attacks.quantize import BackendMissing, QuantizeOptions, quantizable, quantize
+from unlearning.recipes.evaluate import evaluate
+from unlearning.runs.io import read_json
+
+
+class Small(nn.Module):
+    """Two linear layers and a head, widths chosen so one layer is grouped at 16 and one is not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.down, self.head = nn.Linear(32, 24), nn.Linear(24, 32), nn.Linear(32, 10)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.down(torch.relu(self.up(x))))
+
+
+def _lora_model() -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    model = get_peft_model(Small(), LoraConfig(r=4, lora_alpha=8, target_modules=["up", "down"]))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            nn.init.normal_(param, std=0.5)  # a LoRA that changes the weights a lot
+    return model
+
+
+@pytest.mark.parametrize("bits, low, high", [(8, -128, 127), (4, -8, 7)])
+def test_quantized_weights_are_stored_in_their_bits_after_the_lora_is_merged(bits, low, high):
+    model = _lora_model()
+    merged = {name: module.weight.detach().clone() for name, module in
+              quantizable(_lora_model().merge_and_unload())}
+    base = {name.removeprefix("base_model.model."): module.base_layer.weight.detach().clone()
+            for name, module in model.named_modules() if hasattr(module, "base_layer")}
+    out = quantize(model, bits, QuantizeOptions(backend="torchao", group_size=16), "cpu")
+    assert not any("lora" in name for name, _ in out.named_modules())  # merged before quantizing
+    for name, linear in quantizable(out):
+        weight = linear.weight
+        assert weight.qdata.dtype == torch.int8  # torchao's storage: int8 codes
+        assert low <= int(weight.qdata.min()) and int(weight.qdata.max()) <= high
+        if bits == 4:  # 16 levels at most per scale group
+            assert len(torch.unique(weight.qdata)) <= 16
+        restored = weight.dequantize()
+        error = (restored - merged[name]).abs().max()
+        assert error < (merged[name] - base[name]).abs().max() / 2  # the merged weights were quantized, not the base
+    assert type(out.head.weight) is nn.Parameter and out.head.weight.dtype == torch.float32  # the head stays as it was
+
+
+def test_missing_backend_names_the_package_to_install(monkeypatch):
+    quantize_module = importlib.import_module("unlearning.evaluation.attacks.quantize")
+    monkeypatch.setattr(quantize_module, "_installed", lambda package: None)
+    with pytest.raises(BackendMissing, match="pip install torchao"):
+        quantize(Small(), 4, QuantizeOptions(), "cpu")
+    with pytest.raises(BackendMissing, match="CUDA device only"):
+        quantize(Small(), 8, QuantizeOptions(backend="bitsandbytes"), "cpu")
+
+
+def test_unknown_attack_lists_the_known_ones():
+    with pytest.raises(AttackError, match="known attacks: quantize_8bit, quantize_4bit.*Did you mean 'quantize_4bit'"):
+        parse_attacks("quantise_4bit")
+    with pytest.raises(AttackError, match="unknown settings"):
+        parse_attacks("text_only", {"quantise": {}})
+    assert [a.name for a in parse_attacks(["quantize_8bit", "text_only"])] == ["quantize_8bit", "text_only"]
+    assert parse_attacks(None) == []
+    with pytest.raises(AttackError, match="relearn .* not implemented yet"):
+        parse_attacks("relearn")
+
+
+def _image(seed: int = 0) -> Image.Image:
+    generator = torch.Generator().manual_seed(seed)
+    return Image.fromarray(torch.randint(0, 256, (40, 48, 3), generator=generator, dtype=torch.uint8).numpy(), "RGB")
+
+
+@pytest.mark.parametrize("name", [*TRANSFORMS, "rephrase"])
+def test_image_transforms_are_seeded_and_change_the_image(name):
+    image = _image()
+    first = transform_image(image, name, ImageOptions(seed=1))
+    assert first == transform_image(image.copy(), name, ImageOptions(seed=1))  # same pixels, same seed: same bytes
+    after = Image.open(__import__("io").BytesIO(first))
+    assert after.size == image.size and changed_fraction(image, first) > 0.005
+    if name in ("crop", "rotate", "noise"):  # random parameters: another seed, another image
+        assert transform_image(image, name, ImageOptions(seed=2)) != first
+
+
+def test_text_only_drops_every_image_and_input_attacks_transform_once():
+    shot = Example("q0", "a0", _image(1), uid="s")
+    example = Example("q", "a", _image(2), uid="x", shots=(shot,))
+    text = ExampleTransform(Attack("text_only"))(example)
+    assert text.images() == [] and text.question == "q" and text.shots[0].question == "q0"
+    blur = ExampleTransform(Attack("image_blur"))
+    once = blur(example)
+    assert all(isinstance(image, bytes) for image in once.images())
+    assert blur(once) == once  # a transformed example is not transformed again
+
+
+def test_an_attack_on_a_benchmark_without_a_reference_says_what_to_pass(world: World):  # noqa: F811
+    with pytest.raises(AttackError, match="pass reference_run=<run folder>"):
+        evaluate(eval_config(world, "benchmark=safeeraser", "attack=text_only"))
+    with pytest.raises(AttackError, match="known attacks"):
+        evaluate(eval_config(world, "attack=relearn_now"))
+
+
+def test_attacked_evaluations_are_written_apart_with_a_robustness_table(world: World, tmp_path: Path):  # noqa: F811
+    runs = sorted(p for p in world.runs.iterdir() if (p / "run.json").is_file())
+    unattacked = {run.name: snapshot(run / "eval") for run in runs}
+    attacks = ["quantize_4bit", "image_rephrase", "text_only"]
+    tables = tmp_path / "results"
+    summaries = evaluate(eval_config(world, f"attack=[{','.join(attacks)}]", f"attacks.table_dir={tables}"))
+    assert len(summaries) == len(runs) * len(attacks)
+    for run in runs:
+        now = snapshot(run / "eval")
+        assert {k: v for k, v in now.items() if not k.startswith("attacks/")} == unattacked[run.name]  # untouched
+        plain = read_json(run / "eval" / "forget10.json")
+        for attack in attacks:
+            folder = run / "eval" / "attacks" / attack
+            summary = read_json(folder / "summary.json")
+            assert summary["attack"]["name"] == attack
+            forget = read_json(folder / "forget10.json")
+            assert f'"name": "{attack}"' in forget["fingerprint"]["model"]  # cached under the attack's key
+            retain = read_json(folder / "retain15.json")
+            if attack == "quantize_4bit":  # the model is attacked: every part
+                assert '"backend": "torchao", "bits": 4' in retain["fingerprint"]["model"]
+                assert retain["samples"] != read_json(run / "eval" / "retain15.json")["samples"]
+            else:  # an input attack: the retain part is the unattacked one
+                assert {k: v for k, v in retain.items() if k != "fingerprint"} == {
+                    k: v for k, v in read_json(run / "eval" / "retain15.json").items() if k != "fingerprint"}
+                assert summary["attacked_parts"] == ["forget"]
+        text_only = read_json(run / "eval" / "attacks" / "text_only" / "forget10.json")
+        assert [s["uid"] for s in text_only["samples"]] == [s["uid"] for s in plain["samples"]]
+    reference = read_json(world.run("finetune_retain_") / "eval" / "attacks" / "text_only" / "summary.json")
+    assert reference["forget_quality"] == 1.0  # forget quality under attack: against the attacked reference
+    ga = read_json(world.run("ga_forget10_") / "eval" / "attacks" / "text_only" / "summary.json")
+    assert ga["forget_quality_reference"].endswith("attacks/text_only/forget10.json")
+
+    table = json.loads((tables / "fiubench_robustness.json").read_text())
+    assert (tables / "fiubench_robustness.csv").is_file()
+    markdown = (tables / "fiubench_robustness.md").read_text()
+    assert "| run | method | attack | forget ROUGE-L ↓" in markdown
+    pairs = [(row["run"], row["attack"]) for row in table["rows"]]
+    order = ("none", *sorted(attacks, key=ATTACK_NAMES.index))
+    assert pairs == [(run.name, attack) for run in runs for attack in order]
+
+    again = evaluate(eval_config(world, f"attack=[{','.join(attacks)}]", f"attacks.table_dir={tables}"))
+    assert not any(summary["cost"]["model_loaded"] for summary in again)  # every attacked part reused

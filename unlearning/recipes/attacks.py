@@ -1,0 +1,100 @@
+"""The evaluation command under attacks (``attack=``): which attacks, which parts they transform, the reference
+model they are also run on, and the robustness tables written after them (``unlearning.evaluation.attacks``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+from omegaconf import OmegaConf
+
+from unlearning.evaluation.attacks import (
+    DEFAULT_PARTS,
+    Attack,
+    AttackError,
+    attack_dir,
+    attacked_evaluation,
+    attacked_loader,
+    attacked_weights,
+    parse_attacks,
+)
+from unlearning.evaluation.robustness import write_robustness
+from unlearning.evaluation.runner import EvalSettings, Evaluation, ModelLoader, run_evaluation
+from unlearning.recipes.slices import EvalConfig
+from unlearning.runs.folders import find_finetune_run
+
+log = logging.getLogger(__name__)
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+@dataclass(frozen=True)
+class AttackPlan:
+    """``attack=`` and ``attacks.*`` of the eval config, with ``benchmark.robustness`` (the parts an input attack
+    transforms, the reference model's split)."""
+
+    attacks: tuple[Attack, ...]
+    parts: tuple[str, ...]
+    reference_split: str | None
+    table_dir: Path
+
+    def __bool__(self) -> bool:
+        return bool(self.attacks)
+
+    @classmethod
+    def from_config(cls, cfg: Any, config: EvalConfig) -> AttackPlan:
+        settings = dict(_plain(cfg.get("attacks")) or {})
+        table_dir = Path(settings.pop("table_dir", None) or "results")
+        attacks = tuple(parse_attacks(_plain(cfg.get("attack")), settings))
+        robustness = _plain(cfg.benchmark.get("robustness")) or {}
+        parts = tuple(robustness.get("parts") or DEFAULT_PARTS)
+        reference_split = robustness.get("reference_split") or config.reference_split
+        plan = cls(attacks, parts, reference_split, table_dir)
+        if attacks and not config.reference_run and not reference_split:
+            raise AttackError(
+                f"attack={','.join(a.name for a in attacks)}: benchmark {config.benchmark.name!r} names no reference "
+                "model to run the attacks on as their baseline; pass reference_run=<run folder> (the model "
+                "forgetting started from: its finetune run, or the run folder model_path=<model> made for it), "
+                "or set benchmark.robustness.reference_split=<the split of its finetune run>")
+        return plan
+
+    def reference(self, config: EvalConfig) -> Path:
+        """The reference run the attacks are also run on (``reference_run``, else the finetune run on
+        ``reference_split``); a missing one says what to pass."""
+        if config.reference_run:
+            return Path(config.reference_run)
+        return find_finetune_run(config.group_dir, self.reference_split, "reference model of the attacks",
+                                 "reference_run")
+
+    def with_reference(self, config: EvalConfig, runs: list[Path], reference: Path | None
+                       ) -> tuple[list[Path], Path]:
+        """The runs with the attacks' reference first (evaluated under each attack before the others)."""
+        reference = reference or self.reference(config)
+        return [reference] + [run for run in runs if run.resolve() != reference.resolve()], reference
+
+    def run(self, benchmark: str, evaluation: Evaluation, load: ModelLoader, settings: EvalSettings, out_dir: Path,
+            reference: Path | None, accelerator: Accelerator, weights: str, owned: bool,
+            metrics: Callable[[dict[str, Any]], dict[str, Any]], summary_file: str) -> list[dict[str, Any]]:
+        """One model's evaluation under every attack, each in ``<out_dir>/attacks/<name>/``."""
+        summaries = []
+        for attack in self.attacks:
+            log.info("attack %s: evaluating into %s", attack.name, attack_dir(out_dir, attack))
+            attacked = attacked_evaluation(evaluation, attack, self.parts, out_dir, settings.compat, weights,
+                                           accelerator, accelerator.device)
+            summaries.append(run_evaluation(
+                benchmark, attacked, attacked_loader(load, attack, owned, accelerator.device), settings,
+                attack_dir(out_dir, attack), attack_dir(reference / "eval", attack) if reference else None,
+                accelerator, attacked_weights(weights, attack.fingerprint(accelerator.device)), metrics,
+                summary_file))
+        return summaries
+
+    def write_tables(self, run_root: str | Path, accelerator: Accelerator) -> None:
+        if accelerator.is_main_process:
+            for path in write_robustness(Path(run_root), self.table_dir):
+                log.info("robustness table: %s", path)
