@@ -2,6 +2,12 @@
 
     python results_collect.py                             # runs/ -> results/
     python results_collect.py run_root=runs out_dir=results
+    python results_collect.py compare=<run A>,<run B>      # paired differences per metric, with intervals and p
+
+Each cell of the Markdown tables shows the value ± the half-width of its bootstrap confidence interval (the
+summary's ``metrics.<row>.<column>.interval``; the CSV has the interval's ends). Runs that differ only in their
+``seed`` (their ``identity.json`` otherwise equal; Hydra multirun ``seed=0,1,2``) become one Markdown row of
+mean ± standard deviation over the seeds; the individual runs stay in the JSON, the CSV and a second Markdown table.
 
 Rows come from each run's ``run.json`` and ``eval/summary.json`` (read through the summary schema and the fields
 the benchmark's table reads: a file that does not fit, e.g. ``[]``, a missing field or a number where an object
@@ -15,24 +21,28 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig
 
 from unlearning.benchmarks import Report, benchmark_class
+from unlearning.evaluation.intervals import paired_difference, read_replicates
 from unlearning.evaluation.schema import read_summary
 from unlearning.evaluation.shape import check_shape, rows_by
 from unlearning.recipes.common import CONFIG_DIR, setup_logging
 from unlearning.runs.console import hydra_app
-from unlearning.runs.folders import RUN_FILE, find_runs, read_run
+from unlearning.runs.folders import IDENTITY_FILE, RUN_FILE, find_runs, read_run
 from unlearning.runs.io import (
     CorruptFile,
     atomic_write_bytes,
     atomic_write_csv,
     atomic_write_json,
     atomic_write_text,
+    read_json,
 )
 
 log = logging.getLogger("results_collect")
@@ -94,10 +104,45 @@ def collect_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
         info, summary = read
         if (table := _table_rows(info, summary, summary_path, skipped)) is None:
             continue
+        cls = benchmark_class(info["benchmark"])
+        seed, identity = seed_group(run_dir)
         for row in table:
-            rows[info["benchmark"]].append({"model": info["model"], "run": run_dir.name, **row})
+            key = str(row.get(cls.report.row_key)) if cls.report.row_key else "all"
+            rows[info["benchmark"]].append({"model": info["model"], "run": run_dir.name, **row,
+                                            "intervals": _intervals(summary, key), "seed": seed,
+                                            "identity": identity})
     _report_skipped(skipped)
     return rows
+
+
+def _intervals(summary: dict[str, Any], row_key: str) -> dict[str, list[float]]:
+    """The confidence interval of each metric of one table row, where the evaluation computed one."""
+    metrics = (summary.get("metrics") or {}).get(row_key) or {}
+    return {name: metric["interval"] for name, metric in metrics.items() if metric.get("interval")}
+
+
+def seed_group(run_dir: Path) -> tuple[Any, dict[str, Any] | None]:
+    """A run's seed and its identity (``identity.json``; None when the run has none, e.g. a model evaluated from
+    elsewhere: it stays on its own)."""
+    path = run_dir / IDENTITY_FILE
+    try:
+        identity = read_json(path) if path.is_file() else None
+    except CorruptFile as error:
+        log.warning("%s; the run is not grouped with other seeds", error)
+        identity = None
+    if not isinstance(identity, dict) or "seed" not in identity:
+        return None, None
+    return identity["seed"], identity
+
+
+def differ_only_in_seed(a: Any, seed_a: Any, b: Any, seed_b: Any) -> bool:
+    """Two identities equal but where each holds its own run's seed: the ``seed`` key, and settings interpolated
+    from it (``benchmark.options.seed: ${seed}``)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return set(a) == set(b) and all(differ_only_in_seed(a[k], seed_a, b[k], seed_b) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(differ_only_in_seed(x, seed_a, y, seed_b) for x, y in zip(a, b, strict=True))
+    return a == b or (a == seed_a and b == seed_b)
 
 
 def collect_step_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
@@ -141,10 +186,61 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _cell_with_spread(row: dict[str, Any], column: str) -> str:
+    """``value ± half-width`` of its confidence interval, or ``mean ± sd`` over seeds (a grouped row's
+    ``spread``), or the value alone."""
+    value = row.get(column)
+    if not isinstance(value, float):
+        return _cell(value)
+    spread = (row.get("spread") or {}).get(column)
+    if spread is None and (interval := (row.get("intervals") or {}).get(column)):
+        spread = (interval[1] - interval[0]) / 2
+    return _cell(value) if spread is None else f"{_cell(value)} ± {_cell(float(spread))}"
+
+
 def markdown_table(rows: list[dict[str, Any]], columns: list[str], titles: list[str] | None = None) -> str:
     lines = ["| " + " | ".join(titles or columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(column)) for column in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell_with_spread(row, column) for column in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def _same_but_seed(a: dict[str, Any], b: dict[str, Any], report: Report) -> bool:
+    if a.get("identity") is None or b.get("identity") is None or a.get("seed") == b.get("seed"):
+        return False
+    if report.row_key and a.get(report.row_key) != b.get(report.row_key):
+        return False
+    return differ_only_in_seed(a["identity"], a["seed"], b["identity"], b["seed"])
+
+
+def group_seeds(rows: list[dict[str, Any]], report: Report) -> list[dict[str, Any]]:
+    """One row per group of runs that differ only in their seed (and per row key): the mean of each metric, its
+    standard deviation over the seeds (``spread``, ddof 1) and the seeds; a run alone keeps its own row."""
+    groups: list[list[dict[str, Any]]] = []
+    for row in rows:
+        home = next((group for group in groups if _same_but_seed(group[0], row, report)), None)
+        if home is None:
+            groups.append([row])
+        else:
+            home.append(row)
+    out = []
+    for members in groups:
+        if len(members) == 1:
+            out.append(members[0])
+            continue
+        merged = dict(members[0])
+        merged.update(run=f"{len(members)} seeds", intervals={}, spread={},
+                      seed=sorted((m.get("seed") for m in members), key=str))
+        for column in report.columns:
+            if column.better is None:
+                continue
+            values = [m.get(column.name) for m in members]
+            if any(not isinstance(v, int | float) or isinstance(v, bool) for v in values):
+                merged[column.name] = None
+                continue
+            merged[column.name] = float(np.mean(values))
+            merged["spread"][column.name] = float(np.std(values, ddof=1))
+        out.append(merged)
+    return out
 
 
 def tradeoff_plot(rows: list[dict[str, Any]], title: str, x_key: str, y_key: str, log_y: bool = True,
@@ -217,12 +313,31 @@ def write_table(out_dir: Path, stem: str, title: str, rows: list[dict[str, Any]]
     atomic_write_json(out_dir / f"{stem}.json", {
         "benchmark": title, "columns": columns,
         "better": {column.name: column.better for column in report.columns if column.better},
-        "rows": [{column: row.get(column) for column in columns} for row in rows],
+        "rows": [{**{column: row.get(column) for column in columns}, "seed": row.get("seed"),
+                  "intervals": row.get("intervals") or {}} for row in rows],
     })
-    atomic_write_csv(out_dir / f"{stem}.csv", rows, columns)
-    table = markdown_table(rows, columns, titles)
-    atomic_write_text(out_dir / f"{stem}.md", f"# {title}\n\n{table}")
+    bounds = [f"{column.name} {end}" for column in report.columns if column.better for end in ("low", "high")]
+    atomic_write_csv(out_dir / f"{stem}.csv", [_with_bounds(row) for row in rows], [*columns, "seed", *bounds])
+    grouped = group_seeds(rows, report)
+    table = markdown_table(grouped, columns, titles)
+    note = "Cells: value ± half-width of its bootstrap confidence interval"
+    text = f"# {title}\n\n{note}.\n\n{table}"
+    if len(grouped) < len(rows):
+        atomic_write_json(out_dir / f"{stem}_seeds.json", {
+            "benchmark": title, "columns": columns,
+            "rows": [{**{column: row.get(column) for column in columns}, "seed": row.get("seed"),
+                      "sd": row.get("spread") or {}} for row in grouped]})
+        note += "; rows of several seeds: mean ± standard deviation over the seeds"
+        table += f"\nIndividual runs:\n\n{markdown_table(rows, columns, titles)}"
+        text = f"# {title}\n\n{note}.\n\n{table}"
+    atomic_write_text(out_dir / f"{stem}.md", text)
     return table
+
+
+def _with_bounds(row: dict[str, Any]) -> dict[str, Any]:
+    bounds = {f"{name} {end}": value for name, interval in (row.get("intervals") or {}).items()
+              for end, value in zip(("low", "high"), interval, strict=True)}
+    return {**row, **bounds}
 
 
 def shape_failures(rows_by_benchmark: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -267,9 +382,120 @@ def collect(run_root: Path, out_dir: Path) -> dict[str, list[dict[str, Any]]]:
     return rows_by_benchmark
 
 
+class CannotCompare(ValueError):
+    """Two runs whose metrics cannot be paired; the message says what to do."""
+
+
+def _find_run(name: str, run_root: Path) -> Path:
+    """A run folder given as a path, or by its folder name under ``run_root``."""
+    path = Path(name)
+    if (path / RUN_FILE).is_file():
+        return path
+    matches = [run for run in find_runs(run_root) if run.name == name or run.name.startswith(f"{name}-")]
+    if len(matches) != 1:
+        raise CannotCompare(f"compare: {name!r} names {len(matches)} runs under {run_root} "
+                            f"({', '.join(str(m) for m in matches) or 'none'}); give the run folder's path")
+    return matches[0]
+
+
+def _bootstrap_of(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """A run's summary, its bootstrap block and its stored replicates (CannotCompare when it has none)."""
+    summary_path = run_dir / "eval" / "summary.json"
+    skipped: list[str] = []
+    if not summary_path.is_file() or (read := _read(run_dir, summary_path, skipped)) is None:
+        raise CannotCompare(f"compare: {run_dir} has no readable evaluation ({'; '.join(skipped) or 'not evaluated'})")
+    _, summary = read
+    block = summary.get("bootstrap")
+    if not isinstance(block, dict) or not (run_dir / "eval" / str(block.get("file"))).is_file():
+        raise CannotCompare(f"compare: {run_dir} was evaluated without bootstrap replicates; evaluate it again "
+                            "(eval_everything.bash; finished parts are reused) with eval.bootstrap.resamples > 0")
+    return summary, block, read_replicates(run_dir / "eval" / block["file"])
+
+
+def compare_runs(name_a: str, name_b: str, run_root: Path) -> dict[str, Any]:
+    """Per metric of two runs, the paired difference A − B over the same units, its bootstrap interval and its
+    two-sided bootstrap p-value (``unlearning.evaluation.intervals.paired_difference``).
+
+    The pairing holds because both evaluations drew the same units in every resample: same seed, same number of
+    resamples and the same units per stratum (checked here)."""
+    run_a, run_b = _find_run(name_a, run_root), _find_run(name_b, run_root)
+    (summary_a, block_a, reps_a), (summary_b, block_b, reps_b) = _bootstrap_of(run_a), _bootstrap_of(run_b)
+    if summary_a["benchmark"] != summary_b["benchmark"]:
+        raise CannotCompare(f"compare: {run_a} is a {summary_a['benchmark']} run, {run_b} a {summary_b['benchmark']} "
+                            "run")
+    for key in ("resamples", "seed", "confidence"):
+        if block_a[key] != block_b[key]:
+            raise CannotCompare(f"compare: the runs were resampled with other eval.bootstrap.{key} ({block_a[key]} "
+                                f"and {block_b[key]}); evaluate them again with the same settings")
+    strata_a, strata_b = block_a.get("strata") or {}, block_b.get("strata") or {}
+    differing = sorted(k for k in set(strata_a) & set(strata_b) if strata_a[k] != strata_b[k])
+    if differing:
+        raise CannotCompare(f"compare: the runs were evaluated on other units ({', '.join(differing)}): their "
+                            "examples differ (another split or data), so their metrics cannot be paired")
+    rows = []
+    for row, columns in summary_a["metrics"].items():
+        for name, metric in columns.items():
+            other = (summary_b["metrics"].get(row) or {}).get(name)
+            if other is None or metric["value"] is None or other["value"] is None:
+                continue
+            replicates_a, replicates_b = (reps_a.get(row) or {}).get(name), (reps_b.get(row) or {}).get(name)
+            if replicates_a is None or replicates_b is None:
+                continue
+            rows.append({"row": row, "metric": name, "direction": metric["direction"], "a": metric["value"],
+                         "b": other["value"], **paired_difference(metric["value"], other["value"], replicates_a,
+                                                                  replicates_b, block_a["confidence"])})
+    return {"benchmark": summary_a["benchmark"], "a": str(run_a), "b": str(run_b), "test": "paired bootstrap",
+            "resamples": block_a["resamples"], "seed": block_a["seed"], "confidence": block_a["confidence"],
+            "metrics": rows}
+
+
+def compare_markdown(result: dict[str, Any]) -> str:
+    level = round(100 * result["confidence"])
+    lines = [f"# {result['benchmark']}: A − B, paired over the same units", "",
+             f"A: {result['a']}  ", f"B: {result['b']}  ",
+             f"{result['resamples']} paired bootstrap resamples (seed {result['seed']}); p: two-sided, from the "
+             "resampled differences", "",
+             f"| row | metric | A | B | A − B | {level}% interval | p |", "|---|---|---|---|---|---|---|"]
+    for m in result["metrics"]:
+        interval = "n/a" if m["interval"] is None else f"[{_cell(m['interval'][0])}, {_cell(m['interval'][1])}]"
+        p_value = "n/a" if m["p_value"] is None else f"{m['p_value']:.3g}"
+        lines.append(f"| {m['row']} | {m['metric']} | {_cell(m['a'])} | {_cell(m['b'])} | "
+                     f"{_cell(float(m['difference']))} | {interval} | {p_value} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare(names: Any, run_root: Path, out_dir: Path) -> dict[str, Any]:
+    """``compare=<A>,<B>``: the paired comparison, printed and written to ``compare_<A>_vs_<B>.{json,md}``."""
+    if isinstance(names, str):
+        names = names.split(",")
+    names = [str(name).strip() for name in names]
+    if len(names) != 2 or not all(names):
+        raise CannotCompare(f"compare takes two runs, compare=<run A>,<run B>; got {names}")
+    result = compare_runs(*names, run_root)
+    stem = f"compare_{Path(result['a']).name}_vs_{Path(result['b']).name}"
+    text = compare_markdown(result)
+    atomic_write_json(out_dir / f"{stem}.json", result)
+    atomic_write_text(out_dir / f"{stem}.md", text)
+    print(f"\n{text}\n({out_dir}/{stem}.json, .md)")
+    return result
+
+
+def list_override(argv: list[str]) -> list[str]:
+    """``compare=A,B`` as Hydra reads a list (unquoted, Hydra takes ``A,B`` for a sweep and refuses it)."""
+    return [f"compare=[{arg.split('=', 1)[1]}]" if arg.startswith("compare=") and "," in arg
+            and not arg.split("=", 1)[1].startswith(("[", "'", '"')) else arg for arg in argv]
+
+
 @hydra_app(version_base=None, config_path=CONFIG_DIR, config_name="aggregate")
 def main(cfg: DictConfig) -> None:
     setup_logging()
+    if cfg.get("compare"):
+        try:
+            compare(list(cfg.compare) if not isinstance(cfg.compare, str) else cfg.compare, Path(cfg.run_root),
+                    Path(cfg.out_dir))
+        except CannotCompare as error:
+            raise SystemExit(str(error)) from None
+        return
     rows = collect(Path(cfg.run_root), Path(cfg.out_dir))
     if cfg.check_shape:
         failures = shape_failures(rows)
@@ -279,4 +505,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = list_override(sys.argv)
     main()

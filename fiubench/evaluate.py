@@ -14,13 +14,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fiubench import metrics
 from fiubench.data import FiuBench, FiuQA
 from unlearning.compat import Compat
 from unlearning.data.examples import DataError
 from unlearning.evaluation.general import general_results, mean_accuracy
+from unlearning.evaluation.intervals import Resampler
 from unlearning.evaluation.judge.judgments import Judgment, judge_counts, judge_records, store_judgment
 from unlearning.evaluation.metrics.membership import attack_auc
+from unlearning.evaluation.metrics.stats import ks_forget_quality
 from unlearning.evaluation.metrics.text import keyword_match, rouge_1_recall, rouge_l_recall
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part, reference_result
 from unlearning.inference.answers import generate_answers, score_answers
@@ -84,7 +88,11 @@ def evaluation(data: FiuBench, settings: EvalSettings, forget_split: str, retain
     def summarize(results: Mapping[str, dict[str, Any]], reference_dir: Path | None) -> dict[str, Any]:
         return summarize_run(results, reference_dir, parts["forget"], settings.compat)
 
-    return Evaluation(parts, summarize)
+    def resample(results: Mapping[str, dict[str, Any]], reference_dir: Path | None, resampler: Resampler
+                 ) -> dict[str, np.ndarray]:
+        return resample_run(results, reference_dir, resampler, parts["forget"], settings.compat)
+
+    return Evaluation(parts, summarize, resample)
 
 
 def summarize_run(results: Mapping[str, dict[str, Any]], reference_dir: Path | None, forget_part: Part,
@@ -214,3 +222,79 @@ def _forget_quality(forget_result: dict[str, Any], reference_dir: Path | None, f
     value = metrics.forget_quality(forget_result["samples"], stored["samples"])
     return {"forget_quality": value, "forget_quality_log10": math.log10(max(value, 1e-300)),
             "forget_quality_reference": str(reference_dir / f"{forget_part.name}.json")}
+
+
+def _identity(sample: Mapping[str, Any]) -> str:
+    """The unit of independence: the identity a QA asks about (holdout samples keep it only in their uid)."""
+    return sample.get("unique_id") or sample["uid"].rsplit("/", 1)[0]
+
+
+def resample_run(results: Mapping[str, dict[str, Any]], reference_dir: Path | None, resampler: Resampler,
+                 forget_part: Part, compat: Compat) -> dict[str, np.ndarray]:
+    """Bootstrap replicates of the summary fields the table reads, identities resampled within each split (forget,
+    retain, holdout); model utility, forget quality and the attack AUC are recomputed inside each resample.
+
+    ACC comes from the general evaluations, which keep no per-question results: it has no replicates (NaN), so
+    ACC and Avg MU get no interval."""
+    out: dict[str, np.ndarray] = {}
+    for role in metrics.ROLES:
+        samples = results[role]["samples"]
+        units = [_identity(s) for s in samples]
+
+        def mean(values: Sequence[float | None], role: str = role, units: list[str] = units) -> np.ndarray:
+            return resampler.mean(role, units, values)
+
+        aggregate = results[role]["aggregate"]
+        out[f"{role}.rougeL_recall"] = mean([s["rougeL_recall"] for s in samples])
+        out[f"{role}.exact_match"] = mean([float(s["exact_match"]) for s in samples])
+        if role == "forget":
+            out["forget.mia"] = mean([s.get("mia") for s in samples])
+            out["forget.ape"] = mean([s.get("ape") for s in samples])
+            continue
+        out["retain.probability"] = mean([s["normalised_probability"] for s in samples])
+        out["retain.truth_ratio"] = mean([max(0.0, 1.0 - s["truth_ratio"]) for s in samples])
+        if aggregate.get("gpt") is not None:
+            out["retain.gpt"] = mean([s.get("gpt") for s in samples])
+        terms = metrics.model_utility_terms(aggregate)
+        if all(f"retain.{term}" in out for term in terms) and "gpt_partial" not in aggregate:
+            stacked = np.stack([out[f"retain.{term}"] for term in terms])
+            with np.errstate(divide="ignore"):
+                out["model_utility"] = np.where(np.any(stacked <= 0, axis=0), 0.0,
+                                                len(terms) / np.sum(1.0 / stacked, axis=0))
+    if results.get("general"):
+        out["general.acc"] = np.full(resampler.resamples, np.nan)
+    out.update(_resampled_forget_quality(results["forget"], reference_dir, forget_part, compat, resampler))
+    if results.get("holdout"):
+        out["membership_auc.mink_pp"] = _resampled_auc(results["forget"]["samples"], results["holdout"]["samples"],
+                                                       "mink_pp", resampler)
+    return out
+
+
+def _resampled_forget_quality(forget_result: dict[str, Any], reference_dir: Path | None, forget_part: Part,
+                              compat: Compat, resampler: Resampler) -> dict[str, np.ndarray]:
+    """The KS p-value of each resample: the same drawn identities' QAs, with this model's and the reference's
+    truth ratios."""
+    stored, _ = reference_result(reference_dir, forget_part, compat)
+    if stored is None:
+        return {}
+    samples = forget_result["samples"]
+    theirs = {r["uid"]: r["truth_ratio"] for r in stored["samples"]}
+    if set(theirs) != {s["uid"] for s in samples}:
+        return {}
+    ours = np.array([s["truth_ratio"] for s in samples])
+    reference = np.array([theirs[s["uid"]] for s in samples])
+    values = resampler.each("forget", [_identity(s) for s in samples],
+                            lambda drawn: ks_forget_quality(ours[drawn], reference[drawn]))
+    return {"forget_quality": values, "forget_quality_log10": np.log10(np.maximum(values, 1e-300))}
+
+
+def _resampled_auc(members: Sequence[dict], nonmembers: Sequence[dict], score: str, resampler: Resampler
+                   ) -> np.ndarray:
+    """The attack AUC of each resample (forget and holdout identities drawn in their own strata), as the weighted
+    Mann-Whitney U: P(member > non-member) with ties counting half."""
+    m = np.array([s["membership"][score] for s in members])
+    n = np.array([s["membership"][score] for s in nonmembers])
+    wins = (m[:, None] > n[None, :]) + 0.5 * (m[:, None] == n[None, :])
+    w = resampler.weights("forget", [_identity(s) for s in members]).astype(float)
+    v = resampler.weights("holdout", [_identity(s) for s in nonmembers]).astype(float)
+    return np.einsum("bi,ij,bj->b", w, wins, v) / (w.sum(axis=1) * v.sum(axis=1))

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from accelerate import Accelerator
 
 from mllmu import metrics
@@ -30,6 +31,7 @@ from mllmu.prompts import classification_prompt, cloze_prompt, generation_prompt
 from unlearning.compat import Compat
 from unlearning.data.collator import ChatCollator
 from unlearning.data.examples import DataError, Example
+from unlearning.evaluation.intervals import Resampler
 from unlearning.evaluation.judge.client import Judge
 from unlearning.evaluation.judge.judgments import judge_records
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
@@ -321,4 +323,52 @@ def evaluation(data: MllmuBench, options: EvalOptions, settings: EvalSettings, f
                 "sets": {name: result["aggregate"] for name, result in results.items()},
                 "n_profiles": {name: result["n_profiles"] for name, result in results.items()}}
 
-    return Evaluation(parts, summarize)
+    def resample(results: Mapping[str, dict[str, Any]], reference_dir: Path | None, resampler: Resampler
+                 ) -> dict[str, np.ndarray]:
+        return resample_sets(results, resampler, compat)
+
+    return Evaluation(parts, summarize, resample)
+
+
+# The unit of independence is the profile, drawn within its group: the forget and test sets ask about the same
+# fictitious profiles (test with other images), so one draw of forget profiles serves both.
+STRATA = {"forget": "forget", "test": "forget", "retain": "retain", "celebrity": "celebrity"}
+MEAN_METRICS = {"classification_acc": "classification", "cloze_acc": "cloze", "rouge1_f": "generation",
+                "rouge2_f": "generation", "rougeL_f": "generation"}
+
+
+def resample_sets(results: Mapping[str, dict[str, Any]], resampler: Resampler, compat: Compat
+                  ) -> dict[str, np.ndarray]:
+    """Bootstrap replicates of every set's per-modality metrics, profiles resampled (``STRATA``); factuality
+    counted as its point estimate counts it (failed requests left out, unparseable replies the rubric's lowest
+    score or left out, one mean over both modalities under the original's switch)."""
+    out: dict[str, np.ndarray] = {}
+    for name, result in results.items():
+        if name not in STRATA:
+            continue
+        stratum, records = STRATA[name], result["samples"]
+        for modality in MODALITIES:
+            values = result["aggregate"][modality]
+            for key, task in MEAN_METRICS.items():
+                of = [r for r in records if r["modality"] == modality and r["task"] == task]
+                if values.get(key) is None or not of:
+                    continue
+                numbers = [float(r["correct"]) if task != "generation" else r[key] for r in of]
+                out[f"sets.{name}.{modality}.{key}"] = resampler.mean(stratum, [r["profile"] for r in of], numbers)
+            if values.get("factuality") is None:
+                continue
+            judged = [r for r in records if r["task"] == "generation" and "judge_failed" in r
+                      and (compat.factuality_over_both_modalities or r["modality"] == modality)]
+            scores = [_factuality_score(r, compat.factuality_drops_unscored) for r in judged]
+            out[f"sets.{name}.{modality}.factuality"] = resampler.mean(stratum, [r["profile"] for r in judged],
+                                                                         scores)
+    return out
+
+
+def _factuality_score(record: Mapping[str, Any], drop_unscored: bool) -> float | None:
+    """A judged generation's part in the factuality mean (None: left out, as ``metrics.factuality_mean`` does)."""
+    if record["judge_failed"]:
+        return None
+    if record["factuality"] is None:
+        return None if drop_unscored else metrics.FACTUALITY_RANGE[0]
+    return record["factuality"]

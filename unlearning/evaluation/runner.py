@@ -28,6 +28,7 @@ from accelerate import Accelerator
 
 from unlearning.compat import Compat
 from unlearning.data.collator import ChatCollator
+from unlearning.evaluation.intervals import BootstrapSettings, Replicate, add_intervals
 from unlearning.evaluation.judge.client import Judge
 from unlearning.evaluation.judge.judgments import judge_status
 from unlearning.evaluation.judge.settings import JudgeSettings, judge_unavailable_reason
@@ -52,6 +53,7 @@ class EvalSettings:
     compat: Compat
     overwrite: bool = False
     judge: JudgeSettings = field(default_factory=JudgeSettings)
+    bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)  # the metrics' confidence intervals
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -76,6 +78,7 @@ class EvalSettings:
                                   **decoding),
                 compat=compat, overwrite=_flag(config.get("overwrite", False)),
                 judge=JudgeSettings(**(config.get("judge") or {})),
+                bootstrap=BootstrapSettings.from_config(config.get("bootstrap")),
             )
         except TypeError as error:
             raise ValueError(f"eval settings: {error}") from error
@@ -145,11 +148,14 @@ class Evaluation:
     """A benchmark's evaluation of one model: its parts (by key) and how their results become its summary.
 
     ``summarize(results, reference_dir)`` gets each part's stored result by key, and the reference run's
-    ``eval/`` folder (or None) for metrics measured against a reference model.
+    ``eval/`` folder (or None) for metrics measured against a reference model. ``resample(results, reference_dir,
+    resampler)``, when given, returns bootstrap replicates of the summary fields the table reads
+    (``unlearning.evaluation.intervals``): every metric then gets a confidence interval.
     """
 
     parts: Mapping[str, Part]
     summarize: Callable[[Mapping[str, dict[str, Any]], Path | None], dict[str, Any]]
+    resample: Replicate | None = None
 
 
 def canonical(fingerprint: Mapping[str, Any]) -> dict[str, Any]:
@@ -248,11 +254,17 @@ def run_evaluation(
         "cost": {"seconds": round(time.perf_counter() - start, 2), "model_loaded": context.model.loaded,
                  **peak_memory_mb()},
     }
-    summary = {"schema_version": SCHEMA_VERSION, **summary, "metrics": metrics(summary) if metrics else {},
+    typed = metrics(summary) if metrics else {}
+    main = accelerator is None or accelerator.is_main_process
+    intervals = None
+    if metrics and evaluation.resample is not None and settings.bootstrap.resamples:
+        intervals = add_intervals({**summary, "metrics": typed}, results, reference_dir, evaluation.resample,
+                                  metrics, settings.bootstrap, out_dir, summary_file, main)
+    summary = {"schema_version": SCHEMA_VERSION, **summary, "metrics": typed, "bootstrap": intervals,
                "provenance": {**provenance(), "compat": settings.compat.mode,
                               "compat_switches": settings.compat.at("eval"),
                               "data": {key: part.data_hash for key, part in evaluation.parts.items()},
                               "weights": model}}
-    if accelerator is None or accelerator.is_main_process:
+    if main:
         atomic_write_json(out_dir / summary_file, summary)
     return summary

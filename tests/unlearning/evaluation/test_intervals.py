@@ -1,0 +1,118 @@
+"""The engine's bootstrap: scipy's percentile intervals on a hand-made sample, draws shared per stratum, paired
+differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from unlearning.evaluation.intervals import (
+    BootstrapSettings,
+    Resampler,
+    bootstrap_interval,
+    metric_replicates,
+    paired_difference,
+    percentile_interval,
+    read_replicates,
+    replicates_file,
+    with_values,
+    write_replicates,
+)
+
+# Hand-made: skewed, with ties, small enough that intervals differ visibly between statistics.
+SAMPLE = [0.1, 0.4, 0.4, 0.9, 1.7, 2.2, 2.3, 3.5, 5.0, 8.25, 0.0, 0.4]
+
+
+def scipy_interval(sample, statistic, settings: BootstrapSettings) -> tuple[float, float]:
+    result = stats.bootstrap((np.asarray(sample),), statistic, n_resamples=settings.resamples,
+                             confidence_level=settings.confidence, method="percentile", batch=None,
+                             rng=np.random.default_rng(settings.seed))
+    return result.confidence_interval.low, result.confidence_interval.high
+
+
+@pytest.mark.parametrize("statistic", [np.mean, np.median, np.std])
+@pytest.mark.parametrize("settings", [BootstrapSettings(), BootstrapSettings(2000, 7, 0.9)])
+def test_bootstrap_equals_scipy_percentile(statistic, settings: BootstrapSettings):
+    ours = bootstrap_interval(SAMPLE, statistic, settings)
+    assert ours == pytest.approx(scipy_interval(SAMPLE, statistic, settings), rel=1e-12, abs=1e-12)
+
+
+def test_resampler_mean_is_scipys_mean_with_one_sample_per_unit():
+    """Counts per unit give the same resampled means as scipy's index draws, from the stratum's generator."""
+    settings = BootstrapSettings(1000, 3)
+    units = [f"u{i:02d}" for i in range(len(SAMPLE))]
+    resampler = Resampler(settings)
+    replicates = resampler.mean("forget", units, SAMPLE)
+    scipy_result = stats.bootstrap((np.asarray(SAMPLE),), np.mean, n_resamples=1000, method="percentile",
+                                   batch=None, rng=np.random.default_rng([3, _crc("forget")]))
+    scipy_distribution = scipy_result.bootstrap_distribution
+    assert replicates == pytest.approx(scipy_distribution, rel=1e-12)
+
+
+def _crc(name: str) -> int:
+    import zlib
+
+    return zlib.crc32(name.encode())
+
+
+def test_units_are_resampled_whole():
+    """Samples of one unit move together: a unit's two samples are drawn equally often in every resample."""
+    resampler = Resampler(BootstrapSettings(200, 1))
+    units = ["a", "a", "b", "b", "c"]
+    weights = resampler.weights("forget", units)
+    assert np.array_equal(weights[:, 0], weights[:, 1]) and np.array_equal(weights[:, 2], weights[:, 3])
+    assert np.all(weights[:, [0, 2, 4]].sum(axis=1) == 3)  # three units drawn per resample
+    # a stratum's draws do not depend on the order of its samples, nor on the other strata drawn before it
+    other = Resampler(BootstrapSettings(200, 1))
+    other.counts("retain", ["x", "y"])
+    assert np.array_equal(other.weights("forget", list(reversed(units))), weights[:, ::-1])
+
+
+def test_mean_skips_missing_values_as_the_point_does():
+    resampler = Resampler(BootstrapSettings(50, 0))
+    replicates = resampler.mean("s", ["a", "b", "c"], [1.0, None, float("nan")])
+    assert np.all((replicates == 1.0) | np.isnan(replicates))
+
+
+def test_composite_metrics_are_recomputed_per_resample():
+    """The table code runs on each resample's summary: a column combining two fields moves with both."""
+    summary = {"retain": {"a": 0.5, "b": 0.25}, "other": 1}
+
+    def metrics(s):
+        return {"all": {"sum": {"value": s["retain"]["a"] + s["retain"]["b"]}, "fixed": {"value": s["other"]}}}
+
+    table = metric_replicates(summary, {"retain.a": np.array([0.0, 1.0]), "retain.b": np.array([1.0, 2.0])},
+                              metrics, 2)
+    assert table["all"]["sum"].tolist() == [1.0, 3.0] and table["all"]["fixed"].tolist() == [1.0, 1.0]
+    assert summary == {"retain": {"a": 0.5, "b": 0.25}, "other": 1}  # the point summary is untouched
+    assert with_values(summary, {"retain.a": 2})["retain"] == {"a": 2, "b": 0.25}
+
+
+def test_undefined_resamples_give_no_interval():
+    assert percentile_interval(np.array([1.0, np.nan, 2.0]), 0.95) is None
+    assert percentile_interval(np.array([1.0, 2.0, 3.0]), 0.5) == (1.5, 2.5)
+
+
+def test_paired_difference_of_a_run_with_itself_is_zero_with_p_one():
+    replicates = np.random.default_rng(0).normal(size=1000)
+    same = paired_difference(0.3, 0.3, replicates, replicates.copy(), 0.95)
+    assert same == {"difference": 0.0, "interval": [0.0, 0.0], "p_value": 1.0}
+    apart = paired_difference(1.0, 0.0, replicates + 5, replicates, 0.95)
+    assert apart["p_value"] == pytest.approx(2 / 1001) and apart["interval"] == [5.0, 5.0]
+
+
+def test_replicates_round_trip(tmp_path):
+    table = {"all": {"KS": np.arange(4.0), "EM": np.ones(4)}, "text-only": {"KS": np.zeros(4)}}
+    write_replicates(tmp_path / "bootstrap.npz", table)
+    back = read_replicates(tmp_path / "bootstrap.npz")
+    assert {row: {k: v.tolist() for k, v in cols.items()} for row, cols in back.items()} == \
+        {row: {k: v.tolist() for k, v in cols.items()} for row, cols in table.items()}
+    assert replicates_file("summary.json") == "bootstrap.npz"
+    assert replicates_file("summary.forget5.json") == "bootstrap.forget5.npz"
+
+
+@pytest.mark.parametrize("bad", [{"resamples": -1}, {"confidence": 1.0}, {"seed": "x"}, {"resample": 10}])
+def test_bad_settings_are_named(bad):
+    with pytest.raises(ValueError, match="eval.bootstrap"):
+        BootstrapSettings.from_config(bad)

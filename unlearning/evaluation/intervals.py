@@ -1,0 +1,254 @@
+"""Confidence intervals for every metric of a summary: a seeded, stratified percentile bootstrap over units.
+
+A metric's samples are not independent: the questions about one person share that person, so resampling
+questions would understate the noise. A benchmark therefore names, per sample, the *unit* it belongs to (the
+person, profile, record or image) and the *stratum* the unit is drawn from (a split: forget units and retain units
+are different people, each resampled within its own group). ``Resampler`` draws, once per stratum and seeded by
+(seed, stratum name), ``resamples`` bootstrap samples of that stratum's units, as ``scipy.stats.bootstrap`` draws
+indices (``rng.integers(0, n, (resamples, n))``), and keeps them as counts per unit.
+
+A benchmark's ``Evaluation.resample`` turns its part results into replicates of the summary fields its table reads
+(``{"retain.rougeL_recall": array of resamples}``), computing composite fields (a harmonic mean, a KS p-value)
+inside each resample from the resampled units. The engine then writes each replicate into a copy of the summary,
+asks the benchmark's own table code for the row, and takes per column the percentile interval of the replicates:
+every column, however it is combined from summary fields, is recomputed per resample, never combined from
+separate intervals. A column resting on a field without replicates (a value kept without per-sample results) gets
+no interval: its resampled value is NaN.
+
+Because the draws depend only on the seed and the sorted unit names, two runs evaluated on the same units get the
+same resampled units in resample ``b``: the replicates stored beside each summary (``bootstrap.npz``) give a paired
+comparison by subtraction (``paired_difference``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METHOD = "percentile"
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """``eval.bootstrap``: how many resamples (0: no intervals), the seed, and the interval's confidence."""
+
+    resamples: int = 1000
+    seed: int = 0
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if isinstance(self.resamples, bool) or not isinstance(self.resamples, int) or self.resamples < 0:
+            raise ValueError(f"eval.bootstrap.resamples must be a whole number >= 0, got {self.resamples!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"eval.bootstrap.seed must be a whole number >= 0, got {self.seed!r}")
+        if not isinstance(self.confidence, int | float) or not 0 < self.confidence < 1:
+            raise ValueError(f"eval.bootstrap.confidence must lie strictly between 0 and 1, got {self.confidence!r}")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> BootstrapSettings:
+        try:
+            return cls(**dict(config or {}))
+        except TypeError as error:
+            raise ValueError(f"eval.bootstrap: {error}") from error
+
+
+def draw_indices(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """``resamples`` bootstrap samples of ``n`` items as index rows, drawn as ``scipy.stats.bootstrap`` draws them."""
+    return rng.integers(0, n, (resamples, n))
+
+
+def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float] | None:
+    """The percentile interval of a metric's replicates, None when some resample leaves the metric undefined."""
+    values = np.asarray(replicates, dtype=float)
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        return None
+    alpha = (1 - confidence) / 2
+    low, high = np.percentile(values, [100 * alpha, 100 * (1 - alpha)])
+    return float(low), float(high)
+
+
+def bootstrap_interval(sample: Sequence[float], statistic: Callable[..., np.ndarray], settings: BootstrapSettings
+                       ) -> tuple[float, float] | None:
+    """The percentile interval of ``statistic`` (vectorised: it takes ``axis``) over a 1-D sample of independent
+    values; the same draws as ``scipy.stats.bootstrap(..., rng=np.random.default_rng(seed))``."""
+    values = np.asarray(sample, dtype=float)
+    index = draw_indices(len(values), settings.resamples, np.random.default_rng(settings.seed))
+    return percentile_interval(statistic(values[index], axis=-1), settings.confidence)
+
+
+def _stratum_rng(seed: int, stratum: str) -> np.random.Generator:
+    """One generator per stratum, so adding a stratum (or a benchmark's part) never moves another's draws."""
+    return np.random.default_rng([seed, zlib.crc32(stratum.encode("utf-8"))])
+
+
+class Resampler:
+    """The bootstrap draws of one evaluation: per stratum, the resampled counts of its units, shared by every
+    metric computed from that stratum."""
+
+    def __init__(self, settings: BootstrapSettings) -> None:
+        self.settings = settings
+        self.resamples = settings.resamples
+        self._units: dict[str, list[str]] = {}
+        self._position: dict[str, dict[str, int]] = {}
+        self._counts: dict[str, np.ndarray] = {}
+
+    def counts(self, stratum: str, units: Sequence[str]) -> np.ndarray:
+        """(resamples, units) how often each of the stratum's units is drawn; ``units`` are its distinct unit
+        names, sorted here so the draws do not depend on the order samples come in."""
+        names = sorted(set(units))
+        if stratum in self._counts:
+            if not set(names) <= set(self._units[stratum]):
+                raise ValueError(f"bootstrap stratum {stratum!r} was drawn over other units")
+            return self._counts[stratum]
+        if not names:
+            raise ValueError(f"bootstrap stratum {stratum!r} has no units")
+        index = draw_indices(len(names), self.resamples, _stratum_rng(self.settings.seed, stratum))
+        offsets = (index + len(names) * np.arange(self.resamples)[:, None]).ravel()
+        counts = np.bincount(offsets, minlength=self.resamples * len(names)).reshape(self.resamples, len(names))
+        self._units[stratum], self._counts[stratum] = names, counts
+        self._position[stratum] = {name: i for i, name in enumerate(names)}
+        return counts
+
+    def weights(self, stratum: str, sample_units: Sequence[str]) -> np.ndarray:
+        """(resamples, samples): each sample counted as often as its unit is drawn."""
+        counts = self.counts(stratum, sample_units)
+        position = self._position[stratum]
+        return counts[:, [position[unit] for unit in sample_units]]
+
+    def mean(self, stratum: str, sample_units: Sequence[str], values: Sequence[float | None]) -> np.ndarray:
+        """Per resample, the mean of the values of the drawn units' samples (None or NaN values left out, as the
+        point estimate leaves them out); NaN where a resample draws no value."""
+        if not len(values):
+            return np.full(self.resamples, np.nan)
+        array = np.array([np.nan if v is None else float(v) for v in values])
+        present = np.isfinite(array)
+        weights = self.weights(stratum, sample_units).astype(float)
+        total = weights @ np.where(present, array, 0.0)
+        count = weights @ present.astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+
+    def each(self, stratum: str, sample_units: Sequence[str], statistic: Callable[[np.ndarray], float]
+             ) -> np.ndarray:
+        """Per resample, ``statistic`` of the drawn samples' positions (each repeated as often as its unit is
+        drawn): for statistics that are not a weighted mean (a KS test, an AUC)."""
+        weights = self.weights(stratum, sample_units)
+        positions = np.arange(len(sample_units))
+        return np.array([statistic(np.repeat(positions, row)) for row in weights], dtype=float)
+
+    def fingerprint(self) -> dict[str, dict[str, Any]]:
+        """What the draws rest on, per stratum: the number of units and a hash of their names. Two evaluations
+        with equal fingerprints and settings drew the same units in every resample."""
+        return {stratum: {"units": len(names), "hash": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]}
+                for stratum, names in sorted(self._units.items())}
+
+
+Replicate = Callable[[Mapping[str, dict[str, Any]], Path | None, Resampler], dict[str, np.ndarray]]
+MetricsOf = Callable[[dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]
+
+
+def with_values(summary: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``summary`` with the dotted fields in ``values`` replaced (only the objects on their paths are
+    copied)."""
+    out = dict(summary)
+    for path, value in values.items():
+        node = out
+        keys = path.split(".")
+        for key in keys[:-1]:
+            node[key] = dict(node[key])
+            node = node[key]
+        node[keys[-1]] = value
+    return out
+
+
+def metric_replicates(summary: Mapping[str, Any], replicates: Mapping[str, np.ndarray], metrics: MetricsOf,
+                      resamples: int) -> dict[str, dict[str, np.ndarray]]:
+    """Per table row and column, the metric in each resample: the summary with resample ``b``'s field values,
+    through the benchmark's own table code (``metrics``: the summary's typed-metrics block)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for b in range(resamples):
+        values = {path: (None if not math.isfinite(array[b]) else float(array[b]))
+                  for path, array in replicates.items()}
+        for row, columns in metrics(with_values(summary, values)).items():
+            for name, metric in columns.items():
+                column = out.setdefault(row, {}).setdefault(name, np.full(resamples, np.nan))
+                column[b] = np.nan if metric["value"] is None else metric["value"]
+    return out
+
+
+def add_intervals(summary: dict[str, Any], results: Mapping[str, dict[str, Any]], reference_dir: Path | None,
+                  replicate: Replicate, metrics: MetricsOf, settings: BootstrapSettings, out_dir: Path,
+                  summary_file: str, write: bool) -> dict[str, Any]:
+    """Fill each metric's ``interval`` in ``summary["metrics"]``, store the replicates beside the summary (for
+    paired comparisons) and return the ``bootstrap`` block saying how they were drawn and what that cost."""
+    start = time.perf_counter()
+    resampler = Resampler(settings)
+    fields = replicate(results, reference_dir, resampler)
+    table = metric_replicates(summary, fields, metrics, settings.resamples)
+    for row, columns in summary["metrics"].items():
+        for name, metric in columns.items():
+            replicates = table.get(row, {}).get(name)
+            if metric["value"] is not None and replicates is not None:
+                interval = percentile_interval(replicates, settings.confidence)
+                metric["interval"] = None if interval is None else list(interval)
+    file = replicates_file(summary_file)
+    if write:
+        write_replicates(out_dir / file, table)
+    return {"method": METHOD, "resamples": settings.resamples, "seed": settings.seed,
+            "confidence": settings.confidence, "strata": resampler.fingerprint(), "file": file,
+            "seconds": round(time.perf_counter() - start, 3)}
+
+
+def replicates_file(summary_file: str) -> str:
+    """Where a summary's replicates go: ``summary.json`` -> ``bootstrap.npz``, ``summary.x.json`` ->
+    ``bootstrap.x.npz``."""
+    stem = Path(summary_file).name.removesuffix(".json").removeprefix("summary")
+    return f"bootstrap{stem}.npz"
+
+
+def write_replicates(path: Path, table: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    from unlearning.runs.io import atomic_write_bytes
+
+    names = [[row, column] for row, columns in table.items() for column in columns]
+    buffer = io.BytesIO()
+    values = np.stack([table[row][column] for row, column in names]) if names else np.zeros((0, 0))
+    np.savez_compressed(buffer, names=np.array(json.dumps(names)), replicates=values)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_replicates(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """The replicates ``write_replicates`` stored, per row and column."""
+    with np.load(path, allow_pickle=False) as data:
+        names, values = json.loads(str(data["names"])), data["replicates"]
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for (row, column), replicates in zip(names, values, strict=True):
+        out.setdefault(row, {})[column] = replicates
+    return out
+
+
+def paired_difference(point_a: float, point_b: float, replicates_a: np.ndarray, replicates_b: np.ndarray,
+                      confidence: float) -> dict[str, Any]:
+    """A − B with its percentile interval and a two-sided bootstrap p-value, from replicates drawn over the same
+    units in the same resamples (so each resample's difference is paired).
+
+    p = min(1, 2 · min(#(d ≤ 0) + 1, #(d ≥ 0) + 1) / (B + 1)): twice the smaller tail of the resampled
+    differences beyond zero, with the +1 that keeps it above 0 for B resamples; identical runs give d = 0
+    everywhere and p = 1."""
+    differences = np.asarray(replicates_a, dtype=float) - np.asarray(replicates_b, dtype=float)
+    if not np.all(np.isfinite(differences)):
+        return {"difference": point_a - point_b, "interval": None, "p_value": None}
+    below, above = int(np.sum(differences <= 0)), int(np.sum(differences >= 0))
+    p_value = min(1.0, 2 * (min(below, above) + 1) / (len(differences) + 1))
+    interval = percentile_interval(differences, confidence)
+    return {"difference": point_a - point_b, "interval": None if interval is None else list(interval),
+            "p_value": p_value}
