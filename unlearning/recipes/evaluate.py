@@ -14,6 +14,7 @@ benchmark's parts included, are checked before any model loads.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,8 @@ def build_evaluation(config: EvalConfig, benchmark: Benchmark, settings: EvalSet
     if not general:
         return evaluation
     ensure_general_data(general, lambda work: on_main_first(accelerator, work), ensure_data)
-    return Evaluation({**evaluation.parts, "general": general_part(general, settings.batch_size)},
-                      evaluation.summarize)
+    return dataclasses.replace(evaluation, parts={**evaluation.parts,
+                                                  "general": general_part(general, settings.batch_size)})
 
 
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -227,7 +228,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
 
 def summary_numbers(summary: dict[str, Any]) -> dict[str, Any]:
     """What a summary reports (its metrics), without the bookkeeping (cost, file names, provenance)."""
-    return {key: value for key, value in summary.items() if key not in ("cost", "parts", "provenance", "judge")}
+    return {key: value for key, value in summary.items() if key not in ("cost", "parts", "provenance", "judge",
+                                                                         "bootstrap")}
 
 
 def _trained_steps(run_dir: Path) -> int:
