@@ -3,6 +3,7 @@
 #   make demo-mllmu  # the built-in MLLMU-Bench end to end
 #   make demo-safeeraser  # the built-in SafeEraser end to end
 #   make demo-efuf  # the built-in EFUF end to end (curation included)
+#   make demo-methods  # every method on the built-in FIUBench and MLLMU-Bench (image+text), one table each
 #   make test   # the test suite (what CI runs)
 #   make lock   # regenerate requirements.lock from requirements.txt/setup.py (docs/reproducibility.md)
 # Each creates .venv and installs into it first: torch from TORCH_SPEC (the CPU wheel on CPU machines; on a GPU
@@ -13,7 +14,11 @@ UV := $(VENV)/bin/uv
 TORCH_SPEC ?= torch==2.13.0
 UV_SPEC ?= uv==0.13.9
 
-.PHONY: demo demo-mllmu demo-safeeraser demo-efuf test install lint lock
+ALL_METHODS ?= ga gd kl po npo simnpo idkdpo undial wga rmu mmunlearner manu
+# MLLMU-Bench has no refusal stream: PO and IdkDPO are FIUBench's and SafeEraser's
+MLLMU_METHODS ?= ga gd kl npo simnpo undial wga rmu mmunlearner manu
+
+.PHONY: demo demo-mllmu demo-safeeraser demo-efuf demo-methods test install lint lock
 
 $(VENV)/.installed: requirements.lock setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -38,6 +43,12 @@ demo-safeeraser: $(VENV)/.installed
 
 demo-efuf: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo_efuf.bash
+
+demo-methods: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" METHODS="$(ALL_METHODS)" RUN_ROOT=runs/methods OUT_DIR=results/methods \
+		bash scripts/demo.bash
+	PATH="$(abspath $(VENV))/bin:$$PATH" METHODS="$(MLLMU_METHODS)" MODALITIES=multimodal RUN_ROOT=runs/methods \
+		OUT_DIR=results/methods bash scripts/demo_mllmu.bash
 
 test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
