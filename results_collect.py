@@ -31,6 +31,7 @@ from omegaconf import DictConfig
 
 from unlearning.benchmarks import Report, benchmark_class
 from unlearning.evaluation.intervals import paired_difference, read_replicates
+from unlearning.evaluation.robustness import write_robustness
 from unlearning.evaluation.schema import read_summary
 from unlearning.evaluation.shape import check_shape, rows_by
 from unlearning.recipes.common import CONFIG_DIR, setup_logging
@@ -379,6 +380,8 @@ def collect(run_root: Path, out_dir: Path) -> dict[str, list[dict[str, Any]]]:
         table = write_table(out_dir, f"{benchmark}_steps", f"{benchmark} per checkpoint", rows, cls.report, ("step",))
         atomic_write_bytes(out_dir / f"{benchmark}_steps.png", step_plot(rows, benchmark, cls.report))
         print(f"\n{benchmark} per checkpoint ({out_dir}/{benchmark}_steps.json, .csv, .md, .png)\n\n{table}")
+    for markdown in write_robustness(run_root, out_dir):  # runs evaluated under attacks (eval_everything attack=...)
+        print(f"\n{markdown.stem} ({markdown.with_suffix('')}.json, .csv, .md)\n\n{markdown.read_text()}")
     return rows_by_benchmark
 
 

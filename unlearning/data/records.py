@@ -141,14 +141,15 @@ def _refusals(data_dir: Path, packaged: Path) -> tuple[list[str], str]:
 
 
 def load_refusals(data_dir: Path, packaged: Path) -> list[str]:
-    """The refusal answers (PO's, IdkDPO's preferred answers): ``prompt.json``'s ``idk`` list in the data folder (the releases' file), else
-    the package's own list. The log says which (a warning for the packaged list: the originals' had 50 refusals)."""
+    """The refusal answers (PO's; IdkDPO's preferred answers): ``prompt.json``'s ``idk`` list in the data folder
+    (the releases' file), else the package's own list. The log says which (a warning for the packaged list: the
+    originals' had 50 refusals)."""
     refusals, source = _refusals(data_dir, packaged)
     if (data_dir / "prompt.json").is_file():
         log.info("refusals (the refusal stream): %s", source)
     else:
-        log.warning("refusals (the refusal stream): %s; the original code read its own 50 from the release's prompt.json: put that "
-                    "file in the data folder to train on them", source)
+        log.warning("refusals (the refusal stream): %s; the original code read its own 50 from the release's "
+                    "prompt.json: put that file in the data folder to train on them", source)
     return refusals
 
 
