@@ -4,9 +4,9 @@
 # per-method rates were chosen (docs/methods.md, "Learning rates of the tiny recipes").
 #   bash scripts/sweep_lr.bash                                           # FIUBench, the default methods and rates
 #   METHODS="simnpo wga" LRS="1e-4 1e-3" bash scripts/sweep_lr.bash benchmark=mllmu
-source "$(dirname "${BASH_SOURCE[0]}")/demo_env.sh"
-RUN_ROOT="${RUN_ROOT:-runs/sweep}"
+RUN_ROOT="${RUN_ROOT:-runs/sweep}"  # before demo_env.sh, which defaults them to the demo's folders
 OUT_DIR="${OUT_DIR:-results/sweep}"
+source "$(dirname "${BASH_SOURCE[0]}")/demo_env.sh"
 METHODS="${METHODS:-ga gd kl po npo simnpo idkdpo undial wga rmu mmunlearner}"
 LRS="${LRS:-1e-4 2e-4 5e-4 1e-3}"
 SHOTS=""
