@@ -20,7 +20,7 @@ def test_launchers_run_mllmu_end_to_end(tmp_path: Path, mllmu_dir: Path, tiny_di
         run("bash", "scripts/forget_lora.bash", "method=gd", "forget_split=forget_15", f"forget_modality={modality}",
             "max_steps=2", "batch_size=2", *common)
     runs = tmp_path / "runs" / "mllmu" / "tiny"
-    names = sorted(p.name.rsplit("-", 1)[0] for p in runs.iterdir())
+    names = sorted(p.name.rsplit("-", 1)[0] for p in runs.iterdir() if not p.name.startswith("."))  # .locks: hidden
     assert names == ["finetune_full_0.001_24", "gd_forget_15_0.0002_8", "gd_forget_15_0.0002_8_unimodal"]
     (unimodal,) = runs.glob("gd_forget_15_0.0002_8_unimodal-*")
     assert read_run(unimodal)["forget_modality"] == "unimodal"

@@ -115,8 +115,9 @@ def test_changed_split_is_evaluated_again_not_reused(world: World, caplog):
     caplog.set_level(logging.INFO)
     split_file = world.data / "split.json"
     splits = json.loads(split_file.read_text())
-    others = [i for i in records(world.data) if i["unique_id"] not in
-              {*splits["forget1"], *splits["forget5"], *splits["forget10"], *splits.get("holdout", [])}]
+    others = [i for i in records(world.data) if i["unique_id"] not in  # nor a retain split's (that is refused)
+              {*splits["forget1"], *splits["forget5"], *splits["forget10"], *splits.get("holdout", []),
+               *splits["retain5"], *splits["retain15"]}]
     splits["forget10"] = [record["unique_id"] for record in others[:2]]
     split_file.write_text(json.dumps(splits))
     ga = world.run("ga_forget10_")
