@@ -219,3 +219,20 @@ def test_fiubench_compat_renders_the_original_prompt_and_capitalises():
     assert compose_config("eval", "compat=official").benchmark.eval_options.original_prompt.question_start_tag == (
         "USER: ")
     assert compose_config("forget", "model=qwen2_vl_7b", "compat=official").original_prompt is None  # not FIUBench's
+
+
+@pytest.mark.parametrize("benchmark", ["fiubench", "mllmu", "safeeraser", "efuf"])
+@pytest.mark.parametrize("name", ["finetune", "forget"])
+def test_evaluation_settings_stay_out_of_the_training_identity(name: str, benchmark: str):
+    """A setting added to a benchmark's config for evaluation (its robustness tables, judge, general evaluations)
+    must not rename every trained run: the benchmark section of the identity holds only what trains."""
+    from omegaconf import OmegaConf
+
+    from unlearning.runs.identity import training_identity
+
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        cfg = compose(name, overrides=[f"benchmark={benchmark}"])
+    identity = training_identity(OmegaConf.to_container(cfg, resolve=True), "base")
+    assert set(identity["benchmark"]) <= {"name", "options", "synthetic", "curation"}, sorted(identity["benchmark"])
+    # settings added later are left out at their defaults, so runs trained before keep their names
+    assert "min_separation" not in identity["benchmark"].get("curation", {})

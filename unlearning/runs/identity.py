@@ -21,7 +21,8 @@ NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "
                 "compat",  # the switches on are in the identity as a list (``training_identity``)
                 "num_workers", "pixel_cache_mb")  # where and how batches are collated, not what they hold
 NOT_TRAINING_BENCHMARK = ("builtin_dir", "forget_split", "retain_split", "reference_split", "stage_one_split",
-                          "starts_from", "general_evals", "judge", "eval_options", "recipe")
+                          "starts_from", "general_evals", "judge", "eval_options", "recipe",
+                          "robustness")  # which parts and columns the attacks' tables hold
 # An original prompt's settings that only change generation (``OriginalPrompt``)
 ORIGINAL_PROMPT_EVALUATION = ("generation_prompt",)
 # Settings added after runs existed, by the section of the config holding them, at the value that trains as before:
@@ -34,6 +35,7 @@ IDENTITY_DEFAULTS: dict[tuple[str, ...], dict[str, Any]] = {
     ("method",): _METHOD_ADDED,
     ("method", "base"): _METHOD_ADDED,  # a composed method's base (kl_pd, po_pd)
     ("benchmark", "options"): {"capitalize": False},
+    ("benchmark", "curation"): {"check_separation": "error", "min_separation": 0.6},
     ("lora",): {"init": "default"},
 }
 
