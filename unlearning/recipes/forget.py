@@ -39,7 +39,6 @@ from unlearning.data.streams import (
     validate_examples,
     with_modality,
 )
-from unlearning.inference.scoring import forward_answer_logits
 from unlearning.models.loading import (
     load_model,
 )
@@ -58,7 +57,7 @@ from unlearning.recipes.common import (
 from unlearning.recipes.slices import TrainingConfig
 from unlearning.runs.console import hydra_app
 from unlearning.runs.folders import base_model_entry
-from unlearning.training.hidden_states import capture, hidden_states, layer_paths
+from unlearning.training.hidden_states import forward_with_states, layer_paths
 from unlearning.training.methods import StreamScores, build_method
 from unlearning.training.passes import PassBatches, PassCollator, PassItems, pass_of
 from unlearning.training.preparation import (
@@ -249,15 +248,10 @@ def stream_scores(method: Any, reference_net: torch.nn.Module | None, accelerato
     the method names (``hidden_layers``, under ``language_model``) are caught in the same forward passes."""
     keep_full = getattr(method, "needs_full_logits", False)  # losses over every position (the originals' KL)
     layers = tuple(getattr(method, "hidden_layers", ()))
-    paths = dict(zip(layer_paths(language_model, layers), layers, strict=True)) if layers else {}
 
     def forward(net: torch.nn.Module, batch: dict) -> StreamScores:
-        if not paths:
-            return StreamScores(forward_answer_logits(net, batch, keep_full), batch["streams"])
-        with capture(net, list(paths)) as captured:
-            answer = forward_answer_logits(net, batch, keep_full)
-        states = hidden_states(captured, batch)
-        return StreamScores(answer, batch["streams"], {paths[path]: state for path, state in states.items()})
+        answer, states = forward_with_states(net, batch, language_model, layers, keep_full)
+        return StreamScores(answer, batch["streams"], states)
 
     def scores(model: torch.nn.Module, batch: dict) -> tuple[StreamScores, StreamScores | None]:
         policy = forward(model, batch)

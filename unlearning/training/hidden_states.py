@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from unlearning.data.collator import IGNORE_INDEX
+from unlearning.inference.scoring import AnswerLogits, forward_answer_logits
 
 
 @dataclass
@@ -89,3 +90,15 @@ def hidden_states(captured: Mapping[str, torch.Tensor], batch: dict) -> dict[str
                              f"{tuple(attention.shape)}")
         out[path] = HiddenStates(values, attention.to(values.device), (labels != IGNORE_INDEX).to(values.device))
     return out
+
+
+def forward_with_states(net: torch.nn.Module, batch: dict, language_model: Sequence[str], layers: Sequence[str],
+                        keep_full: bool = False) -> tuple[AnswerLogits, dict[str, HiddenStates]]:
+    """One forward pass: the batch's answer logits and the outputs of ``layers`` (names under the language model),
+    by name; no hooks when no layer is asked for."""
+    if not layers:
+        return forward_answer_logits(net, batch, keep_full), {}
+    paths = dict(zip(layer_paths(language_model, layers), layers, strict=True))
+    with capture(net, list(paths)) as captured:
+        answer = forward_answer_logits(net, batch, keep_full)
+    return answer, {paths[path]: state for path, state in hidden_states(captured, batch).items()}

@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from unlearning.data.collator import ChatCollator
 from unlearning.data.examples import Example
-from unlearning.inference.scoring import AnswerLogits, forward_answer_logits
+from unlearning.inference.scoring import AnswerLogits
 from unlearning.runs.io import atomic_write_dir
-from unlearning.training.hidden_states import HiddenStates, capture, hidden_states, layer_paths
+from unlearning.training.hidden_states import HiddenStates, forward_with_states
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,7 @@ class Preparation:
                 ) -> tuple[AnswerLogits, dict[str, HiddenStates]]:
         """The batch's answer logits and the outputs of ``layers`` (gradients flow unless the caller disables
         them)."""
-        if not layers:
-            return forward_answer_logits(self.model, batch), {}
-        paths = dict(zip(layer_paths(self.language_model, layers), layers, strict=True))
-        with capture(self.model, list(paths)) as captured:
-            answer = forward_answer_logits(self.model, batch)
-        return answer, {paths[path]: state for path, state in hidden_states(captured, batch).items()}
+        return forward_with_states(self.model, batch, self.language_model, layers)
 
 
 def prepared_statistics(method: Any, preparation: Preparation, cache_dir: Path, key: str
