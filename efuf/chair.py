@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import inflect
+import numpy as np
 
 DEFAULT_SYNONYMS = Path(__file__).with_name("synonyms.txt")
 ANIMALS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe")
@@ -153,3 +154,18 @@ def chair_scores(results: Sequence[CaptionChair]) -> dict[str, float | int]:
     return {"chair_s": with_hallucination / len(results) if results else 0.0,
             "chair_i": hallucinated / mentioned if mentioned else 0.0,
             "n_captions": len(results), "n_mentioned": mentioned, "n_hallucinated": hallucinated}
+
+
+def weighted_chair(weights: np.ndarray, results: Sequence[CaptionChair]) -> dict[str, np.ndarray]:
+    """CHAIR_s and CHAIR_i with each caption counted ``weights[b, i]`` times, per row ``b`` (a bootstrap resample
+    of images). CHAIR_i stays a ratio of sums, hallucinated over mentioned words of the drawn captions, not a mean
+    of per-caption ratios: ``chair_scores`` of the repeated captions, for every row at once."""
+    weights = np.asarray(weights, dtype=float)
+    mentioned = weights @ np.array([len(r.mentioned) for r in results], dtype=float)
+    hallucinated = weights @ np.array([len(r.hallucinated) for r in results], dtype=float)
+    with_hallucination = weights @ np.array([bool(r.hallucinated) for r in results], dtype=float)
+    captions = weights.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"chair_s": np.where(captions > 0, with_hallucination / np.where(captions > 0, captions, 1), 0.0),
+                "chair_i": np.where(mentioned > 0, hallucinated / np.where(mentioned > 0, mentioned, 1), 0.0),
+                "n_captions": captions, "n_mentioned": mentioned, "n_hallucinated": hallucinated}

@@ -14,11 +14,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from efuf import chair, metrics
 from efuf.chair_original import OriginalChair, punkt_model, wordnet_source
 from efuf.release import EfufData
 from unlearning.compat import Compat
 from unlearning.evaluation.general import general_results
+from unlearning.evaluation.intervals import Resampler
 from unlearning.evaluation.runner import EvalContext, EvalSettings, Evaluation, Part
 from unlearning.inference.answers import generate_answers
 from unlearning.inference.decoding import Decoding
@@ -121,7 +124,11 @@ def evaluation(data: EfufData, options: EvalOptions, settings: EvalSettings) -> 
     def summarize(results: Mapping[str, dict[str, Any]], reference_dir: Path | None) -> dict[str, Any]:
         return {"captions": results["captions"]["aggregate"], "general": general_results(results)}
 
-    return Evaluation({"captions": part}, summarize)
+    def resample(results: Mapping[str, dict[str, Any]], reference_dir: Path | None, resampler: Resampler
+                 ) -> dict[str, np.ndarray]:
+        return resample_captions(results, resampler)
+
+    return Evaluation({"captions": part}, summarize, resample)
 
 
 def score_caption(reader: ToolkitReader | OriginalChair, image: str, caption: str, truth: Sequence[str],
@@ -134,13 +141,40 @@ def score_caption(reader: ToolkitReader | OriginalChair, image: str, caption: st
             "length": metrics.caption_length(caption), **metrics.caption_bleu(references, caption, character_bleu)}
 
 
+def _caption_chair(sample: Mapping[str, Any]) -> chair.CaptionChair:
+    return chair.CaptionChair(tuple(map(tuple, sample["mentioned"])), tuple(map(tuple, sample["hallucinated"])))
+
+
 def aggregate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """CHAIR over every caption, mean BLEU and length, and the objects a caption names that the image holds."""
-    results = [chair.CaptionChair(tuple(map(tuple, s["mentioned"])), tuple(map(tuple, s["hallucinated"])))
-               for s in samples]
-    out: dict[str, Any] = dict(chair.chair_scores(results))
+    out: dict[str, Any] = dict(chair.chair_scores([_caption_chair(s) for s in samples]))
     n = len(samples)
     out["grounded_per_caption"] = (out["n_mentioned"] - out["n_hallucinated"]) / n if n else 0.0
     for key in (*metrics.BLEU_WEIGHTS, "length"):
         out[key] = sum(s[key] for s in samples) / n if n else 0.0
+    return out
+
+
+STRATUM = "images"  # one caption per evaluation image: the images are the unit, all in one group
+
+
+def resample_captions(results: Mapping[str, dict[str, Any]], resampler: Resampler) -> dict[str, np.ndarray]:
+    """Bootstrap replicates of every caption metric the table reads, images resampled: CHAIR_s, CHAIR_i (a ratio
+    of the drawn captions' summed counts, ``chair.weighted_chair``) and objects per caption from the drawn counts,
+    BLEU and length as means over the drawn captions. MME and POPE keep no per-image results: no interval (NaN)."""
+    samples = results["captions"]["samples"]
+    out: dict[str, np.ndarray] = {}
+    if general_results(results) is not None:
+        out["general"] = np.full(resampler.resamples, np.nan)
+    if not samples:  # nothing to draw: the point values are placeholders, with no interval
+        nothing = np.full(resampler.resamples, np.nan)
+        return {**out, **{f"captions.{key}": nothing for key in ("chair_s", "chair_i", "grounded_per_caption",
+                                                                 *metrics.BLEU_WEIGHTS, "length")}}
+    images = [s["image"] for s in samples]
+    weights = resampler.weights(STRATUM, images)
+    scores = chair.weighted_chair(weights, [_caption_chair(s) for s in samples])
+    out["captions.chair_s"], out["captions.chair_i"] = scores["chair_s"], scores["chair_i"]
+    out["captions.grounded_per_caption"] = (scores["n_mentioned"] - scores["n_hallucinated"]) / scores["n_captions"]
+    for key in (*metrics.BLEU_WEIGHTS, "length"):
+        out[f"captions.{key}"] = resampler.mean(STRATUM, images, [s[key] for s in samples])
     return out
