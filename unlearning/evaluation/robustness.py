@@ -7,6 +7,10 @@ the benchmark's own ``table_rows``; the columns are the benchmark's ``robustness
 unattacked first; the reference model's rows are the baseline (the same attack on a model that never learnt the
 forget set, or one that was never made to forget it).
 
+Relearning budgets (``relearn_<steps>``) follow the other attacks in the order of their steps; with any of them a
+second table, ``results/<benchmark>_relearn.{json,csv,md}``, shows the relearning curve: per run and metric, the
+value after each budget as columns (0 steps: the model before relearning, on the same evaluation half).
+
     python -m unlearning.evaluation.robustness [run_root] [out_dir]     # runs results
 """
 
@@ -22,6 +26,7 @@ from omegaconf import OmegaConf
 
 from unlearning.benchmarks import PROJECT_ROOT, benchmark_class
 from unlearning.evaluation.attacks import ATTACK_NAMES, ATTACKS_DIR
+from unlearning.evaluation.attacks.relearn import budget_of
 from unlearning.evaluation.schema import SchemaError, read_summary
 from unlearning.runs.folders import find_runs, read_run
 from unlearning.runs.io import CorruptFile, atomic_write_csv, atomic_write_json, atomic_write_text
@@ -43,8 +48,14 @@ def robustness_columns(benchmark: str, report: Any, config_dir: Path = PROJECT_R
     return [column.name for column in report.columns if column.better]
 
 
-def _order(attack: str) -> int:
-    return -1 if attack == UNATTACKED else (ATTACK_NAMES.index(attack) if attack in ATTACK_NAMES else len(ATTACK_NAMES))
+def _order(attack: str) -> tuple[int, int]:
+    """Unattacked first, then the attacks as ``ATTACK_NAMES`` lists them, then relearning budgets by their steps."""
+    if attack == UNATTACKED:
+        return -1, 0
+    if attack in ATTACK_NAMES:
+        return ATTACK_NAMES.index(attack), 0
+    steps = budget_of(attack)
+    return len(ATTACK_NAMES), -1 if steps is None else steps
 
 
 def collect_robustness(run_root: Path) -> dict[str, list[dict[str, Any]]]:
@@ -100,7 +111,47 @@ def write_robustness(run_root: Path, out_dir: Path) -> list[Path]:
                                                    + "\n".join(lines) + "\n")
         written.append(stem.with_suffix(".md"))
         print(f"\n{benchmark} robustness ({stem}.json, .csv, .md)\n\n" + "\n".join(lines))
+        curve = write_relearning_curve(benchmark, rows, key, metrics, cls.report, out_dir)
+        written += [curve] if curve else []
     return written
+
+
+def relearning_curve(rows: list[dict[str, Any]], key: list[str], metrics: list[str]
+                     ) -> tuple[list[int], list[dict[str, Any]]]:
+    """The budgets and, per run (and row key) and metric, the metric after each budget (``steps_<n>``)."""
+    budgets = sorted({steps for row in rows if (steps := budget_of(row["attack"])) is not None})
+    curve: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        steps = budget_of(row["attack"])
+        if steps is None:
+            continue
+        for metric in metrics:
+            ident = (row["run"], *(row.get(k) for k in key), metric)
+            entry = curve.setdefault(ident, {"run": row["run"], "method": row.get("method"),
+                                             **{k: row.get(k) for k in key}, "metric": metric})
+            entry[f"steps_{steps}"] = row.get(metric)
+    return budgets, list(curve.values())
+
+
+def write_relearning_curve(benchmark: str, rows: list[dict[str, Any]], key: list[str], metrics: list[str],
+                           report: Any, out_dir: Path) -> Path | None:
+    """``<benchmark>_relearn.{json,csv,md}`` when some run was relearned: the curve as columns, one per budget."""
+    budgets, curve = relearning_curve(rows, key, metrics)
+    if not budgets:
+        return None
+    columns = ["run", "method", *key, "metric", *(f"steps_{steps}" for steps in budgets)]
+    titles = ["run", "method", *key, "metric", *(f"{steps} steps" for steps in budgets)]
+    for entry in curve:
+        entry["metric"] = report.column(entry["metric"]).title
+    stem = out_dir / f"{benchmark}_relearn"
+    atomic_write_json(stem.with_suffix(".json"), {"columns": columns, "budgets": budgets, "rows": curve})
+    atomic_write_csv(stem.with_suffix(".csv"), curve, columns)
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    lines += ["| " + " | ".join(_cell(entry.get(column)) for column in columns) + " |" for entry in curve]
+    atomic_write_text(stem.with_suffix(".md"), f"# {benchmark}: forget metrics on the evaluation half after "
+                                               "relearning the other half\n\n" + "\n".join(lines) + "\n")
+    print(f"\n{benchmark} relearning curve ({stem}.json, .csv, .md)\n\n" + "\n".join(lines))
+    return stem.with_suffix(".md")
 
 
 if __name__ == "__main__":

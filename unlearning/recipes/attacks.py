@@ -1,10 +1,13 @@
 """The evaluation command under attacks (``attack=``): which attacks, which parts they transform, the reference
-model they are also run on, and the robustness tables written after them (``unlearning.evaluation.attacks``)."""
+model they are also run on, and the robustness tables written after them (``unlearning.evaluation.attacks``).
+The relearning attack's learning rate defaults to the benchmark recipe's, and its forget set is split once the
+benchmark is read (``with_benchmark``), before any model loads."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from unlearning.evaluation.attacks import (
     attacked_weights,
     parse_attacks,
 )
+from unlearning.evaluation.attacks.relearn import RelearnError, split_forget, unit_of
 from unlearning.evaluation.robustness import write_robustness
 from unlearning.evaluation.runner import EvalSettings, Evaluation, ModelLoader, run_evaluation
 from unlearning.recipes.slices import EvalConfig
@@ -43,6 +47,9 @@ class AttackPlan:
     parts: tuple[str, ...]
     reference_split: str | None
     table_dir: Path
+    forget_split: str | None = None  # the split the relearning attack halves
+    modules: Mapping[str, Sequence[str]] | None = None  # model.modules and model.lora_targets: what relearning trains
+    lora_targets: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.attacks)
@@ -51,11 +58,14 @@ class AttackPlan:
     def from_config(cls, cfg: Any, config: EvalConfig) -> AttackPlan:
         settings = dict(_plain(cfg.get("attacks")) or {})
         table_dir = Path(settings.pop("table_dir", None) or "results")
+        if isinstance(settings.get("relearn"), dict) and settings["relearn"].get("lr") is None:
+            settings["relearn"] = {**settings["relearn"], "lr": recipe_lr(cfg, bool(settings["relearn"].get("lora")))}
         attacks = tuple(parse_attacks(_plain(cfg.get("attack")), settings))
         robustness = _plain(cfg.benchmark.get("robustness")) or {}
         parts = tuple(robustness.get("parts") or DEFAULT_PARTS)
         reference_split = robustness.get("reference_split") or config.reference_split
-        plan = cls(attacks, parts, reference_split, table_dir)
+        plan = cls(attacks, parts, reference_split, table_dir, config.forget_split, config.model.modules,
+                   tuple(config.model.lora_targets))
         if attacks and not config.reference_run and not reference_split:
             raise AttackError(
                 f"attack={','.join(a.name for a in attacks)}: benchmark {config.benchmark.name!r} names no reference "
@@ -63,6 +73,28 @@ class AttackPlan:
                 "forgetting started from: its finetune run, or the run folder model_path=<model> made for it), "
                 "or set benchmark.robustness.reference_split=<the split of its finetune run>")
         return plan
+
+    def with_benchmark(self, benchmark: Any) -> AttackPlan:
+        """The plan with the relearning attacks' forget set split (the benchmark's forget stream of the evaluated
+        forget split, halved by its units: ``benchmark.unit_of`` where it defines one)."""
+        relearns = [attack.relearn for attack in self.attacks if attack.relearn is not None]
+        if not relearns:
+            return self
+        options = relearns[0].options
+        if options.lr is None:
+            raise AttackError(f"attack relearn: benchmark {benchmark.name!r} has no recipe learning rate to relearn "
+                              "with; pass attacks.relearn.lr=<rate>")
+        try:
+            split = split_forget(benchmark.stream("forget", self.forget_split), options.fraction, options.seed,
+                                 getattr(benchmark, "unit_of", unit_of))
+        except RelearnError as error:
+            raise AttackError(f"attack relearn on {benchmark.name} {self.forget_split}: {error}") from error
+        log.info("relearn: %d units relearned (%d examples), %d evaluated; budgets %s", len(split.relearn_units),
+                 len(split.examples), len(split.eval_units), ", ".join(str(r.steps) for r in relearns))
+        attacks = tuple(attack if attack.relearn is None else dataclasses.replace(attack, relearn=dataclasses.replace(
+            attack.relearn, split=split, modules=self.modules, lora_targets=self.lora_targets))
+            for attack in self.attacks)
+        return dataclasses.replace(self, attacks=attacks)
 
     def reference(self, config: EvalConfig) -> Path:
         """The reference run the attacks are also run on (``reference_run``, else the finetune run on
@@ -98,3 +130,12 @@ class AttackPlan:
         if accelerator.is_main_process:
             for path in write_robustness(Path(run_root), self.table_dir):
                 log.info("robustness table: %s", path)
+
+
+def recipe_lr(cfg: Any, lora: bool) -> float | None:
+    """The relearning attack's default learning rate: the rate the benchmark's recipe learns the facts with (its
+    finetune ``lr``, full finetuning) or, with a LoRA, the rate its forgetting trains LoRA adapters with."""
+    recipe = cfg.benchmark.get("recipe") or {}
+    stage = recipe.get("forget" if lora else "finetune") or {}
+    lr = stage.get("lr")
+    return None if lr is None else float(lr)

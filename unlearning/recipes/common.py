@@ -274,7 +274,7 @@ def prepare_run(config: TrainingConfig, base_model: str, accelerator: Accelerato
         log.info("%s is already trained with these settings; nothing to do (pass overwrite=true to train it again, "
                  "or run_name= for another folder)", claim.run_dir)
         return claim
-    claim = dataclasses.replace(claim, lock=lock, key=identity_hash(identity))
+    claim = dataclasses.replace(claim, lock=lock, key=identity_hash(identity), identity=identity)
     if accelerator.is_main_process:
         start_attempt(claim, resolved, identity)
         log.info("%s %s (written in %s until it finishes)", "new run" if claim.state == "new" else

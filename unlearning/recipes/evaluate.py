@@ -142,6 +142,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     settings = EvalSettings.from_config(to_dict(cfg.eval), compat)
     attacks = AttackPlan.from_config(cfg, config)  # attack=...: checked before any model loads
     benchmark = build_benchmark(config.benchmark, accelerator)
+    attacks = attacks.with_benchmark(benchmark)  # the relearning attack's forget set halved, before any model loads
     evaluation = build_evaluation(config, benchmark, settings, accelerator)
     runs, reference = runs_to_evaluate(config, accelerator)
     if attacks:  # the reference model is attacked too (first): the attacks' baseline

@@ -65,6 +65,7 @@ from unlearning.training.preparation import (
     STATISTICS_FILE,
     Preparation,
     gradient_masker,
+    preparation_key,
     prepared_statistics,
     restrict_training,
 )
@@ -143,9 +144,10 @@ def preparation_for(method: Any, model: torch.nn.Module, collator: Any, streams:
 
 
 def run_preparation(method: Any, preparation: Preparation, config: TrainingConfig, claim: Any) -> None:
-    """The method's preparation pass (``prepare``), cached by the run's identity; its statistics handed to the
+    """The method's preparation pass (``prepare``), cached by ``preparation_key``; its statistics handed to the
     method (``use_statistics``) and copied into the run folder."""
-    statistics = prepared_statistics(method, preparation, config.group_dir / PREPARED, claim.key)
+    key = preparation_key(claim.identity, method) if claim.identity is not None else claim.key
+    statistics = prepared_statistics(method, preparation, config.group_dir / PREPARED, key)
     if preparation.accelerator.is_main_process:
         save_file(statistics, str(claim.work_dir / STATISTICS_FILE))
     if hasattr(method, "use_statistics"):

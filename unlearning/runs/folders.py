@@ -62,6 +62,7 @@ class RunClaim:
     state: str
     lock: Lock | None = field(default=None, compare=False)
     key: str = ""  # the identity's hash (what caches computed for this run are filed under)
+    identity: dict[str, Any] | None = field(default=None, compare=False)  # the settings ``key`` hashes
 
     @contextlib.contextmanager
     def held(self) -> Iterator[RunClaim]:

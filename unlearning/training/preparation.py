@@ -3,8 +3,10 @@ activation statistics), and the generic pieces that use them (trained modules, g
 
 The pass streams over each stream's examples in batches (progress shown), so it never holds more than one batch's
 activations and whatever running sums the method keeps. Its result (tensors by name) is cached under the benchmark
-and model's folder by the run's identity hash, so a resumed run reuses it and a run on changed data or settings
-(another identity) computes its own; a copy goes into the run folder with the checkpoint.
+and model's folder by ``preparation_key``: the hash of the run's identity without the settings that act only after
+the pass (the optimiser's, and the method settings it does not list in ``preparation_settings``), so a resumed run,
+or a run that differs only in its learning rate or a mask threshold, reuses it, and a run on changed data, model or
+LoRA computes its own; a copy goes into the run folder with the checkpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tqdm.auto import tqdm
 from unlearning.data.collator import ChatCollator
 from unlearning.data.examples import Example
 from unlearning.inference.scoring import AnswerLogits
+from unlearning.runs.identity import identity_hash
 from unlearning.runs.io import atomic_write_dir
 from unlearning.training.hidden_states import HiddenStates, forward_with_states
 
@@ -30,6 +33,23 @@ log = logging.getLogger(__name__)
 
 PREPARED = ".prepared"  # beside the runs of a benchmark/model: statistics by identity hash
 STATISTICS_FILE = "statistics.safetensors"
+# Identity keys that shape only the optimisation after the pass (which examples a batch holds, the model it starts
+# from, its LoRA and its seed stay: they change the gradients and activations the pass measures)
+AFTER_PREPARATION = ("lr", "epochs", "max_steps", "grad_accum", "effective_batch", "schedule_accum", "weight_decay",
+                     "adam_eps", "warmup_ratio", "scheduler", "max_grad_norm", "shuffle", "decay_exempt", "passes",
+                     "reference_model")
+
+
+def preparation_key(identity: Mapping[str, Any], method: Any) -> str:
+    """The hash the method's statistics are cached under: the run's identity without ``AFTER_PREPARATION`` and,
+    when the method lists them (``preparation_settings``), without its settings other than those; a method listing
+    none keeps all of its settings (safe: recomputed whenever one changes)."""
+    kept = {key: value for key, value in identity.items() if key not in AFTER_PREPARATION}
+    listed = getattr(method, "preparation_settings", None)
+    if listed is not None and isinstance(kept.get("method"), Mapping):
+        kept["method"] = {key: value for key, value in kept["method"].items()
+                          if key == "name" or key in tuple(listed)}
+    return identity_hash(kept)
 
 
 @dataclass

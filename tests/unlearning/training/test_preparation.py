@@ -21,7 +21,7 @@ from unlearning.models.loading import load_model
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.forget import forget
 from unlearning.training.hidden_states import capture, find_modules
-from unlearning.training.preparation import PREPARED, STATISTICS_FILE
+from unlearning.training.preparation import PREPARED, STATISTICS_FILE, preparation_key
 
 COMMON = ("method=ga", "max_steps=2", "batch_size=2", "lora.r=4", "lora.alpha=8", "lr=1e-2")
 
@@ -151,6 +151,12 @@ def test_the_preparation_pass_is_reused_on_resume_and_redone_on_other_data(tmp_p
     assert (cached / STATISTICS_FILE).is_file() and (run / STATISTICS_FILE).is_file() and method.calls == [1]
     forget(forget_config(tmp_path, fiu_dir, tiny_dir, "overwrite=true"))  # the same identity: reused
     assert method.calls == [1]
+    other_rate = forget(forget_config(tmp_path, fiu_dir, tiny_dir, "lr=5e-3"))  # another run, the same statistics
+    assert other_rate != run and method.calls == [1] and len(list((group / PREPARED).iterdir())) == 1
+    assert load_file(str(other_rate / STATISTICS_FILE)).keys() == load_file(str(run / STATISTICS_FILE)).keys()
+    forget(forget_config(tmp_path, fiu_dir, tiny_dir, "lora.r=2", "lora.alpha=4"))  # other LoRA: other gradients
+    assert method.calls == [1, 1]
+    method.calls.clear()
     data = tmp_path / "data"
     shutil.copytree(fiu_dir, data)
     records = [json.loads(line) for line in (data / "full.json").read_text().splitlines()]
@@ -159,7 +165,26 @@ def test_the_preparation_pass_is_reused_on_resume_and_redone_on_other_data(tmp_p
     record["qa_list"][0]["answer"] += " Indeed."  # one forgotten answer changed: another identity
     (data / "full.json").write_text("".join(json.dumps(r) + "\n" for r in records))
     forget(forget_config(tmp_path, data, tiny_dir))
-    assert method.calls == [1, 1] and len(list((group / PREPARED).iterdir())) == 2
+    assert method.calls == [1] and len(list((group / PREPARED).iterdir())) == 3
+
+
+def test_the_preparation_key_leaves_out_what_acts_after_the_pass():
+    identity = {"lr": 1e-3, "epochs": 8, "seed": 1, "lora": {"r": 4}, "data": "abc",
+                "method": {"name": "m", "threshold": 1.0, "layers": 3}}
+
+    class Listing:
+        preparation_settings = ("layers",)
+
+    def key(declaring=None, **changes):
+        return preparation_key({**identity, **changes}, declaring or Listing())
+
+    assert key(lr=1e-4, epochs=2) == key()  # the optimiser's settings
+    assert key(method={**identity["method"], "threshold": 2.0}) == key()  # a setting the method does not list
+    for changed in ({"method": {**identity["method"], "layers": 2}}, {"seed": 2}, {"lora": {"r": 8}},
+                    {"data": "abd"}, {"method": {**identity["method"], "name": "n"}}):
+        assert key(**changed) != key(), changed
+    unlisted = object()  # a method listing nothing keeps every setting of its own
+    assert key(unlisted, method={**identity["method"], "threshold": 2.0}) != key(unlisted)
 
 
 @dataclass

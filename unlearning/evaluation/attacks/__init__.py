@@ -6,6 +6,9 @@ evaluated? Each attack is a setting of the evaluation (``eval_everything.bash at
 - ``image_crop``, ``image_rotate``, ``image_blur``, ``image_noise``, ``image_jpeg``, ``image_rephrase`` (each image
   one of those, drawn with the seed): the forget parts' questions with transformed images (``attacks.images``).
 - ``text_only``: the forget parts' questions asked without their images (text-only leakage).
+- ``relearn``: one attack per budget in ``attacks.relearn.steps`` (``relearn_<steps>``): the model fine-tuned for
+  that many steps on one half of the forget set's units, its forget parts evaluated and summarised on the other half
+  (``unlearning.evaluation.attacks.relearn``); budget 0 is the model before relearning, on the same half.
 
 An attacked evaluation writes its parts and summary under ``eval/attacks/<name>/``, never over the unattacked ones;
 its parts are cached and fingerprinted like any part, the attack's settings in the fingerprint. Input attacks
@@ -33,6 +36,19 @@ from unlearning.data.examples import Example, ImageSource
 from unlearning.data.images import image_key
 from unlearning.evaluation.attacks.images import MIXED, TRANSFORMS, ImageOptions, transform_image
 from unlearning.evaluation.attacks.quantize import QuantizeOptions, backend_fingerprint, quantize, resolve_backend
+from unlearning.evaluation.attacks.relearn import (
+    PREFIX as RELEARN,
+)
+from unlearning.evaluation.attacks.relearn import (
+    Relearn,
+    RelearnedModel,
+    RelearnError,
+    RelearnOptions,
+    budget_name,
+    budget_of,
+    evaluation_half,
+    relearned_compute,
+)
 from unlearning.evaluation.runner import EvalContext, Evaluation, LazyModel, ModelLoader, Part, cached_result
 from unlearning.runs.io import CorruptFile, read_json
 
@@ -51,6 +67,9 @@ class AttackError(ValueError):
     """An attack that cannot be run as asked; the message says what to pass."""
 
 
+KNOWN = f"{', '.join(ATTACK_NAMES)}, {RELEARN} (or {RELEARN}_<steps>)"
+
+
 @dataclass(frozen=True)
 class Attack:
     """One attack and its settings."""
@@ -58,6 +77,7 @@ class Attack:
     name: str
     quantize: QuantizeOptions = dataclasses.field(default_factory=QuantizeOptions)
     images: ImageOptions = dataclasses.field(default_factory=ImageOptions)
+    relearn: Relearn | None = None  # a relearning budget (``relearn_<steps>``)
 
     @property
     def on_model(self) -> bool:
@@ -73,6 +93,8 @@ class Attack:
                        **({"group_size": self.quantize.group_size} if backend == "torchao" else {}))
         elif self.name in IMAGES:
             out["images"] = dataclasses.asdict(self.images)
+        elif self.relearn is not None:
+            out["relearn"] = self.relearn.fingerprint()
         return out
 
 
@@ -85,14 +107,14 @@ def attacked_weights(weights: str | None, fingerprint: Mapping[str, Any]) -> str
 
 def parse_attacks(value: Any, settings: Mapping[str, Any] | None = None) -> list[Attack]:
     """The attacks ``attack=`` names (null, a name or a list), with ``attacks.*`` settings; an unknown name lists
-    the known ones."""
+    the known ones. ``relearn`` stands for one attack per budget of ``attacks.relearn.steps``."""
     if value is None or value == []:
         return []
     names = [value] if isinstance(value, str) else list(value)
     settings = dict(settings or {})
-    unknown = sorted(set(settings) - {"quantize", "images"})
+    unknown = sorted(set(settings) - {"quantize", "images", "relearn"})
     if unknown:
-        raise AttackError(f"attacks.{unknown[0]}: unknown settings; attacks has quantize and images")
+        raise AttackError(f"attacks.{unknown[0]}: unknown settings; attacks has quantize, images and relearn")
     try:
         quantize_options = QuantizeOptions(**(settings.get("quantize") or {}))
         image_settings = dict(settings.get("images") or {})
@@ -100,17 +122,23 @@ def parse_attacks(value: Any, settings: Mapping[str, Any] | None = None) -> list
             if key in image_settings:
                 image_settings[key] = tuple(image_settings[key])
         image_options = ImageOptions(**image_settings)
-    except TypeError as error:
+        relearn_settings = dict(settings.get("relearn") or {})
+        if "steps" in relearn_settings and not isinstance(relearn_settings["steps"], int):
+            relearn_settings["steps"] = tuple(relearn_settings["steps"])
+        relearn_options = RelearnOptions(**relearn_settings)
+    except (TypeError, RelearnError) as error:
         raise AttackError(f"attacks settings: {error}") from error
     attacks = []
     for name in names:
-        if name == "relearn":
-            raise AttackError(f"attack relearn (relearning on part of the forget set) is not implemented yet; known "
-                              f"attacks: {', '.join(ATTACK_NAMES)}")
+        budgets = relearn_options.steps if name == RELEARN else [budget_of(name)]
+        if budgets != [None]:
+            attacks += [Attack(budget_name(steps), quantize_options, image_options, Relearn(steps, relearn_options))
+                        for steps in budgets]
+            continue
         if name not in ATTACK_NAMES:
-            close = difflib.get_close_matches(str(name), ATTACK_NAMES, n=1)
+            close = difflib.get_close_matches(str(name), [*ATTACK_NAMES, RELEARN], n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise AttackError(f"unknown attack {name!r}; known attacks: {', '.join(ATTACK_NAMES)}.{hint}")
+            raise AttackError(f"unknown attack {name!r}; known attacks: {KNOWN}.{hint}")
         attacks.append(Attack(name, quantize_options, image_options))
     if len({a.name for a in attacks}) != len(attacks):
         raise AttackError(f"attack lists an attack twice: {names}")
@@ -179,17 +207,30 @@ def attacked_evaluation(evaluation: Evaluation, attack: Attack, attacked_parts: 
                         device: torch.device | str = "cpu") -> Evaluation:
     """``evaluation`` under ``attack`` (its parts keyed by ``attacked_weights``): for an input attack the attacked
     parts see transformed examples and the others are the unattacked results (``unattacked_dir``), reused or
-    computed there. The summary records the attack; a reference evaluated under other attack settings is not
-    compared with."""
+    computed there. Under a relearning budget the attacked parts are computed on the relearned model (budget 0: the
+    unattacked results) and summarised on the evaluation half. The summary records the attack; a reference evaluated
+    under other attack settings is not compared with."""
+    if attack.relearn is not None and attack.relearn.split is None:
+        raise AttackError(f"attack {attack.name}: the forget set was not split into its relearned and evaluated "
+                          "halves")
     fingerprint = attack.fingerprint(device)
     keys = set(evaluation.parts) if attack.on_model else set(attacked_parts) & set(evaluation.parts)
     if not keys:
         raise AttackError(f"attack {attack.name}: none of the parts {sorted(attacked_parts)} (benchmark.robustness."
                           f"parts) is among this evaluation's parts {sorted(evaluation.parts)}")
-    transform = None if attack.on_model else ExampleTransform(attack)
+    relearn, relearned = attack.relearn, None
+    if relearn is not None and relearn.split is not None:
+        try:
+            evaluation = evaluation_half(evaluation, relearn.split, relearn.steps)
+        except RelearnError as error:
+            raise AttackError(f"attack {attack.name}: {error}") from error
+        relearned = RelearnedModel(relearn, accelerator) if relearn.steps else None
+    transform = None if attack.on_model or relearn is not None else ExampleTransform(attack)
     parts: dict[str, Part] = {}
     for key, part in evaluation.parts.items():
-        if key in keys:
+        if key in keys and relearned is not None:  # relearn budget 0 falls through: the unattacked results
+            parts[key] = dataclasses.replace(part, compute=relearned_compute(part.compute, relearned))
+        elif key in keys and relearn is None:
             parts[key] = dataclasses.replace(part, compute=_attacked_compute(part, transform))
         else:
             parts[key] = dataclasses.replace(part, compute=_unattacked_compute(part, unattacked_dir, compat, model,

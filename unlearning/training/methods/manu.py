@@ -158,6 +158,8 @@ class ModalityAwareNeuronUnlearning:
 
     trains = False
     needs_reference = False
+    # what the statistics depend on; percent, weights and epsilon only rank them (a sweep over percent reuses them)
+    preparation_settings = ("language_layers", "vision_layers", "vision_tower", "text_only_language", "threshold")
 
     def __post_init__(self) -> None:
         self.weights = {str(k): float(v) for k, v in dict(self.weights).items()}

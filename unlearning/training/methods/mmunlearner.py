@@ -85,6 +85,7 @@ class MMUnlearner:
     retain_weight: float = 1.0
 
     needs_reference = False
+    preparation_settings = ()  # the Fisher diagonals depend on none of them: a new threshold reuses them
 
     def __post_init__(self) -> None:
         if self.threshold <= 0:
