@@ -3,7 +3,9 @@
 Each lives in the ``eval`` package as ``eval/<name>.py`` and registers an object with its settings class,
 its built-in (offline) data writer, its questions and its scores; the engine generates the answers. A
 benchmark config lists the ones it reports (``general_evals``) and ``eval.general.<name>`` holds their
-settings. All of them form one evaluation part, ``eval/general.json``.
+settings. All of them form one evaluation part, ``eval/general.json``. An evaluation graded by the LLM judge
+(``judged``) gets the engine's judge (None when none is configured) and reports its counts as ``judge``; the part
+sums them, so the summary's judge status and the retry of failed requests cover it like any judged part.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearning.data.examples import Example
+from unlearning.evaluation.judge.judgments import add_counts
 from unlearning.evaluation.runner import EvalContext, Part
 from unlearning.inference.answers import generate_answers
 from unlearning.registry import Registry
@@ -29,12 +32,15 @@ FILE_VERSION = 2
 class GeneralEval:
     """One general evaluation: its settings class (a dataclass with ``data_dir``, ``builtin_dir`` where the
     built-in data is written, and ``max_new_tokens``), its built-in data writer, its questions (the release's
-    items and the prompt to answer for each) and its scores (with ``accuracy``, 0-1, over all questions)."""
+    items and the prompt to answer for each) and its scores (with ``accuracy``, 0-1, over all questions, or None
+    when it cannot be had: a judged evaluation without a judge). ``judged``: ``score`` also takes the judge and
+    the accelerator, ``score(items, answers, judge, accelerator)``."""
 
     settings: type
     write_builtin: Callable[[Path], Path]
     questions: Callable[[Any], tuple[Sequence[Any], list[Example]]]
-    score: Callable[[Sequence[Any], Sequence[str]], dict[str, Any]]
+    score: Callable[..., dict[str, Any]]
+    judged: bool = False
 
 
 GENERAL_EVALS: Registry[GeneralEval] = Registry("general evaluation")
@@ -70,10 +76,13 @@ def ensure_general_data(settings: Mapping[str, Any], on_main_first: Callable[[Ca
                 Path(values.data_dir), Path(values.builtin_dir), general_eval(name).write_builtin, {}, name.upper()))
 
 
-def general_part(settings: Mapping[str, Any], batch_size: int) -> Part:
+def general_part(settings: Mapping[str, Any], batch_size: int, judge: Mapping[str, Any] | None = None) -> Part:
     """One part running every configured general evaluation on the model (its questions are read here, before
-    any model loads, so a missing file stops the evaluation early and the part's fingerprint covers them)."""
+    any model loads, so a missing file stops the evaluation early and the part's fingerprint covers them).
+    ``judge``: what judged numbers depend on (``EvalSettings.judge_fingerprint``), in the fingerprint when a judged
+    evaluation is configured, so configuring a judge later recomputes the part."""
     questions = {name: general_eval(name).questions(values) for name, values in settings.items()}
+    judged = any(general_eval(name).judged for name in settings)
 
     def compute(context: EvalContext) -> dict[str, Any]:
         model, collator = context.model.get()
@@ -82,25 +91,34 @@ def general_part(settings: Mapping[str, Any], batch_size: int) -> Part:
             items, prompts = questions[name]
             answers = generate_answers(model, collator, prompts, batch_size, values.max_new_tokens,
                                        context.accelerator, desc=name)
-            results[name] = general_eval(name).score(items, answers)
+            evaluation = general_eval(name)
+            results[name] = (evaluation.score(items, answers, context.judge, context.accelerator)
+                             if evaluation.judged else evaluation.score(items, answers))
+        counts = add_counts([result.get("judge") for result in results.values()])
+        if counts is not None:
+            results["judge"] = counts
         return results
 
     fingerprint = {"version": FILE_VERSION, **{name: dataclasses.asdict(v) for name, v in settings.items()}}
+    if judged:
+        fingerprint["judge"] = judge
     return Part("general", fingerprint, compute, data={name: prompts for name, (_, prompts) in questions.items()})
 
 
 def general_results(results: Mapping[str, Any]) -> dict[str, Any] | None:
     """The general evaluations' results among an evaluation's part results (each by name, without the part's
-    fingerprint); None when none ran."""
+    fingerprint and judge counts); None when none ran."""
     general = results.get("general")
     if not general:
         return None
-    return {name: value for name, value in general.items() if name != "fingerprint"} or None
+    return {name: value for name, value in general.items() if name not in ("fingerprint", "judge")} or None
 
 
 def mean_accuracy(general: Mapping[str, Any] | None, names: Sequence[str] | None = None) -> float | None:
-    """The mean of the named general evaluations' overall accuracies (all of them when ``names`` is None)."""
+    """The mean of the named general evaluations' overall accuracies (all of them when ``names`` is None); one
+    without an accuracy (a judged one without a judge) is left out."""
     if not general:
         return None
-    accuracies = [value["accuracy"] for name, value in general.items() if names is None or name in names]
+    accuracies = [value["accuracy"] for name, value in general.items()
+                  if (names is None or name in names) and value.get("accuracy") is not None]
     return sum(accuracies) / len(accuracies) if accuracies else None

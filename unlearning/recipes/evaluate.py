@@ -132,7 +132,8 @@ def build_evaluation(config: EvalConfig, benchmark: Benchmark, settings: EvalSet
         return evaluation
     ensure_general_data(general, lambda work: on_main_first(accelerator, work), ensure_data)
     return dataclasses.replace(evaluation, parts={**evaluation.parts,
-                                                  "general": general_part(general, settings.batch_size)})
+                                                  "general": general_part(general, settings.batch_size,
+                                                                          settings.judge_fingerprint())})
 
 
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
