@@ -3,6 +3,7 @@
     python results_collect.py                             # runs/ -> results/
     python results_collect.py run_root=runs out_dir=results
     python results_collect.py compare=<run A>,<run B>      # paired differences per metric, with intervals and p
+    python results_collect.py select=true                  # also: each run's checkpoint chosen on validation units
 
 Each cell of the Markdown tables shows the value ± the half-width of its bootstrap confidence interval (the
 summary's ``metrics.<row>.<column>.interval``; the CSV has the interval's ends). Runs that differ only in their
@@ -15,6 +16,10 @@ belongs, is left out and listed, named with its field, and every table is writte
 benchmark package decides the columns and each metric's direction (the Markdown header's arrows). Runs evaluated
 at intermediate checkpoints (``eval_everything.bash steps=all``) also give ``<benchmark>_steps.{json,csv,md,png}``:
 the metrics against the optimiser step.
+
+``select=true`` also writes ``<benchmark>_selected.{json,csv,md}``: per run, the checkpoint a rule chooses from its
+evaluated steps' numbers on the validation units alone, and that checkpoint's numbers on the other (reported)
+units, with the reason (``unlearning.evaluation.selection``; docs/selection.md).
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from unlearning.benchmarks import Report, benchmark_class
 from unlearning.evaluation.intervals import paired_difference, read_replicates
 from unlearning.evaluation.robustness import write_robustness
 from unlearning.evaluation.schema import read_summary
+from unlearning.evaluation.selection import Choice, SelectionRule, StepValidation, choose
 from unlearning.evaluation.shape import check_shape, rows_by
 from unlearning.recipes.common import CONFIG_DIR, setup_logging
 from unlearning.runs.console import hydra_app
@@ -483,6 +489,250 @@ def compare(names: Any, run_root: Path, out_dir: Path) -> dict[str, Any]:
     return result
 
 
+# ------------------------------------------------------------------------------------------- checkpoint selection
+
+
+class CannotSelect(ValueError):
+    """Checkpoint selection cannot run as asked; the message says what to do."""
+
+
+SELECTION_KEYS = ("rule", "forget_metric", "utility_metric", "tolerance", "row")
+
+
+def selection_rule(benchmark: str, overrides: Any = None) -> SelectionRule:
+    """A benchmark's rule: the ``selection:`` block of ``config/benchmark/<benchmark>.yaml``, under the settings
+    of ``results_collect.py``'s ``selection:`` that are not null. Metrics are table columns with a direction."""
+    path = Path(CONFIG_DIR) / "benchmark" / f"{benchmark}.yaml"
+    node = OmegaConf.load(path).get("selection") if path.is_file() else None
+    own = OmegaConf.to_container(node, resolve=False) if node is not None else {}
+    given = {k: v for k, v in dict(overrides or {}).items() if v is not None}
+    unknown = sorted(set(given) - set(SELECTION_KEYS))
+    if unknown:
+        raise CannotSelect(f"selection: unknown settings {unknown}; the settings are {', '.join(SELECTION_KEYS)}")
+    settings = {**{k: v for k, v in dict(own or {}).items() if v is not None}, **given}
+    report: Report = benchmark_class(benchmark).report
+    directed = [column.name for column in report.columns if column.better]
+    for key in ("forget_metric", "utility_metric"):
+        if not settings.get(key):
+            raise CannotSelect(f"{benchmark} has no default {key} (config/benchmark/{benchmark}.yaml selection:); "
+                               f"pass selection.{key}=<column>, one of: {', '.join(directed)}")
+        if settings[key] not in directed:
+            raise CannotSelect(f"selection.{key}={settings[key]!r} is not a {benchmark} column with a direction; "
+                               f"one of: {', '.join(directed)}")
+    try:
+        return SelectionRule(forget_better=report.column(settings["forget_metric"]).better,
+                             utility_better=report.column(settings["utility_metric"]).better, **settings)
+    except (TypeError, ValueError) as error:
+        raise CannotSelect(f"{benchmark}: {error}") from error
+
+
+def _selection_file(eval_dir: Path, skipped: list[str]) -> dict[str, Any] | None:
+    path = eval_dir / "selection.json"
+    if not path.is_file():
+        return None
+    try:
+        data = read_json(path)
+    except CorruptFile as error:
+        skipped.append(str(error))
+        return None
+    if not isinstance(data, dict):
+        skipped.append(f"{path}: must be an object")
+        return None
+    return data
+
+
+def _row_key(rule: SelectionRule, data: dict[str, Any], path: Path) -> str:
+    rows = sorted(data.get("validation") or {})
+    if rule.row is not None:
+        if rule.row not in rows:
+            raise CannotSelect(f"{path}: selection.row={rule.row!r} is not one of its rows ({', '.join(rows)})")
+        return rule.row
+    if len(rows) != 1:
+        raise CannotSelect(f"{path}: {len(rows)} rows per run ({', '.join(rows)}); pass selection.row=<one of them>")
+    return rows[0]
+
+
+def step_validation(step: int, data: dict[str, Any], rule: SelectionRule, row: str) -> StepValidation:
+    """What the rule reads of one evaluated step: the two metrics on the validation units, nothing else."""
+    values = (data.get("validation") or {}).get(row) or {}
+    return StepValidation(step, values.get(rule.forget_metric), values.get(rule.utility_metric))
+
+
+def _split_of(data: dict[str, Any]) -> Any:
+    return {stratum: (units.get("validation_hash"), units.get("reported_hash"))
+            for stratum, units in (data.get("units") or {}).items()}
+
+
+def _baseline(run_dir: Path, info: dict[str, Any], rule: SelectionRule, row: str, split: Any,
+              skipped: list[str]) -> tuple[float | None, str]:
+    """The starting model's validation utility (the run its base model came from, evaluated on the same units),
+    or None with the reason it is missing."""
+    entry = info.get("base_model")
+    base = (run_dir / entry).resolve().parent if isinstance(entry, str) and entry.startswith(".") else None
+    if base is None or not (base / RUN_FILE).is_file():
+        return None, "no starting model's run"
+    data = _selection_file(base / "eval", skipped)
+    if data is None or not data.get("available"):
+        return None, f"{base.name} has no validation numbers"
+    if _split_of(data) != split:
+        return None, f"{base.name} was evaluated on other units"
+    return step_validation(0, data, rule, row).utility, base.name
+
+
+def select_run(run_dir: Path, rule: SelectionRule, skipped: list[str]) -> dict[str, Any] | None:
+    """One run's chosen step, from its evaluated steps' validation numbers (and its starting model's validation
+    utility): the choice, the reason, what was read, and the chosen evaluation folder."""
+    info = read_run(run_dir)
+    final = _selection_file(run_dir / "eval", skipped)
+    if final is None:
+        return None
+    points: list[tuple[int, Path]] = []
+    for path in sorted((run_dir / "eval" / "steps").glob("step_*/selection.json")):
+        points.append((int(path.parent.name.removeprefix("step_")), path.parent))
+    steps = (info.get("train") or {}).get("steps") if isinstance(info.get("train"), dict) else None
+    last = steps if isinstance(steps, int) else (points[-1][0] + 1 if points else 0)
+    points = [(step, folder) for step, folder in points if step != last]  # the final model is that step's weights
+    points.append((last, run_dir / "eval"))
+    files = {step: final if folder == run_dir / "eval" else _selection_file(folder, skipped) for step, folder in points}
+    if any(data is None or not data.get("available") for data in files.values()):
+        return None
+    row = _row_key(rule, final, run_dir / "eval" / "selection.json")
+    split = _split_of(final)
+    if any(_split_of(data) != split for data in files.values()):
+        skipped.append(f"{run_dir}: its steps were evaluated on other validation splits (another "
+                       "eval.selection setting or other data); evaluate them again with one")
+        return None
+    seen = [step_validation(step, data, rule, row) for step, data in files.items()]
+    if len(seen) == 1:
+        choice = Choice(seen[0].step, "no intermediate checkpoint evaluated (save_every, steps=all): its final model")
+        baseline, baseline_name = None, ""
+    else:
+        baseline, baseline_name = _baseline(run_dir, info, rule, row, split, skipped)
+        choice = choose(seen, rule, baseline, f"the starting model's ({baseline_name})" if baseline is not None
+                        else f"no starting model's validation numbers: {baseline_name}")
+    if choice.step is None:
+        skipped.append(f"{run_dir}: no step chosen ({choice.reason})")
+        return None
+    folder = dict(points)[choice.step]
+    return {"step": choice.step, "reason": choice.reason, "eligible": list(choice.eligible), "row": row,
+            "steps": [{"step": s.step, rule.forget_metric: s.forget, rule.utility_metric: s.utility} for s in seen],
+            "baseline": baseline, "baseline_run": baseline_name if baseline is not None else None,
+            "eval_dir": folder, "data": files[choice.step], "final": points[-1][0]}
+
+
+def _reported_rows(run_dir: Path, picked: dict[str, Any], skipped: list[str]) -> list[dict[str, Any]] | None:
+    """The chosen step's table rows with every metric on the reported units (and its interval over them)."""
+    folder: Path = picked["eval_dir"]
+    summary_path = folder / "summary.json"
+    if (read := _read(run_dir, summary_path, skipped)) is None:
+        return None
+    info, summary = read
+    if (table := _table_rows(info, summary, summary_path, skipped)) is None:
+        return None
+    cls = benchmark_class(info["benchmark"])
+    seed, identity = seed_group(run_dir)
+    rows = []
+    for row in table:
+        key = str(row.get(cls.report.row_key)) if cls.report.row_key else "all"
+        reported = (picked["data"].get("reported") or {}).get(key) or {}
+        values = {name: metric.get("value") for name, metric in reported.items()}
+        intervals = {name: metric["interval"] for name, metric in reported.items() if metric.get("interval")}
+        rows.append({"model": info["model"], "run": run_dir.name, **row, **values, "step": picked["step"],
+                     "final step": picked["final"], "intervals": intervals, "seed": seed, "identity": identity})
+    return rows
+
+
+def _selection_markdown(benchmark: str, rule: SelectionRule, table: str, picks: list[tuple[Path, dict[str, Any]]],
+                        split: dict[str, Any]) -> str:
+    units = ", ".join(f"{stratum} {u['validation']} of {u['validation'] + u['reported']}"
+                      for stratum, u in sorted((split.get("units") or {}).items()))
+    lines = [f"# {benchmark}: checkpoints chosen on validation units, reported on the others", "",
+             f"Validation: {split.get('validation_fraction', 0):.0%} of each stratum's units, seed "
+             f"{split.get('seed')} (validation units: {units}); the rule reads their numbers only.  ",
+             f"Rule: {rule.describe()}.  ",
+             "Cells: the chosen step's value on the reported units ± half-width of its bootstrap interval over "
+             "those units.", "", table, "## Why each step", "",
+             f"| run | step | final step | reason | validation {rule.forget_metric} / {rule.utility_metric} per step |",
+             "|---|---|---|---|---|"]
+    for run_dir, picked in picks:
+        read = "; ".join(f"{s['step']}: {_cell(s[rule.forget_metric])} / {_cell(s[rule.utility_metric])}"
+                         for s in picked["steps"])
+        lines.append(f"| {run_dir.name} | {picked['step']} | {picked['final']} | {picked['reason']} | {read} |")
+    return "\n".join(lines) + "\n"
+
+
+def collect_selection(run_root: Path, out_dir: Path, overrides: Any = None) -> dict[str, list[dict[str, Any]]]:
+    """``select=true``: per benchmark, each evaluated run's chosen step with its numbers on the reported units, in
+    ``<benchmark>_selected.{json,csv,md}``. A benchmark whose evaluations hold no validation split is named with
+    what to do; none at all is an error (CannotSelect)."""
+    by_benchmark: dict[str, list[Path]] = defaultdict(list)
+    skipped: list[str] = []
+    for run_dir in find_runs(run_root):
+        if (run_dir / "eval" / "summary.json").is_file():
+            try:
+                by_benchmark[str(read_run(run_dir).get("benchmark"))].append(run_dir)
+            except CorruptFile as error:
+                skipped.append(str(error))
+    out: dict[str, list[dict[str, Any]]] = {}
+    refused: list[str] = []
+    for benchmark, runs in sorted(by_benchmark.items()):
+        files = [_selection_file(run / "eval", skipped) for run in runs]
+        unavailable = [data for data in files if data is not None and not data.get("available")]
+        if unavailable:
+            refused.append(f"checkpoint selection is not available for {benchmark} yet: {unavailable[0].get('reason')}")
+            continue
+        if not any(files):
+            refused.append(f"{benchmark}: its runs were evaluated without a validation split (no eval/selection.json); "
+                           "evaluate them again (finished parts are reused: bash scripts/eval_everything.bash "
+                           "steps=all) with eval.selection.validation_fraction > 0")
+            continue
+        rule = selection_rule(benchmark, overrides)
+        rows, picks = [], []
+        for run_dir in runs:
+            try:
+                picked = select_run(run_dir, rule, skipped)
+            except CorruptFile as error:
+                skipped.append(str(error))
+                continue
+            if picked is None:
+                skipped.append(f"{run_dir}: left out of the selection table (no validation numbers at every step; "
+                               "evaluate it again)")
+                continue
+            if (table := _reported_rows(run_dir, picked, skipped)) is not None:
+                rows += table
+                picks.append((run_dir, picked))
+        if not rows:
+            refused.append(f"{benchmark}: no run could be selected")
+            continue
+        cls = benchmark_class(benchmark)
+        cls.finalize_rows(rows)
+        stem = f"{benchmark}_selected"
+        table = write_table(out_dir, stem, f"{benchmark} (chosen checkpoints, reported units)", rows, cls.report,
+                            ("step",))
+        split = picks[0][1]["data"]
+        atomic_write_text(out_dir / f"{stem}.md", _selection_markdown(benchmark, rule, table, picks, split))
+        columns = ["model", "step", *(column.name for column in cls.report.columns)]
+        atomic_write_json(out_dir / f"{stem}.json", {
+            "benchmark": benchmark, "rule": {"text": rule.describe(), **{k: getattr(rule, k) for k in SELECTION_KEYS}},
+            "validation_fraction": split.get("validation_fraction"), "seed": split.get("seed"),
+            "units": split.get("units"), "columns": columns,
+            "better": {column.name: column.better for column in cls.report.columns if column.better},
+            "rows": [{**{column: row.get(column) for column in columns}, "seed": row.get("seed"),
+                      "intervals": row.get("intervals") or {}} for row in rows],
+            "choices": [{"run": run_dir.name, **{k: v for k, v in picked.items() if k not in ("eval_dir", "data")}}
+                        for run_dir, picked in picks],
+        })
+        out[benchmark] = rows
+        print(f"\n{benchmark}: chosen checkpoints ({out_dir}/{stem}.json, .csv, .md)\n\n"
+              f"{(out_dir / f'{stem}.md').read_text()}")
+    _report_skipped(skipped)
+    for line in refused:
+        log.warning("%s", line)
+    if refused and not out:
+        raise CannotSelect("\n".join(refused))
+    return out
+
+
 def list_override(argv: list[str]) -> list[str]:
     """``compare=A,B`` as Hydra reads a list (unquoted, Hydra takes ``A,B`` for a sweep and refuses it)."""
     return [f"compare=[{arg.split('=', 1)[1]}]" if arg.startswith("compare=") and "," in arg
@@ -500,6 +750,11 @@ def main(cfg: DictConfig) -> None:
             raise SystemExit(str(error)) from None
         return
     rows = collect(Path(cfg.run_root), Path(cfg.out_dir))
+    if cfg.get("select"):
+        try:
+            collect_selection(Path(cfg.run_root), Path(cfg.out_dir), cfg.get("selection"))
+        except CannotSelect as error:
+            raise SystemExit(str(error)) from None
     if cfg.check_shape:
         failures = shape_failures(rows)
         if failures:

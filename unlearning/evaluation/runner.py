@@ -33,6 +33,7 @@ from unlearning.evaluation.judge.client import Judge
 from unlearning.evaluation.judge.judgments import judge_status
 from unlearning.evaluation.judge.settings import JudgeSettings, judge_unavailable_reason
 from unlearning.evaluation.schema import SCHEMA_VERSION
+from unlearning.evaluation.selection import ValidationSplit, selection_file, split_metrics
 from unlearning.inference.decoding import Decoding
 from unlearning.runs.fingerprint import content_hash
 from unlearning.runs.io import CorruptFile, atomic_write_json, read_json
@@ -54,6 +55,7 @@ class EvalSettings:
     overwrite: bool = False
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)  # the metrics' confidence intervals
+    selection: ValidationSplit = field(default_factory=ValidationSplit)  # units held out to choose checkpoints
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -79,6 +81,7 @@ class EvalSettings:
                 compat=compat, overwrite=_flag(config.get("overwrite", False)),
                 judge=JudgeSettings(**(config.get("judge") or {})),
                 bootstrap=BootstrapSettings.from_config(config.get("bootstrap")),
+                selection=ValidationSplit.from_config(config.get("selection")),
             )
         except TypeError as error:
             raise ValueError(f"eval settings: {error}") from error
@@ -267,4 +270,28 @@ def run_evaluation(
                               "weights": model}}
     if main:
         atomic_write_json(out_dir / summary_file, summary)
+        write_selection(summary, results, reference_dir, evaluation, metrics, settings, out_dir / selection_file(
+            summary_file))
     return summary
+
+
+def write_selection(summary: dict[str, Any], results: Mapping[str, dict[str, Any]], reference_dir: Path | None,
+                    evaluation: Evaluation, metrics: Callable[[dict[str, Any]], dict[str, Any]] | None,
+                    settings: EvalSettings, path: Path) -> None:
+    """The metrics on the validation and on the reported units (``unlearning.evaluation.selection``), for choosing
+    a checkpoint without reading the reported units; a file saying why not when the benchmark names no units."""
+    if not settings.selection.validation_fraction:
+        path.unlink(missing_ok=True)  # an earlier split's numbers never outlive the setting
+        return
+    if metrics is None or evaluation.resample is None:
+        atomic_write_json(path, {"available": False, "reason": "its evaluation names no unit of independence per "
+                                 "sample (no Evaluation.resample), so no validation split can be held out"})
+        return
+    try:
+        split = split_metrics(summary, results, reference_dir, evaluation.resample, metrics, settings.selection,
+                              settings.bootstrap)
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as error:  # never the evaluation's end
+        log.warning("%s: no validation split (%s: %s)", path, type(error).__name__, error)
+        atomic_write_json(path, {"available": False, "reason": f"its split metrics failed ({error})"})
+        return
+    atomic_write_json(path, {"available": True, **split})

@@ -22,7 +22,8 @@ NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "
                 "num_workers", "pixel_cache_mb")  # where and how batches are collated, not what they hold
 NOT_TRAINING_BENCHMARK = ("builtin_dir", "forget_split", "retain_split", "reference_split", "stage_one_split",
                           "starts_from", "general_evals", "judge", "eval_options", "recipe",
-                          "robustness")  # which parts and columns the attacks' tables hold
+                          "robustness",  # which parts and columns the attacks' tables hold
+                          "selection")  # how results_collect.py chooses a checkpoint (docs/selection.md)
 # An original prompt's settings that only change generation (``OriginalPrompt``)
 ORIGINAL_PROMPT_EVALUATION = ("generation_prompt",)
 # Settings added after runs existed, by the section of the config holding them, at the value that trains as before:
