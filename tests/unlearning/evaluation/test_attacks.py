@@ -1,6 +1,8 @@
 """Attacks (``attack=``): quantized weights really are 8/4-bit with the LoRA merged first, image transforms are
 seeded and change the image, text-only drops it, bad input says what to pass, and end to end on the small FIUBench
-world the attacked parts are written apart from the unattacked ones, next to a robustness table."""
+world the attacked parts are written apart from the unattacked ones, next to a robustness table; the relearning
+attack relearns one half of the forget set (the reference too) and evaluates the other (its units:
+``test_relearn.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import importlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -25,6 +28,7 @@ from unlearning.data.examples import Example
 from unlearning.evaluation.attacks import ATTACK_NAMES, Attack, AttackError, ExampleTransform, parse_attacks
 from unlearning.evaluation.attacks.images import TRANSFORMS, ImageOptions, changed_fraction, transform_image
 from unlearning.evaluation.attacks.quantize import BackendMissing, QuantizeOptions, quantizable, quantize
+from unlearning.evaluation.attacks.relearn import split_forget
 from unlearning.recipes.evaluate import evaluate
 from unlearning.runs.io import read_json
 
@@ -91,8 +95,8 @@ def test_unknown_attack_lists_the_known_ones():
         parse_attacks("text_only", {"quantise": {}})
     assert [a.name for a in parse_attacks(["quantize_8bit", "text_only"])] == ["quantize_8bit", "text_only"]
     assert parse_attacks(None) == []
-    with pytest.raises(AttackError, match="relearn .* not implemented yet"):
-        parse_attacks("relearn")
+    with pytest.raises(AttackError, match=r"known attacks: .*relearn \(or relearn_<steps>\).*Did you mean 'relearn'"):
+        parse_attacks("relearm")
 
 
 def _image(seed: int = 0) -> Image.Image:
@@ -171,3 +175,59 @@ def test_attacked_evaluations_are_written_apart_with_a_robustness_table(world: W
 
     again = evaluate(eval_config(world, f"attack=[{','.join(attacks)}]", f"attacks.table_dir={tables}"))
     assert not any(summary["cost"]["model_loaded"] for summary in again)  # every attacked part reused
+
+
+def test_relearning_on_one_half_evaluates_the_other_with_the_reference_and_a_curve(world: World,  # noqa: F811
+                                                                                     tmp_path: Path):
+    from fiubench.benchmark import FiuBenchTask
+
+    ga, reference = world.run("ga_forget10_"), world.run("finetune_retain_")
+    unattacked = {run.name: snapshot(run / "eval") for run in (ga, reference)}
+    tables = tmp_path / "results"
+    overrides = ("attack=relearn", "attacks.relearn.steps=[0,3]", "attacks.relearn.lr=3e-3", f"run_dirs=[{ga}]",
+                 f"attacks.table_dir={tables}", "eval.bootstrap.resamples=50",
+                 "++eval.selection.validation_fraction=0")  # the world's forget10 has 2 identities: 1 per half
+    summaries = evaluate(eval_config(world, *overrides))
+    assert len(summaries) == 4  # the reference first, then GA; two budgets each
+    split = split_forget(FiuBenchTask(world.data).stream("forget", "forget10"), 0.5, seed=233)  # eval.yaml's seed
+    evaluated = set(split.eval_units)
+    for run in (reference, ga):  # the reference is relearned too
+        now = snapshot(run / "eval")
+        assert {k: v for k, v in now.items() if not k.startswith("attacks/")} == unattacked[run.name]
+        plain = read_json(run / "eval" / "forget10.json")["samples"]
+        zero, three = (run / "eval" / "attacks" / f"relearn_{n}" for n in (0, 3))
+        forget = read_json(three / "forget10.json")
+        assert '"steps": 3' in forget["fingerprint"]["model"]  # cached under the relearned weights' key
+        relearned = [s for s in forget["samples"] if s["unique_id"] in split.relearn_units]
+        before = [s for s in plain if s["unique_id"] in split.relearn_units]
+        assert np.mean([s["answer_nll"] for s in relearned]) < np.mean([s["answer_nll"] for s in before]) - 0.01
+        assert [s["uid"] for s in forget["samples"]] == [s["uid"] for s in plain]
+        assert read_json(zero / "forget10.json")["samples"] == plain  # budget 0: the unattacked model
+        assert read_json(three / "retain15.json")["samples"] == read_json(run / "eval" / "retain15.json")["samples"]
+        for folder in (zero, three):  # the summary: the evaluation half
+            summary = read_json(folder / "summary.json")
+            half = [s for s in read_json(folder / "forget10.json")["samples"] if s["unique_id"] in evaluated]
+            assert summary["forget"]["rougeL_recall"] == pytest.approx(np.mean([s["rougeL_recall"] for s in half]))
+            assert summary["relearn"]["evaluated_units"] == len(evaluated) == 1
+            assert summary["relearn"]["restricted_fields"] and all(  # the fields the relearned unit changes
+                field.startswith(("forget", "membership_auc")) for field in summary["relearn"]["restricted_fields"])
+            assert summary["attack"]["relearn"]["split"]["n_relearn"] == 1
+            assert summary["bootstrap"]["strata"]["forget"]["units"] == 1  # intervals over the evaluation half
+    assert read_json(reference / "eval" / "attacks" / "relearn_3" / "summary.json")["forget_quality"] == 1.0
+    ga_summary = read_json(ga / "eval" / "attacks" / "relearn_3" / "summary.json")
+    assert ga_summary["forget_quality_reference"].endswith("attacks/relearn_3/forget10.json")
+
+    table = json.loads((tables / "fiubench_robustness.json").read_text())
+    assert [(row["run"], row["attack"]) for row in table["rows"]] == [
+        (run.name, attack) for run in (reference, ga) for attack in ("none", "relearn_0", "relearn_3")]
+    curve = (tables / "fiubench_relearn.md").read_text()
+    assert "| run | method | metric | 0 steps | 3 steps |" in curve and "| forget ROUGE-L ↓ |" in curve
+    rows = json.loads((tables / "fiubench_relearn.json").read_text())["rows"]
+    zero_row = next(r for r in rows if r["run"] == ga.name and r["metric"] == "forget ROUGE-L ↓")
+    assert zero_row["steps_0"] == pytest.approx(100 * read_json(
+        ga / "eval" / "attacks" / "relearn_0" / "summary.json")["forget"]["rougeL_recall"])
+
+    again = evaluate(eval_config(world, *overrides))
+    assert not any(summary["cost"]["model_loaded"] for summary in again)  # every relearned part reused
+    with pytest.raises(AttackError, match="pass reference_run=<run folder>"):
+        evaluate(eval_config(world, "benchmark=safeeraser", "attack=relearn"))
