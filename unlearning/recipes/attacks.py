@@ -122,8 +122,8 @@ class AttackPlan:
             summaries.append(run_evaluation(
                 benchmark, attacked, attacked_loader(load, attack, owned, accelerator.device), settings,
                 attack_dir(out_dir, attack), attack_dir(reference / "eval", attack) if reference else None,
-                accelerator, attacked_weights(weights, attack.fingerprint(accelerator.device)), metrics,
-                summary_file))
+                accelerator, attacked_weights(weights, attack.fingerprint(accelerator.device)),
+                metrics if attack.relearn is None else without_counts(metrics), summary_file))
         return summaries
 
     def write_tables(self, run_root: str | Path, accelerator: Accelerator) -> None:
@@ -139,3 +139,17 @@ def recipe_lr(cfg: Any, lora: bool) -> float | None:
     stage = recipe.get("forget" if lora else "finetune") or {}
     lr = stage.get("lr")
     return None if lr is None else float(lr)
+
+
+def without_counts(metrics: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Typed metrics without sample counts: a relearning summary's counts are the whole forget set's, its forget
+    metrics the evaluation half's (its units are under ``relearn``)."""
+
+    def typed(summary: dict[str, Any]) -> dict[str, Any]:
+        out = metrics(summary)
+        for columns in out.values():
+            for metric in columns.values():
+                metric["n"] = None
+        return out
+
+    return typed

@@ -213,6 +213,7 @@ def test_relearning_on_one_half_evaluates_the_other_with_the_reference_and_a_cur
                 field.startswith(("forget", "membership_auc")) for field in summary["relearn"]["restricted_fields"])
             assert summary["attack"]["relearn"]["split"]["n_relearn"] == 1
             assert summary["bootstrap"]["strata"]["forget"]["units"] == 1  # intervals over the evaluation half
+            assert all(m["n"] is None for row in summary["metrics"].values() for m in row.values())  # not the half's
     assert read_json(reference / "eval" / "attacks" / "relearn_3" / "summary.json")["forget_quality"] == 1.0
     ga_summary = read_json(ga / "eval" / "attacks" / "relearn_3" / "summary.json")
     assert ga_summary["forget_quality_reference"].endswith("attacks/relearn_3/forget10.json")

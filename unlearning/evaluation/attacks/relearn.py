@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import math
 import random
@@ -129,9 +130,14 @@ class RelearnSplit:
         if shared:
             raise RelearnError(f"relearn split: units {sorted(shared)[:5]} are in both halves")
 
-    def fingerprint(self) -> dict[str, Any]:
+    @functools.cached_property
+    def key(self) -> dict[str, Any]:
+        """Hashed once (the examples' images by their bytes), however many runs and budgets are keyed with it."""
         return {"relearn_units": content_hash(list(self.relearn_units)), "n_relearn": len(self.relearn_units),
                 "n_eval": len(self.eval_units), "examples": content_hash(list(self.examples))}
+
+    def fingerprint(self) -> dict[str, Any]:
+        return dict(self.key)
 
 
 def split_forget(examples: Sequence[Example], fraction: float, seed: int,
@@ -170,7 +176,7 @@ def relearn_model(model: torch.nn.Module, collate: Callable[[list[Example]], dic
     ``relearn.steps`` optimiser steps with the engine's training loop; a LoRA is merged back."""
     from unlearning.inference.scoring import forward_answer_logits, mean_nll
     from unlearning.models.loading import apply_lora, freeze_all_but, tuned_prefixes
-    from unlearning.training.trainer import TrainSettings, train
+    from unlearning.training.trainer import TrainSettings, seed_everything, train
 
     options, split = relearn.options, relearn.split
     if split is None or relearn.modules is None or options.lr is None:
@@ -179,6 +185,7 @@ def relearn_model(model: torch.nn.Module, collate: Callable[[list[Example]], dic
     if hasattr(net, "merge_and_unload"):  # an unmerged adapter (eval.merge_adapters=false): relearn the merged model
         net = net.merge_and_unload()
     tune = {part: part in options.tune for part in PARTS}
+    seed_everything(options.seed)  # the LoRA's initialisation
     if options.lora:
         net = apply_lora(net, relearn.modules, tune, options.lora_r, options.lora_alpha, 0.0, relearn.lora_targets)
     else:
