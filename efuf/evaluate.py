@@ -170,11 +170,11 @@ def resample_captions(results: Mapping[str, dict[str, Any]], resampler: Resample
         nothing = np.full(resampler.resamples, np.nan)
         return {**out, **{f"captions.{key}": nothing for key in ("chair_s", "chair_i", "grounded_per_caption",
                                                                  *metrics.BLEU_WEIGHTS, "length")}}
-    images = [s["image"] for s in samples]
-    weights = resampler.weights(STRATUM, images)
+    weights = resampler.weights(STRATUM, [s["image"] for s in samples]).astype(float)  # drawn once, used by all
     scores = chair.weighted_chair(weights, [_caption_chair(s) for s in samples])
     out["captions.chair_s"], out["captions.chair_i"] = scores["chair_s"], scores["chair_i"]
-    out["captions.grounded_per_caption"] = (scores["n_mentioned"] - scores["n_hallucinated"]) / scores["n_captions"]
-    for key in (*metrics.BLEU_WEIGHTS, "length"):
-        out[f"captions.{key}"] = resampler.mean(STRATUM, images, [s[key] for s in samples])
+    captions = scores["n_captions"]  # every resample draws as many captions as there are: never 0 here
+    out["captions.grounded_per_caption"] = (scores["n_mentioned"] - scores["n_hallucinated"]) / captions
+    for key in (*metrics.BLEU_WEIGHTS, "length"):  # every caption has them: plain weighted means
+        out[f"captions.{key}"] = weights @ np.array([float(s[key]) for s in samples]) / captions
     return out

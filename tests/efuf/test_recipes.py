@@ -101,8 +101,13 @@ def test_curation_forgetting_and_evaluation(world, tmp_path: Path):
     assert sorted(row["method"] for row in rows) == ["efuf", "vanilla_full"]
     for summary in assert_summaries_fit(root / "runs", 2):
         assert summary["metrics"]["all"]["CHAIR_s"]["n"] == summary["captions"]["n_captions"] > 0
+        # images resampled: every caption column has an interval
+        assert summary["bootstrap"]["strata"]["images"]["units"] == 4
+        assert all(summary["metrics"]["all"][c]["interval"] is not None
+                   for c in ("CHAIR_s", "CHAIR_i", "BLEU-1", "BLEU-2", "BLEU-4", "Length", "Grounded"))
     table = (tmp_path / "results" / "efuf.md").read_text()
     assert "| CHAIR_s ↓ | CHAIR_i ↓ | BLEU-1 ↑ | BLEU-2 ↑ | BLEU-4 ↑ | Length | Grounded ↑ | POPE ↑ | MME ↑ |" in table
+    assert " ± " in table
     general = [f"eval.general.pope.{key}={tmp_path}/pope" for key in ("data_dir", "builtin_dir")]
     wordnet = [] if has_wordnet() else ["compat.chair_as_original=false"]  # its own tests skip without it
     (official,) = evaluate(config("eval", root, data, model, *EVAL, "compat=official", f"run_dirs=[{run}]",
@@ -114,6 +119,7 @@ def test_curation_forgetting_and_evaluation(world, tmp_path: Path):
     assert fingerprint["chair"]["reader"] == ("original" if not wordnet else "toolkit")
     (row,) = EfufTask.table_rows(read_run(run), official)
     assert row["POPE"] == pytest.approx(100 * official["general"]["pope"]["accuracy"]) and row["MME"] is None
+    assert official["metrics"]["all"]["POPE"]["interval"] is None  # no per-image results of POPE: no interval
 
 
 def test_methods_needing_a_reference_need_an_adapter(world):

@@ -98,11 +98,16 @@ def test_offline_evaluation_table_and_plot(runs: Path, safe_dir: Path, safe_tiny
         metrics = summary["metrics"]["all"]
         assert metrics["Efficacy ASR"]["judge"] == "offline" and metrics["ROUGE-L"]["judge"] == "none"
         assert metrics["SARR"]["n"] == 2 * 3 and metrics["RR"]["n"] == 2 * 6
+        # records resampled within each split: every offline column has an interval, the unjudged score none
+        assert {k: v["units"] for k, v in summary["bootstrap"]["strata"].items()} == {"train": 6, "val": 3}
+        assert all(metrics[c]["interval"] is not None for c in ("Efficacy ASR", "Generality ASR", "RR", "SARR",
+                                                                  "ROUGE-L"))
+        assert metrics["Judge"]["interval"] is None
     assert all(row["judge"] == "offline" and row["Judge"] is None and row["Mean(MME, POPE)"] is None for row in rows)
     table = (tmp_path / "results" / "safeeraser.md").read_text()
     header = ("| Efficacy ASR ↓ | Generality ASR ↓ | RR ↑ | SARR ↓ | ROUGE-L ↑ | Judge ↑ | MME ↑ | POPE ↑ | "
               "Mean(MME, POPE) ↑ | judge |")
-    assert header in table
+    assert header in table and " ± " in table
     assert (tmp_path / "results" / "safeeraser_tradeoff.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -136,6 +141,9 @@ def test_llm_judge_official_sampling_and_general_accuracy(runs: Path, safe_dir: 
     (row,) = SafeEraserTask.table_rows(read_run(run), summary)
     mme, pope = (100 * summary["general"][name]["accuracy"] for name in ("mme", "pope"))
     assert (row["MME"], row["POPE"]) == (mme, pope) and row["Mean(MME, POPE)"] == pytest.approx((mme + pope) / 2)
+    metrics = summary["metrics"]["all"]  # the general accuracies keep no per-record results: no interval
+    assert all(metrics[c]["interval"] is None for c in ("MME", "POPE", "Mean(MME, POPE)"))
+    assert metrics["Efficacy ASR"]["interval"] is not None
     train = official["splits"]["train"]  # three sampled answers per question; empty ones left out, as the original
     assert train["n_harmful_answers"] + train["n_empty"]["harmful"] == 3 * 12
     assert official["splits"]["train"]["n_sd"] == 12
