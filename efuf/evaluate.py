@@ -173,7 +173,9 @@ def resample_captions(results: Mapping[str, dict[str, Any]], resampler: Resample
     weights = resampler.weights(STRATUM, [s["image"] for s in samples]).astype(float)  # drawn once, used by all
     scores = chair.weighted_chair(weights, [_caption_chair(s) for s in samples])
     out["captions.chair_s"], out["captions.chair_i"] = scores["chair_s"], scores["chair_i"]
-    captions = scores["n_captions"]  # every resample draws as many captions as there are: never 0 here
+    # a bootstrap resample draws as many captions as there are; a resampler that weighs some images 0 (the
+    # relearning attack's halves) may draw none: NaN there
+    captions = np.where(scores["n_captions"] > 0, scores["n_captions"], np.nan)
     out["captions.grounded_per_caption"] = (scores["n_mentioned"] - scores["n_hallucinated"]) / captions
     for key in (*metrics.BLEU_WEIGHTS, "length"):  # every caption has them: plain weighted means
         out[f"captions.{key}"] = weights @ np.array([float(s[key]) for s in samples]) / captions
