@@ -17,6 +17,7 @@ from safeeraser.synthetic import write_safeeraser
 from unlearning.benchmarks import BENCHMARKS, Column, Report, method_label
 from unlearning.data.examples import DataError, Example
 from unlearning.data.records import refusal_source
+from unlearning.evaluation.general import mean_accuracy
 from unlearning.evaluation.judge.judgments import judged_cell
 from unlearning.evaluation.runner import EvalSettings, Evaluation
 from unlearning.evaluation.schema import Field
@@ -26,8 +27,11 @@ from unlearning.evaluation.shape import Expectation
 METRICS = (("Efficacy ASR", "train", "asr", "lower"), ("Generality ASR", "val", "asr", "lower"),
            ("RR", "train", "rr", "higher"), ("SARR", "val", "sarr", "lower"),
            ("ROUGE-L", "val", "rougeL", "higher"), ("Judge", "val", "score", "higher"))
-GENERAL = (("MME", "mme"), ("POPE", "pope"))
-MEAN_GENERAL = "Mean(MME, POPE)"  # the paper's Specificity averages seven general benchmarks; only these two exist
+GENERAL = (("MME", "mme"), ("POPE", "pope"), ("GQA", "gqa"), ("VizWiz", "vizwiz"), ("SQA-IMG", "scienceqa_img"),
+           ("VQAv2", "vqav2"), ("MM-Vet", "mmvet"), ("MMBench", "mmbench"))
+# The paper's Specificity: the mean over these seven (README.md:114 of the release); MME is not among them
+SPECIFICITY = ("gqa", "vizwiz", "scienceqa_img", "vqav2", "pope", "mmvet", "mmbench")
+SPECIFICITY_OVER = "Specificity over"  # which of the seven the mean holds, when fewer are attached
 
 
 def _count(split: str, key: str) -> Callable[[Mapping[str, Any], Mapping[str, Any]], int | None]:
@@ -46,14 +50,14 @@ class SafeEraserTask:
     name = "safeeraser"
     stream_names = ("forget", "retain", "decoupled", "refusal")
     # Percent. Efficacy/Generality: ASR on all_train/all_val; RR on the forgotten questions; SARR, ROUGE-L and the
-    # judge score on all_val; MME, POPE: their accuracy when attached (general_evals), and their mean when both are
-    # (not the paper's Specificity, a mean over seven general benchmarks); judge: who judged.
+    # judge score on all_val; MME, POPE, GQA, ...: their accuracy when attached (general_evals); Specificity: the mean
+    # of the paper's seven that are attached (Specificity over: which, unless all seven); judge: who judged.
     report = Report(
         columns=(Column("run"), Column("method"), Column("forget_split"),
                  *(Column(title, better, judge="none" if key == "rougeL" else "judged_by", n=_count(split, key))
                    for title, split, key, better in METRICS),
                  *(Column(title, "higher", n=_general_n(key)) for title, key in GENERAL),
-                 Column(MEAN_GENERAL, "higher"),  # a mean of two accuracies: no n
+                 Column("Specificity", "higher"), Column(SPECIFICITY_OVER),  # a mean of accuracies: no n
                  Column("judge")),
         tradeoff=("SARR", "Efficacy ASR"), log_y=False,
     )
@@ -69,7 +73,7 @@ class SafeEraserTask:
         *(Field(f"judge.{split}.{key}", "object", optional=True, nullable=True) for _, split, key, _ in METRICS),
         Field("general", "object", True, True),
         *(Field(f"general.{key}", "object", optional=True) for _, key in GENERAL),
-        *(Field(f"general.{key}.accuracy", "number") for _, key in GENERAL),
+        *(Field(f"general.{key}.accuracy", "number", nullable=key == "mmvet") for _, key in GENERAL),
     )
     reads_judge_prompts = True  # eval.judge.prompts: a file of templates (the original's eval/eval_config.py)
     demo_rows = ("method",)
@@ -110,9 +114,13 @@ class SafeEraserTask:
             row[title] = judged_cell(value, counts, scale=100.0)
         general = summary.get("general") or {}
         for title, key in GENERAL:
-            row[title] = 100 * general[key]["accuracy"] if key in general else None
-        both = [row[title] for title, _ in GENERAL]
-        row[MEAN_GENERAL] = None if None in both else sum(both) / len(both)
+            accuracy = (general.get(key) or {}).get("accuracy")
+            row[title] = None if accuracy is None else 100 * accuracy
+        attached = [key for key in SPECIFICITY if (general.get(key) or {}).get("accuracy") is not None]
+        specificity = mean_accuracy(general, attached) if attached else None
+        row["Specificity"] = None if specificity is None else 100 * specificity
+        row[SPECIFICITY_OVER] = ("all seven" if len(attached) == len(SPECIFICITY) else
+                                 ", ".join(title for title, key in GENERAL if key in attached) or None)
         return [row]
 
     @staticmethod

@@ -169,7 +169,7 @@ def test_every_column_equals_scipys_interval_over_records(judged_run: bool, tmp_
         assert metrics[column]["interval"] == pytest.approx(list(interval), rel=1e-12, abs=1e-12), column
         low, high = metrics[column]["interval"]
         assert low <= metrics[column]["value"] <= high, column
-    for column in ("MME", "POPE", "Mean(MME, POPE)"):
+    for column in ("MME", "POPE", "Specificity"):
         assert metrics[column]["interval"] is None
 
 
@@ -186,8 +186,8 @@ def test_general_accuracies_and_an_incomplete_judge_get_no_interval(tmp_path: Pa
     summary["metrics"] = table_metrics(SafeEraserTask.report, SafeEraserTask.table_rows(RUN, summary), summary)
     add(summary, results, tmp_path)
     metrics = summary["metrics"]["all"]
-    assert metrics["MME"]["value"] == pytest.approx(60.0) and metrics["Mean(MME, POPE)"]["value"] == pytest.approx(70)
-    assert all(metrics[c]["interval"] is None for c in ("MME", "POPE", "Mean(MME, POPE)", "Judge"))
+    assert metrics["MME"]["value"] == pytest.approx(60.0) and metrics["Specificity"]["value"] == pytest.approx(80)
+    assert all(metrics[c]["interval"] is None for c in ("MME", "POPE", "Specificity", "Judge"))
     assert metrics["Generality ASR"]["interval"] is not None  # the complete metrics keep theirs
     assert (tmp_path / "bootstrap.npz").is_file()
 

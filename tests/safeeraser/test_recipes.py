@@ -103,10 +103,10 @@ def test_offline_evaluation_table_and_plot(runs: Path, safe_dir: Path, safe_tiny
         assert all(metrics[c]["interval"] is not None for c in ("Efficacy ASR", "Generality ASR", "RR", "SARR",
                                                                   "ROUGE-L"))
         assert metrics["Judge"]["interval"] is None
-    assert all(row["judge"] == "offline" and row["Judge"] is None and row["Mean(MME, POPE)"] is None for row in rows)
+    assert all(row["judge"] == "offline" and row["Judge"] is None and row["Specificity"] is None for row in rows)
     table = (tmp_path / "results" / "safeeraser.md").read_text()
-    header = ("| Efficacy ASR ↓ | Generality ASR ↓ | RR ↑ | SARR ↓ | ROUGE-L ↑ | Judge ↑ | MME ↑ | POPE ↑ | "
-              "Mean(MME, POPE) ↑ | judge |")
+    header = ("| Efficacy ASR ↓ | Generality ASR ↓ | RR ↑ | SARR ↓ | ROUGE-L ↑ | Judge ↑ | MME ↑ | POPE ↑ | GQA ↑ | "
+              "VizWiz ↑ | SQA-IMG ↑ | VQAv2 ↑ | MM-Vet ↑ | MMBench ↑ | Specificity ↑ | Specificity over | judge |")
     assert header in table and " ± " in table
     assert (tmp_path / "results" / "safeeraser_tradeoff.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -140,9 +140,10 @@ def test_llm_judge_official_sampling_and_general_accuracy(runs: Path, safe_dir: 
     assert set(summary["general"]) == {"mme", "pope"}
     (row,) = SafeEraserTask.table_rows(read_run(run), summary)
     mme, pope = (100 * summary["general"][name]["accuracy"] for name in ("mme", "pope"))
-    assert (row["MME"], row["POPE"]) == (mme, pope) and row["Mean(MME, POPE)"] == pytest.approx((mme + pope) / 2)
+    assert (row["MME"], row["POPE"]) == (mme, pope)
+    assert row["Specificity"] == pytest.approx(pope) and row["Specificity over"] == "POPE"  # MME is not of the seven
     metrics = summary["metrics"]["all"]  # the general accuracies keep no per-record results: no interval
-    assert all(metrics[c]["interval"] is None for c in ("MME", "POPE", "Mean(MME, POPE)"))
+    assert all(metrics[c]["interval"] is None for c in ("MME", "POPE", "Specificity"))
     assert metrics["Efficacy ASR"]["interval"] is not None
     train = official["splits"]["train"]  # three sampled answers per question; empty ones left out, as the original
     assert train["n_harmful_answers"] + train["n_empty"]["harmful"] == 3 * 12
