@@ -50,6 +50,7 @@ class AttackPlan:
     forget_split: str | None = None  # the split the relearning attack halves
     modules: Mapping[str, Sequence[str]] | None = None  # model.modules and model.lora_targets: what relearning trains
     lora_targets: tuple[str, ...] = ()
+    relearn_strata: tuple[str, ...] = ("forget",)  # robustness.relearn_strata: the forget units' bootstrap strata
 
     def __bool__(self) -> bool:
         return bool(self.attacks)
@@ -65,7 +66,7 @@ class AttackPlan:
         parts = tuple(robustness.get("parts") or DEFAULT_PARTS)
         reference_split = robustness.get("reference_split") or config.reference_split
         plan = cls(attacks, parts, reference_split, table_dir, config.forget_split, config.model.modules,
-                   tuple(config.model.lora_targets))
+                   tuple(config.model.lora_targets), tuple(robustness.get("relearn_strata") or ("forget",)))
         if attacks and not config.reference_run and not reference_split:
             raise AttackError(
                 f"attack={','.join(a.name for a in attacks)}: benchmark {config.benchmark.name!r} names no reference "
@@ -92,7 +93,8 @@ class AttackPlan:
         log.info("relearn: %d units relearned (%d examples), %d evaluated; budgets %s", len(split.relearn_units),
                  len(split.examples), len(split.eval_units), ", ".join(str(r.steps) for r in relearns))
         attacks = tuple(attack if attack.relearn is None else dataclasses.replace(attack, relearn=dataclasses.replace(
-            attack.relearn, split=split, modules=self.modules, lora_targets=self.lora_targets))
+            attack.relearn, split=split, modules=self.modules, lora_targets=self.lora_targets,
+            strata=self.relearn_strata))
             for attack in self.attacks)
         return dataclasses.replace(self, attacks=attacks)
 

@@ -92,8 +92,10 @@ def test_the_evaluation_half_resamples_only_the_units_not_relearned():
     alone = Resampler(settings).mean("forget", [u for u, _ in kept], [v for _, v in kept])
     np.testing.assert_array_equal(half.mean("forget", units, values), alone)  # the same draws as the half alone
     assert half.hit == {"b", "d"} and half.fingerprint()["forget"]["units"] == 2  # the kept units drawn
+    np.testing.assert_array_equal(half.mean("celebrity", ["b", "e"], [2.0, 4.0]),  # another stratum's "b": another
+                                  Resampler(settings).mean("celebrity", ["b", "e"], [2.0, 4.0]))  # person, kept
     with pytest.raises(RelearnError, match="every unit was relearned"):
-        HalfResampler(Resampler(settings), frozenset({"x"})).mean("other", ["x"], [1.0])
+        HalfResampler(Resampler(settings), frozenset({"x"})).mean("forget", ["x"], [1.0])
 
 
 def _nll(model: torch.nn.Module, collator, examples: list[Example]) -> float:

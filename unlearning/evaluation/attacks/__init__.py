@@ -221,7 +221,7 @@ def attacked_evaluation(evaluation: Evaluation, attack: Attack, attacked_parts: 
     relearn, relearned = attack.relearn, None
     if relearn is not None and relearn.split is not None:
         try:
-            evaluation = evaluation_half(evaluation, relearn.split, relearn.steps)
+            evaluation = evaluation_half(evaluation, relearn.split, relearn.steps, relearn.strata)
         except RelearnError as error:
             raise AttackError(f"attack {attack.name}: {error}") from error
         relearned = RelearnedModel(relearn, accelerator) if relearn.steps else None

@@ -162,6 +162,7 @@ class Relearn:
     split: RelearnSplit | None = None
     modules: Mapping[str, Sequence[str]] | None = None  # model.modules: the module paths of each part
     lora_targets: tuple[str, ...] = ()
+    strata: tuple[str, ...] = ("forget",)  # the bootstrap strata of the forget units (benchmark.robustness)
 
     def fingerprint(self) -> dict[str, Any]:
         if self.split is None:
@@ -257,13 +258,14 @@ class _Ones(Resampler):
 
 
 class HalfResampler(Resampler):
-    """``inner``'s draws over the units that are not ``dropped``; dropped units weigh 0 in every resample. The
-    inner resampler draws (and fingerprints) the kept units exactly as it would a set holding only them."""
+    """``inner``'s draws over the units that are not ``dropped`` from ``strata`` (the forget units' strata: another
+    stratum's unit of the same name is another person); dropped units weigh 0 in every resample. The inner resampler
+    draws (and fingerprints) the kept units exactly as it would a set holding only them."""
 
-    def __init__(self, inner: Resampler, dropped: frozenset[str]) -> None:
+    def __init__(self, inner: Resampler, dropped: frozenset[str], strata: Sequence[str] = ("forget",)) -> None:
         super().__init__(inner.settings)
         self.resamples = inner.resamples
-        self.inner, self.dropped = inner, dropped
+        self.inner, self.dropped, self.strata = inner, dropped, frozenset(strata)
         self.hit: set[str] = set()  # dropped units some stratum named
         self._full: dict[str, tuple[list[str], dict[str, int], np.ndarray]] = {}
 
@@ -274,8 +276,9 @@ class HalfResampler(Resampler):
             if not set(names) <= set(known):
                 raise ValueError(f"bootstrap stratum {stratum!r} was drawn over other units")
             return counts
-        kept = [name for name in names if name not in self.dropped]
-        self.hit.update(name for name in names if name in self.dropped)
+        masked = self.dropped if stratum in self.strata else frozenset()
+        kept = [name for name in names if name not in masked]
+        self.hit.update(name for name in names if name in masked)
         if not kept:
             raise RelearnError(f"stratum {stratum!r}: every unit was relearned; none is left to evaluate")
         drawn = self.inner.counts(stratum, kept)
@@ -305,9 +308,10 @@ def _values(replicate: Replicate, results: Mapping[str, dict[str, Any]], referen
     return out
 
 
-def evaluation_half(evaluation: Evaluation, split: RelearnSplit, steps: int) -> Evaluation:
+def evaluation_half(evaluation: Evaluation, split: RelearnSplit, steps: int, strata: Sequence[str] = ("forget",)
+                    ) -> Evaluation:
     """``evaluation`` with its summary (and intervals) over the evaluation half: every summary field the benchmark
-    resamples that the relearned units change is recomputed without them; the rest is as it was."""
+    resamples that the relearned units (in ``strata``) change is recomputed without them; the rest is as it was."""
     if evaluation.resample is None:
         raise RelearnError("the relearning attack measures the evaluation half through the benchmark's "
                            "Evaluation.resample (its bootstrap over units); this benchmark has none")
@@ -315,12 +319,13 @@ def evaluation_half(evaluation: Evaluation, split: RelearnSplit, steps: int) -> 
 
     def summarize(results: Mapping[str, dict[str, Any]], reference_dir: Path | None) -> dict[str, Any]:
         summary = evaluation.summarize(results, reference_dir)
-        half = HalfResampler(_Ones(), dropped)
+        half = HalfResampler(_Ones(), dropped, strata)
         restricted = _values(replicate, results, reference_dir, half)
         if not half.hit:
-            raise RelearnError(f"none of the {len(dropped)} relearned units is a unit of the evaluation's results: "
-                               "the benchmark names its units otherwise in its evaluation than in its forget "
-                               "examples (define unit_of(example) to match its resample)")
+            raise RelearnError(f"none of the {len(dropped)} relearned units is a unit of the evaluation's results in "
+                               f"its strata {sorted(strata)} (benchmark.robustness.relearn_strata): the benchmark "
+                               "names its forget units otherwise in its evaluation than in its forget examples "
+                               "(define unit_of(example) to match its resample) or in other strata")
         whole = _values(replicate, results, reference_dir, _Ones())
         changed = sorted(path for path, value in restricted.items() if whole.get(path) != value)
         return {**with_values(summary, {path: restricted[path] for path in changed}),
@@ -332,6 +337,6 @@ def evaluation_half(evaluation: Evaluation, split: RelearnSplit, steps: int) -> 
 
     def resample(results: Mapping[str, dict[str, Any]], reference_dir: Path | None, resampler: Resampler
                  ) -> dict[str, np.ndarray]:
-        return replicate(results, reference_dir, HalfResampler(resampler, dropped))
+        return replicate(results, reference_dir, HalfResampler(resampler, dropped, strata))
 
     return dataclasses.replace(evaluation, summarize=summarize, resample=resample)
