@@ -153,6 +153,57 @@ class Resampler:
                 for stratum, names in sorted(self._units.items())}
 
 
+class PointResampler(Resampler):
+    """One "resample" drawing every unit once: a summary's point values through a benchmark's resampling code (what
+    a metric is on a subset of units, with ``RestrictedResampler``); ``seen`` records each stratum's units."""
+
+    def __init__(self) -> None:
+        super().__init__(BootstrapSettings(resamples=1))
+        self.seen: dict[str, set[str]] = {}
+
+    def counts(self, stratum: str, units: Sequence[str]) -> np.ndarray:
+        self.seen.setdefault(stratum, set()).update(units)
+        names = sorted(self.seen[stratum])
+        self._units[stratum], self._position[stratum] = names, {name: i for i, name in enumerate(names)}
+        self._counts[stratum] = np.ones((1, len(names)), dtype=np.int64)
+        return self._counts[stratum]
+
+
+class RestrictedResampler(Resampler):
+    """``inner``'s draws over only the units ``keep(stratum, unit)`` accepts, the others weighing 0 in every resample:
+    the kept units are drawn (and fingerprinted) exactly as ``inner`` draws a stratum holding only them, so a metric
+    on a held-out subset (a validation split, the half of a forget set not relearned) is the benchmark's own metric
+    on that subset. A stratum keeping none weighs every unit 0 (its metrics NaN), or raises ``ValueError`` with
+    ``empty`` (formatted with the stratum) when given. ``dropped`` records the units left out."""
+
+    def __init__(self, inner: Resampler, keep: Callable[[str, str], bool], empty: str | None = None) -> None:
+        super().__init__(inner.settings)
+        self.resamples = inner.resamples
+        self.inner, self.keep, self.empty = inner, keep, empty
+        self.dropped: set[str] = set()
+
+    def counts(self, stratum: str, units: Sequence[str]) -> np.ndarray:
+        names = sorted(set(units))
+        if stratum in self._counts:
+            if not set(names) <= set(self._units[stratum]):
+                raise ValueError(f"bootstrap stratum {stratum!r} was drawn over other units")
+            return self._counts[stratum]
+        kept = [name for name in names if self.keep(stratum, name)]
+        self.dropped.update(name for name in names if name not in kept)
+        counts = np.zeros((self.resamples, len(names)), dtype=np.int64)
+        if kept:
+            drawn = self.inner.counts(stratum, kept)
+            counts[:, [names.index(name) for name in kept]] = drawn
+        elif self.empty is not None:
+            raise ValueError(self.empty.format(stratum=stratum))
+        self._units[stratum], self._counts[stratum] = names, counts
+        self._position[stratum] = {name: i for i, name in enumerate(names)}
+        return counts
+
+    def fingerprint(self) -> dict[str, dict[str, Any]]:
+        return self.inner.fingerprint()
+
+
 Replicate = Callable[[Mapping[str, dict[str, Any]], Path | None, Resampler], dict[str, np.ndarray]]
 MetricsOf = Callable[[dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]
 

@@ -32,9 +32,10 @@ import numpy as np
 from unlearning.evaluation.intervals import (
     BootstrapSettings,
     MetricsOf,
+    PointResampler,
     Replicate,
     Resampler,
-    draw_indices,
+    RestrictedResampler,
     metric_replicates,
     percentile_interval,
     with_values,
@@ -84,54 +85,20 @@ def units_hash(names: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(names)).encode("utf-8")).hexdigest()[:16]
 
 
-class _UnitRecorder(Resampler):
-    """A single draw of every unit once (the point estimates), recording each stratum's units on the way."""
+def unit_subset(units: Mapping[str, Sequence[str]], kept: Mapping[str, Iterable[str]],
+                settings: BootstrapSettings | None = None) -> RestrictedResampler:
+    """Draws restricted to one side of the split: each kept unit once and the others never (``settings`` None: the
+    subset's point values), or bootstrap resamples of the kept units alone. ``units``: every unit of each stratum
+    (a unit outside them is an error: the split was drawn over other results)."""
+    known = {stratum: frozenset(names) for stratum, names in units.items()}
+    chosen = {stratum: frozenset(names) for stratum, names in kept.items()}
 
-    def __init__(self) -> None:
-        super().__init__(BootstrapSettings(resamples=1))
-        self.seen: dict[str, set[str]] = {}
-
-    def counts(self, stratum: str, units: Sequence[str]) -> np.ndarray:
-        self.seen.setdefault(stratum, set()).update(units)
-        names = sorted(self.seen[stratum])
-        self._units[stratum], self._position[stratum] = names, {name: i for i, name in enumerate(names)}
-        self._counts[stratum] = np.ones((1, len(names)), dtype=int)
-        return self._counts[stratum]
-
-
-class UnitSubset(Resampler):
-    """Draws restricted to one side of the split: each kept unit once and the others never (``bootstrap``
-    false: one 'resample', the subset's point estimate), or bootstrap resamples of the kept units alone (seeded
-    per stratum as the engine's bootstrap is). ``units``: every unit of each stratum; ``kept``: those drawn."""
-
-    def __init__(self, units: Mapping[str, Sequence[str]], kept: Mapping[str, Iterable[str]],
-                 settings: BootstrapSettings | None = None) -> None:
-        super().__init__(settings or BootstrapSettings(resamples=1))
-        self.bootstrap = settings is not None
-        self.all_units = {stratum: sorted(names) for stratum, names in units.items()}
-        self.kept = {stratum: frozenset(names) for stratum, names in kept.items()}
-
-    def counts(self, stratum: str, units: Sequence[str]) -> np.ndarray:
-        if stratum in self._counts:
-            if not set(units) <= set(self._units[stratum]):
-                raise ValueError(f"stratum {stratum!r} was split over other units")
-            return self._counts[stratum]
-        if stratum not in self.all_units or not set(units) <= set(self.all_units[stratum]):
+    def keep(stratum: str, unit: str) -> bool:
+        if unit not in known.get(stratum, ()):
             raise ValueError(f"stratum {stratum!r} has units the validation split was not drawn over")
-        names = self.all_units[stratum]
-        kept = self.kept.get(stratum, frozenset())
-        members = np.array([name in kept for name in names])
-        if self.bootstrap and members.any():
-            where = np.flatnonzero(members)
-            rng = np.random.default_rng([self.settings.seed, zlib.crc32(stratum.encode("utf-8"))])
-            index = where[draw_indices(len(where), self.resamples, rng)]
-            offsets = (index + len(names) * np.arange(self.resamples)[:, None]).ravel()
-            counts = np.bincount(offsets, minlength=self.resamples * len(names)).reshape(self.resamples, len(names))
-        else:
-            counts = np.tile(members.astype(int), (self.resamples, 1))
-        self._units[stratum], self._counts[stratum] = names, counts
-        self._position[stratum] = {name: i for i, name in enumerate(names)}
-        return counts
+        return unit in chosen.get(stratum, ())
+
+    return RestrictedResampler(PointResampler() if settings is None else Resampler(settings), keep)
 
 
 def blank(value: Any) -> Any:
@@ -175,7 +142,7 @@ def split_metrics(summary: dict[str, Any], results: Mapping[str, dict[str, Any]]
     A summary field the benchmark's resampling leaves without a value even when every unit is drawn (a result
     kept without per-sample units, e.g. a general benchmark's accuracy) cannot be split: the reported numbers keep
     its evaluated value (listed under ``not_split``) and the validation numbers have none."""
-    recorder = _UnitRecorder()
+    recorder = PointResampler()
     everything = replicate(results, reference_dir, recorder)
     units = {stratum: sorted(names) for stratum, names in recorder.seen.items()}
     validation = {stratum: validation_units(names, stratum, split) for stratum, names in units.items()}
@@ -184,16 +151,16 @@ def split_metrics(summary: dict[str, Any], results: Mapping[str, dict[str, Any]]
     not_split = sorted(path for path, array in everything.items()
                        if _first(array) is None and _field(summary, path) is not None)
 
-    on_validation = replicate(results, reference_dir, UnitSubset(units, validation))
+    on_validation = replicate(results, reference_dir, unit_subset(units, validation))
     validation_table = metric_replicates(blank(summary), on_validation, metrics, 1)
 
-    on_reported = {path: array for path, array in replicate(results, reference_dir, UnitSubset(units, reported)).items()
-                   if path not in not_split}
+    reported_draw = replicate(results, reference_dir, unit_subset(units, reported))
+    on_reported = {path: array for path, array in reported_draw.items() if path not in not_split}
     point = {path: _first(array) for path, array in on_reported.items()}
     reported_summary = with_values(summary, point)
     reported_metrics = metrics(reported_summary)
     if bootstrap.resamples:
-        draws = replicate(results, reference_dir, UnitSubset(units, reported, bootstrap))
+        draws = replicate(results, reference_dir, unit_subset(units, reported, bootstrap))
         table = metric_replicates(reported_summary, draws, metrics, bootstrap.resamples)  # not split: no interval
         for row, columns in reported_metrics.items():
             for name, metric in columns.items():

@@ -18,10 +18,10 @@ from accelerate import Accelerator
 from unlearning.data.examples import Example
 from unlearning.evaluation.attacks import AttackError, parse_attacks
 from unlearning.evaluation.attacks.relearn import (
-    HalfResampler,
     Relearn,
     RelearnError,
     RelearnOptions,
+    half_resampler,
     relearn_model,
     split_forget,
 )
@@ -87,15 +87,15 @@ def test_the_evaluation_half_resamples_only_the_units_not_relearned():
     units = ["a", "a", "b", "c", "c", "d"]
     values = [1.0, 3.0, 5.0, 7.0, 9.0, 11.0]
     settings = BootstrapSettings(resamples=200, seed=5)
-    half = HalfResampler(Resampler(settings), frozenset({"b", "d"}))
+    half = half_resampler(Resampler(settings), frozenset({"b", "d"}))
     kept = [(u, v) for u, v in zip(units, values, strict=True) if u not in {"b", "d"}]
     alone = Resampler(settings).mean("forget", [u for u, _ in kept], [v for _, v in kept])
     np.testing.assert_array_equal(half.mean("forget", units, values), alone)  # the same draws as the half alone
-    assert half.hit == {"b", "d"} and half.fingerprint()["forget"]["units"] == 2  # the kept units drawn
+    assert half.dropped == {"b", "d"} and half.fingerprint()["forget"]["units"] == 2  # the kept units drawn
     np.testing.assert_array_equal(half.mean("celebrity", ["b", "e"], [2.0, 4.0]),  # another stratum's "b": another
                                   Resampler(settings).mean("celebrity", ["b", "e"], [2.0, 4.0]))  # person, kept
-    with pytest.raises(RelearnError, match="every unit was relearned"):
-        HalfResampler(Resampler(settings), frozenset({"x"})).mean("forget", ["x"], [1.0])
+    with pytest.raises(ValueError, match="every unit was relearned"):
+        half_resampler(Resampler(settings), frozenset({"x"})).mean("forget", ["x"], [1.0])
 
 
 def _nll(model: torch.nn.Module, collator, examples: list[Example]) -> float:

@@ -16,12 +16,12 @@ from unlearning.evaluation.intervals import BootstrapSettings, Resampler
 from unlearning.evaluation.selection import (
     SelectionRule,
     StepValidation,
-    UnitSubset,
     ValidationSplit,
     blank,
     choose,
     selection_file,
     split_metrics,
+    unit_subset,
     validation_units,
 )
 
@@ -56,11 +56,11 @@ def test_split_settings_are_checked():
 
 def test_a_subset_draw_weighs_its_units_once_and_the_others_never():
     units = {"forget": ["a", "b", "c", "d"]}
-    subset = UnitSubset(units, {"forget": {"b", "d"}})
+    subset = unit_subset(units, {"forget": {"b", "d"}})
     samples = ["a", "a", "b", "c", "d", "d"]
     values = [10.0, 10.0, 1.0, 10.0, 3.0, 5.0]
     assert subset.mean("forget", samples, values)[0] == pytest.approx(3.0)  # (1 + 3 + 5) / 3
-    boot = UnitSubset(units, {"forget": {"b", "d"}}, BootstrapSettings(resamples=50, seed=1))
+    boot = unit_subset(units, {"forget": {"b", "d"}}, BootstrapSettings(resamples=50, seed=1))
     counts = boot.counts("forget", samples)
     assert counts.shape == (50, 4) and not counts[:, [0, 2]].any() and (counts.sum(axis=1) == 2).all()
     # the same draws as the engine's bootstrap over a stratum holding only the kept units

@@ -34,7 +34,13 @@ import torch
 from accelerate import Accelerator
 
 from unlearning.data.examples import Example
-from unlearning.evaluation.intervals import BootstrapSettings, Replicate, Resampler, with_values
+from unlearning.evaluation.intervals import (
+    PointResampler,
+    Replicate,
+    Resampler,
+    RestrictedResampler,
+    with_values,
+)
 from unlearning.evaluation.runner import EvalContext, Evaluation, LazyModel
 from unlearning.runs.fingerprint import content_hash
 
@@ -243,60 +249,13 @@ def relearned_compute(compute: Callable[[EvalContext], dict[str, Any]], model: R
 # ------------------------------------------------------------------ the evaluation half
 
 
-class _Ones(Resampler):
-    """One "resample" drawing every unit once: the point estimate through the resampling code."""
-
-    def __init__(self) -> None:
-        super().__init__(BootstrapSettings(resamples=1))
-
-    def counts(self, stratum: str, units: Sequence[str]) -> np.ndarray:
-        names = sorted(set(units))
-        if stratum not in self._counts:
-            self._units[stratum], self._counts[stratum] = names, np.ones((1, len(names)), dtype=np.int64)
-            self._position[stratum] = {name: i for i, name in enumerate(names)}
-        return self._counts[stratum]
-
-
-class HalfResampler(Resampler):
-    """``inner``'s draws over the units that are not ``dropped`` from ``strata`` (the forget units' strata: another
-    stratum's unit of the same name is another person); dropped units weigh 0 in every resample. The inner resampler
-    draws (and fingerprints) the kept units exactly as it would a set holding only them."""
-
-    def __init__(self, inner: Resampler, dropped: frozenset[str], strata: Sequence[str] = ("forget",)) -> None:
-        super().__init__(inner.settings)
-        self.resamples = inner.resamples
-        self.inner, self.dropped, self.strata = inner, dropped, frozenset(strata)
-        self.hit: set[str] = set()  # dropped units some stratum named
-        self._full: dict[str, tuple[list[str], dict[str, int], np.ndarray]] = {}
-
-    def counts(self, stratum: str, units: Sequence[str]) -> np.ndarray:
-        names = sorted(set(units))
-        if stratum in self._full:
-            known, _, counts = self._full[stratum]
-            if not set(names) <= set(known):
-                raise ValueError(f"bootstrap stratum {stratum!r} was drawn over other units")
-            return counts
-        masked = self.dropped if stratum in self.strata else frozenset()
-        kept = [name for name in names if name not in masked]
-        self.hit.update(name for name in names if name in masked)
-        if not kept:
-            raise RelearnError(f"stratum {stratum!r}: every unit was relearned; none is left to evaluate")
-        drawn = self.inner.counts(stratum, kept)
-        column = {name: i for i, name in enumerate(sorted(set(kept)))}
-        counts = np.zeros((self.resamples, len(names)), dtype=drawn.dtype)
-        for j, name in enumerate(names):
-            if name in column:
-                counts[:, j] = drawn[:, column[name]]
-        self._full[stratum] = (names, {name: i for i, name in enumerate(names)}, counts)
-        return counts
-
-    def weights(self, stratum: str, sample_units: Sequence[str]) -> np.ndarray:
-        counts = self.counts(stratum, sample_units)
-        position = self._full[stratum][1]
-        return counts[:, [position[unit] for unit in sample_units]]
-
-    def fingerprint(self) -> dict[str, dict[str, Any]]:
-        return self.inner.fingerprint()
+def half_resampler(inner: Resampler, dropped: frozenset[str], strata: Sequence[str] = ("forget",)
+                   ) -> RestrictedResampler:
+    """``inner``'s draws over the units not ``dropped`` from ``strata`` (the forget units' strata: another stratum's
+    unit of the same name is another person); ``dropped`` units weigh 0 in every resample."""
+    masked = frozenset(strata)
+    return RestrictedResampler(inner, lambda stratum, unit: stratum not in masked or unit not in dropped,
+                               "stratum {stratum!r}: every unit was relearned; none is left to evaluate")
 
 
 def _values(replicate: Replicate, results: Mapping[str, dict[str, Any]], reference_dir: Path | None,
@@ -319,24 +278,24 @@ def evaluation_half(evaluation: Evaluation, split: RelearnSplit, steps: int, str
 
     def summarize(results: Mapping[str, dict[str, Any]], reference_dir: Path | None) -> dict[str, Any]:
         summary = evaluation.summarize(results, reference_dir)
-        half = HalfResampler(_Ones(), dropped, strata)
+        half = half_resampler(PointResampler(), dropped, strata)
         restricted = _values(replicate, results, reference_dir, half)
-        if not half.hit:
+        if not half.dropped:
             raise RelearnError(f"none of the {len(dropped)} relearned units is a unit of the evaluation's results in "
                                f"its strata {sorted(strata)} (benchmark.robustness.relearn_strata): the benchmark "
                                "names its forget units otherwise in its evaluation than in its forget examples "
                                "(define unit_of(example) to match its resample) or in other strata")
-        whole = _values(replicate, results, reference_dir, _Ones())
+        whole = _values(replicate, results, reference_dir, PointResampler())
         changed = sorted(path for path, value in restricted.items() if whole.get(path) != value)
         return {**with_values(summary, {path: restricted[path] for path in changed}),
                 "relearn": {"steps": steps, "relearned_units": len(split.relearn_units),
-                            "evaluated_units": len(split.eval_units), "units_in_results": len(half.hit),
+                            "evaluated_units": len(split.eval_units), "units_in_results": len(half.dropped),
                             "restricted_fields": changed,
                             "note": "the restricted fields are over the evaluation half (units not relearned); the "
                                     "forget parts' other fields and files hold every unit"}}
 
     def resample(results: Mapping[str, dict[str, Any]], reference_dir: Path | None, resampler: Resampler
                  ) -> dict[str, np.ndarray]:
-        return replicate(results, reference_dir, HalfResampler(resampler, dropped, strata))
+        return replicate(results, reference_dir, half_resampler(resampler, dropped, strata))
 
     return dataclasses.replace(evaluation, summarize=summarize, resample=resample)
