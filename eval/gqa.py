@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.release import Drawn, check_max_samples, draw, draw_scene, field, image_file, read_json, subset_of
+from eval.release import Drawn, accuracy_by, check_max_samples, draw, draw_scene, field, image_file, read_json
 from unlearning.data.examples import DataError, Example
 from unlearning.evaluation.general import GENERAL_EVALS, GeneralEval
 from unlearning.runs.io import atomic_write_text
@@ -66,15 +65,8 @@ def load_gqa(data_dir: str | Path, image_dir: str | Path | None = None, question
 
 def score_gqa(items: Sequence[GQAItem], predictions: Sequence[str]) -> dict:
     """Exact-match accuracy (0-1) overall and per structural type."""
-    by_type: dict[str, list[bool]] = defaultdict(list)
-    every = []
-    for item, prediction in zip(items, predictions, strict=True):
-        correct = gqa_match(prediction, item.answer)
-        every.append(correct)
-        by_type[item.structural or "unknown"].append(correct)
-    return {"accuracy": sum(every) / len(every), "n": len(every),
-            "structural": {k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in sorted(by_type.items())},
-            "subset": subset_of(items)}
+    scores = [float(gqa_match(prediction, item.answer)) for item, prediction in zip(items, predictions, strict=True)]
+    return accuracy_by(items, scores, [item.structural or "unknown" for item in items], "structural")
 
 
 def write_gqa(out_dir: str | Path, n_images: int = 8, image_size: int = 112, seed: int = 0) -> Path:

@@ -79,6 +79,17 @@ def draw(items: Sequence[T], max_samples: int | None, seed: int) -> Drawn:
     return out
 
 
+def accuracy_by(items: Sequence[Any], scores: Sequence[float], groups: Sequence[str], name: str) -> dict[str, Any]:
+    """The mean score (0-1) over all questions and per group (under ``name``), with their counts and the subset
+    drawn: every scorer's summary."""
+    by_group: dict[str, list[float]] = {}
+    for group, score in zip(groups, scores, strict=True):
+        by_group.setdefault(group, []).append(float(score))
+    return {"accuracy": sum(scores) / len(scores), "n": len(scores),
+            name: {k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in sorted(by_group.items())},
+            "subset": subset_of(items)}
+
+
 def subset_of(items: Sequence[Any]) -> dict[str, int] | None:
     """The summary's note of a subset (None: every question of the release was asked)."""
     subset = getattr(items, "subset", None)

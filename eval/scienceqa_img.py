@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from eval.choices import option_letters, options_text, scienceqa_letter
-from eval.release import Drawn, check_max_samples, draw, draw_scene, field, image_file, read_json, subset_of
+from eval.release import Drawn, accuracy_by, check_max_samples, draw, draw_scene, field, image_file, read_json
 from unlearning.data.examples import DataError, Example
 from unlearning.data.synthetic import SHAPE_COLOURS, SHAPES
 from unlearning.evaluation.general import GENERAL_EVALS, GeneralEval
@@ -80,16 +79,11 @@ def load_scienceqa(data_dir: str | Path, split: str = "test") -> list[SQAItem]:
 
 def score_scienceqa(items: Sequence[SQAItem], predictions: Sequence[str]) -> dict:
     """Accuracy (0-1) overall and per subject; answers whose letter cannot be read count as wrong."""
-    by_subject: dict[str, list[bool]] = defaultdict(list)
-    every, unparsed = [], 0
-    for item, prediction in zip(items, predictions, strict=True):
-        letter = scienceqa_letter(prediction, len(item.choices))
-        unparsed += letter is None
-        every.append(letter == item.answer)
-        by_subject[item.subject].append(letter == item.answer)
-    return {"accuracy": sum(every) / len(every), "n": len(every), "n_unparsed": unparsed,
-            "subjects": {k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in sorted(by_subject.items())},
-            "subset": subset_of(items)}
+    letters = [scienceqa_letter(prediction, len(item.choices)) for item, prediction in zip(items, predictions,
+                                                                                            strict=True)]
+    scores = [float(letter == item.answer) for item, letter in zip(items, letters, strict=True)]
+    return {**accuracy_by(items, scores, [item.subject for item in items], "subjects"),
+            "n_unparsed": sum(letter is None for letter in letters)}
 
 
 def write_scienceqa(out_dir: str | Path, n_images: int = 8, image_size: int = 112, seed: int = 0) -> Path:

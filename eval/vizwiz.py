@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.release import Drawn, check_max_samples, draw, draw_scene, field, image_file, read_json, subset_of
+from eval.release import Drawn, accuracy_by, check_max_samples, draw, draw_scene, field, image_file, read_json
 from eval.vqa_accuracy import normalize_answer, vqa_accuracy
 from unlearning.data.examples import DataError, Example
 from unlearning.evaluation.general import GENERAL_EVALS, GeneralEval
@@ -71,18 +70,12 @@ def load_vizwiz(data_dir: str | Path, image_dir: str | Path | None = None, split
 def score_vizwiz(items: Sequence[VizWizItem], predictions: Sequence[str]) -> dict:
     """VQA accuracy (0-1) overall and per answer type; the share of "unanswerable" replies on answerable and on
     unanswerable questions."""
-    by_type: dict[str, list[float]] = defaultdict(list)
+    scores = [vqa_accuracy(prediction, item.answers) for item, prediction in zip(items, predictions, strict=True)]
     said = {True: [], False: []}
-    every = []
     for item, prediction in zip(items, predictions, strict=True):
-        accuracy = vqa_accuracy(prediction, item.answers)
-        every.append(accuracy)
-        by_type[item.answer_type].append(accuracy)
         said[item.answerable].append(normalize_answer(prediction) == UNANSWERABLE)
-    return {"accuracy": sum(every) / len(every), "n": len(every),
-            "answer_types": {k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in sorted(by_type.items())},
-            "said_unanswerable": {"answerable": _rate(said[True]), "unanswerable": _rate(said[False])},
-            "subset": subset_of(items)}
+    return {**accuracy_by(items, scores, [item.answer_type for item in items], "answer_types"),
+            "said_unanswerable": {"answerable": _rate(said[True]), "unanswerable": _rate(said[False])}}
 
 
 def _rate(flags: list[bool]) -> float | None:

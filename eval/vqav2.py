@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.release import Drawn, check_max_samples, draw, draw_scene, field, image_file, read_json, subset_of
+from eval.release import Drawn, accuracy_by, check_max_samples, draw, draw_scene, field, image_file, read_json
 from eval.vqa_accuracy import vqa_accuracy
 from unlearning.data.examples import DataError, Example
 from unlearning.evaluation.general import GENERAL_EVALS, GeneralEval
@@ -75,15 +74,8 @@ def load_vqav2(data_dir: str | Path, image_dir: str | Path | None = None, questi
 
 def score_vqa(items: Sequence[VQAItem], predictions: Sequence[str]) -> dict:
     """VQA accuracy (0-1) overall and per answer type, with the question count and the subset drawn, if any."""
-    by_type: dict[str, list[float]] = defaultdict(list)
-    every = []
-    for item, prediction in zip(items, predictions, strict=True):
-        accuracy = vqa_accuracy(prediction, item.answers)
-        every.append(accuracy)
-        by_type[item.answer_type].append(accuracy)
-    return {"accuracy": sum(every) / len(every), "n": len(every),
-            "answer_types": {k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in sorted(by_type.items())},
-            "subset": subset_of(items)}
+    scores = [vqa_accuracy(prediction, item.answers) for item, prediction in zip(items, predictions, strict=True)]
+    return accuracy_by(items, scores, [item.answer_type for item in items], "answer_types")
 
 
 def write_vqav2(out_dir: str | Path, n_images: int = 8, image_size: int = 112, seed: int = 0) -> Path:
