@@ -4,6 +4,7 @@
 #   make demo-safeeraser  # the built-in SafeEraser end to end
 #   make demo-efuf  # the built-in EFUF end to end (curation included)
 #   make demo-methods  # every method on the built-in FIUBench and MLLMU-Bench (image+text), one table each
+#   make demo-attacks  # the attacks (relearning, 8/4-bit, images, text only) on every method's FIUBench run
 #   make test   # the test suite (what CI runs)
 #   make lock   # regenerate requirements.lock from requirements.txt/setup.py (docs/reproducibility.md)
 # Each creates .venv and installs into it first: torch from TORCH_SPEC (the CPU wheel on CPU machines; on a GPU
@@ -18,7 +19,7 @@ ALL_METHODS ?= ga gd kl po npo simnpo idkdpo undial wga rmu mmunlearner manu
 # MLLMU-Bench has no refusal stream: PO and IdkDPO are FIUBench's and SafeEraser's
 MLLMU_METHODS ?= ga gd kl npo simnpo undial wga rmu mmunlearner manu
 
-.PHONY: demo demo-mllmu demo-safeeraser demo-efuf demo-methods test install lint lock
+.PHONY: demo demo-mllmu demo-safeeraser demo-efuf demo-methods demo-attacks test install lint lock
 
 $(VENV)/.installed: requirements.lock setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -49,6 +50,10 @@ demo-methods: $(VENV)/.installed
 		bash scripts/demo.bash
 	PATH="$(abspath $(VENV))/bin:$$PATH" METHODS="$(MLLMU_METHODS)" MODALITIES=multimodal RUN_ROOT=runs/methods \
 		OUT_DIR=results/methods bash scripts/demo_mllmu.bash
+
+demo-attacks: $(VENV)/.installed  # trains every method first unless make demo-methods did
+	PATH="$(abspath $(VENV))/bin:$$PATH" METHODS="$(ALL_METHODS)" RUN_ROOT=runs/methods OUT_DIR=results/methods \
+		bash scripts/demo_attacks.bash
 
 test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
