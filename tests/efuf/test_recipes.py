@@ -18,6 +18,7 @@ from efuf.curation import curate_folder
 from efuf.synthetic import write_efuf
 from results_collect import collect
 from tests.conftest import SMALL_MODEL, assert_summaries_fit
+from unlearning.data.streams import StreamError
 from unlearning.models.tiny import build_tiny_model
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.recipes.evaluate import evaluate
@@ -25,6 +26,7 @@ from unlearning.recipes.finetune import finetune
 from unlearning.recipes.forget import forget
 from unlearning.runs.folders import read_run
 from unlearning.runs.io import read_json
+from unlearning.training.methods import build_method
 
 REPO = Path(__file__).resolve().parents[2]
 EVAL = ("eval.batch_size=8", "eval.max_new_tokens=12", "benchmark.recipe.eval.n_images=4")
@@ -156,3 +158,21 @@ def test_launchers_run_efuf(world, tmp_path: Path):
     run(sys.executable, "results_collect.py", f"run_root={tmp_path}/runs", f"out_dir={tmp_path}/results")
     rows = json.loads((tmp_path / "results" / "efuf.json").read_text())["rows"]
     assert sorted(row["method"] for row in rows) == ["efuf_sentence", "vanilla_full"]
+
+
+KEEPING_A_RETAIN_SET = ("simnpo", "idkdpo", "wga", "rmu", "mmunlearner", "manu")  # UNDIAL by default keeps none
+
+
+@pytest.mark.parametrize("method", KEEPING_A_RETAIN_SET)
+def test_a_method_needing_a_stream_efuf_lacks_says_so_before_any_model_loads(world, method: str):
+    """EFUF's streams are forget, positive, sentence and gold: the baselines that keep a retain set (or prefer a
+    refusal) are refused, naming the stream and the benchmarks that have it (docs/methods.md)."""
+    data, model, _ = world
+    with pytest.raises(StreamError, match=r"needs stream '(retain|refusal)', which benchmark 'efuf' does not provide"):
+        forget(config("forget", data.parent, data, model, f"method={method}"))
+
+
+@pytest.mark.parametrize("method", ["simnpo", "wga", "undial"])
+def test_the_forget_terms_alone_fit_efufs_streams(method: str):
+    cfg = config("forget", Path("runs"), Path("."), Path("."), f"method={method}", "method.retain_weight=0")
+    assert {use.name for use in build_method(cfg.method).streams()} <= set(EfufTask.stream_names)

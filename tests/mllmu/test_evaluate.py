@@ -140,7 +140,8 @@ def test_evaluate_run_reports_four_sets_per_modality_deterministically(data, tin
             assert 0 <= cell["rougeL_f"] <= 1 and 1 <= cell["factuality"] <= 10
             assert cell["judge"]["n_failed"] == 0 and cell["judge"]["n_unparseable"] == 0
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == ["celebrity.json", "forget_15.json", "retain_85.json", "summary.json", "test_forget_15.json"]
+    assert files == ["celebrity.json", "forget_15.json", "retain_85.json", "selection.json", "summary.json",
+                     "test_forget_15.json"]  # selection.json: the validation split's numbers (docs/selection.md)
     test = json.loads((tmp_path / "a" / "test_forget_15.json").read_text())
     assert {s["profile"] for s in test["samples"]} == set(data.split_ids("forget_15"))
     assert "sk-env-only" not in (tmp_path / "a" / "forget_15.json").read_text()
