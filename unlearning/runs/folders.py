@@ -147,9 +147,20 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Every finished run folder under ``root``, sorted (attempts and other hidden folders left out)."""
-    return sorted(path.parent for path in root.glob(f"**/{RUN_FILE}")
-                  if not any(part.startswith(".") for part in path.relative_to(root).parts))
+    """Every finished run folder under ``root``, sorted (attempts and other hidden folders left out). Runs lie at
+    one depth below a run root (``<benchmark>/<model>/<run>``, or ``<run>`` below a benchmark/model folder); runs
+    deeper than the shallowest belong to another run root kept inside this one (``runs/methods`` of ``make
+    demo-methods`` inside ``runs/``) and are left out, logged: collect them with that folder as the root."""
+    found = [path.parent for path in root.glob(f"**/{RUN_FILE}")
+             if not any(part.startswith(".") for part in path.relative_to(root).parts)]
+    if not found:
+        return []
+    depth = min(len(run.relative_to(root).parts) for run in found)
+    nested = sorted({run.relative_to(root).parts[0] for run in found if len(run.relative_to(root).parts) > depth})
+    if nested:
+        log.info("left out the runs of the run roots inside %s (%s): pass one of them as the run root to see them",
+                 root, ", ".join(str(root / name) for name in nested))
+    return sorted(run for run in found if len(run.relative_to(root).parts) == depth)
 
 
 def find_finetune_run(group_dir: Path, split: str, what: str, key: str) -> Path:

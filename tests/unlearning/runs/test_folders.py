@@ -79,3 +79,24 @@ def test_adapter_merged_into_a_copy_of_a_base_loaded_once(tmp_path: Path, tiny_d
     assert torch.allclose(logits(merged), logits(unmerged), atol=1e-4)
     assert not torch.allclose(logits(merged), before, atol=1e-3)  # the adapter changes the model
     assert torch.equal(logits(models.load(ModelSource(str(tiny_dir), None, str(tiny_dir)))), before)  # base intact
+
+
+def test_runs_of_a_run_root_kept_inside_another_are_left_out(tmp_path: Path, caplog):
+    """``make demo-methods`` writes runs/methods/ inside the demo's runs/: collecting runs/ must not mix them in."""
+    from unlearning.runs.folders import RUN_FILE, find_runs
+
+    def run(*parts: str) -> Path:
+        folder = tmp_path.joinpath(*parts)
+        folder.mkdir(parents=True)
+        (folder / RUN_FILE).write_text("{}")
+        return folder
+
+    own = [run("fiubench", "tiny", "ga-1"), run("safeeraser", "tiny", "ga-2")]
+    nested = run("methods", "fiubench", "tiny", "ga-1")
+    run("fiubench", "tiny", ".attempts", "ga-3")
+    with caplog.at_level("INFO"):
+        assert find_runs(tmp_path) == sorted(own)
+    assert str(tmp_path / "methods") in caplog.text
+    assert find_runs(tmp_path / "methods") == [nested]
+    assert find_runs(tmp_path / "fiubench" / "tiny") == [own[0]]
+    assert find_runs(tmp_path / "efuf") == []
