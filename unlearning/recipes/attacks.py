@@ -28,6 +28,7 @@ from unlearning.evaluation.attacks import (
 from unlearning.evaluation.attacks.relearn import RelearnError, split_forget, unit_of
 from unlearning.evaluation.robustness import write_robustness
 from unlearning.evaluation.runner import EvalSettings, Evaluation, ModelLoader, run_evaluation
+from unlearning.evaluation.selection import ValidationSplit
 from unlearning.recipes.slices import EvalConfig
 from unlearning.runs.folders import find_finetune_run
 
@@ -115,7 +116,9 @@ class AttackPlan:
     def run(self, benchmark: str, evaluation: Evaluation, load: ModelLoader, settings: EvalSettings, out_dir: Path,
             reference: Path | None, accelerator: Accelerator, weights: str, owned: bool,
             metrics: Callable[[dict[str, Any]], dict[str, Any]], summary_file: str) -> list[dict[str, Any]]:
-        """One model's evaluation under every attack, each in ``<out_dir>/attacks/<name>/``."""
+        """One model's evaluation under every attack, each in ``<out_dir>/attacks/<name>/``. Checkpoints are chosen
+        on unattacked numbers: an attacked evaluation holds out no validation split (no ``selection.json``)."""
+        settings = dataclasses.replace(settings, selection=ValidationSplit(validation_fraction=0))
         summaries = []
         for attack in self.attacks:
             log.info("attack %s: evaluating into %s", attack.name, attack_dir(out_dir, attack))
