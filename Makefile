@@ -19,7 +19,7 @@ ALL_METHODS ?= ga gd kl po npo simnpo idkdpo undial wga rmu mmunlearner manu
 # MLLMU-Bench has no refusal stream: PO and IdkDPO are FIUBench's and SafeEraser's
 MLLMU_METHODS ?= ga gd kl npo simnpo undial wga rmu mmunlearner manu
 
-.PHONY: demo demo-mllmu demo-safeeraser demo-efuf demo-methods demo-attacks test install lint lock
+.PHONY: demo demo-mllmu demo-safeeraser demo-efuf demo-clear demo-umu demo-methods demo-attacks test install lint lock
 
 $(VENV)/.installed: requirements.lock setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +44,12 @@ demo-safeeraser: $(VENV)/.installed
 
 demo-efuf: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo_efuf.bash
+
+demo-clear: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo_clear.bash
+
+demo-umu: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo_umu.bash
 
 demo-methods: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" METHODS="$(ALL_METHODS)" RUN_ROOT=runs/methods OUT_DIR=results/methods \

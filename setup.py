@@ -17,7 +17,8 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["unlearning*", "fiubench*", "mllmu*", "safeeraser*", "efuf*", "eval*"]),
+    packages=find_packages(include=["unlearning*", "fiubench*", "mllmu*", "safeeraser*", "efuf*", "clear*", "umu*",
+                                    "eval*"]),
     package_data={"fiubench": ["*.json", "*.txt"], "mllmu": ["*.txt"], "safeeraser": ["*.json"], "efuf": ["*.txt"]},
     install_requires=requirements,
     extras_require={

@@ -13,7 +13,12 @@ from unlearning.benchmarks import benchmark_names
 from unlearning.compat import Compat, Switch, apply_switches, declare, declared, resolve
 
 FIDELITY = Path(__file__).resolve().parents[1] / "docs" / "fidelity.md"
-SECTIONS = {"FIUBench": "fiubench", "MLLMU-Bench": "mllmu", "SafeEraser": "safeeraser", "EFUF": "efuf"}
+SECTIONS = {  # docs/fidelity.md section title -> benchmark
+    "FIUBench": "fiubench",
+    "MLLMU-Bench": "mllmu",
+    "SafeEraser": "safeeraser",
+    "EFUF": "efuf",
+}
 
 
 def fidelity_rows() -> dict[str, dict[str, str]]:
