@@ -104,6 +104,14 @@ class EfufTask:
             raise DataError(f"EFUF forgets its curated clauses (forget_split={SPLIT}); got {forget_split!r}")
         return self.data.stream(name)
 
+    @staticmethod
+    def unit_of(example: Example) -> str:
+        """The unit of a curated clause: its image (the relearning attack relearns a fraction of the images'
+        hallucinated clauses; the evaluation's images are held out from them)."""
+        if not isinstance(example.image, Path):
+            raise DataError(f"EFUF clause {example.uid!r} has no image file")
+        return example.image.name
+
     def evaluation(self, settings: EvalSettings, forget_split: str, retain_split: str | None,
                    **eval_options: Any) -> Evaluation:
         if retain_split is not None:

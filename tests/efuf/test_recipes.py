@@ -110,6 +110,7 @@ def test_curation_forgetting_and_evaluation(world, tmp_path: Path):
     table = (tmp_path / "results" / "efuf.md").read_text()
     assert "| CHAIR_s ↓ | CHAIR_i ↓ | BLEU-1 ↑ | BLEU-2 ↑ | BLEU-4 ↑ | Length | Grounded ↑ | POPE ↑ | MME ↑ |" in table
     assert " ± " in table
+    check_attacks(root, data, model, run, tmp_path / "attacked")
     general = [f"eval.general.pope.{key}={tmp_path}/pope" for key in ("data_dir", "builtin_dir")]
     wordnet = [] if has_wordnet() else ["compat.chair_as_original=false"]  # its own tests skip without it
     (official,) = evaluate(config("eval", root, data, model, *EVAL, "compat=official", f"run_dirs=[{run}]",
@@ -122,6 +123,28 @@ def test_curation_forgetting_and_evaluation(world, tmp_path: Path):
     (row,) = EfufTask.table_rows(read_run(run), official)
     assert row["POPE"] == pytest.approx(100 * official["general"]["pope"]["accuracy"]) and row["MME"] is None
     assert official["metrics"]["all"]["POPE"]["interval"] is None  # no per-image results of POPE: no interval
+
+
+def check_attacks(root: Path, data: Path, model: Path, run: Path, tables: Path) -> None:
+    """Attacks on EFUF: the captioner it starts from is the baseline; relearning trains on some curated images'
+    hallucinated clauses and evaluates every held-out image."""
+    attacks = ("relearn_0", "relearn_2", "quantize_8bit", "image_rephrase")
+    summaries = evaluate(config("eval", root, data, model, *EVAL, f"run_dirs=[{run}]", f"attacks.table_dir={tables}",
+                                "attack=[relearn,quantize_8bit,image_rephrase]", "attacks.relearn.steps=[0,2]",
+                                "attacks.relearn.lr=3e-3", "eval.bootstrap.resamples=50"))
+    assert len(summaries) == 2 * len(attacks)  # the captioner first, then the EFUF run
+    vanilla = next(p.parent for p in (root / "runs").rglob("identity.json") if read_run(p.parent)["split"] == "full")
+    plain = read_json(run / "eval" / "captions.json")["samples"]
+    for folder in (vanilla, run):
+        relearned = read_json(folder / "eval" / "attacks" / "relearn_2" / "summary.json")
+        assert relearned["relearn"]["restricted_fields"] == [] and relearned["captions"]["n_captions"] == 4
+        assert relearned["attack"]["relearn"]["split"]["n_relearn"] >= 1
+    assert read_json(run / "eval" / "attacks" / "relearn_0" / "captions.json")["samples"] == plain
+    assert read_json(run / "eval" / "attacks" / "relearn_2" / "captions.json")["samples"] != plain
+    table = json.loads((tables / "efuf_robustness.json").read_text())
+    assert {(row["run"], row["attack"]) for row in table["rows"]} == {
+        (folder.name, attack) for folder in (vanilla, run) for attack in ("none", *attacks)}
+    assert "| CHAIR_s ↓ |" in (tables / "efuf_robustness.md").read_text()
 
 
 def test_methods_needing_a_reference_need_an_adapter(world):

@@ -51,7 +51,8 @@ class AttackPlan:
     forget_split: str | None = None  # the split the relearning attack halves
     modules: Mapping[str, Sequence[str]] | None = None  # model.modules and model.lora_targets: what relearning trains
     lora_targets: tuple[str, ...] = ()
-    relearn_strata: tuple[str, ...] = ("forget",)  # robustness.relearn_strata: the forget units' bootstrap strata
+    relearn_strata: tuple[str, ...] = ("forget",)  # robustness.relearn_strata: the forget units' bootstrap strata;
+    # empty: the evaluation's data is held out from the forget set, every unit is evaluated after relearning
 
     def __bool__(self) -> bool:
         return bool(self.attacks)
@@ -67,7 +68,7 @@ class AttackPlan:
         parts = tuple(robustness.get("parts") or DEFAULT_PARTS)
         reference_split = robustness.get("reference_split") or config.reference_split
         plan = cls(attacks, parts, reference_split, table_dir, config.forget_split, config.model.modules,
-                   tuple(config.model.lora_targets), tuple(robustness.get("relearn_strata") or ("forget",)))
+                   tuple(config.model.lora_targets), tuple(robustness.get("relearn_strata", ("forget",)) or ()))
         if attacks and not config.reference_run and not reference_split:
             raise AttackError(
                 f"attack={','.join(a.name for a in attacks)}: benchmark {config.benchmark.name!r} names no reference "

@@ -271,6 +271,8 @@ def evaluation_half(evaluation: Evaluation, split: RelearnSplit, steps: int, str
                     ) -> Evaluation:
     """``evaluation`` with its summary (and intervals) over the evaluation half: every summary field the benchmark
     resamples that the relearned units (in ``strata``) change is recomputed without them; the rest is as it was."""
+    if not strata:  # the evaluation's data is held out from the forget set: every unit is evaluated
+        return _held_out(evaluation, split, steps)
     if evaluation.resample is None:
         raise RelearnError("the relearning attack measures the evaluation half through the benchmark's "
                            "Evaluation.resample (its bootstrap over units); this benchmark has none")
@@ -299,3 +301,18 @@ def evaluation_half(evaluation: Evaluation, split: RelearnSplit, steps: int, str
         return replicate(results, reference_dir, half_resampler(resampler, dropped, strata))
 
     return dataclasses.replace(evaluation, summarize=summarize, resample=resample)
+
+
+def _held_out(evaluation: Evaluation, split: RelearnSplit, steps: int) -> Evaluation:
+    """``evaluation`` as it is, its summary noting the budget: a benchmark whose evaluation data shares no unit with
+    its forget set (``robustness.relearn_strata: []``, e.g. captions of held-out images) is measured whole after
+    relearning on ``fraction`` of the forget set's units."""
+
+    def summarize(results: Mapping[str, dict[str, Any]], reference_dir: Path | None) -> dict[str, Any]:
+        return {**evaluation.summarize(results, reference_dir),
+                "relearn": {"steps": steps, "relearned_units": len(split.relearn_units),
+                            "evaluated_units": None, "restricted_fields": [],
+                            "note": "the evaluation's data is held out from the forget set (robustness."
+                                    "relearn_strata is empty): every evaluated unit is reported"}}
+
+    return dataclasses.replace(evaluation, summarize=summarize)
