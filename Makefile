@@ -29,6 +29,7 @@ $(VENV)/.installed: requirements.lock setup.py
 	$(UV) pip install -q --python $(PY) --no-deps -e .
 	$(PY) scripts/check_env.py
 	bash scripts/install_wordnet.bash
+	bash scripts/install_browser.bash
 	touch $@
 
 install: $(VENV)/.installed

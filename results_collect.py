@@ -4,6 +4,7 @@
     python results_collect.py run_root=runs out_dir=results
     python results_collect.py compare=<run A>,<run B>      # paired differences per metric, with intervals and p
     python results_collect.py select=true                  # also: each run's checkpoint chosen on validation units
+    python results_collect.py report=false                 # without the HTML report (results/index.html)
 
 Each cell of the Markdown tables shows the value ± the half-width of its bootstrap confidence interval (the
 summary's ``metrics.<row>.<column>.interval``; the CSV has the interval's ends). Runs that differ only in their
@@ -755,6 +756,10 @@ def main(cfg: DictConfig) -> None:
             collect_selection(Path(cfg.run_root), Path(cfg.out_dir), cfg.get("selection"))
         except CannotSelect as error:
             raise SystemExit(str(error)) from None
+    if cfg.get("report", True):  # results/index.html and results/report/ (unlearning.reporting)
+        from unlearning.reporting import write_report
+
+        print(f"\nreport: {write_report(Path(cfg.run_root), Path(cfg.out_dir))}")
     if cfg.check_shape:
         failures = shape_failures(rows)
         if failures:
