@@ -30,7 +30,7 @@ from unlearning.inference.answers import generate_answers, score_answers
 from unlearning.inference.decoding import Decoding
 
 FILE_VERSION = 1
-ORIGINAL_ROWS = 300  # config/mm/eval.yaml:34 ds_size: the first 300 rows of each task (compat first_300_rows)
+ORIGINAL_ROWS = 300  # config/mm/eval.yaml:39 ds_size: the first 300 rows of each task (compat first_300_rows)
 STRATA = {"forget": "forget", "forget_facerec": "forget", "retain": "retain", "retain_facerec": "retain",
           "real_faces": "real_faces", "real_world": "real_world"}  # the same persons are drawn in both of a pair
 
@@ -164,8 +164,14 @@ def resample_run(results: Mapping[str, dict[str, Any]], reference_dir: Path | No
         ours = np.array([s["truth_ratio"] for s in samples])
         reference = np.array([theirs[s["uid"]] for s in samples])
         units = [s["unit"] for s in samples]
-        values = resampler.each("forget", units, lambda drawn: ks_forget_quality(ours[drawn], reference[drawn]))
+        def ks(drawn: np.ndarray) -> float:  # a held-out half may draw no forget person: undefined there
+            return ks_forget_quality(ours[drawn], reference[drawn]) if len(drawn) else math.nan
+
+        def js(drawn: np.ndarray) -> float:
+            return metrics.js_distance(ours[drawn], reference[drawn]) if len(drawn) else math.nan
+
+        values = resampler.each("forget", units, ks)
         out["forget_quality"] = values
         out["forget_quality_log10"] = np.log10(np.maximum(values, 1e-300))
-        out["js"] = resampler.each("forget", units, lambda drawn: metrics.js_distance(ours[drawn], reference[drawn]))
+        out["js"] = resampler.each("forget", units, js)
     return out

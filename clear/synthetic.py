@@ -116,8 +116,9 @@ def forget_persons(names: list[str], seed: int) -> dict[str, list[str]]:
     return {split: order[:max(1, round(len(names) * percent / 100))] for split, percent in FORGET_PERCENT.items()}
 
 
-def write_clear(out_dir: str | Path, n_persons: int = 30, images_per_person: int = 2, n_retain_eval: int = 8,
-                n_real_faces: int = 8, n_real_world: int = 8, image_size: int = 112, seed: int = 0) -> Path:
+def write_clear(out_dir: str | Path, n_persons: int = 20, images_per_person: int = 2, qa_per_person: int = 2,
+                n_retain_eval: int = 8, n_real_faces: int = 8, n_real_world: int = 8, image_size: int = 112,
+                seed: int = 0) -> Path:
     """Write every config of the release: captions, ``+tofu``, ``*_perturbed``, ``real_faces``, ``real_world``."""
     out_dir = Path(out_dir)
     rng = random.Random(f"{seed}-clear")
@@ -143,7 +144,7 @@ def write_clear(out_dir: str | Path, n_persons: int = 30, images_per_person: int
             })
         captions[name] = rows
         qas[name] = [{"image": None, "caption": None, "name": None, "question": q.format(name=name),
-                      "answer": a.format(name=name, v=rng.choice(values))} for q, a, values in FACTS]
+                      "answer": a.format(name=name, v=rng.choice(values))} for q, a, values in FACTS[:qa_per_person]]
 
     def caption_rows(persons: list[str]) -> list[dict[str, Any]]:
         return [row for person in persons for row in captions[person]]

@@ -18,6 +18,7 @@ SECTIONS = {  # docs/fidelity.md section title -> benchmark
     "MLLMU-Bench": "mllmu",
     "SafeEraser": "safeeraser",
     "EFUF": "efuf",
+    "CLEAR": "clear",
 }
 
 
