@@ -19,7 +19,7 @@ import yaml
 from unlearning.reporting import plots
 from unlearning.reporting.collect import BenchmarkResults, RunPage, Table, evaluated_runs, read_results, run_page
 from unlearning.reporting.thumbnails import ImageIndex, Thumbnails
-from unlearning.runs.io import atomic_write_dir, atomic_write_text
+from unlearning.runs.io import SECRET_VALUE, atomic_write_dir, atomic_write_text, redact
 
 log = logging.getLogger(__name__)
 PACKAGE = Path(__file__).resolve().parent
@@ -108,13 +108,27 @@ def _run_view(page: RunPage, thumbnails: Thumbnails, images: ImageIndex,
                 sample.image = f"../img/{name}"
     results = tables.get(page.benchmark)
     rows = [row for row in results.table.rows if row.get("run") == page.path.name] if results else []
-    provenance = {k: v for k, v in page.info.items() if k != "train"}
+    provenance = redact({k: v for k, v in page.info.items() if k != "train"})
     train = page.info.get("train")
     summary = _flatten(train) if isinstance(train, dict) else {}
     table = Table(results.table.stem, results.table.columns, rows, results.table.better) if rows else None
     return {"page": page, "table": table, "train_summary": summary, "provenance": provenance,
             "training": plots.training(page.train_log, "plot-training"),
-            "identity": yaml.safe_dump(page.identity, sort_keys=False) if page.identity is not None else None}
+            "identity": yaml.safe_dump(redact(page.identity), sort_keys=False) if page.identity is not None
+            else None, "config_text": SECRET_VALUE.sub("***", page.config_text),
+            "settings": _top_settings(page.config_text)}
+
+
+def _top_settings(config_text: str) -> dict[str, Any]:
+    """The config's top-level scalar settings (learning rate, epochs, splits...), the ones a reader compares
+    first; the nested blocks stay in the full config below them."""
+    try:
+        config = yaml.safe_load(config_text) if config_text else None
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    return redact({k: v for k, v in config.items() if v is not None and not isinstance(v, dict | list)})
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -111,7 +111,8 @@ def test_nothing_is_fetched_from_the_web(world: dict):
 
 def test_run_page_shows_settings_provenance_curve_and_samples_beside_the_start(world: dict):
     html = world["page"].read_text()
-    assert "lr: 0.0005" in html and "0123abcd" in html and "2.13.0+cpu" in html  # config, provenance
+    assert "lr: 0.0005" in html and "<b>lr</b> 0.0005" in html  # the config, its top-level settings first
+    assert "0123abcd" in html and "2.13.0+cpu" in html  # provenance: git commit, versions
     assert 'id="plot-training"' in html
     assert f'href="{START}.html"' in html
     assert "the name is amara okafor." in html  # the unlearned model's answer
