@@ -101,3 +101,24 @@ def test_two_process_ddp_on_cpu(common):
     for a, b in zip(sharded, single, strict=True):
         assert a["truth_ratio"] == pytest.approx(b["truth_ratio"], rel=1e-4)
         assert a["answer_nll"] == pytest.approx(b["answer_nll"], rel=1e-4)
+
+
+def test_a_sweep_is_one_run_per_job_and_its_rerun_trains_nothing(common):
+    """``forget_lora.bash -m`` through the shipped local parallel launcher: a 2x2 sweep gives four run folders;
+    the same sweep again finds each finished and trains nothing."""
+    root, overrides = common
+    run("bash", "scripts/finetune.bash", "split=full", "max_steps=2", *overrides)  # Stage I (kept when present)
+    sweep = ("bash", "scripts/forget_lora.bash", "-m", "hydra/launcher=local_parallel", "method=ga,npo",
+             "lr=3e-4,5e-4", "max_steps=1", "batch_size=2", *overrides)
+    run(*sweep)
+    tiny = root / "runs" / "fiubench" / "tiny"
+    made = sorted(p.name for p in tiny.iterdir() if p.name.startswith(("ga_forget10_0.0003", "ga_forget10_0.0005",
+                                                                         "npo_forget10_0.0003", "npo_forget10_0.0005")))
+    assert len(made) == 4, made
+    records = sorted((root / "runs" / ".multirun").glob("*/multirun.yaml"))  # under the run root
+    assert records and "JoblibLauncher" in records[-1].read_text()  # the local parallel launcher ran the jobs
+    stamps = {name: (tiny / name / "identity.json").stat().st_mtime_ns for name in made}
+    again = run(*sweep)
+    assert (again.stdout + again.stderr).count("is already trained with these settings") == 4
+    assert {name: (tiny / name / "identity.json").stat().st_mtime_ns for name in made} == stamps
+    assert not (Path(REPO) / "multirun").exists()
