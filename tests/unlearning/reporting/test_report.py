@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -162,9 +163,11 @@ needs_browser = pytest.mark.skipif(_browser() is None, reason="no chromium binar
 
 
 def _chromium(*args: str) -> str:
-    command = [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-               "--allow-file-access-from-files", "--virtual-time-budget=5000", *args]
-    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=60).stdout
+    """Headless chromium with a throwaway profile; ``--virtual-time-budget`` lets the page's scripts finish."""
+    with tempfile.TemporaryDirectory() as profile:
+        command = [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                   f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args]
+        return subprocess.run(command, check=True, capture_output=True, text=True, timeout=60).stdout
 
 
 def _cell_text(dom: str, table: str, run: str, column: str) -> str:
