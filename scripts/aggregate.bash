@@ -4,4 +4,7 @@
 #   bash scripts/aggregate.bash run_root=runs out_dir=results
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [[ " $* " == *" --help "* || " $* " == *" -h "* ]]; then
+  exec "${PYTHON:-python}" -m unlearning.runs.usage scripts/aggregate.bash aggregate
+fi
 "${PYTHON:-python}" results_collect.py "$@"

@@ -3,10 +3,21 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python}"
 
+# --help / -h: the calling script's header and its config's main settings (unlearning/runs/usage.py)
+declare -A CONFIG_OF=([unlearning.recipes.finetune]=finetune [unlearning.recipes.forget]=forget
+                      [unlearning.recipes.evaluate]=eval [efuf.curation]=curate)
+
 launch() {
   local module=$1
   shift
   cd "$ROOT"
+  local arg
+  for arg in "$@"; do
+    if [[ "$arg" == "--help" || "$arg" == "-h" ]]; then
+      "$PYTHON" -m unlearning.runs.usage "scripts/$(basename "${BASH_SOURCE[1]}")" "${CONFIG_OF[$module]}"
+      return
+    fi
+  done
   local config="${ACCELERATE_CONFIG:-}"
   if [[ -z "$config" ]] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     config=config/accelerate/single_gpu.yaml
