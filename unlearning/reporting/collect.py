@@ -20,10 +20,13 @@ from unlearning.runs.io import CorruptFile, read_json
 
 log = logging.getLogger(__name__)
 
-# The usual names of a sample's question, gold answer and model output, in order of preference.
+# The usual names of a sample's question, gold answer and model output, in order of preference. "answer" is the
+# gold answer beside an explicit output field (FIUBench's generation, MLLMU-Bench's prediction), and the model's
+# output where a sample has none (its gold answer then named "reference", if any).
 QUESTION_FIELDS = ("question", "prompt", "query", "instruction")
-GOLD_FIELDS = ("answer", "gold", "target", "reference", "label")
 OUTPUT_FIELDS = ("generation", "prediction", "response", "output", "caption")
+GOLD_FIELDS = ("answer", "gold", "target", "reference", "label")
+GOLD_BESIDE_ANSWER = ("gold", "target", "reference", "label")
 FORGET_FIRST = ("forget", "retain")  # parts whose name or role holds these words come first, in this order
 
 
@@ -68,7 +71,7 @@ class Sample:
 
 @dataclass
 class PartSamples:
-    """The samples of one ``eval/<part>.json``: the first ``shown`` of ``n``."""
+    """The samples of one ``eval/<part>.json`` (or one group of them): the first ``max_samples`` of ``n``."""
 
     name: str
     role: str
@@ -201,13 +204,31 @@ def _first(sample: dict[str, Any], names: tuple[str, ...]) -> tuple[str | None, 
     return None, None
 
 
-def _is_score(value: Any) -> bool:
-    return isinstance(value, float | bool)
+def text_fields(sample: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """The names of a sample's question, gold answer and model output (None where it has none)."""
+    question = _first(sample, QUESTION_FIELDS)[0]
+    output = _first(sample, OUTPUT_FIELDS)[0]
+    if output is None and _first(sample, ("answer",))[0]:
+        return question, _first(sample, GOLD_BESIDE_ANSWER)[0], "answer"
+    return question, _first(sample, GOLD_FIELDS)[0], output
+
+
+def _scores(sample: dict[str, Any], used: set[str | None]) -> dict[str, Any]:
+    """Every float or bool of the sample outside its text fields, those of a nested object as ``key.name``."""
+    out: dict[str, Any] = {}
+    for key, value in sample.items():
+        if key in used:
+            continue
+        if isinstance(value, float | bool):
+            out[key] = value
+        elif isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items() if isinstance(v, float | bool)})
+    return out
 
 
 def _pair(samples: list[dict[str, Any]], start: list[dict[str, Any]] | None) -> list[dict[str, Any] | None]:
     """The starting model's sample for each of ``samples``: by ``uid`` where both have one, else by position
-    where the question is the same (an evaluation scores its examples in a fixed order)."""
+    where the question and gold answer are the same (an evaluation scores its examples in a fixed order)."""
     if not start:
         return [None] * len(samples)
     by_uid = {s["uid"]: s for s in start if isinstance(s, dict) and s.get("uid") is not None}
@@ -217,37 +238,50 @@ def _pair(samples: list[dict[str, Any]], start: list[dict[str, Any]] | None) -> 
             out.append(by_uid.get(sample["uid"]))
             continue
         other = start[i] if i < len(start) and isinstance(start[i], dict) else None
-        same = other is not None and _first(other, QUESTION_FIELDS)[1] == _first(sample, QUESTION_FIELDS)[1] \
-            and _first(other, GOLD_FIELDS)[1] == _first(sample, GOLD_FIELDS)[1]
+        q, g, _ = text_fields(sample)
+        same = other is not None and all(other.get(name) == sample.get(name) for name in (q, g) if name)
         out.append(other if same else None)
     return out
 
 
-def part_samples(path: Path, start_dir: Path | None, max_samples: int) -> PartSamples | None:
-    """The samples of one part file beside the starting run's same part, or None when it holds no samples."""
+def _sample(sample: dict[str, Any], other: dict[str, Any] | None) -> Sample:
+    q, g, o = text_fields(sample)
+    used = {q, g, o, "uid"}
+    start_scores = _scores(other, used) if other else {}
+    scores = [(k, v, start_scores.get(k)) for k, v in _scores(sample, used).items()]
+    meta = [(k, v) for k, v in sample.items() if k not in used and isinstance(v, str | int) and not isinstance(v, bool)]
+    start_output = _first(other, (text_fields(other)[2],))[1] if other and text_fields(other)[2] else None
+    return Sample(*(str(sample[name]) if name else None for name in (q, g, o)), start_output, scores, meta,
+                  str(sample["uid"]) if sample.get("uid") is not None else None)
+
+
+def part_samples(path: Path, start_dir: Path | None, max_samples: int) -> list[PartSamples]:
+    """The samples of one part file beside the starting run's same part: one group when ``samples`` is a list,
+    one per key when it is an object of lists (e.g. harmful / harmless prompts); empty when it holds none."""
     data = _read_optional(path)
-    if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
-        return None
-    samples = [s for s in data["samples"] if isinstance(s, dict)]
-    if not samples:
-        return None
+    if not isinstance(data, dict):
+        return []
+    groups = data.get("samples")
     start_data = _read_optional(start_dir / "eval" / path.name) if start_dir else None
-    start = start_data.get("samples") if isinstance(start_data, dict) else None
-    pairs = _pair(samples, start if isinstance(start, list) else None)
-    shown = []
-    for sample, other in zip(samples[:max_samples], pairs[:max_samples], strict=True):
-        q_name, question = _first(sample, QUESTION_FIELDS)
-        g_name, gold = _first(sample, GOLD_FIELDS)
-        o_name, output = _first(sample, OUTPUT_FIELDS)
-        used = {q_name, g_name, o_name, "uid"}
-        scores = [(k, v, (other or {}).get(k)) for k, v in sample.items() if k not in used and _is_score(v)]
-        meta = [(k, v) for k, v in sample.items() if k not in used and isinstance(v, str | int) and not _is_score(v)]
-        shown.append(Sample(question, gold, output, _first(other, OUTPUT_FIELDS)[1] if other else None, scores, meta,
-                            str(sample["uid"]) if sample.get("uid") is not None else None))
+    start_groups = start_data.get("samples") if isinstance(start_data, dict) else None
+    if isinstance(groups, list):
+        groups, start_groups = {"": groups}, {"": start_groups}
+    if not isinstance(groups, dict):
+        return []
     role = next((str(data[k]) for k in ("role", "set", "split") if isinstance(data.get(k), str)), path.stem)
     aggregate = {k: v for k, v in (data.get("aggregate") or {}).items() if isinstance(v, int | float | str)} \
         if isinstance(data.get("aggregate"), dict) else {}
-    return PartSamples(path.stem, role, len(samples), shown, aggregate, sum(p is not None for p in pairs))
+    parts = []
+    for key, group in groups.items():
+        samples = [s for s in group if isinstance(s, dict)] if isinstance(group, list) else []
+        if not samples:
+            continue
+        start = (start_groups or {}).get(key) if isinstance(start_groups, dict) else None
+        pairs = _pair(samples, [s for s in start if isinstance(s, dict)] if isinstance(start, list) else None)
+        shown = [_sample(sample, other) for sample, other in zip(samples[:max_samples], pairs, strict=False)]
+        parts.append(PartSamples(f"{path.stem}/{key}" if key else path.stem, role, len(samples), shown,
+                                 aggregate if not key else {}, sum(p is not None for p in pairs)))
+    return parts
 
 
 def _part_order(part: PartSamples) -> tuple[int, str]:
@@ -262,8 +296,7 @@ def run_page(run_dir: Path, slug: str, max_samples: int) -> RunPage | None:
         return None
     start = starting_run(run_dir, info)
     parts = [part for path in sorted((run_dir / "eval").glob("*.json"))
-             if path.name not in ("summary.json", "selection.json")
-             and (part := part_samples(path, start, max_samples)) is not None]
+             if path.name not in ("summary.json", "selection.json") for part in part_samples(path, start, max_samples)]
     config = run_dir / "config.yaml"
     return RunPage(slug, run_dir, str(info.get("benchmark", "")), info, _read_optional(run_dir / IDENTITY_FILE),
                    config.read_text(encoding="utf-8") if config.is_file() else "",

@@ -22,6 +22,7 @@ from PIL import Image, ImageStat
 from unlearning.benchmarks import benchmark_class
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.reporting import write_report
+from unlearning.reporting.collect import part_samples
 
 START, RUN = "finetune_full_0.001_24-aaaa1111", "ga_forget10_0.0005_8-bbbb2222"
 GA_ROUGE, GA_HALF = 64.08, 10.89  # the GA row's ROUGE-L and its interval's half-width: "64.08 ± 10.89"
@@ -154,6 +155,22 @@ def test_results_collect_writes_the_report_unless_told_not_to(world: dict, tmp_p
         inspect.unwrap(results_collect.main)(cfg)
         assert (out / "index.html").is_file() == written, setting
     assert f"report/runs/{RUN}.html" in (tmp_path / "true" / "index.html").read_text()
+
+
+def test_samples_grouped_by_kind_and_an_answer_without_an_output_field(tmp_path: Path):
+    """A part whose samples are an object of lists (one group per kind of prompt) gives one group each; where a
+    sample has no output field, its "answer" is the model's output and "reference" the gold answer."""
+    sample = {"uid": "a/0", "question": "q?", "answer": "model says", "reference": "gold says", "rougeL": 0.5,
+              "offline": {"refusal": 1.0}}
+    for run, answer in (("start", "start says"), ("run", "model says")):
+        _write_json(tmp_path / run / "eval" / "val.json", {"samples": {"harmless": [{**sample, "answer": answer}],
+                                                                       "empty": []}})
+    (part,) = part_samples(tmp_path / "run" / "eval" / "val.json", tmp_path / "start", max_samples=10)
+    assert part.name == "val/harmless" and part.matched == 1
+    (shown,) = part.samples
+    assert (shown.question, shown.gold, shown.output, shown.start_output) == ("q?", "gold says", "model says",
+                                                                              "start says")
+    assert shown.scores == [("rougeL", 0.5, 0.5), ("offline.refusal", 1.0, 1.0)]
 
 
 # ------------------------------------------------------------------------------------------- in a real browser
