@@ -21,8 +21,8 @@ from unlearning.runs.io import CorruptFile, read_json
 log = logging.getLogger(__name__)
 
 # The usual names of a sample's question, gold answer and model output, in order of preference. "answer" is the
-# gold answer beside an explicit output field (FIUBench's generation, MLLMU-Bench's prediction), and the model's
-# output where a sample has none (its gold answer then named "reference", if any).
+# gold answer beside an explicit output field (a generation, a prediction), and the model's output where a sample
+# has none (its gold answer then named "reference", if any).
 QUESTION_FIELDS = ("question", "prompt", "query", "instruction")
 OUTPUT_FIELDS = ("generation", "prediction", "response", "output", "caption")
 GOLD_FIELDS = ("answer", "gold", "target", "reference", "label")

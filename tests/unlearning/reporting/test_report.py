@@ -23,6 +23,7 @@ from unlearning.benchmarks import benchmark_class
 from unlearning.recipes.common import CONFIG_DIR
 from unlearning.reporting import write_report
 from unlearning.reporting.collect import part_samples
+from unlearning.reporting.render import cell
 
 START, RUN = "finetune_full_0.001_24-aaaa1111", "ga_forget10_0.0005_8-bbbb2222"
 GA_ROUGE, GA_HALF = 64.08, 10.89  # the GA row's ROUGE-L and its interval's half-width: "64.08 ± 10.89"
@@ -155,6 +156,13 @@ def test_results_collect_writes_the_report_unless_told_not_to(world: dict, tmp_p
         inspect.unwrap(results_collect.main)(cfg)
         assert (out / "index.html").is_file() == written, setting
     assert f"report/runs/{RUN}.html" in (tmp_path / "true" / "index.html").read_text()
+
+
+def test_cells_show_the_interval_or_the_spread_over_seeds():
+    assert cell({"EM": 10.0, "intervals": {"EM": [5.0, 15.0]}}, "EM")["text"] == "10.00 ± 5.00"
+    assert cell({"EM": 10.0, "sd": {"EM": 2.5}, "intervals": {}}, "EM")["text"] == "10.00 ± 2.50"
+    assert cell({"EM": None}, "EM") == {"text": "n/a", "sort": "", "title": ""}
+    assert cell({"method": "ga"}, "method")["sort"] == ""
 
 
 def test_samples_grouped_by_kind_and_an_answer_without_an_output_field(tmp_path: Path):
