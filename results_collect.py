@@ -5,6 +5,7 @@
     python results_collect.py compare=<run A>,<run B>      # paired differences per metric, with intervals and p
     python results_collect.py select=true                  # also: each run's checkpoint chosen on validation units
     python results_collect.py report=false                 # without the HTML report (results/index.html)
+    python results_collect.py published=true               # also the papers' numbers beside ours (docs/published.md)
 
 Each cell of the Markdown tables shows the value ± the half-width of its bootstrap confidence interval (the
 summary's ``metrics.<row>.<column>.interval``; the CSV has the interval's ends). Runs that differ only in their
@@ -756,6 +757,11 @@ def main(cfg: DictConfig) -> None:
             collect_selection(Path(cfg.run_root), Path(cfg.out_dir), cfg.get("selection"))
         except CannotSelect as error:
             raise SystemExit(str(error)) from None
+    if cfg.get("published"):  # results/<benchmark>_published.*, apart from our tables (docs/published.md)
+        from unlearning.evaluation.published import write_published
+
+        for markdown in write_published(rows, Path(cfg.out_dir)):
+            print(f"\n{markdown.stem} ({markdown.with_suffix('')}.json, .csv, .md)\n\n{markdown.read_text()}")
     if cfg.get("report", True):  # results/index.html and results/report/ (unlearning.reporting)
         from unlearning.reporting import write_report
 

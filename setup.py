@@ -19,7 +19,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["unlearning*", "fiubench*", "mllmu*", "safeeraser*", "efuf*", "clear*", "umu*",
                                     "eval*"]),
-    package_data={"fiubench": ["*.json", "*.txt"], "mllmu": ["*.txt"], "safeeraser": ["*.json"], "efuf": ["*.txt"],
+    package_data={"fiubench": ["*.json", "*.txt", "*.csv"], "mllmu": ["*.txt", "*.csv"],
+                  "safeeraser": ["*.json", "*.csv"], "efuf": ["*.txt", "*.csv"],  # *.csv: published.csv
                   "unlearning.reporting": ["templates/*.html", "static/*"]},  # the HTML report's pages and assets
     install_requires=requirements,
     extras_require={
