@@ -105,8 +105,10 @@ def _json_table(path: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("columns"), list) or not isinstance(data.get("rows"),
                                                                                                     list):
-        return None
-    return data
+        return None  # not a table (a comparison, the published numbers' groups): not shown
+    better = data.get("better") if isinstance(data.get("better"), dict) else {}
+    return {**data, "columns": [str(c) for c in data["columns"]], "better": better,
+            "rows": [row for row in data["rows"] if isinstance(row, dict)]}
 
 
 def read_results(out_dir: Path) -> list[BenchmarkResults]:
