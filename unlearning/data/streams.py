@@ -111,6 +111,13 @@ class StreamSet(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.forget)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the random partners stand (a resumed run draws an epoch's partners again from its start)."""
+        return {"rng": self._rng.getstate()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._rng.setstate(state["rng"])
+
     def __getitem__(self, index: int) -> tuple[Example, ...]:
         forget = self.forget[index]
         item = []

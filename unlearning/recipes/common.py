@@ -49,6 +49,7 @@ from unlearning.runs.io import atomic_write_dir, atomic_write_json, read_json
 from unlearning.runs.locks import Busy, Lock, lock_for
 from unlearning.runs.provenance import check_versions
 from unlearning.runs.trackers import MetricLog
+from unlearning.training.resume import Resume, latest_state, load_state
 from unlearning.training.trainer import seed_everything
 
 log = logging.getLogger(__name__)
@@ -276,11 +277,26 @@ def prepare_run(config: TrainingConfig, base_model: str, accelerator: Accelerato
         return claim
     claim = dataclasses.replace(claim, lock=lock, key=identity_hash(identity), identity=identity)
     if accelerator.is_main_process:
-        start_attempt(claim, resolved, identity)
-        log.info("%s %s (written in %s until it finishes)", "new run" if claim.state == "new" else
-                 "training to replace", claim.run_dir, claim.work_dir)
+        kept = start_attempt(claim, resolved, identity, keep=resumable if config.run.resume else None)
+        log.info("%s %s (written in %s until it finishes)", "resuming" if kept else "new run" if claim.state == "new"
+                 else "training to replace", claim.run_dir, claim.work_dir)
     accelerator.wait_for_everyone()
-    return claim
+    state = latest_state(claim.work_dir) if config.run.resume else None
+    return dataclasses.replace(claim, resume_from=state)
+
+
+def resumable(attempt: Path) -> bool:
+    """An interrupted attempt holding a training state to go on from (``save_every`` with ``resume``)."""
+    return latest_state(attempt) is not None
+
+
+def resumption(config: TrainingConfig, claim: RunClaim) -> Resume:
+    """What ``train`` keeps (the state with each step checkpoint, ``resume``) and goes on from."""
+    start = load_state(claim.resume_from) if claim.resume_from is not None else None
+    if start is not None:
+        log.info("resuming %s from its state at step %d (%s); resume=false starts it again", claim.run_dir.name,
+                 start["step"], claim.resume_from)
+    return Resume(claim.work_dir, config.run.save_every if config.run.resume else None, start)
 
 
 def take_lock(accelerator: Accelerator, lock: Lock) -> Lock | None:
@@ -339,8 +355,10 @@ def trainable_model(model_path: str, model_slice: ModelSlice, tune: TuneSlice) -
 
 def training_metrics(config: TrainingConfig, claim: RunClaim, accelerator: Accelerator) -> MetricLog:
     """The run's metric stream: ``train_log.jsonl`` in the attempt folder, and the trackers ``report_to`` names."""
+    keep = None if claim.resume_from is None else int(claim.resume_from.parent.name.removeprefix("step_"))
     return MetricLog(claim.work_dir, claim.run_dir.name, config.run.report_to, config.resolved,
-                     claim.work_dir / "train_log.jsonl", accelerator.is_main_process, Path(config.run.root))
+                     claim.work_dir / "train_log.jsonl", accelerator.is_main_process, Path(config.run.root),
+                     keep_until=keep)
 
 
 def save_and_finish(accelerator: Accelerator, prepared: torch.nn.Module, claim: RunClaim, metrics: MetricLog,

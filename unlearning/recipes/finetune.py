@@ -25,6 +25,7 @@ from unlearning.recipes.common import (
     CONFIG_DIR,
     ensure_model,
     prepare_run,
+    resumption,
     save_and_finish,
     setup_logging,
     start_training,
@@ -60,7 +61,8 @@ def finetune(cfg: DictConfig) -> Path:
 
         metrics = training_metrics(config, claim, accelerator)
         prepared, summary = train(model, examples, collator, step_loss, config.train, accelerator, metrics,
-                                  on_step=step_saver(config.run.save_every, claim.work_dir, accelerator))
+                                  on_step=step_saver(config.run.save_every, claim.work_dir, accelerator),
+                                  resume=resumption(config, claim))
         return save_and_finish(accelerator, prepared, claim, metrics, {
             "kind": "finetune", "benchmark": benchmark.name, "model": config.model.name, "split": config.split,
             "base_model": base_model_entry(claim.run_dir, model_path), "train": summary,

@@ -45,6 +45,7 @@ from unlearning.models.loading import (
 from unlearning.recipes.common import (
     CONFIG_DIR,
     prepare_run,
+    resumption,
     save_and_finish,
     setup_logging,
     start_training,
@@ -126,12 +127,13 @@ def forget(cfg: DictConfig) -> Path:
             log.info("sequential passes: every forget batch, then every retain batch, per epoch, at a constant rate")
             constant = dataclasses.replace(settings, scheduler="constant", warmup_ratio=0.0)
             prepared, summary = train(model, pass_items, PassCollator(collator), pass_loss, constant, accelerator,
-                                      metrics, on_step=saver, before_step=before_step,
+                                      metrics, on_step=saver, before_step=before_step, resume=resumption(config, claim),
                                       batch_sampler=PassBatches(pass_items, settings.batch_size, settings.shuffle,
                                                                 config.seed))
         else:
             prepared, summary = train(model, dataset, StreamCollator(collator, uses, reference_rows(method)), step_loss,
-                                      settings, accelerator, metrics, on_step=saver, before_step=before_step)
+                                      settings, accelerator, metrics, on_step=saver, before_step=before_step,
+                                      resume=resumption(config, claim))
         return save_and_finish(accelerator, prepared, claim, metrics, {
             **info, "passes": "sequential" if passes else "joint", "train": summary,
         }, processor=collator.processor if config.tune.r == 0 else None)

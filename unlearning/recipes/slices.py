@@ -148,7 +148,7 @@ class PromptSlice:
 @dataclass(frozen=True)
 class RunSlice:
     """Where a training run goes and what it keeps: ``run_root``, ``run_name``/``run_label``, ``overwrite``,
-    ``save_every``, ``report_to``."""
+    ``save_every``, ``report_to``, ``resume``."""
 
     root: str
     label: str
@@ -156,6 +156,7 @@ class RunSlice:
     overwrite: bool = False
     save_every: int | None = None
     report_to: tuple[str, ...] = ()
+    resume: bool = True  # with save_every: keep the training state, and go on from an interrupted attempt's
 
     @classmethod
     def from_config(cls, cfg: Any) -> RunSlice:
@@ -168,7 +169,8 @@ class RunSlice:
             raise SettingError(str(error)) from error
         name = cfg.get("run_name")
         return cls(str(cfg.run_root), str(cfg.run_label), None if name is None else str(name),
-                   _flag(cfg.get("overwrite", False), "overwrite"), save_every, report_to)
+                   _flag(cfg.get("overwrite", False), "overwrite"), save_every, report_to,
+                   _flag(cfg.get("resume", True), "resume"))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import yaml
 
 from unlearning.models.loading import ADAPTER_CONFIG
 from unlearning.runs.identity import differences, identity_hash
-from unlearning.runs.io import atomic_write_json, atomic_write_text, read_json, redact
+from unlearning.runs.io import CorruptFile, atomic_write_json, atomic_write_text, read_json, redact
 from unlearning.runs.locks import Lock
 from unlearning.runs.provenance import provenance
 
@@ -63,6 +63,7 @@ class RunClaim:
     lock: Lock | None = field(default=None, compare=False)
     key: str = ""  # the identity's hash (what caches computed for this run are filed under)
     identity: dict[str, Any] | None = field(default=None, compare=False)  # the settings ``key`` hashes
+    resume_from: Path | None = None  # an interrupted attempt's training state this attempt goes on from
 
     @contextlib.contextmanager
     def held(self) -> Iterator[RunClaim]:
@@ -107,15 +108,29 @@ def claim_run(group_dir: Path, label: str, run_name: str | None, identity: Mappi
     return RunClaim(run_dir, work_dir, "replace")
 
 
-def start_attempt(claim: RunClaim, config: dict[str, Any], identity: Mapping[str, Any]) -> None:
+def start_attempt(claim: RunClaim, config: dict[str, Any], identity: Mapping[str, Any],
+                  keep: Callable[[Path], bool] | None = None) -> bool:
     """A fresh attempt folder holding the run's settings (a stale attempt of the same run is cleared first: with
-    the run folder's lock held, no live process is writing it)."""
+    the run folder's lock held, no live process is writing it), or the stale attempt kept as it is when it trained
+    these very settings and ``keep`` says it can be resumed; returns whether it was kept."""
+    if keep is not None and claim.work_dir.exists() and _same_identity(claim.work_dir, identity) \
+            and keep(claim.work_dir):
+        return True
     if claim.work_dir.exists():
         log.info("clearing %s, an earlier attempt at this run that did not finish", claim.work_dir)
         shutil.rmtree(claim.work_dir)
     claim.work_dir.mkdir(parents=True)
     atomic_write_json(claim.work_dir / IDENTITY_FILE, identity)
     atomic_write_text(claim.work_dir / "config.yaml", yaml.safe_dump(redact(config), sort_keys=False))
+    return False
+
+
+def _same_identity(folder: Path, identity: Mapping[str, Any]) -> bool:
+    path = folder / IDENTITY_FILE
+    try:
+        return path.is_file() and read_json(path) == json.loads(json.dumps(identity, default=str))
+    except CorruptFile:
+        return False
 
 
 def finish_attempt(claim: RunClaim) -> Path:

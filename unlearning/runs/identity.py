@@ -16,7 +16,7 @@ from unlearning.runs.io import redact
 
 # Config keys that do not change what is trained: where it is written, how it is logged, which checkpoints
 # are kept, and the benchmark's evaluation-only settings.
-NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "save_every", "model_path",
+NOT_TRAINING = ("run_root", "run_name", "run_label", "log_every", "report_to", "save_every", "resume", "model_path",
                 "overwrite", "data_dir",  # the data's content and the base model stand in for their paths
                 "compat",  # the switches on are in the identity as a list (``training_identity``)
                 "num_workers", "pixel_cache_mb")  # where and how batches are collated, not what they hold

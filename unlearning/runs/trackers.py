@@ -54,10 +54,19 @@ class MetricLog:
     """One run's metric stream: ``log(values, step)`` appends a JSONL line and sends the values to each tracker."""
 
     def __init__(self, folder: Path, name: str, report_to: Sequence[str] = (), config: Mapping[str, Any] | None = None,
-                 jsonl: Path | None = None, main_process: bool = True, mlflow_root: Path | None = None) -> None:
+                 jsonl: Path | None = None, main_process: bool = True, mlflow_root: Path | None = None,
+                 keep_until: int | None = None) -> None:
+        """``keep_until``: a resumed run keeps the JSONL lines of its steps up to this one and appends after them."""
         self.folder, self.name, self.main = Path(folder), name, main_process
         self.trackers = tracker_names(report_to)
+        kept = ""
+        if jsonl is not None and main_process and keep_until is not None and Path(jsonl).is_file():
+            kept = "".join(line for line in Path(jsonl).read_text(encoding="utf-8").splitlines(keepends=True)
+                           if line.strip() and json.loads(line).get("step", 0) <= keep_until)
         self._jsonl = open(jsonl, "w", encoding="utf-8") if jsonl is not None and main_process else None  # noqa: SIM115
+        if self._jsonl is not None and kept:
+            self._jsonl.write(kept)
+            self._jsonl.flush()
         self._wandb = self._tensorboard = self._mlflow = None
         if not main_process:
             return

@@ -59,3 +59,15 @@ class MasterWeightAdamW(torch.optim.AdamW):
                 parameter.grad = None
             elif parameter.grad is not None:
                 parameter.grad.zero_()
+
+    def master_state(self) -> list[torch.Tensor]:
+        """The fp32 master copies (a resumed run needs them: the parameters hold them rounded)."""
+        return [master.detach().cpu().clone() for _, master in self._pairs]
+
+    def load_master_state(self, masters: list[torch.Tensor]) -> None:
+        if len(masters) != len(self._pairs):
+            raise ValueError(f"the saved state holds {len(masters)} master weights, this optimiser {len(self._pairs)}")
+        with torch.no_grad():
+            for (parameter, master), saved in zip(self._pairs, masters, strict=True):
+                master.copy_(saved.to(master.device))
+                parameter.copy_(master)

@@ -46,6 +46,10 @@ class PassBatches(torch.utils.data.Sampler):
         self.items, self.batch_size, self.shuffle, self.seed = items, batch_size, shuffle, seed
         self.epoch = 0
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next pass draws its order for (a resumed run starts past the first)."""
+        self.epoch = epoch
+
     def _chunks(self, indices: list[int]) -> list[list[int]]:
         return [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
 

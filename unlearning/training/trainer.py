@@ -30,6 +30,7 @@ from unlearning.runs.resources import peak_memory_mb
 from unlearning.runs.trackers import MetricLog
 from unlearning.training.master_weights import MasterWeightAdamW, needs_master_weights
 from unlearning.training.progress import Progress
+from unlearning.training.resume import Resume, restore, rng_restorer, save_state
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,38 @@ def _optimizer(model: torch.nn.Module, settings: TrainSettings, deepspeed: bool 
     return torch.optim.AdamW(groups, lr=settings.lr, eps=settings.adam_eps)
 
 
-def _batches(loader: DataLoader, epochs: int) -> Iterator[tuple[int, Any]]:
-    for epoch in range(epochs):
-        for batch in loader:
-            yield epoch, batch
+def _data_state(generator: torch.Generator, dataset: Any) -> dict[str, Any]:
+    """What an epoch's batches are drawn from: the order's generator and the dataset's own random state (random
+    partners), if it keeps one."""
+    state = {"generator": generator.get_state()}
+    if hasattr(dataset, "state_dict"):
+        state["dataset"] = dataset.state_dict()
+    return state
+
+
+def _set_data_state(state: dict[str, Any], generator: torch.Generator, dataset: Any) -> None:
+    generator.set_state(state["generator"])
+    if "dataset" in state:
+        dataset.load_state_dict(state["dataset"])
+
+
+def _batches(loader: DataLoader, epochs: int, generator: torch.Generator, dataset: Any, first_epoch: int = 0,
+             skip: int = 0, on_resume: Callable[[], None] | None = None
+             ) -> Iterator[tuple[int, int, dict[str, Any], Any]]:
+    """(epoch, micro-batch index in it, the data state when the epoch began, batch) from ``first_epoch`` on, its
+    first ``skip`` micro-batches drawn and left out (a resumed run). ``on_resume`` sets the random generators as
+    they were at the saved step, where the uninterrupted run stood: before the epoch's batches are drawn when it
+    resumes at an epoch's start, after the skipped ones otherwise."""
+    for epoch in range(first_epoch, epochs):
+        if epoch == first_epoch and on_resume is not None and skip == 0:
+            on_resume()
+        epoch_state = _data_state(generator, dataset)
+        for index, batch in enumerate(loader):
+            if epoch == first_epoch and index < skip:
+                continue
+            if epoch == first_epoch and on_resume is not None and skip and index == skip:
+                on_resume()
+            yield epoch, index, epoch_state, batch
 
 
 def train(
@@ -132,10 +161,13 @@ def train(
     on_step: Callable[[int, int, torch.nn.Module], None] | None = None,
     batch_sampler: Sampler | None = None,
     before_step: Callable[[torch.nn.Module], None] | None = None,
+    resume: Resume | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train ``model`` in place; returns the accelerate-prepared model and a summary (steps, seconds, last values).
     ``batch_sampler`` replaces the shuffled batches (sequential passes: ``unlearning.training.passes``);
-    ``before_step`` sees the accumulated gradients before clipping and each optimiser step (gradient masks)."""
+    ``before_step`` sees the accumulated gradients before clipping and each optimiser step (gradient masks).
+    ``resume`` keeps the training state every ``resume.every`` steps and goes on from ``resume.start``
+    (``unlearning.training.resume``)."""
     if len(dataset) == 0:
         raise ValueError("training set is empty")
     generator = torch.Generator().manual_seed(settings.seed)
@@ -166,13 +198,30 @@ def train(
         "training %d optimiser steps (%d epochs x %d, batch %d x accum %d x %d processes)",
         total_steps, settings.epochs, steps_per_epoch, settings.batch_size, accum, accelerator.num_processes,
     )
+    deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
+    if resume is not None and deepspeed and (resume.every or resume.start):
+        raise ValueError("resuming is not supported under DeepSpeed (its optimiser state is sharded); train without "
+                         "save_every's training state (resume=false) or launch without DeepSpeed")
+    first_epoch, skip, on_resume = 0, 0, None
+    if resume is not None and resume.start is not None:
+        state = resume.start
+        restore(state, accelerator.unwrap_model(model), optimizer, scheduler)
+        _set_data_state(state["epoch_data"], generator, dataset)
+        first_epoch, skip = int(state["epoch"]), int(state["batches_in_epoch"])
+        if batch_sampler is not None and hasattr(batch_sampler, "set_epoch"):
+            batch_sampler.set_epoch(first_epoch)
+        on_resume = rng_restorer(resume.folder, resume.step, accelerator.process_index)
+        log.info("resuming at optimiser step %d of %d (epoch %d, %d micro-batches of it done)", resume.step,
+                 total_steps, first_epoch, skip)
     model.train()
-    step, start, window, last = 0, time.perf_counter(), [], {}
+    step, start, window, last = resume.step if resume is not None else 0, time.perf_counter(), [], {}
     step_start, tokens, grad_norm = time.perf_counter(), 0, None
     with contextlib.ExitStack() as stack:
         progress = stack.enter_context(
-            tqdm(total=total_steps, desc="train", disable=None if accelerator.is_local_main_process else True))
-        for epoch, batch in _batches(loader, settings.epochs):
+            tqdm(total=total_steps, initial=step, desc="train",
+                 disable=None if accelerator.is_local_main_process else True))
+        for epoch, index, epoch_state, batch in _batches(loader, settings.epochs, generator, dataset, first_epoch,
+                                                         skip, on_resume):
             with accelerator.accumulate(model):
                 loss, parts = step_loss(model, batch, Progress(step, total_steps))
                 accelerator.backward(loss)
@@ -202,6 +251,12 @@ def train(
             progress.update(1)
             if on_step is not None:
                 on_step(step, total_steps, model)
+            if resume is not None and resume.every and step % resume.every == 0 and step < total_steps:
+                ended = index + 1 == len(loader)  # the next step begins the next epoch, drawn from here
+                position = {"epoch": epoch + 1 if ended else epoch, "batches_in_epoch": 0 if ended else index + 1,
+                            "epoch_data": _data_state(generator, dataset) if ended else epoch_state}
+                save_state(resume.folder, step, position, accelerator.unwrap_model(model), optimizer, scheduler,
+                           accelerator.is_main_process, accelerator.process_index)
             if step % settings.log_every == 0 or step == total_steps:
                 progress.set_postfix(loss=f"{last['loss']:.4f}")
                 log.info("step %d/%d %s", step, total_steps, " ".join(f"{k}={v:.4g}" for k, v in last.items()))
