@@ -214,13 +214,14 @@ def evaluate_set(
 
 def score_letters(
     model: Any, collator: ChatCollator, questions: Sequence[tuple[Item, Example]], batch_size: int,
-    accelerator: Accelerator | None, desc: str,
+    accelerator: Accelerator | None, desc: str, shared_prefix: bool = True,
 ) -> list[dict[str, float]]:
     """log p(letter | prompt) of each option letter, the answer's first token that differs between the
     options (after a shared prefix such as a space), one forward pass per question.
 
     Where the options' targets differ in more than one token, those questions fall back to the
-    log-likelihood of each whole answer target (letter + end of turn), one pass per option.
+    log-likelihood of each whole answer target (letter + end of turn), one pass per option. ``shared_prefix``:
+    the engine's image-prefix sharing (``unlearning.inference.answers``; off is faster for tiny images).
     """
     groups: dict[tuple[int, tuple[int, ...]] | None, list[int]] = {}
     for position, (item, example) in enumerate(questions):
@@ -231,13 +232,14 @@ def score_letters(
         if key is not None:
             offset, tokens = key
             requests = [dataclasses.replace(questions[p][1], answer=questions[p][0].options[0][0]) for p in positions]
-            values = choice_token_logprobs(model, collator, requests, tokens, offset, batch_size, accelerator, desc)
+            values = choice_token_logprobs(model, collator, requests, tokens, offset, batch_size, accelerator, desc,
+                                           shared_prefix)
             for position, row in zip(positions, values, strict=True):
                 out[position] = dict(zip([letter for letter, _ in questions[position][0].options], row, strict=True))
             continue
         requests = [dataclasses.replace(questions[p][1], answer=letter) for p in positions
                     for letter, _ in questions[p][0].options]
-        scores = iter(score_answers(model, collator, requests, batch_size, accelerator, desc))
+        scores = iter(score_answers(model, collator, requests, batch_size, accelerator, desc, shared_prefix))
         for position in positions:
             out[position] = {letter: sum(next(scores).token_logprobs) for letter, _ in questions[position][0].options}
     return out
