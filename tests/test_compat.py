@@ -19,6 +19,7 @@ SECTIONS = {  # docs/fidelity.md section title -> benchmark
     "SafeEraser": "safeeraser",
     "EFUF": "efuf",
     "CLEAR": "clear",
+    "UMU-Bench": "umu",
 }
 
 
