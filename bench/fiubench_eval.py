@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import build_world, fresh_collator, ratio_line, timed
-from fiubench import metrics
 from fiubench.evaluate import SplitSettings, evaluate_split
+from unlearning.compat import Compat
 from unlearning.evaluation.runner import EvalContext, LazyModel
 from unlearning.inference.answers import generate_answers, score_answers
 from unlearning.inference.decoding import Decoding
@@ -45,13 +45,13 @@ def original_scores(model, collator, qas) -> list[float]:
     return nlls
 
 
-def original_generations(model, collator, qas, paraphrases: bool) -> list[str]:
+def original_generations(model, collator, qas, paraphrases: bool, max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
     """One ``generate`` per question (and per paraphrased question on the forget split), batch 1."""
     texts = []
     questions = [(qa, q) for qa in qas for q in (qa.question, *(qa.paraphrased_questions if paraphrases else ()))]
     for qa, question in questions:
         inputs = prepare_inputs(model, collator.generation_batch([qa.example(question=question)]))
-        output = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                 eos_token_id=sorted(collator.stop_ids), pad_token_id=collator.tokenizer.pad_token_id)
         texts.append(collator.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
     return texts
@@ -65,11 +65,11 @@ def measure(image_tokens: int, repeats: int, only: list[str] | None) -> None:
     requests = [qa.example(answer=a) for qa in qas for a in (qa.answer, qa.paraphrased_answer, *qa.perturbed_answers)]
     prompts = [qa.example(question=q) for qa in qas for q in (qa.question, *qa.paraphrased_questions)]
     decoding = Decoding(max_new_tokens=MAX_NEW_TOKENS)
-    settings = SplitSettings(SPLIT, "forget", BATCH, decoding, metrics.quirks_of("default"))
+    settings = SplitSettings(SPLIT, "forget", BATCH, decoding, Compat.of("fiubench"), skip_first_answer_token=False)
 
     def context() -> EvalContext:  # a run's first evaluation: nothing processed or tokenized yet
         fresh = fresh_collator(collator)
-        return EvalContext(LazyModel(lambda: (model, fresh)), None, None)
+        return EvalContext(LazyModel(lambda: (model, fresh)), None, None, Compat.of("fiubench"))
 
     def plain() -> object:  # the original processed every image and tokenized every text each time
         return fresh_collator(collator, remember_images=False)

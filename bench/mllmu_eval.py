@@ -22,10 +22,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import VARIANTS, fresh_collator, ratio_line, run_variants, timed
-from mllmu import metrics
 from mllmu.benchmark import MllmuTask
 from mllmu.evaluate import SETS, EvalOptions, FewShot, SetSettings, build_questions, eval_sets, evaluate_set
 from mllmu.synthetic import write_mllmu
+from unlearning.compat import Compat
 from unlearning.inference.decoding import Decoding
 from unlearning.inference.scoring import prepare_inputs
 from unlearning.models.loading import load_model, load_processor
@@ -58,7 +58,7 @@ def measure(image_tokens: int, repeats: int) -> None:
     collator = make_collator(load_processor(model_dir), model.generation_config, None)
     data = task.data
     options = EvalOptions(context_length=8192)  # the tiny model's 512 positions would drop every demonstration
-    quirks = metrics.quirks_of("default")
+    quirks = Compat.of("mllmu")  # the default behaviours
     sets = eval_sets(data, FORGET_SPLIT, options.seed)
     settings = SetSettings(BATCH, Decoding(max_new_tokens=MAX_NEW_TOKENS))
 
