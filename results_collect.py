@@ -19,6 +19,11 @@ benchmark package decides the columns and each metric's direction (the Markdown 
 at intermediate checkpoints (``eval_everything.bash steps=all``) also give ``<benchmark>_steps.{json,csv,md,png}``:
 the metrics against the optimiser step.
 
+A smoke check's evaluation (``eval.limit=N``, in ``<run>/eval/limit_<N>/``) is listed after the full ones, its run
+labelled ``<run> (first N)`` and its JSON row holding ``limit``; its rows are finalised among themselves (never in a
+normalisation with full evaluations) and stay out of seed groups, the trade-off plot, the published comparison and
+the shape check: a full evaluation's numbers are never replaced or moved by a limited one.
+
 ``select=true`` also writes ``<benchmark>_selected.{json,csv,md}``: per run, the checkpoint a rule chooses from its
 evaluated steps' numbers on the validation units alone, and that checkpoint's numbers on the other (reported)
 units, with the reason (``unlearning.evaluation.selection``; docs/selection.md).
@@ -108,18 +113,42 @@ def collect_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
         if not summary_path.is_file():
             log.info("skipping %s: not evaluated", run_dir)
             continue
-        if (read := _read(run_dir, summary_path, skipped)) is None:
-            continue
-        info, summary = read
-        if (table := _table_rows(info, summary, summary_path, skipped)) is None:
-            continue
-        cls = benchmark_class(info["benchmark"])
-        seed, identity = seed_group(run_dir)
-        for row in table:
-            key = str(row.get(cls.report.row_key)) if cls.report.row_key else "all"
-            rows[info["benchmark"]].append({"model": info["model"], "run": run_dir.name, **row,
-                                            "intervals": _intervals(summary, key), "seed": seed,
-                                            "identity": identity})
+        for benchmark, row in _summary_rows(run_dir, summary_path, skipped):
+            rows[benchmark].append(row)
+    _report_skipped(skipped)
+    return rows
+
+
+def _summary_rows(run_dir: Path, summary_path: Path, skipped: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(benchmark, row) of each table row one summary gives (none when it cannot be read: listed in ``skipped``)."""
+    if (read := _read(run_dir, summary_path, skipped)) is None:
+        return []
+    info, summary = read
+    if (table := _table_rows(info, summary, summary_path, skipped)) is None:
+        return []
+    cls = benchmark_class(info["benchmark"])
+    seed, identity = seed_group(run_dir)
+    out = []
+    for row in table:
+        key = str(row.get(cls.report.row_key)) if cls.report.row_key else "all"
+        out.append((info["benchmark"], {"model": info["model"], "run": run_dir.name, **row,
+                                        "intervals": _intervals(summary, key), "seed": seed, "identity": identity}))
+    return out
+
+
+def collect_limited_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
+    """Rows per benchmark of smoke-check evaluations (``eval.limit=N``: ``<run>/eval/limit_<N>/summary.json``), each
+    marked: its run labelled ``<run> (first N)``, ``limit`` N, no seed group."""
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    skipped: list[str] = []
+    for run_dir in find_runs(run_root):
+        paths = [(int(path.parent.name.removeprefix("limit_")), path)
+                 for path in (run_dir / "eval").glob("limit_*/summary.json")
+                 if path.parent.name.removeprefix("limit_").isdigit()]
+        for limit, path in sorted(paths):
+            for benchmark, row in _summary_rows(run_dir, path, skipped):
+                rows[benchmark].append({**row, "run": f"{row['run']} (first {limit})", "limit": limit, "seed": None,
+                                        "identity": None})
     _report_skipped(skipped)
     return rows
 
@@ -323,7 +352,8 @@ def write_table(out_dir: Path, stem: str, title: str, rows: list[dict[str, Any]]
         "benchmark": title, "columns": columns,
         "better": {column.name: column.better for column in report.columns if column.better},
         "rows": [{**{column: row.get(column) for column in columns}, "seed": row.get("seed"),
-                  "intervals": row.get("intervals") or {}} for row in rows],
+                  "intervals": row.get("intervals") or {}, **({"limit": row["limit"]} if row.get("limit") else {})}
+                 for row in rows],
     })
     bounds = [f"{column.name} {end}" for column in report.columns if column.better for end in ("low", "high")]
     atomic_write_csv(out_dir / f"{stem}.csv", [_with_bounds(row) for row in rows], [*columns, "seed", *bounds])
@@ -367,20 +397,27 @@ def shape_failures(rows_by_benchmark: dict[str, list[dict[str, Any]]]) -> list[s
 
 
 def collect(run_root: Path, out_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every table; returns the full evaluations' rows per benchmark (smoke checks' rows are in the tables only)."""
     rows_by_benchmark = collect_rows(run_root)
+    limited_by_benchmark = collect_limited_rows(run_root)
     if not rows_by_benchmark:
         log.warning("no evaluated runs under %s", run_root)
-    for benchmark, rows in sorted(rows_by_benchmark.items()):
+    for benchmark in sorted({*rows_by_benchmark, *limited_by_benchmark}):
+        rows, limited = rows_by_benchmark.get(benchmark, []), limited_by_benchmark.get(benchmark, [])
         cls = benchmark_class(benchmark)
         report: Report = cls.report
         cls.finalize_rows(rows)
-        table = write_table(out_dir, benchmark, benchmark, rows, report)
+        for limit in sorted({row["limit"] for row in limited}):  # normalised among the same smoke check only
+            cls.finalize_rows([row for row in limited if row["limit"] == limit])
+        table = write_table(out_dir, benchmark, benchmark, rows + limited, report)
         x_key, y_key = report.tradeoff
         if any(row.get(y_key) is not None for row in rows):
             plot = tradeoff_plot(rows, benchmark, x_key, y_key, report.log_y,
                                  (report.direction(x_key), report.direction(y_key)))
             atomic_write_bytes(out_dir / f"{benchmark}_tradeoff.png", plot)
-        print(f"\n{benchmark} ({len(rows)} runs; {out_dir}/{benchmark}.json, .csv, .md, _tradeoff.png)\n\n{table}")
+        smoke = f", {len(limited)} rows of smoke checks (eval.limit)" if limited else ""
+        print(f"\n{benchmark} ({len(rows)} runs{smoke}; {out_dir}/{benchmark}.json, .csv, .md, _tradeoff.png)\n\n"
+              f"{table}")
     for benchmark, rows in sorted(collect_step_rows(run_root).items()):
         cls = benchmark_class(benchmark)
         for step in sorted({row["step"] for row in rows}):

@@ -96,7 +96,7 @@ def evaluation(data: EfufData, options: EvalOptions, settings: EvalSettings) -> 
     """The caption part; bad files fail here, before any model loads."""
     reader, reader_identity = caption_reader(options, data.data_dir, settings.compat)
     annotations = data.annotations
-    examples = data.evaluation_examples(options.prompt, options.n_images)
+    examples = settings.limited(data.evaluation_examples(options.prompt, options.n_images))  # eval.limit: the first
     truth = {name: sorted(reader.ground_truth(annotations.categories.get(name, ()),
                                               annotations.captions.get(name, ())))
              for name, _ in examples}

@@ -74,12 +74,12 @@ def evaluation(data: FiuBench, settings: EvalSettings, forget_split: str, retain
     for role, split in (("forget", forget_split), ("retain", retain_split)):
         part = SplitSettings(split, role, settings.batch_size, settings.decoding, compat, skip_first,
                              settings.judge.max_failed, ends_with_eos=not original_prompt)
-        qas = data.qas(split)
+        qas = settings.limited(data.qas(split))  # eval.limit: its first QAs
         parts[role] = Part(split, {"version": FILE_VERSION, "split": split,
                                    "decoding": dataclasses.asdict(settings.decoding), "judge": judge,
                                    **({"original_prompt": dict(original_prompt)} if original_prompt else {})},
                            lambda context, part=part, qas=qas: evaluate_split(qas, part, context), data=qas)
-    holdout = data.qas("holdout")
+    holdout = settings.limited(data.qas("holdout"))
     if holdout:
         parts["holdout"] = Part("holdout", {"version": FILE_VERSION, "n": len(holdout)},
                                 lambda context: {"samples": score_membership(holdout, settings.batch_size, context)},

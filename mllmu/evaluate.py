@@ -295,7 +295,8 @@ def evaluation(data: MllmuBench, options: EvalOptions, settings: EvalSettings, f
     splits and missing sets fail here, before any model loads."""
     compat = settings.compat
     set_settings = SetSettings(settings.batch_size, settings.decoding)
-    sets = eval_sets(data, forget_split, options.seed)
+    sets = {name: list(settings.limited(profiles))  # eval.limit: each set's first profiles
+            for name, profiles in eval_sets(data, forget_split, options.seed).items()}
     files = {"forget": forget_split, "test": f"test_{forget_split}", "retain": data.retain_split(forget_split),
              "celebrity": "celebrity"}
     fingerprint = {"version": FILE_VERSION, "forget_split": forget_split,

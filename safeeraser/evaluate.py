@@ -96,7 +96,7 @@ def evaluation(data: SafeEraserData, options: EvalOptions, settings: EvalSetting
                    "options": dataclasses.asdict(options)}
     parts = {}
     for split in SPLITS:
-        records = data.records(split)
+        records = settings.limited(data.records(split))  # eval.limit: its first records
         parts[split] = Part(split, {**fingerprint, "split": split},
                             lambda context, records=records: evaluate_split(records, split_settings, context),
                             data=records)

@@ -25,6 +25,7 @@ import torch
 from unlearning.data.collator import ChatCollator
 from unlearning.data.examples import DataError, Example
 from unlearning.data.images import open_image
+from unlearning.runs.progress import progress
 
 ANCHOR = "forget"  # the stream training iterates over
 MODALITIES = ("multimodal", "unimodal")
@@ -186,7 +187,7 @@ def validate_examples(collator: ChatCollator, streams: Mapping[str, Sequence[Exa
     """Render every example's prompt and scored span and fully decode its images once before training, so a
     bad record (or a truncated image) stops the run before anything is written, naming the stream and example."""
     for name, examples in streams.items():
-        for example in examples:
+        for example in progress(examples, total=len(examples), desc=f"check {name}"):  # images decoded: slow
             try:
                 collator.target_text(example)  # its errors name the example
                 for source in example.images():

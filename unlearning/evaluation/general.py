@@ -19,7 +19,7 @@ from typing import Any
 
 from unlearning.data.examples import Example
 from unlearning.evaluation.judge.judgments import add_counts
-from unlearning.evaluation.runner import EvalContext, Part
+from unlearning.evaluation.runner import EvalContext, Part, first
 from unlearning.inference.answers import generate_answers
 from unlearning.registry import Registry
 
@@ -76,12 +76,15 @@ def ensure_general_data(settings: Mapping[str, Any], on_main_first: Callable[[Ca
                 Path(values.data_dir), Path(values.builtin_dir), general_eval(name).write_builtin, {}, name.upper()))
 
 
-def general_part(settings: Mapping[str, Any], batch_size: int, judge: Mapping[str, Any] | None = None) -> Part:
+def general_part(settings: Mapping[str, Any], batch_size: int, judge: Mapping[str, Any] | None = None,
+                 limit: int | None = None) -> Part:
     """One part running every configured general evaluation on the model (its questions are read here, before
     any model loads, so a missing file stops the evaluation early and the part's fingerprint covers them).
     ``judge``: what judged numbers depend on (``EvalSettings.judge_fingerprint``), in the fingerprint when a judged
-    evaluation is configured, so configuring a judge later recomputes the part."""
-    questions = {name: general_eval(name).questions(values) for name, values in settings.items()}
+    evaluation is configured, so configuring a judge later recomputes the part. ``limit`` (``eval.limit``): each
+    evaluation's first questions only, a smoke check (its scores then rest on those)."""
+    questions = {name: _first(general_eval(name).questions(values), limit, name)
+                 for name, values in settings.items()}
     judged = any(general_eval(name).judged for name in settings)
 
     def compute(context: EvalContext) -> dict[str, Any]:
@@ -103,6 +106,16 @@ def general_part(settings: Mapping[str, Any], batch_size: int, judge: Mapping[st
     if judged:
         fingerprint["judge"] = judge
     return Part("general", fingerprint, compute, data={name: prompts for name, (_, prompts) in questions.items()})
+
+
+def _first(questions: tuple[Sequence[Any], list[Example]], limit: int | None, name: str
+           ) -> tuple[Sequence[Any], list[Example]]:
+    """An evaluation's first ``limit`` items and their prompts (a list of items keeps its attributes: the subset
+    drawn, a grading template)."""
+    items, prompts = questions
+    if len(items) != len(prompts):
+        raise ValueError(f"general evaluation {name!r}: {len(items)} items but {len(prompts)} prompts")
+    return first(items, limit), list(first(prompts, limit))
 
 
 def general_results(results: Mapping[str, Any]) -> dict[str, Any] | None:

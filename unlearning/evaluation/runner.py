@@ -11,18 +11,26 @@ the benchmark's own.
 
 A part that judges reports its counts as ``result["judge"]`` (``unlearning.evaluation.judge.judgments.judge_counts``, or
 their sum with ``add_counts``): the summary's judge status and the retry of failed requests read them.
+
+``eval.limit=N`` (a smoke check) scores the first N items of each part: a benchmark's evaluation builder passes each
+list it scores through ``EvalSettings.limited``; the parts and summary go to ``eval/limit_<N>/`` (``limited_dir``),
+never over a full evaluation's, and the limit is in every part's fingerprint. ``eval.write_prompts=true`` writes
+what each computed part sent: the rendered prompts to ``prompts/<part>.jsonl`` and the judge's messages to
+``prompts/<part>.judge.jsonl`` beside its result (``PromptLog``).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from accelerate import Accelerator
 
@@ -43,6 +51,8 @@ from unlearning.runs.resources import peak_memory_mb
 log = logging.getLogger(__name__)
 
 ModelLoader = Callable[[], tuple[Any, ChatCollator]]
+T = TypeVar("T")
+PROMPTS_DIR = "prompts"
 
 
 @dataclass(frozen=True)
@@ -56,10 +66,29 @@ class EvalSettings:
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)  # the metrics' confidence intervals
     selection: ValidationSplit = field(default_factory=ValidationSplit)  # units held out to choose checkpoints
+    limit: int | None = None  # a smoke check: the first N items of each part (``limited``); None: all
+    write_prompts: bool = False  # each computed part's prompts (model and judge) in ``prompts/``
+    # the lists passed through ``limited``: a benchmark that passes none does not apply the limit (checked)
+    _limited: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"eval.batch_size must be positive, got {self.batch_size}")
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
+                                       or self.limit < 1):
+            raise ValueError(f"eval.limit must be a positive whole number or null, got {self.limit!r}")
+
+    def limited(self, items: Sequence[T]) -> Sequence[T]:
+        """The first ``eval.limit`` of ``items`` (all of them without a limit): what a benchmark's evaluation builder
+        scores of each list (QAs, profiles, records, images). A list subclass keeps its attributes (a release's
+        subset note, a grading template)."""
+        self._limited.append(len(items))
+        return first(items, self.limit)
+
+    @property
+    def limit_applied(self) -> bool:
+        """Whether a builder passed any list through ``limited`` (one that passes none ignores ``eval.limit``)."""
+        return bool(self._limited)
 
     def judge_fingerprint(self) -> dict[str, Any] | None:
         """What the judged numbers depend on (None when judging is off or has no endpoint; raises when judging is
@@ -78,10 +107,12 @@ class EvalSettings:
                 batch_size=_whole(config["batch_size"], "eval.batch_size"),
                 decoding=Decoding(max_new_tokens=_whole(config["max_new_tokens"], "eval.max_new_tokens"),
                                   **decoding),
-                compat=compat, overwrite=_flag(config.get("overwrite", False)),
+                compat=compat, overwrite=_flag(config.get("overwrite", False), "eval.overwrite"),
                 judge=JudgeSettings(**(config.get("judge") or {})),
                 bootstrap=BootstrapSettings.from_config(config.get("bootstrap")),
                 selection=ValidationSplit.from_config(config.get("selection")),
+                limit=config.get("limit"),
+                write_prompts=_flag(config.get("write_prompts", False), "eval.write_prompts"),
             )
         except TypeError as error:
             raise ValueError(f"eval settings: {error}") from error
@@ -93,10 +124,53 @@ def _whole(value: Any, name: str) -> int:
     return value
 
 
-def _flag(value: Any) -> bool:
+def _flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"eval.overwrite must be true or false, got {value!r}")
+        raise ValueError(f"{name} must be true or false, got {value!r}")
     return value
+
+
+def first(items: Sequence[T], limit: int | None) -> Sequence[T]:
+    """The first ``limit`` items (all with None); a list is copied (its subclass and attributes kept), not cut."""
+    if limit is None or len(items) <= limit:
+        return items
+    if isinstance(items, list):
+        out = copy.copy(items)
+        del out[limit:]
+        return out
+    return items[:limit]
+
+
+def limited_dir(eval_dir: Path, limit: int | None) -> Path:
+    """Where an evaluation with ``eval.limit`` writes: ``<eval dir>/limit_<N>/``, apart from the full one."""
+    return eval_dir if limit is None else eval_dir / f"limit_{limit}"
+
+
+class PromptLog:
+    """The prompts a part's computation sent, one JSON object a line: the model's (``<part>.jsonl``: each example's
+    rendered text, as ``unlearning.inference.answers`` passes it) and the judge's (``<part>.judge.jsonl``: the
+    messages and sampling settings of each request, never a key). Written on the main process only; a part computed
+    again replaces its files."""
+
+    def __init__(self, folder: Path, part: str, enabled: bool) -> None:
+        self.model_file = folder / f"{part}.jsonl"
+        self.judge_file = folder / f"{part}.judge.jsonl"
+        self.enabled = enabled
+        if enabled:
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in (self.model_file, self.judge_file):
+                path.unlink(missing_ok=True)
+
+    def model(self, records: Iterable[Mapping[str, Any]]) -> None:
+        self._append(self.model_file, records)
+
+    def judge(self, records: Iterable[Mapping[str, Any]]) -> None:
+        self._append(self.judge_file, records)
+
+    def _append(self, path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+        if self.enabled:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in records)
 
 
 class LazyModel:
@@ -113,6 +187,24 @@ class LazyModel:
     @property
     def loaded(self) -> bool:
         return self._loaded is not None
+
+
+class _Logged(LazyModel):
+    """The evaluation's lazily loaded model with a copy of its collator that writes the prompts it is given."""
+
+    def __init__(self, inner: LazyModel, prompts: PromptLog) -> None:
+        super().__init__(inner.get)
+        self._inner, self._prompts = inner, prompts
+
+    def get(self) -> tuple[Any, ChatCollator]:
+        net, collator = self._inner.get()
+        logged = copy.copy(collator)  # its caches shared
+        logged.prompt_log = self._prompts
+        return net, logged
+
+    @property
+    def loaded(self) -> bool:
+        return self._inner.loaded
 
 
 @dataclass
@@ -138,12 +230,13 @@ class Part:
     @functools.cached_property
     def data_hash(self) -> str:
         """Hashed once per evaluation command, however many runs it evaluates."""
-        return content_hash(self.data)
+        return content_hash(self.data, desc=f"hash {self.name}")
 
-    def key(self, compat: Compat, model: str | None) -> dict[str, Any]:
+    def key(self, compat: Compat, model: str | None, limit: int | None = None) -> dict[str, Any]:
         """Everything the stored result depends on: the compat switches on at evaluation, settings, a content hash
-        of the data, the model weights."""
-        return {"compat": compat.at("eval"), **self.fingerprint, "data": self.data_hash, "model": model}
+        of the data, the model weights, and ``eval.limit`` when one cut the data."""
+        return {"compat": compat.at("eval"), **self.fingerprint, "data": self.data_hash, "model": model,
+                **({} if limit is None else {"limit": limit})}
 
 
 @dataclass(frozen=True)
@@ -210,15 +303,16 @@ def cached_result(path: Path, fingerprint: Mapping[str, Any], overwrite: bool, c
 
 def reference_result(reference_dir: Path | None, part: Part, compat: Compat) -> tuple[dict | None, str | None]:
     """The reference run's result of ``part`` when it was computed from the same data and settings (its own
-    model aside), else a note saying why it cannot be used."""
+    model aside), else a note saying why it cannot be used. Under ``eval.limit`` the reference folder is the
+    reference's ``limit_<N>/``; the limit itself is left out of the comparison, the data hash saying which items."""
     path = reference_dir / f"{part.name}.json" if reference_dir else None
     if path is None or not path.is_file():
         return None, f"no reference evaluation of {part.name} found"
     stored = _stored(path)
     if stored is None:
         return None, f"{path} cannot be read; re-evaluate the reference run"
-    ours = {k: v for k, v in canonical(part.key(compat, None)).items() if k != "model"}
-    theirs = {k: v for k, v in stored.get("fingerprint", {}).items() if k != "model"}
+    ours = {k: v for k, v in canonical(part.key(compat, None)).items() if k not in ("model", "limit")}
+    theirs = {k: v for k, v in stored.get("fingerprint", {}).items() if k not in ("model", "limit")}
     if theirs != ours:
         return None, f"{path} was computed from other {_changed(ours, theirs)}; re-evaluate the reference run"
     return stored, None
@@ -231,14 +325,27 @@ def run_evaluation(
 ) -> dict[str, Any]:
     """Compute (or reuse) every part, then write and return the summary (``summary_file``). ``model`` fingerprints the
     weights ``load_model`` loads (``unlearning.runs.fingerprint.model_fingerprint``); ``metrics`` gives the
-    summary's typed metrics (``unlearning.evaluation.schema.table_metrics``) from the rest of it."""
+    summary's typed metrics (``unlearning.evaluation.schema.table_metrics``) from the rest of it. Under
+    ``eval.limit`` ``out_dir`` is the limited folder (``limited_dir``)."""
     skipped = judge_unavailable_reason(settings.judge)
     judge = Judge(settings.judge) if skipped is None else None
     context = EvalContext(LazyModel(load_model), judge, accelerator, settings.compat)
+    main = accelerator is None or accelerator.is_main_process
     start = time.perf_counter()
+
+    def compute(part: Part) -> dict[str, Any]:
+        if not settings.write_prompts:
+            return part.compute(context)
+        prompts = PromptLog(out_dir / PROMPTS_DIR, part.name, main)
+        logged_judge = None
+        if context.judge is not None:
+            logged_judge = copy.copy(context.judge)  # its client and cache shared
+            logged_judge.prompt_log = prompts
+        return part.compute(dataclasses.replace(context, model=_Logged(context.model, prompts), judge=logged_judge))
+
     results = {
-        key: cached_result(out_dir / f"{part.name}.json", part.key(settings.compat, model), settings.overwrite,
-                           lambda part=part: part.compute(context), accelerator, judge is not None)
+        key: cached_result(out_dir / f"{part.name}.json", part.key(settings.compat, model, settings.limit),
+                           settings.overwrite, lambda part=part: compute(part), accelerator, judge is not None)
         for key, part in evaluation.parts.items()
     }
     own = evaluation.summarize(results, reference_dir)
@@ -247,6 +354,7 @@ def run_evaluation(
         log.warning("%s: judge %s", out_dir, status)
     summary = {
         "benchmark": benchmark,
+        **({} if settings.limit is None else {"limit": settings.limit}),  # a smoke check of the first N items
         "compat": settings.compat.mode,
         "compat_switches": settings.compat.at("eval"),
         **own,
@@ -258,7 +366,6 @@ def run_evaluation(
                  **peak_memory_mb()},
     }
     typed = metrics(summary) if metrics else {}
-    main = accelerator is None or accelerator.is_main_process
     intervals = None
     if metrics and evaluation.resample is not None and settings.bootstrap.resamples:
         intervals = add_intervals({**summary, "metrics": typed}, results, reference_dir, evaluation.resample,

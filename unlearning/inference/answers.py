@@ -140,10 +140,20 @@ def _sequence_scores(answer: AnswerLogits) -> list[SequenceScore]:
             for row in range(answer.n_rows)]
 
 
-def seen_examples(collator: ChatCollator, examples: Sequence[Example]) -> list[Example]:
-    """The examples as the collator's ``example_transform`` (an input attack) shows them, else as they are."""
+def seen_examples(collator: ChatCollator, examples: Sequence[Example], kind: str = "score", desc: str = ""
+                  ) -> list[Example]:
+    """The examples as the collator's ``example_transform`` (an input attack) shows them, else as they are; every
+    inference entry point starts here, so the collator's ``prompt_log`` (``eval.write_prompts``) gets here the text
+    each example is rendered to: the generation prompt (``kind`` generate), or the conversation up to the end of the
+    scored answer (score, choices)."""
     transform = getattr(collator, "example_transform", None)
-    return list(examples) if transform is None else [transform(example) for example in examples]
+    seen = list(examples) if transform is None else [transform(example) for example in examples]
+    prompts = getattr(collator, "prompt_log", None)
+    if prompts is not None and prompts.enabled:
+        prompts.model({"uid": example.uid, "kind": kind, "desc": desc, "images": len(example.images()),
+                       "text": collator.generation_text(example) if kind == "generate"
+                       else collator.target_text(example)[0]} for example in seen)
+    return seen
 
 
 @torch.no_grad()
@@ -158,7 +168,7 @@ def score_answers(
     prefixes (said once in the log), in batched forward passes of whole sequences (``shared_prefix=False``: all).
     """
 
-    examples = seen_examples(collator, examples)
+    examples = seen_examples(collator, examples, "score", desc)
     warn_beyond_context(model, collator, examples, desc, with_answer=True)
 
     def plain(batch_examples: list[Example], batch: dict | None = None) -> list[SequenceScore]:
@@ -231,7 +241,7 @@ def generate_samples(
     Greedy answers to prompts showing the same images are generated on one computed prefix (the image encoded
     once; ``unlearning.inference.shared_prefix``); the rest in batches of prompts of similar length (less padding).
     """
-    examples = seen_examples(collator, examples)
+    examples = seen_examples(collator, examples, "generate", desc)
     warn_beyond_context(model, collator, examples, desc)
     tokenizer = collator.tokenizer
     bound = decoding.bind(model, collator.stop_ids, tokenizer.pad_token_id)  # generate's settings, built once
@@ -319,7 +329,7 @@ def choice_token_logprobs(
     every option of a multiple-choice question (lm-evaluation-harness's single-token choices), the questions about
     one image on one computed prefix (as ``score_answers``). Each example's answer must be one of the candidates'
     targets."""
-    examples = seen_examples(collator, examples)
+    examples = seen_examples(collator, examples, "choices", desc)
     warn_beyond_context(model, collator, examples, desc, with_answer=True)
     index = torch.tensor(list(candidates))
 

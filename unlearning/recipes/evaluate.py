@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 
 from unlearning.benchmarks import Benchmark
 from unlearning.evaluation.general import ensure_general_data, general_part, general_settings
-from unlearning.evaluation.runner import EvalSettings, Evaluation, run_evaluation
+from unlearning.evaluation.runner import EvalSettings, Evaluation, limited_dir, run_evaluation
 from unlearning.evaluation.schema import table_metrics
 from unlearning.models.loading import CheckpointError
 from unlearning.recipes.attacks import AttackPlan
@@ -127,13 +127,17 @@ def build_evaluation(config: EvalConfig, benchmark: Benchmark, settings: EvalSet
         raise ValueError(f"eval.judge.prompts: benchmark {benchmark.name!r} has its own judge prompt and reads no "
                          "prompt file")
     evaluation = benchmark.evaluation(settings, config.forget_split, config.retain_split, **config.eval_options)
+    if settings.limit is not None and not settings.limit_applied:
+        raise ValueError(f"eval.limit: benchmark {benchmark.name!r} does not apply it yet (its evaluation builder "
+                         "must pass each list it scores through EvalSettings.limited); leave eval.limit out")
     general = general_settings(list(config.general_evals), config.general)
     if not general:
         return evaluation
     ensure_general_data(general, lambda work: on_main_first(accelerator, work), ensure_data)
     return dataclasses.replace(evaluation, parts={**evaluation.parts,
                                                   "general": general_part(general, settings.batch_size,
-                                                                          settings.judge_fingerprint())})
+                                                                          settings.judge_fingerprint(),
+                                                                          settings.limit)})
 
 
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -142,6 +146,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     config = EvalConfig.from_config(cfg)  # every slice checked: a bad value stops here
     settings = EvalSettings.from_config(to_dict(cfg.eval), compat)
     attacks = AttackPlan.from_config(cfg, config)  # attack=...: checked before any model loads
+    if attacks and settings.limit is not None:
+        raise ValueError("eval.limit: an attacked evaluation is always of every item (its robustness table compares "
+                         "whole evaluations); leave eval.limit or attack out")
     benchmark = build_benchmark(config.benchmark, accelerator)
     attacks = attacks.with_benchmark(benchmark)  # the relearning attack's forget set halved, before any model loads
     evaluation = build_evaluation(config, benchmark, settings, accelerator)
@@ -172,7 +179,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             failed.append((run_dir, step, error))
             continue
         out_dir = run_dir / "eval" if step is None else run_dir / "eval" / "steps" / f"step_{step:06d}"
-        log.info("evaluating %s%s", run_dir, "" if step is None else f" at step {step}")
+        out_dir = limited_dir(out_dir, settings.limit)  # a smoke check writes apart (eval/limit_<N>/)
+        log.info("evaluating %s%s%s", run_dir, "" if step is None else f" at step {step}",
+                 "" if settings.limit is None else f", the first {settings.limit} items of each part, into {out_dir}")
 
         def load(source: ModelSource = source) -> tuple[Any, Any]:
             processor = load_processor_for(source.processor, config.model)
@@ -194,7 +203,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
                                          summary_name(run_dir, info, config.forget_split))
                 continue
             summary = run_evaluation(benchmark.name, evaluation, load, settings, out_dir,
-                                     reference / "eval" if reference else None, accelerator, weights,
+                                     limited_dir(reference / "eval", settings.limit) if reference else None,
+                                     accelerator, weights,
                                      lambda summary, info=info: table_metrics(
                                          benchmark.report, benchmark.table_rows(info, summary), summary),
                                      summary_name(run_dir, info, config.forget_split))
@@ -205,6 +215,10 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         finally:
             if lock is not None:
                 lock.release()
+        if settings.limit is not None:  # a smoke check: no metric stream, no tracker
+            if step is None:
+                summaries.append(summary)
+            continue
         if run_dir not in logs:
             logs[run_dir] = MetricLog(run_dir / "eval", run_dir.name, config.report_to, config.resolved,
                                       run_dir / "eval" / "metrics.jsonl", accelerator.is_main_process,

@@ -15,7 +15,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,30 +39,63 @@ def file_digest(path: str | os.PathLike) -> str:
     return _file_digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-def _canonical(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # fields marked fingerprint=False are labels
+def _fields(obj: Any) -> list[Any]:
+    """A dataclass's values that its fingerprint holds (fields marked fingerprint=False are labels)."""
+    return [getattr(obj, f.name) for f in dataclasses.fields(obj) if f.metadata.get("fingerprint", True)]
+
+
+def _canonical(obj: Any, hashed: Callable[[], None] = lambda: None) -> Any:
+    """``obj`` as JSON-able content; ``hashed`` is called after each file, bytes or image (the slow leaves)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {"__type__": type(obj).__name__,
-                **{f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                **{f.name: _canonical(getattr(obj, f.name), hashed) for f in dataclasses.fields(obj)
                    if f.metadata.get("fingerprint", True)}}
-    if isinstance(obj, Path):
-        return {"file": file_digest(obj)} if obj.is_file() else {"missing file": str(obj)}
-    if isinstance(obj, bytes | bytearray):
-        return {"bytes": hashlib.sha256(obj).hexdigest()}
-    if isinstance(obj, Image.Image):
-        return {"image": hashlib.sha256(obj.tobytes()).hexdigest(), "size": list(obj.size), "mode": obj.mode}
+    if isinstance(obj, Path | bytes | bytearray | Image.Image):
+        out = _leaf(obj)
+        hashed()
+        return out
     if isinstance(obj, Mapping):
-        return {str(key): _canonical(value) for key, value in obj.items()}
+        return {str(key): _canonical(value, hashed) for key, value in obj.items()}
     if isinstance(obj, list | tuple | set | frozenset):
-        items = [_canonical(value) for value in obj]
+        items = [_canonical(value, hashed) for value in obj]
         return sorted(items, key=json.dumps) if isinstance(obj, set | frozenset) else items
     if obj is None or isinstance(obj, str | int | float | bool):
         return obj
     raise TypeError(f"cannot fingerprint a {type(obj).__name__}")
 
 
-def content_hash(obj: Any) -> str:
-    """A short sha256 of ``obj`` by content (files by their bytes)."""
-    material = json.dumps(_canonical(obj), sort_keys=True, ensure_ascii=False)
+def _leaf(obj: Path | bytes | bytearray | Image.Image) -> dict[str, Any]:
+    if isinstance(obj, Path):
+        return {"file": file_digest(obj)} if obj.is_file() else {"missing file": str(obj)}
+    if isinstance(obj, bytes | bytearray):
+        return {"bytes": hashlib.sha256(obj).hexdigest()}
+    return {"image": hashlib.sha256(obj.tobytes()).hexdigest(), "size": list(obj.size), "mode": obj.mode}
+
+
+def count_leaves(obj: Any) -> int:
+    """How many files, bytes and images ``obj`` holds: the progress bar's total."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return sum(count_leaves(value) for value in _fields(obj))
+    if isinstance(obj, Path | bytes | bytearray | Image.Image):
+        return 1
+    if isinstance(obj, Mapping):
+        return sum(count_leaves(value) for value in obj.values())
+    if isinstance(obj, list | tuple | set | frozenset):
+        return sum(count_leaves(value) for value in obj)
+    return 0
+
+
+def content_hash(obj: Any, desc: str | None = None) -> str:
+    """A short sha256 of ``obj`` by content (files by their bytes). ``desc``: a progress bar over its files and images
+    (a benchmark's evaluation data can hold thousands)."""
+    if desc is None:
+        canonical = _canonical(obj)
+    else:
+        from unlearning.runs.progress import progress
+
+        with progress(total=count_leaves(obj), desc=desc) as bar:
+            canonical = _canonical(obj, lambda: bar.update(1))
+    material = json.dumps(canonical, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:16]
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearning.evaluation.judge.settings import JudgeSettings, scrub
+from unlearning.runs.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,11 @@ class ReplyCache:
 
 
 class Judge:
+    """The judge of one evaluation. ``prompt_log``, when set (on a copy: ``eval.write_prompts``), gets each request's
+    messages and sampling settings (``request``), never the key."""
+
+    prompt_log: Any = None  # unlearning.evaluation.runner.PromptLog
+
     def __init__(self, settings: JudgeSettings) -> None:
         from openai import OpenAI  # imported here: only runs that judge need the client
 
@@ -126,23 +132,31 @@ class Judge:
 
     def complete_many(self, prompts: Sequence[str]) -> list[JudgeReply]:
         with ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency)) as pool:
-            return list(pool.map(self.complete, prompts))
+            replies = list(progress(pool.map(self.complete, prompts), total=len(prompts), desc="judge"))
+        if self.prompt_log is not None:
+            self.prompt_log.judge({**self.request(prompt), "cached": reply.cached}
+                                  for prompt, reply in zip(prompts, replies, strict=True))
+        return replies
+
+    def request(self, prompt: str) -> dict[str, Any]:
+        """What is sent for ``prompt``, the key aside: the model, the messages and the sampling settings."""
+        s = self.settings
+        messages = ([{"role": "system", "content": s.system_prompt}] if s.system_prompt else []) + [
+            {"role": "user", "content": prompt}]
+        sampling: dict[str, Any] = {} if s.temperature is None else {"temperature": s.temperature}
+        if s.max_tokens is not None:  # None: no cap sent
+            sampling["max_tokens"] = s.max_tokens
+        return {"model": s.model, "messages": messages, **sampling}
 
     def _request(self, prompt: str) -> JudgeReply:
         import openai
 
         transient = (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
                      openai.InternalServerError)
-        messages = ([{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt
-                    else []) + [{"role": "user", "content": prompt}]
+        request = self.request(prompt)
         for attempt in range(self.settings.max_retries + 1):
             try:
-                sampling = {} if self.settings.temperature is None else {"temperature": self.settings.temperature}
-                if self.settings.max_tokens is not None:  # None: no cap sent
-                    sampling["max_tokens"] = self.settings.max_tokens
-                response = self._client.chat.completions.with_raw_response.create(
-                    model=self.settings.model, messages=messages, **sampling,
-                )
+                response = self._client.chat.completions.with_raw_response.create(**request)
                 return JudgeReply(completion_text(response.content, response.headers.get("content-type", "")))
             except (*transient, MalformedReply) as error:  # a proxy's error page is as passing as a 502
                 if attempt == self.settings.max_retries:
