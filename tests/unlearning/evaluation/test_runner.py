@@ -127,3 +127,35 @@ def test_write_prompts_records_what_the_model_and_the_judge_were_sent(tmp_path: 
     assert (folder / "retain15.jsonl").is_file() and (folder / "holdout.jsonl").is_file()
     assert secret not in "".join(path.read_text() for path in (root).rglob("*") if path.is_file()
                                  and path.suffix in (".json", ".jsonl"))
+
+
+def _benchmark_data(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, str, str | None]:
+    """(data folder, forget split, retain split) of a benchmark's built-in data."""
+    if name == "efuf":
+        from efuf.synthetic import write_efuf
+
+        write_efuf(tmp_path / "efuf", n_pretrain=4, n_images=6, image_size=56, seed=3)
+        return tmp_path / "efuf", "curated", None
+    fixture, forget, retain = {"fiubench": ("fiu_dir", "forget10", "retain15"), "mllmu": ("mllmu_dir", "forget_15",
+                                                                                         None),
+                               "safeeraser": ("safe_dir", "train", None)}[name]
+    return request.getfixturevalue(fixture), forget, retain
+
+
+@pytest.mark.parametrize("name", ["fiubench", "mllmu", "safeeraser", "efuf"])
+def test_every_builder_cuts_its_parts_through_the_engine(name: str, request: pytest.FixtureRequest, tmp_path: Path):
+    """Each benchmark passes the lists it scores through ``EvalSettings.limited``: every part scores other data (its
+    first items), and the engine knows the limit was applied (a builder that ignores it is refused)."""
+    from unlearning.benchmarks import benchmark_class
+
+    data_dir, forget, retain = _benchmark_data(name, request, tmp_path)
+    benchmark = benchmark_class(name)(data_dir)
+    base = {"batch_size": 2, "max_new_tokens": 4, "judge": {"enabled": "false"}}
+    compat = Compat.of(name, "default")
+    full = benchmark.evaluation(EvalSettings.from_config(base, compat), forget, retain)
+    settings = EvalSettings.from_config({**base, "limit": 1}, compat)
+    limited = benchmark.evaluation(settings, forget, retain)
+    assert settings.limit_applied and set(limited.parts) == set(full.parts)
+    for key, part in limited.parts.items():
+        assert part.data_hash != full.parts[key].data_hash, key
+        assert part.key(compat, None, settings.limit)["limit"] == 1 and "limit" not in full.parts[key].key(compat, None)
