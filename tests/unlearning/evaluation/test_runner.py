@@ -159,3 +159,29 @@ def test_every_builder_cuts_its_parts_through_the_engine(name: str, request: pyt
     for key, part in limited.parts.items():
         assert part.data_hash != full.parts[key].data_hash, key
         assert part.key(compat, None, settings.limit)["limit"] == 1 and "limit" not in full.parts[key].key(compat, None)
+
+
+def test_a_benchmark_that_ignores_the_limit_is_refused():
+    """CLEAR or UMU-Bench before their builders call ``EvalSettings.limited``: no full evaluation filed as a smoke
+    check."""
+    from types import SimpleNamespace
+
+    from unlearning.evaluation.runner import Evaluation
+    from unlearning.recipes.evaluate import build_evaluation
+
+    class Ignores:
+        name = "ignores"
+
+        def evaluation(self, settings, forget_split, retain_split, **options):
+            return Evaluation({}, lambda results, reference: {})
+
+    config = SimpleNamespace(forget_split="forget", retain_split=None, eval_options={}, general_evals=[], general=None)
+    settings = EvalSettings.from_config({"batch_size": 2, "max_new_tokens": 4, "limit": 3},
+                                        Compat.of("fiubench", "default"))
+    with pytest.raises(ValueError, match="eval.limit: benchmark 'ignores' does not apply it"):
+        build_evaluation(config, Ignores(), settings, None)
+
+
+def test_limit_with_an_attack_is_refused_before_any_model(tmp_path: Path, fiu_dir: Path, tiny_dir: Path):
+    with pytest.raises(ValueError, match="eval.limit: an attacked evaluation"):
+        evaluate(eval_config(tmp_path / "runs", fiu_dir, tiny_dir, "eval.limit=2", "attack=quantize_8bit"))
