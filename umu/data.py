@@ -88,7 +88,7 @@ def literal_dict(value: Any, where: str, name: str) -> dict[str, Any]:
         raise DataError(f"{where}: field {name!r} must be a stringified dict, got {type(value).__name__}")
     try:
         parsed = ast.literal_eval(value)
-    except (ValueError, SyntaxError, MemoryError, RecursionError) as error:
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as error:
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:

@@ -154,6 +154,7 @@ def literal_error(value: str) -> str:
 def test_malformed_stringified_dict_names_the_field():
     assert "f.parquet: row 3 (ID 9): field 'Classify' is not a stringified dict" in literal_error("{'unimodal': ")
     assert "field 'Classify' must be a dict, got list" in literal_error("[1, 2]")
+    assert "is not a stringified dict (TypeError" in literal_error("{[1]: 2}")  # an unhashable key
 
 
 @pytest.mark.parametrize(("changes", "message"), [
