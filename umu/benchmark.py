@@ -34,6 +34,7 @@ PAIRED_TITLES = {("forget", "classification"): "AccF", ("retain", "classificatio
 
 
 def paired_title(set_name: str, task: str) -> str:
+    """The column of a set's modality-paired number: the paper's name where it has one."""
     return PAIRED_TITLES.get((set_name, task), f"{SET_TITLES[set_name]} {TASK_TITLES[task]} All")
 
 
