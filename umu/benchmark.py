@@ -89,16 +89,23 @@ class UmuTask:
         *(Field(f"sets.{s}.generation.{k}", "number", nullable=True) for s in SETS
           for k in ("rougeL_f_image_text", "rougeL_f_text", "all_modal_rougeL")),
     )
-    # The built-in demo (rows by method): what its table must show on any machine.
+    # The built-in demo (rows by method): what its table must show on any machine. Measured (docs/umu.md): the
+    # vanilla model at 62-75 classification and ROUGE-L 0.59 / 0.63; GA and NPO at RLF 0.13 / 0.15 and RLR 0.20 /
+    # 0.22; GD and KL at RLR 0.62 / 0.63.
     demo_rows = ("method",)
     demo_shape = (
-        Expectation("the vanilla model learnt the profiles: forget and retain classification (MM and UM) >= 60",
+        Expectation("the vanilla model learnt the profiles: classification (MM and UM) >= 50 on forget and retain "
+                    "(chance 25), RLF and RLR >= 0.4",
                     lambda r: min(r["vanilla_full"][f"{s} Class. {m}"] for s in ("Forget", "Retain")
-                                  for m in ("MM", "UM")) >= 60),
-        Expectation("GA and NPO forget: AccF at least 20 points below the vanilla model's",
-                    lambda r: all(r[m]["AccF"] <= r["vanilla_full"]["AccF"] - 20 for m in ("ga", "npo"))),
-        Expectation("GD keeps at least as much retain knowledge as GA: AccR(GD) >= AccR(GA)",
-                    lambda r: r["gd"]["AccR"] >= r["ga"]["AccR"]),
+                                  for m in ("MM", "UM")) >= 50
+                    and min(r["vanilla_full"]["RLF"], r["vanilla_full"]["RLR"]) >= 0.4),
+        Expectation("GA and NPO forget the generated answers in both modalities: RLF at least 0.25 below the vanilla "
+                    "model's",
+                    lambda r: all(r[m]["RLF"] <= r["vanilla_full"]["RLF"] - 0.25 for m in ("ga", "npo"))),
+        Expectation("and lose the retain answers with them: RLR at least 0.25 below the vanilla model's",
+                    lambda r: all(r[m]["RLR"] <= r["vanilla_full"]["RLR"] - 0.25 for m in ("ga", "npo"))),
+        Expectation("GD and KL keep the retain answers: RLR within 0.05 of the vanilla model's",
+                    lambda r: all(r[m]["RLR"] >= r["vanilla_full"]["RLR"] - 0.05 for m in ("gd", "kl"))),
     )
 
     def __init__(self, data_dir: str | Path, train_qa: str = "both", retain_pool: str = "all", seed: int = 0
