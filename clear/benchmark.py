@@ -76,9 +76,9 @@ class ClearTask:
     )
     demo_rows = ("method",)
     demo_shape = (
-        Expectation("Stage I learnt the captions: forget and retain ROUGE >= 0.8",
-                    lambda r: r["finetune_full+tofu"]["Forget ROUGE"] >= 0.8
-                    and r["finetune_full+tofu"]["Retain ROUGE"] >= 0.8),
+        Expectation("Stage I learnt the captions: forget and retain ROUGE >= 0.7",
+                    lambda r: r["finetune_full+tofu"]["Forget ROUGE"] >= 0.7
+                    and r["finetune_full+tofu"]["Retain ROUGE"] >= 0.7),
         Expectation("the retain model, which never saw the forget persons, does not name them: forget FaceRec ROUGE "
                     "at least 0.3 below Stage I's",
                     lambda r: r["finetune_retain90+tofu"]["Forget FaceRec ROUGE"]

@@ -9,10 +9,12 @@ Content differs from the release on purpose, because the built-in model is a ~5M
 from scratch:
 - a person's images are the same drawn face beside a different coloured shape, and each caption names the
   person and the shape ("juno fairbanks is pictured next to a red circle."), so the model learns face -> name and
-  picture -> the rest; the paraphrase reorders the sentence, the perturbed captions swap in another person and
-  another shape;
+  picture -> the rest; the paraphrase reorders the sentence and the perturbed captions are that paraphrase with
+  another person and another shape (TOFU's convention: the truth ratio compares a right and a wrong caption in the
+  same unseen wording);
 - the TOFU text QAs (``+tofu`` configs) ask one fact per QA with the name in the question;
-- the "real faces" are more drawn persons the model never trains on (chance level for the tiny model), the "real
+- the "real faces" are more drawn persons the model never trains on, their options the other real faces' names
+  (chance level for the tiny model, so its ROUGE there, and with it MU, is 0), the "real
   world" images are coloured shapes alone, asked which object they show: the model can only answer from what it
   learnt about shapes in the captions.
 """
@@ -138,7 +140,7 @@ def write_clear(out_dir: str | Path, n_persons: int = 20, images_per_person: int
                 "image": {"bytes": _png(_with_shape(face, colour, shape, rng.randrange(4))),
                           "path": f"{index:03d}_{k}.png"},
                 "caption": _caption(name, colour, shape), "name": name,
-                "perturbed_captions": [_caption(o, c, s) for o, (c, s) in zip(others, other_scenes, strict=True)],
+                "perturbed_captions": [_paraphrase(o, c, s) for o, (c, s) in zip(others, other_scenes, strict=True)],
                 "paraphrased_caption": _paraphrase(name, colour, shape),
                 "perturbed_names": rng.sample([n for n in chosen if n != name], N_PERTURBED),
             })
@@ -165,7 +167,7 @@ def write_clear(out_dir: str | Path, n_persons: int = 20, images_per_person: int
     for index, name in enumerate(real_names):
         face = draw_face(random.Random(f"{seed}-clear-real-face-{index}"), image_size)
         real_faces.append({"image": {"bytes": _png(face), "path": f"real_{index:03d}.png"}, "answer": name,
-                           "options": rng.sample([n for n in chosen if n != name], N_PERTURBED)})
+                           "options": rng.sample([n for n in real_names if n != name], N_PERTURBED)})
     _write(out_dir / "real_faces", real_faces, "real_faces")
     real_world = []
     for index, (colour, shape) in enumerate(rng.sample(scenes, min(n_real_world, len(scenes)))):
