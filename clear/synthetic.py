@@ -166,8 +166,10 @@ def write_clear(out_dir: str | Path, n_persons: int = 20, images_per_person: int
     real_faces = []
     for index, name in enumerate(real_names):
         face = draw_face(random.Random(f"{seed}-clear-real-face-{index}"), image_size)
+        pool = [n for n in real_names if n != name]
+        pool = pool if len(pool) >= N_PERTURBED else [n for n in chosen if n != name]  # a tiny set: any names
         real_faces.append({"image": {"bytes": _png(face), "path": f"real_{index:03d}.png"}, "answer": name,
-                           "options": rng.sample([n for n in real_names if n != name], N_PERTURBED)})
+                           "options": rng.sample(pool, N_PERTURBED)})
     _write(out_dir / "real_faces", real_faces, "real_faces")
     real_world = []
     for index, (colour, shape) in enumerate(rng.sample(scenes, min(n_real_world, len(scenes)))):
