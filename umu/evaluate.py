@@ -146,8 +146,9 @@ def evaluation(data: UmuBench, options: EvalOptions, settings: EvalSettings, for
         raise ValueError(f"UMU-Bench scores one answer per question: eval.decoding.n must be 1, got "
                          f"{settings.decoding.n}")
     retain_split = data.retain_split(forget_split)
-    sets = {"forget": list(data.profiles(forget_split)), "retain": list(data.profiles(retain_split)),
-            "real": list(data.profiles(REAL_SETS[0]))}
+    sets = {name: list(settings.limited(profiles))  # eval.limit: each set's first profiles
+            for name, profiles in (("forget", data.profiles(forget_split)), ("retain", data.profiles(retain_split)),
+                                   ("real", data.profiles(REAL_SETS[0])))}
     for profiles in sets.values():
         for profile in profiles:
             profile.evaluation_items()  # a missing task column is named now

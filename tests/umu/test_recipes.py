@@ -87,3 +87,16 @@ def test_official_switches_set_the_originals_settings():
     assert cfg.label_scope == "sequence" and cfg.append_eos is False and cfg.lora_match == "leaf"
     assert cfg.method.granularity == "batch_token_mean" and cfg.benchmark.options.retain_pool == "subsample"
     assert evaluate.benchmark.eval_options.classification_scoring == "generate"
+
+
+def test_eval_limit_cuts_each_set(umu_dir: Path):
+    """eval.limit (the engine's smoke check): each set's first profiles."""
+    from umu.data import UmuBench
+    from umu.evaluate import EvalOptions, evaluation
+    from unlearning.evaluation.runner import EvalSettings
+    from unlearning.inference.decoding import Decoding
+
+    settings = EvalSettings(4, Decoding(max_new_tokens=4), Compat.of("umu"), limit=1)
+    parts = evaluation(UmuBench(umu_dir), EvalOptions(), settings, "forget_10").parts
+    assert {name: len(part.data) for name, part in parts.items()} == {"forget": 1, "retain": 1, "real": 1}
+    assert settings.limit_applied
