@@ -26,9 +26,14 @@ launch() {
     "$PYTHON" -m "$module" "$@"
     return
   fi
-  if [[ "$(basename "$config")" == cpu_* ]]; then
-    export ACCELERATE_USE_CPU=true
-  fi
+  # cpu_* configs run on CPU (DDP: ACCELERATE_USE_CPU; DeepSpeed: DS_ACCELERATOR=cpu); a DeepSpeed config that the
+  # launch would silently run without DeepSpeed stops here, saying what to change (unlearning/runs/distributed.py)
+  local exports line
+  exports="$("$PYTHON" -m unlearning.runs.distributed "$config")" || return 1
+  while IFS= read -r line; do
+    [[ -n "$line" ]] && export "${line?}"
+  done <<< "$exports"
+  export ACCELERATE_CONFIG="$config"  # named by the recipe when the processes do not run what it asked for
   # through unlearning.runs.redacted: accelerate quotes the whole command line (a key pasted in it too) when the
   # recipe fails; the recipe itself redacts its own output (unlearning.runs.console)
   "$PYTHON" -m unlearning.runs.redacted accelerate.commands.launch --config_file "$config" -m "$module" "$@"

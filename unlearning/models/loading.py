@@ -85,7 +85,7 @@ def load_model(path: str | Path, dtype: str = "float32", attn_implementation: st
         raise CheckpointError(f"{path} ({', '.join(files) or 'weights'}) does not match "
                               f"{type(model).__name__}: {detail or errors}")
     log.info("loaded %s from %s (%.1fM parameters, %s)", type(model).__name__, path,
-             sum(p.numel() for p in model.parameters()) / 1e6, dtype)
+             sum(map(_numel, model.parameters())) / 1e6, dtype)
     return model
 
 
@@ -125,12 +125,17 @@ def check_prefixes(model: torch.nn.Module, modules: Mapping[str, Sequence[str]])
                 )
 
 
+def _numel(parameter: torch.nn.Parameter) -> int:
+    """A parameter's full size, also when DeepSpeed ZeRO-3 holds only this process's shard (``ds_numel``)."""
+    return int(getattr(parameter, "ds_numel", parameter.numel()))
+
+
 def freeze_all_but(model: torch.nn.Module, prefixes: Sequence[str]) -> int:
     """Full finetuning of the given parts; returns the number of trainable parameters."""
     count = 0
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(_under(name, prefixes))
-        count += parameter.numel() if parameter.requires_grad else 0
+        count += _numel(parameter) if parameter.requires_grad else 0
     if count == 0:
         raise ValueError(f"no parameter lies under {list(prefixes)}: nothing would train")
     return count
@@ -188,8 +193,8 @@ def apply_lora(
 
 
 def count_trainable(model: torch.nn.Module) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
+    trainable = sum(_numel(p) for p in model.parameters() if p.requires_grad)
+    return trainable, sum(map(_numel, model.parameters()))
 
 
 def load_adapter(model: torch.nn.Module, adapter_dir: str | Path, trainable: bool = False) -> PeftModel:

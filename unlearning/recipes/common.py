@@ -33,6 +33,7 @@ from unlearning.models.loading import (
 from unlearning.models.tiny import build_tiny_model
 from unlearning.recipes.slices import BenchmarkSlice, ModelSlice, PromptSlice, SettingError, TrainingConfig, TuneSlice
 from unlearning.runs.checkpoints import model_source, save_checkpoint, step_checkpoint_dir
+from unlearning.runs.distributed import check_launch, deepspeed_handlers, match_clipping
 from unlearning.runs.fingerprint import content_fingerprint, content_hash
 from unlearning.runs.folders import (
     CHECKPOINT,
@@ -139,7 +140,10 @@ def make_accelerator(grad_accum: int = 1) -> Accelerator:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         threads = os.environ.get("OMP_NUM_THREADS")  # a chosen count (pinned numerics) is kept
         torch.set_num_threads(int(threads) if threads else max(1, len(os.sched_getaffinity(0)) // world_size))
-    return Accelerator(gradient_accumulation_steps=grad_accum)
+    accelerator = Accelerator(gradient_accumulation_steps=grad_accum,
+                              kwargs_handlers=deepspeed_handlers(torch.cuda.is_available()))
+    check_launch(accelerator)  # a DeepSpeed launch that is not running DeepSpeed stops here
+    return accelerator
 
 
 def on_main_first(accelerator: Accelerator, work: Callable[[], T]) -> T:
@@ -389,5 +393,6 @@ def start_training(cfg: DictConfig, kind: str) -> tuple[Compat, TrainingConfig, 
     compat = with_compat(cfg, "train")
     config = TrainingConfig.from_config(cfg, kind)
     accelerator = make_accelerator(config.train.grad_accum)
+    match_clipping(accelerator, config.train.max_grad_norm)
     seed_everything(config.seed)
     return compat, config, accelerator, build_benchmark(config.benchmark, accelerator)
