@@ -58,7 +58,7 @@ def evaluation(data: Clear, settings: EvalSettings, forget_split: str) -> Evalua
     data.check_disjoint(forget_split)
     parts: dict[str, Part] = {}
     for task in TASKS:
-        items = data.items(task, forget_split)
+        items = list(settings.limited(data.items(task, forget_split)))  # eval.limit: each task's first rows
         task_settings = TaskSettings(task, settings.batch_size, settings.decoding, compat.pooled_perturbed_loss,
                                      compat.generation_without_image)
         parts[task] = Part(task, {"version": FILE_VERSION, "task": task, "n": len(items),

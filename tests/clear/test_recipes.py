@@ -107,6 +107,9 @@ def test_official_evaluation_switches(tmp_path: Path, clear_dir: Path):
     assert set(evaluation.parts) == {"forget", "retain", "forget_facerec", "retain_facerec", "real_faces",
                                      "real_world"}
     assert evaluation.parts["forget"].key(compat, None)["compat"] == compat.at("eval")
+    limited = EvalSettings(batch_size=4, decoding=Decoding(max_new_tokens=4), compat=compat, limit=1)
+    parts = ClearTask(clear_dir).evaluation(limited, "forget10", None).parts
+    assert limited.limit_applied and all(len(part.data) == 1 for part in parts.values())  # eval.limit: first rows
     with pytest.raises(ValueError, match="leave retain_split unset"):
         ClearTask(clear_dir).evaluation(settings, "forget10", "retain90")
     with pytest.raises(ValueError, match="unknown CLEAR forget split 'forget20'"):
