@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from unlearning.runs.distributed import LaunchConfigError, launch_exports
+from unlearning.runs.distributed import LaunchConfigError, launch_exports, match_clipping
 
 pytest.importorskip("deepspeed", reason="deepspeed is not installed: the DeepSpeed launches cannot run")
 
@@ -93,6 +93,9 @@ def test_zero_trains_as_ddp_and_its_checkpoint_evaluates(common, zero: str):
     launch(*finetune, f"grad_accum={accum}", f"run_name=ddp_{accum}", env=config("cpu_ddp"))
     result = launch(*finetune, f"run_name={zero}", env=config(zero))
     assert f"batch 4 x accum {accum} x 2 processes" in result.stdout + result.stderr
+    # the tiny recipe accumulates 1: the config's value is used, and the log says so
+    assert f"accumulates {accum} micro-batches per optimiser step (gradient_accumulation_steps), not the recipe's 1" \
+        in result.stderr
     assert_same_training(runs / f"ddp_{accum}", runs / zero)
     evaluate = ("bash", "scripts/eval_everything.bash", f"run_dirs=[{runs / f'ddp_{accum}'},{runs / zero}]",
                 f"reference_run={runs / f'ddp_{accum}'}", "eval.max_new_tokens=6", "eval.batch_size=4",
@@ -165,3 +168,25 @@ def test_launch_exports(tmp_path: Path):
         cpu = yaml.safe_load((accelerate / f"cpu_{stage}.yaml").read_text())
         assert {k: v for k, v in gpu.items() if k not in device} == {k: v for k, v in cpu.items() if k not in device}
         assert cpu["num_processes"] == 2 and cpu["mixed_precision"] == "no" and cpu["use_cpu"] is False
+
+
+def test_deepspeed_clips_as_the_recipe_asks(monkeypatch):
+    """DeepSpeed's engine clips at its config's gradient_clipping and never applies the recipe's max_grad_norm: an
+    unset value takes the recipe's, a different number is refused, naming the config."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    def accelerator(clipping: object) -> SimpleNamespace:
+        plugin = SimpleNamespace(deepspeed_config={"gradient_clipping": clipping})
+        return SimpleNamespace(distributed_type=DistributedType.DEEPSPEED,
+                               state=SimpleNamespace(deepspeed_plugin=plugin))
+
+    monkeypatch.setenv("ACCELERATE_CONFIG", "config/accelerate/zero2.yaml")
+    auto = accelerator("auto")
+    match_clipping(auto, 0.0)
+    assert auto.state.deepspeed_plugin.deepspeed_config["gradient_clipping"] == 0.0
+    match_clipping(accelerator(1.0), 1.0)
+    with pytest.raises(ValueError, match=r"zero2.yaml clips gradients at 1.0 .* max_grad_norm=0.0"):
+        match_clipping(accelerator(1.0), 0.0)
+    match_clipping(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU), 0.0)  # DDP: the trainer clips

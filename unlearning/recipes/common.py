@@ -33,7 +33,7 @@ from unlearning.models.loading import (
 from unlearning.models.tiny import build_tiny_model
 from unlearning.recipes.slices import BenchmarkSlice, ModelSlice, PromptSlice, SettingError, TrainingConfig, TuneSlice
 from unlearning.runs.checkpoints import model_source, save_checkpoint, step_checkpoint_dir
-from unlearning.runs.distributed import check_launch, deepspeed_handlers, match_clipping
+from unlearning.runs.distributed import check_launch, deepspeed_handlers, match_clipping, note_accumulation
 from unlearning.runs.fingerprint import content_fingerprint, content_hash
 from unlearning.runs.folders import (
     CHECKPOINT,
@@ -394,5 +394,6 @@ def start_training(cfg: DictConfig, kind: str) -> tuple[Compat, TrainingConfig, 
     config = TrainingConfig.from_config(cfg, kind)
     accelerator = make_accelerator(config.train.grad_accum)
     match_clipping(accelerator, config.train.max_grad_norm)
+    note_accumulation(accelerator, config.train.grad_accum)
     seed_everything(config.seed)
     return compat, config, accelerator, build_benchmark(config.benchmark, accelerator)

@@ -12,6 +12,7 @@ DeepSpeed and the processes run something else.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import yaml
 
+log = logging.getLogger(__name__)
 TRUE = ("1", "true", "yes", "on")
 
 
@@ -117,6 +119,19 @@ def match_clipping(accelerator: Any, max_grad_norm: float) -> None:
         raise ValueError(f"{name} clips gradients at {clipping} (gradient_clipping) but the recipe asks for "
                          f"max_grad_norm={max_grad_norm}, which DeepSpeed would ignore: pass max_grad_norm={clipping} "
                          "or change the config's gradient_clipping")
+
+
+def note_accumulation(accelerator: Any, grad_accum: int) -> None:
+    """Say so when a DeepSpeed config's ``gradient_accumulation_steps`` replaces the recipe's accumulation (accelerate
+    reads it from the environment before the recipe's value): the sequences per optimiser step are then the
+    config's, not the recipe's ``effective_batch``. Not refused: FIUBench's settings rely on it (zero2.yaml)."""
+    from accelerate.utils import DistributedType
+
+    used = accelerator.gradient_accumulation_steps
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and used != grad_accum:
+        name = os.environ.get("ACCELERATE_CONFIG") or "the DeepSpeed config"
+        log.warning("%s accumulates %d micro-batches per optimiser step (gradient_accumulation_steps), not the "
+                    "recipe's %d: its value is used", name, used, grad_accum)
 
 
 def main(argv: list[str]) -> int:
