@@ -199,9 +199,13 @@ def train(
         total_steps, settings.epochs, steps_per_epoch, settings.batch_size, accum, accelerator.num_processes,
     )
     deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
-    if resume is not None and deepspeed and (resume.every or resume.start):
-        raise ValueError("resuming is not supported under DeepSpeed (its optimiser state is sharded); train without "
-                         "save_every's training state (resume=false) or launch without DeepSpeed")
+    if resume is not None and deepspeed and resume.start is not None:
+        raise ValueError("resuming is not supported under DeepSpeed (its optimiser state is sharded): pass "
+                         "resume=false to train the run again from the start, or launch without DeepSpeed")
+    if resume is not None and deepspeed and resume.every:
+        log.warning("DeepSpeed shards the optimiser state: the step checkpoints are kept without a training state, "
+                    "so this run cannot be resumed")
+        resume = None
     first_epoch, skip, on_resume = 0, 0, None
     if resume is not None and resume.start is not None:
         state = resume.start
