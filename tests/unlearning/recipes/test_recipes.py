@@ -407,8 +407,8 @@ def test_bad_streams_and_spans_stop_before_training(runs: Path, fiu_dir: Path, t
                                           "provides forget, retain, refusal"):
         forget(make_config("forget", root, fiu_dir, tiny_dir, *composed))
     with pytest.raises(StreamError, match="method 'po' needs stream 'refusal', which benchmark 'mllmu' does not "
-                                          r"provide \(it provides forget, retain; 'refusal' comes with fiubench, "
-                                          r"safeeraser\)"):
+                                          r"provide \(it provides forget, retain; 'refusal' comes with clear, "
+                                          r"fiubench, safeeraser, umu\)"):
         forget(make_config("forget", tmp_path, mllmu_dir, tiny_dir, "benchmark=mllmu", "method=po"))
 
     def spans(self, name: str, forget_split: str):  # a release whose span positions run past their text

@@ -69,6 +69,7 @@ def test_adapter_merged_into_a_copy_of_a_base_loaded_once(tmp_path: Path, tiny_d
             return forward_answer_logits(model.eval(), batch).logits
 
     caplog.set_level(logging.INFO, logger="unlearning.models.loading")
+    caplog.clear()  # the loads above are logged too where an earlier test left INFO on
     models = BaseModels("float32", "sdpa")
     plain_base = models.load(ModelSource(str(tiny_dir), None, str(tiny_dir)))
     before = logits(plain_base)
