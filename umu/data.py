@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mllmu.data import FORGET_SPLITS, LETTERS, MODALITIES, RETAIN_OF, Item, image_bytes, read_rows
+from mllmu.data import _text as mllmu_text
 from unlearning.data.examples import DataError, Example
 
 FULL_SPLIT = "full_data"
@@ -100,14 +101,11 @@ def literal_dict(value: Any, where: str, name: str) -> dict[str, Any]:
 
 
 def _text(entry: Any, key: str, where: str) -> str:
+    """MLLMU-Bench's field check, after checking the parsed entry is a dict at all (a stringified dict may hold
+    anything)."""
     if not isinstance(entry, dict):
         raise DataError(f"{where}: expected a dict, got {type(entry).__name__}")
-    value = entry.get(key)
-    if value is None:
-        raise DataError(f"{where}: missing field {key!r}")
-    if not isinstance(value, str) or not value.strip():
-        raise DataError(f"{where}: field {key!r} must be a non-empty string, got {type(value).__name__} {value!r}")
-    return value
+    return mllmu_text(entry, key, where)
 
 
 def profile_id(row: dict[str, Any], where: str) -> str:
