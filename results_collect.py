@@ -42,6 +42,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from unlearning.benchmarks import Report, benchmark_class
+from unlearning.evaluation.cells import number, row_intervals, with_spread
 from unlearning.evaluation.intervals import paired_difference, read_replicates
 from unlearning.evaluation.robustness import write_robustness
 from unlearning.evaluation.schema import read_summary
@@ -132,7 +133,7 @@ def _summary_rows(run_dir: Path, summary_path: Path, skipped: list[str]) -> list
     for row in table:
         key = str(row.get(cls.report.row_key)) if cls.report.row_key else "all"
         out.append((info["benchmark"], {"model": info["model"], "run": run_dir.name, **row,
-                                        "intervals": _intervals(summary, key), "seed": seed, "identity": identity}))
+                                        "intervals": row_intervals(summary, key), "seed": seed, "identity": identity}))
     return out
 
 
@@ -151,12 +152,6 @@ def collect_limited_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
                                         "identity": None})
     _report_skipped(skipped)
     return rows
-
-
-def _intervals(summary: dict[str, Any], row_key: str) -> dict[str, list[float]]:
-    """The confidence interval of each metric of one table row, where the evaluation computed one."""
-    metrics = (summary.get("metrics") or {}).get(row_key) or {}
-    return {name: metric["interval"] for name, metric in metrics.items() if metric.get("interval")}
 
 
 def seed_group(run_dir: Path) -> tuple[Any, dict[str, Any] | None]:
@@ -214,26 +209,13 @@ def collect_step_rows(run_root: Path) -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        if value != 0 and abs(value) < 1e-2:
-            return f"{value:.2e}"
-        return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
-    return str(value)
+_cell = number  # the tables' number format (unlearning/evaluation/cells.py)
 
 
 def _cell_with_spread(row: dict[str, Any], column: str) -> str:
     """``value ± half-width`` of its confidence interval, or ``mean ± sd`` over seeds (a grouped row's
     ``spread``), or the value alone."""
-    value = row.get(column)
-    if not isinstance(value, float):
-        return _cell(value)
-    spread = (row.get("spread") or {}).get(column)
-    if spread is None and (interval := (row.get("intervals") or {}).get(column)):
-        spread = (interval[1] - interval[0]) / 2
-    return _cell(value) if spread is None else f"{_cell(value)} ± {_cell(float(spread))}"
+    return with_spread(row.get(column), (row.get("intervals") or {}).get(column), (row.get("spread") or {}).get(column))
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str], titles: list[str] | None = None) -> str:

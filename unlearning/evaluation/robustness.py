@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from unlearning.benchmarks import PROJECT_ROOT, benchmark_class
 from unlearning.evaluation.attacks import ATTACK_NAMES, ATTACKS_DIR
 from unlearning.evaluation.attacks.relearn import budget_of
+from unlearning.evaluation.cells import number, row_intervals, with_spread
 from unlearning.evaluation.schema import SchemaError, read_summary
 from unlearning.runs.folders import find_runs, read_run
 from unlearning.runs.io import CorruptFile, atomic_write_csv, atomic_write_json, atomic_write_text
@@ -81,14 +82,34 @@ def collect_robustness(run_root: Path) -> dict[str, list[dict[str, Any]]]:
                 log.warning("robustness: skipping %s: %s", path, error)
                 continue
             for row in rows:
-                out[info["benchmark"]].append({"model": info["model"], "run": run_dir.name, "attack": attack, **row})
+                unit = str(row.get(cls.report.row_key)) if cls.report.row_key else "all"
+                out[info["benchmark"]].append({"model": info["model"], "run": run_dir.name, "attack": attack, **row,
+                                               "intervals": row_intervals(summary, unit)})
     return out
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def _bounds(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    """The row with each column's interval ends as ``<column> low`` / ``<column> high`` (for the CSV)."""
+    intervals = row.get("intervals") or {}
+    return {**row, **{f"{column} {end}": intervals[column][i] for column in columns if column in intervals
+                      for i, end in enumerate(("low", "high"))}}
+
+
+def _write_table(stem: Path, heading: str, rows: list[dict[str, Any]], columns: list[str], titles: list[str],
+                 values: list[str], extra: dict[str, Any] | None = None) -> Path:
+    """``stem.{json,csv,md}``: the rows (with their intervals) as JSON, the CSV with each value column's interval
+    ends, the Markdown with ``value ± half-width``; prints the Markdown table."""
+    atomic_write_json(stem.with_suffix(".json"), {"columns": columns, **(extra or {}), "rows": rows})
+    bounds = [f"{column} {end}" for column in values for end in ("low", "high")
+              if any(column in (row.get("intervals") or {}) for row in rows)]
+    atomic_write_csv(stem.with_suffix(".csv"), [_bounds(row, values) for row in rows], columns + bounds)
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    lines += ["| " + " | ".join(with_spread(row.get(column), (row.get("intervals") or {}).get(column))
+                                for column in columns) + " |" for row in rows]
+    note = "Cells: value ± half-width of its bootstrap confidence interval, where the evaluation computed one."
+    atomic_write_text(stem.with_suffix(".md"), f"# {heading}\n\n{note}\n\n" + "\n".join(lines) + "\n")
+    print(f"\n{heading} ({stem}.json, .csv, .md)\n\n" + "\n".join(lines))
+    return stem.with_suffix(".md")
 
 
 def write_robustness(run_root: Path, out_dir: Path) -> list[Path]:
@@ -103,17 +124,31 @@ def write_robustness(run_root: Path, out_dir: Path) -> list[Path]:
         columns = ["run", "method", *key, "attack", *metrics]
         titles = ["run", "method", *key, "attack", *(cls.report.column(name).title for name in metrics)]
         stem = out_dir / f"{benchmark}_robustness"
-        atomic_write_json(stem.with_suffix(".json"), {"columns": columns, "rows": rows})
-        atomic_write_csv(stem.with_suffix(".csv"), rows, columns)
-        lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
-        lines += ["| " + " | ".join(_cell(row.get(column)) for column in columns) + " |" for row in rows]
-        atomic_write_text(stem.with_suffix(".md"), f"# {benchmark}: forget metrics under attack\n\n"
-                                                   + "\n".join(lines) + "\n")
-        written.append(stem.with_suffix(".md"))
-        print(f"\n{benchmark} robustness ({stem}.json, .csv, .md)\n\n" + "\n".join(lines))
+        written.append(_write_table(stem, f"{benchmark}: forget metrics under attack", rows, columns, titles, metrics))
+        headline = cls.report.column(metrics[0]).title
+        pivot = attack_pivot(rows, metrics[0], key)
+        section = f"\n## {headline} under each attack\n\nOne row per run, one column per attack (the first of " \
+                  f"robustness.columns).\n\n{pivot}\n"
+        atomic_write_text(stem.with_suffix(".md"), stem.with_suffix(".md").read_text() + section)
+        print(section)
         curve = write_relearning_curve(benchmark, rows, key, metrics, cls.report, out_dir)
         written += [curve] if curve else []
     return written
+
+
+def attack_pivot(rows: list[dict[str, Any]], metric: str, key: list[str]) -> str:
+    """One metric as a Markdown table: a row per run (and row key), a column per attack in the table's order, each
+    cell ``value ± half-width``; the comparison the robustness table holds one line per attack."""
+    attacks = sorted({row["attack"] for row in rows}, key=_order)
+    grid: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        entry = grid.setdefault((row["run"], *(row.get(k) for k in key)),
+                                {"run": row["run"], "method": row.get("method"), **{k: row.get(k) for k in key}})
+        entry[row["attack"]] = with_spread(row.get(metric), (row.get("intervals") or {}).get(metric))
+    head = ["run", "method", *key, *attacks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(number(entry.get(column, "—")) for column in head) + " |" for entry in grid.values()]
+    return "\n".join(lines)
 
 
 def relearning_curve(rows: list[dict[str, Any]], key: list[str], metrics: list[str]
@@ -130,6 +165,8 @@ def relearning_curve(rows: list[dict[str, Any]], key: list[str], metrics: list[s
             entry = curve.setdefault(ident, {"run": row["run"], "method": row.get("method"),
                                              **{k: row.get(k) for k in key}, "metric": metric})
             entry[f"steps_{steps}"] = row.get(metric)
+            if (interval := (row.get("intervals") or {}).get(metric)) is not None:
+                entry.setdefault("intervals", {})[f"steps_{steps}"] = interval
     return budgets, list(curve.values())
 
 
@@ -143,15 +180,9 @@ def write_relearning_curve(benchmark: str, rows: list[dict[str, Any]], key: list
     titles = ["run", "method", *key, "metric", *(f"{steps} steps" for steps in budgets)]
     for entry in curve:
         entry["metric"] = report.column(entry["metric"]).title
-    stem = out_dir / f"{benchmark}_relearn"
-    atomic_write_json(stem.with_suffix(".json"), {"columns": columns, "budgets": budgets, "rows": curve})
-    atomic_write_csv(stem.with_suffix(".csv"), curve, columns)
-    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
-    lines += ["| " + " | ".join(_cell(entry.get(column)) for column in columns) + " |" for entry in curve]
-    atomic_write_text(stem.with_suffix(".md"), f"# {benchmark}: forget metrics on the evaluation half after "
-                                               "relearning the other half\n\n" + "\n".join(lines) + "\n")
-    print(f"\n{benchmark} relearning curve ({stem}.json, .csv, .md)\n\n" + "\n".join(lines))
-    return stem.with_suffix(".md")
+    return _write_table(out_dir / f"{benchmark}_relearn", f"{benchmark}: forget metrics on the evaluation half "
+                        "after relearning the other half", curve, columns, titles, columns[-len(budgets):],
+                        {"budgets": budgets})
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from unlearning.evaluation.cells import number, with_spread
 from unlearning.reporting import plots
 from unlearning.reporting.collect import BenchmarkResults, RunPage, Table, evaluated_runs, read_results, run_page
 from unlearning.reporting.thumbnails import ImageIndex, Thumbnails
@@ -37,32 +38,13 @@ def plotly_js() -> Path:
         return path
 
 
-def number(value: Any) -> str:
-    """A value as the Markdown tables show it (``results_collect._cell``)."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if value != 0 and abs(value) < 1e-2:
-            return f"{value:.2e}"
-        return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
-    return str(value)
-
-
 def cell(row: dict[str, Any], column: str) -> dict[str, Any]:
     """A table cell: its text (``value ± half-width`` of its interval, or ± sd over seeds), the value it sorts
     by and its interval, for the title shown on hover."""
     value = row.get(column)
     spread = (row.get("sd") or row.get("spread") or {}).get(column)
     interval = (row.get("intervals") or {}).get(column)
-    if spread is None and isinstance(interval, list) and len(interval) == 2 and None not in interval:
-        spread = (interval[1] - interval[0]) / 2
-    text = number(value)
-    if isinstance(value, float) and spread is not None:
-        text = f"{text} ± {number(float(spread))}"
+    text = with_spread(value, interval, spread)
     sortable = value if isinstance(value, int | float) and not isinstance(value, bool) else None
     title = f"interval [{number(interval[0])}, {number(interval[1])}]" if isinstance(interval, list) \
         and len(interval) == 2 and None not in interval else ""

@@ -6,6 +6,7 @@ attack relearns one half of the forget set (the reference too) and evaluates the
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 from pathlib import Path
@@ -29,6 +30,7 @@ from unlearning.evaluation.attacks import ATTACK_NAMES, Attack, AttackError, Exa
 from unlearning.evaluation.attacks.images import TRANSFORMS, ImageOptions, changed_fraction, transform_image
 from unlearning.evaluation.attacks.quantize import BackendMissing, QuantizeOptions, quantizable, quantize
 from unlearning.evaluation.attacks.relearn import split_forget
+from unlearning.evaluation.cells import number, row_intervals, with_spread
 from unlearning.recipes.evaluate import evaluate
 from unlearning.runs.io import read_json
 
@@ -172,6 +174,13 @@ def test_attacked_evaluations_are_written_apart_with_a_robustness_table(world: W
     pairs = [(row["run"], row["attack"]) for row in table["rows"]]
     order = ("none", *sorted(attacks, key=ATTACK_NAMES.index))
     assert pairs == [(run.name, attack) for run in runs for attack in order]
+    row, summary = table["rows"][0], read_json(runs[0] / "eval" / "summary.json")  # intervals as the summary's
+    assert row["intervals"] and row["intervals"] == row_intervals(summary, "all")
+    name, (low, high) = next((n, i) for n, i in row["intervals"].items() if i[1] > i[0])
+    assert f"| {number(row[name])} ± {number((high - low) / 2)} |" in markdown
+    with (tables / "fiubench_robustness.csv").open() as handle:
+        first = next(csv.DictReader(handle))
+    assert (float(first[f"{name} low"]), float(first[f"{name} high"])) == pytest.approx((low, high))
 
     again = evaluate(eval_config(world, f"attack=[{','.join(attacks)}]", f"attacks.table_dir={tables}"))
     assert not any(summary["cost"]["model_loaded"] for summary in again)  # every attacked part reused
@@ -225,8 +234,11 @@ def test_relearning_on_one_half_evaluates_the_other_with_the_reference_and_a_cur
     assert "| run | method | metric | 0 steps | 3 steps |" in curve and "| forget ROUGE-L ↓ |" in curve
     rows = json.loads((tables / "fiubench_relearn.json").read_text())["rows"]
     zero_row = next(r for r in rows if r["run"] == ga.name and r["metric"] == "forget ROUGE-L ↓")
-    assert zero_row["steps_0"] == pytest.approx(100 * read_json(
-        ga / "eval" / "attacks" / "relearn_0" / "summary.json")["forget"]["rougeL_recall"])
+    zero_summary = read_json(ga / "eval" / "attacks" / "relearn_0" / "summary.json")
+    assert zero_row["steps_0"] == pytest.approx(100 * zero_summary["forget"]["rougeL_recall"])
+    interval = row_intervals(zero_summary, "all")["forget ROUGE-L"]  # the half's interval, beside its value
+    assert zero_row["intervals"]["steps_0"] == interval
+    assert f"| {with_spread(zero_row['steps_0'], interval)} |" in curve
 
     again = evaluate(eval_config(world, *overrides))
     assert not any(summary["cost"]["model_loaded"] for summary in again)  # every relearned part reused
