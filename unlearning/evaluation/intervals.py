@@ -246,10 +246,14 @@ def add_intervals(summary: dict[str, Any], results: Mapping[str, dict[str, Any]]
     resampler = Resampler(settings)
     fields = replicate(results, reference_dir, resampler)
     table = metric_replicates(summary, fields, metrics, settings.resamples)
+    single = sorted(stratum for stratum, names in resampler._units.items() if len(names) == 1)
+    alone = on_single_units(single, summary, results, reference_dir, replicate, metrics) if single else set()
     for row, columns in summary["metrics"].items():
         for name, metric in columns.items():
             replicates = table.get(row, {}).get(name)
-            if metric["value"] is not None and replicates is not None:
+            if (row, name) in alone:
+                metric["interval"], metric["note"] = None, metric.get("note") or SINGLE_UNIT_NOTE
+            elif metric["value"] is not None and replicates is not None:
                 interval = percentile_interval(replicates, settings.confidence)
                 metric["interval"] = None if interval is None else list(interval)
     file = replicates_file(summary_file)
@@ -257,7 +261,34 @@ def add_intervals(summary: dict[str, Any], results: Mapping[str, dict[str, Any]]
         write_replicates(out_dir / file, table)
     return {"method": METHOD, "resamples": settings.resamples, "seed": settings.seed,
             "confidence": settings.confidence, "strata": resampler.fingerprint(), "file": file,
+            **({"single_unit_strata": single} if single else {}),
             "seconds": round(time.perf_counter() - start, 3)}
+
+
+SINGLE_UNIT_NOTE = "no interval: it rests on a bootstrap stratum of one unit"
+
+
+def on_single_units(single: Sequence[str], summary: Mapping[str, Any], results: Mapping[str, dict[str, Any]],
+                    reference_dir: Path | None, replicate: Replicate, metrics: MetricsOf) -> set[tuple[str, str]]:
+    """The (row, column) metrics that rest on a stratum of one unit: resampling one unit draws it every time, so
+    their percentile interval would have width 0 and claim a certainty one unit cannot give. Found by weighing
+    those strata's units 0 once: a metric whose value then changes (or becomes undefined) rests on them. When the
+    benchmark's code cannot compute without them, every metric is taken to rest on them."""
+    every = {(row, name) for row, columns in summary["metrics"].items() for name in columns}
+    without = RestrictedResampler(PointResampler(), lambda stratum, unit: stratum not in single)
+    try:
+        point = metric_replicates(summary, replicate(results, reference_dir, PointResampler()), metrics, 1)
+        dropped = metric_replicates(summary, replicate(results, reference_dir, without), metrics, 1)
+    except (ValueError, TypeError, ZeroDivisionError, IndexError, KeyError):
+        return every
+    out = set()
+    for row, name in every:
+        a, b = point.get(row, {}).get(name), dropped.get(row, {}).get(name)
+        if a is None or b is None:
+            continue
+        if not np.array_equal(a, b, equal_nan=True):
+            out.add((row, name))
+    return out
 
 
 def replicates_file(summary_file: str) -> str:

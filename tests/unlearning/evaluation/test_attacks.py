@@ -30,7 +30,8 @@ from unlearning.evaluation.attacks import ATTACK_NAMES, Attack, AttackError, Exa
 from unlearning.evaluation.attacks.images import TRANSFORMS, ImageOptions, changed_fraction, transform_image
 from unlearning.evaluation.attacks.quantize import BackendMissing, QuantizeOptions, quantizable, quantize
 from unlearning.evaluation.attacks.relearn import split_forget
-from unlearning.evaluation.cells import number, row_intervals, with_spread
+from unlearning.evaluation.cells import number, row_intervals
+from unlearning.evaluation.intervals import SINGLE_UNIT_NOTE
 from unlearning.recipes.evaluate import evaluate
 from unlearning.runs.io import read_json
 
@@ -236,9 +237,12 @@ def test_relearning_on_one_half_evaluates_the_other_with_the_reference_and_a_cur
     zero_row = next(r for r in rows if r["run"] == ga.name and r["metric"] == "forget ROUGE-L ↓")
     zero_summary = read_json(ga / "eval" / "attacks" / "relearn_0" / "summary.json")
     assert zero_row["steps_0"] == pytest.approx(100 * zero_summary["forget"]["rougeL_recall"])
-    interval = row_intervals(zero_summary, "all")["forget ROUGE-L"]  # the half's interval, beside its value
-    assert zero_row["intervals"]["steps_0"] == interval
-    assert f"| {with_spread(zero_row['steps_0'], interval)} |" in curve
+    metric = zero_summary["metrics"]["all"]["forget ROUGE-L"]  # the evaluation half is 1 identity: no interval
+    assert metric["interval"] is None and metric["note"] == SINGLE_UNIT_NOTE
+    assert zero_summary["bootstrap"]["single_unit_strata"] == ["forget"]
+    assert "steps_0" not in (zero_row.get("intervals") or {}) and f"| {number(zero_row['steps_0'])} |" in curve
+    assert "forget ROUGE-L" not in row_intervals(zero_summary, "all") and "ROUGE-L" in row_intervals(zero_summary,
+                                                                                                   "all")
 
     again = evaluate(eval_config(world, *overrides))
     assert not any(summary["cost"]["model_loaded"] for summary in again)  # every relearned part reused

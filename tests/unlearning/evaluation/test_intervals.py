@@ -116,3 +116,41 @@ def test_replicates_round_trip(tmp_path):
 def test_bad_settings_are_named(bad):
     with pytest.raises(ValueError, match="eval.bootstrap"):
         BootstrapSettings.from_config(bad)
+
+
+def test_a_metric_resting_on_one_unit_gets_no_interval(tmp_path):
+    """Resampling a stratum of one unit draws it every time: its metrics (and those combining them) would get an
+    interval of width 0, so they get none and say why; the other strata's keep theirs."""
+    from unlearning.evaluation.intervals import SINGLE_UNIT_NOTE, add_intervals
+
+    results = {"forget": {"units": ["p1", "p1"], "values": [0.2, 0.6]},
+               "retain": {"units": ["r1", "r2", "r3"], "values": [0.1, 0.5, 0.9]}}
+
+    def replicate(parts, reference_dir, resampler):
+        return {f"{name}.mean": resampler.mean(name, part["units"], part["values"]) for name, part in parts.items()}
+
+    def metrics(s):  # as a benchmark's table code: a field without a value (None) gives a metric without one
+        forget, retain = s["forget"]["mean"], s["retain"]["mean"]
+        gap = None if forget is None or retain is None else retain - forget
+        return {"all": {"forget": {"value": forget}, "retain": {"value": retain}, "gap": {"value": gap},
+                        "fixed": {"value": 3.0}}}
+
+    summary = {"forget": {"mean": 0.4}, "retain": {"mean": 0.5}}
+    summary["metrics"] = {row: {name: {**m, "interval": None, "note": None} for name, m in columns.items()}
+                          for row, columns in metrics(summary).items()}
+    block = add_intervals(summary, results, None, replicate, metrics, BootstrapSettings(200), tmp_path,
+                          "summary.json", write=False)
+    row = summary["metrics"]["all"]
+    assert block["single_unit_strata"] == ["forget"]
+    assert row["forget"]["interval"] is None and row["forget"]["note"] == SINGLE_UNIT_NOTE
+    assert row["gap"]["interval"] is None  # combines the one-unit stratum
+    low, high = row["retain"]["interval"]
+    assert low < 0.5 < high and row["retain"]["note"] is None
+    assert row["fixed"]["interval"] == [3.0, 3.0]  # rests on no stratum: its interval is its value
+
+    results["forget"]["units"] = ["p1", "p2"]  # two units: an interval again
+    summary["metrics"]["all"]["forget"].update(interval=None, note=None)
+    block = add_intervals(summary, results, None, replicate, metrics, BootstrapSettings(200), tmp_path,
+                          "summary.json", write=False)
+    assert "single_unit_strata" not in block
+    assert summary["metrics"]["all"]["forget"]["interval"] == [0.2, 0.6]  # means of {0.2, 0.6} drawn twice
