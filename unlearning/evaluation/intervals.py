@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 import time
 import zlib
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 METHOD = "percentile"
 
 
@@ -141,10 +143,12 @@ class Resampler:
     def each(self, stratum: str, sample_units: Sequence[str], statistic: Callable[[np.ndarray], float]
              ) -> np.ndarray:
         """Per resample, ``statistic`` of the drawn samples' positions (each repeated as often as its unit is
-        drawn): for statistics that are not a weighted mean (a KS test, an AUC)."""
+        drawn): for statistics that are not a weighted mean (a KS test, an AUC); NaN where a resample draws no
+        sample, as ``mean`` gives (a stratum whose units all weigh 0)."""
         weights = self.weights(stratum, sample_units)
         positions = np.arange(len(sample_units))
-        return np.array([statistic(np.repeat(positions, row)) for row in weights], dtype=float)
+        return np.array([statistic(np.repeat(positions, row)) if row.any() else np.nan for row in weights],
+                        dtype=float)
 
     def fingerprint(self) -> dict[str, dict[str, Any]]:
         """What the draws rest on, per stratum: the number of units and a hash of their names. Two evaluations
@@ -278,8 +282,11 @@ def on_single_units(single: Sequence[str], summary: Mapping[str, Any], results: 
     without = RestrictedResampler(PointResampler(), lambda stratum, unit: stratum not in single)
     try:
         point = metric_replicates(summary, replicate(results, reference_dir, PointResampler()), metrics, 1)
-        dropped = metric_replicates(summary, replicate(results, reference_dir, without), metrics, 1)
-    except (ValueError, TypeError, ZeroDivisionError, IndexError, KeyError):
+        with np.errstate(invalid="ignore", divide="ignore"):  # statistics of no samples: NaN, as intended
+            dropped = metric_replicates(summary, replicate(results, reference_dir, without), metrics, 1)
+    except (ValueError, TypeError, ZeroDivisionError, IndexError, KeyError) as error:
+        log.warning("intervals: the metrics resting on the one-unit strata %s could not be told apart (%s: %s); "
+                    "no metric of this summary gets an interval", list(single), type(error).__name__, error)
         return every
     out = set()
     for row, name in every:

@@ -154,3 +154,17 @@ def test_a_metric_resting_on_one_unit_gets_no_interval(tmp_path):
                           "summary.json", write=False)
     assert "single_unit_strata" not in block
     assert summary["metrics"]["all"]["forget"]["interval"] == [0.2, 0.6]  # means of {0.2, 0.6} drawn twice
+
+
+def test_each_is_undefined_where_a_resample_draws_nothing():
+    """A statistic of no samples (a KS test of an empty set) is never called: the resample is NaN, as ``mean``."""
+    from unlearning.evaluation.intervals import PointResampler, RestrictedResampler
+
+    def statistic(positions):
+        if not len(positions):
+            raise ValueError("empty")
+        return float(len(positions))
+
+    none_kept = RestrictedResampler(PointResampler(), lambda stratum, unit: False)
+    assert np.isnan(none_kept.each("forget", ["a", "a", "b"], statistic)).all()
+    assert PointResampler().each("forget", ["a", "a", "b"], statistic).tolist() == [3.0]

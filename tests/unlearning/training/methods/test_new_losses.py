@@ -159,8 +159,9 @@ def test_idkdpo_without_a_refusal_stream_is_refused_naming_where_it_is():
     from unlearning.benchmarks import streams_elsewhere
     from unlearning.data.streams import StreamError, check_streams
 
-    with pytest.raises(StreamError, match="method 'idkdpo' needs stream 'refusal', which benchmark 'mllmu' does not "
-                                          r"provide \(it provides forget, retain; 'refusal' comes with clear, fiubench"):
+    expected = (r"method 'idkdpo' needs stream 'refusal', which benchmark 'mllmu' does not provide \(it provides "
+                r"forget, retain; 'refusal' comes with clear, fiubench")
+    with pytest.raises(StreamError, match=expected):
         check_streams("idkdpo", build_method({"name": "idkdpo"}).streams(), "mllmu", MllmuTask.stream_names,
                       streams_elsewhere("mllmu"))
 
