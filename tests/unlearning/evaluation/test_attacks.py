@@ -30,7 +30,7 @@ from unlearning.evaluation.attacks import ATTACK_NAMES, Attack, AttackError, Exa
 from unlearning.evaluation.attacks.images import TRANSFORMS, ImageOptions, changed_fraction, transform_image
 from unlearning.evaluation.attacks.quantize import BackendMissing, QuantizeOptions, quantizable, quantize
 from unlearning.evaluation.attacks.relearn import split_forget
-from unlearning.evaluation.cells import number, row_intervals
+from unlearning.evaluation.cells import number, row_intervals, with_spread
 from unlearning.evaluation.intervals import SINGLE_UNIT_NOTE
 from unlearning.recipes.evaluate import evaluate
 from unlearning.runs.io import read_json
@@ -182,6 +182,11 @@ def test_attacked_evaluations_are_written_apart_with_a_robustness_table(world: W
     with (tables / "fiubench_robustness.csv").open() as handle:
         first = next(csv.DictReader(handle))
     assert (float(first[f"{name} low"]), float(first[f"{name} high"])) == pytest.approx((low, high))
+    view = markdown.split("## forget ROUGE-L ↓ under each attack", 1)[1]  # the headline metric, one row per run
+    assert f"| run | method | {' | '.join(order)} |" in view
+    cells = [with_spread(r["forget ROUGE-L"], r["intervals"].get("forget ROUGE-L"))
+             for r in table["rows"] if r["run"] == runs[0].name]
+    assert f"| {runs[0].name} | {table['rows'][0]['method']} | {' | '.join(cells)} |" in view
 
     again = evaluate(eval_config(world, f"attack=[{','.join(attacks)}]", f"attacks.table_dir={tables}"))
     assert not any(summary["cost"]["model_loaded"] for summary in again)  # every attacked part reused

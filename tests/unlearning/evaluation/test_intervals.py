@@ -168,3 +168,29 @@ def test_each_is_undefined_where_a_resample_draws_nothing():
     none_kept = RestrictedResampler(PointResampler(), lambda stratum, unit: False)
     assert np.isnan(none_kept.each("forget", ["a", "a", "b"], statistic)).all()
     assert PointResampler().each("forget", ["a", "a", "b"], statistic).tolist() == [3.0]
+
+
+def test_when_the_one_unit_check_cannot_run_no_metric_claims_an_interval(tmp_path, caplog):
+    """Benchmark code that cannot compute without the one-unit stratum: every metric is left without an interval,
+    with a warning, rather than some keeping a width-0 one."""
+    from unlearning.evaluation.intervals import SINGLE_UNIT_NOTE, add_intervals
+
+    results = {"forget": {"units": ["p1"], "values": [0.4]}, "retain": {"units": ["r1", "r2"], "values": [0.1, 0.9]}}
+
+    def replicate(parts, reference_dir, resampler):
+        weights = resampler.weights("forget", parts["forget"]["units"])
+        if not weights.any():
+            raise ValueError("no forget sample drawn")
+        return {f"{name}.mean": resampler.mean(name, part["units"], part["values"]) for name, part in parts.items()}
+
+    def metrics(s):
+        return {"all": {"forget": {"value": s["forget"]["mean"]}, "retain": {"value": s["retain"]["mean"]}}}
+
+    summary = {"forget": {"mean": 0.4}, "retain": {"mean": 0.5}}
+    summary["metrics"] = {"all": {name: {**m, "interval": None, "note": None}
+                                  for name, m in metrics(summary)["all"].items()}}
+    with caplog.at_level("WARNING"):
+        block = add_intervals(summary, results, None, replicate, metrics, BootstrapSettings(100), tmp_path,
+                              "summary.json", write=False)
+    assert block["single_unit_strata"] == ["forget"] and "could not be told apart" in caplog.text
+    assert all(m["interval"] is None and m["note"] == SINGLE_UNIT_NOTE for m in summary["metrics"]["all"].values())
