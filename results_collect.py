@@ -42,7 +42,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from unlearning.benchmarks import Report, benchmark_class
-from unlearning.evaluation.cells import number, row_intervals, with_spread
+from unlearning.evaluation.cells import number, row_intervals, with_bounds, with_spread
 from unlearning.evaluation.intervals import paired_difference, read_replicates
 from unlearning.evaluation.robustness import write_robustness
 from unlearning.evaluation.schema import read_summary
@@ -338,7 +338,7 @@ def write_table(out_dir: Path, stem: str, title: str, rows: list[dict[str, Any]]
                  for row in rows],
     })
     bounds = [f"{column.name} {end}" for column in report.columns if column.better for end in ("low", "high")]
-    atomic_write_csv(out_dir / f"{stem}.csv", [_with_bounds(row) for row in rows], [*columns, "seed", *bounds])
+    atomic_write_csv(out_dir / f"{stem}.csv", [with_bounds(row) for row in rows], [*columns, "seed", *bounds])
     grouped = group_seeds(rows, report)
     table = markdown_table(grouped, columns, titles)
     note = "Cells: value ± half-width of its bootstrap confidence interval"
@@ -353,12 +353,6 @@ def write_table(out_dir: Path, stem: str, title: str, rows: list[dict[str, Any]]
         text = f"# {title}\n\n{note}.\n\n{table}"
     atomic_write_text(out_dir / f"{stem}.md", text)
     return table
-
-
-def _with_bounds(row: dict[str, Any]) -> dict[str, Any]:
-    bounds = {f"{name} {end}": value for name, interval in (row.get("intervals") or {}).items()
-              for end, value in zip(("low", "high"), interval, strict=True)}
-    return {**row, **bounds}
 
 
 def shape_failures(rows_by_benchmark: dict[str, list[dict[str, Any]]]) -> list[str]:

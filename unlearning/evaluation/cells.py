@@ -46,3 +46,9 @@ def row_intervals(summary: Mapping[str, Any], row_key: str) -> dict[str, list[fl
     metrics = (summary.get("metrics") or {}).get(row_key) or {}
     return {name: metric["interval"] for name, metric in metrics.items()
             if isinstance(metric, Mapping) and metric.get("interval")}
+
+
+def with_bounds(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row with each interval's ends as ``<metric> low`` / ``<metric> high`` (the CSV's columns)."""
+    return {**row, **{f"{name} {end}": value for name, interval in (row.get("intervals") or {}).items()
+                      for end, value in zip(("low", "high"), interval, strict=True)}}

@@ -250,7 +250,8 @@ def add_intervals(summary: dict[str, Any], results: Mapping[str, dict[str, Any]]
     resampler = Resampler(settings)
     fields = replicate(results, reference_dir, resampler)
     table = metric_replicates(summary, fields, metrics, settings.resamples)
-    single = sorted(stratum for stratum, names in resampler._units.items() if len(names) == 1)
+    strata = resampler.fingerprint()
+    single = sorted(stratum for stratum, drawn in strata.items() if drawn["units"] == 1)
     alone = on_single_units(single, summary, results, reference_dir, replicate, metrics) if single else set()
     for row, columns in summary["metrics"].items():
         for name, metric in columns.items():
@@ -264,7 +265,7 @@ def add_intervals(summary: dict[str, Any], results: Mapping[str, dict[str, Any]]
     if write:
         write_replicates(out_dir / file, table)
     return {"method": METHOD, "resamples": settings.resamples, "seed": settings.seed,
-            "confidence": settings.confidence, "strata": resampler.fingerprint(), "file": file,
+            "confidence": settings.confidence, "strata": strata, "file": file,
             **({"single_unit_strata": single} if single else {}),
             "seconds": round(time.perf_counter() - start, 3)}
 

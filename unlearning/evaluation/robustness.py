@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 from unlearning.benchmarks import PROJECT_ROOT, benchmark_class
 from unlearning.evaluation.attacks import ATTACK_NAMES, ATTACKS_DIR
 from unlearning.evaluation.attacks.relearn import budget_of
-from unlearning.evaluation.cells import number, row_intervals, with_spread
+from unlearning.evaluation.cells import number, row_intervals, with_bounds, with_spread
 from unlearning.evaluation.schema import SchemaError, read_summary
 from unlearning.runs.folders import find_runs, read_run
 from unlearning.runs.io import CorruptFile, atomic_write_csv, atomic_write_json, atomic_write_text
@@ -88,27 +88,20 @@ def collect_robustness(run_root: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _bounds(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
-    """The row with each column's interval ends as ``<column> low`` / ``<column> high`` (for the CSV)."""
-    intervals = row.get("intervals") or {}
-    return {**row, **{f"{column} {end}": intervals[column][i] for column in columns if column in intervals
-                      for i, end in enumerate(("low", "high"))}}
-
-
 def _write_table(stem: Path, heading: str, rows: list[dict[str, Any]], columns: list[str], titles: list[str],
-                 values: list[str], extra: dict[str, Any] | None = None) -> Path:
+                 values: list[str], extra: dict[str, Any] | None = None, section: str = "") -> Path:
     """``stem.{json,csv,md}``: the rows (with their intervals) as JSON, the CSV with each value column's interval
-    ends, the Markdown with ``value ± half-width``; prints the Markdown table."""
+    ends, the Markdown with ``value ± half-width`` (and ``section`` after the table); prints the Markdown."""
     atomic_write_json(stem.with_suffix(".json"), {"columns": columns, **(extra or {}), "rows": rows})
     bounds = [f"{column} {end}" for column in values for end in ("low", "high")
               if any(column in (row.get("intervals") or {}) for row in rows)]
-    atomic_write_csv(stem.with_suffix(".csv"), [_bounds(row, values) for row in rows], columns + bounds)
+    atomic_write_csv(stem.with_suffix(".csv"), [with_bounds(row) for row in rows], columns + bounds)
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     lines += ["| " + " | ".join(with_spread(row.get(column), (row.get("intervals") or {}).get(column))
                                 for column in columns) + " |" for row in rows]
     note = "Cells: value ± half-width of its bootstrap confidence interval, where the evaluation computed one."
-    atomic_write_text(stem.with_suffix(".md"), f"# {heading}\n\n{note}\n\n" + "\n".join(lines) + "\n")
-    print(f"\n{heading} ({stem}.json, .csv, .md)\n\n" + "\n".join(lines))
+    atomic_write_text(stem.with_suffix(".md"), f"# {heading}\n\n{note}\n\n" + "\n".join(lines) + "\n" + section)
+    print(f"\n{heading} ({stem}.json, .csv, .md)\n\n" + "\n".join(lines) + "\n" + section)
     return stem.with_suffix(".md")
 
 
@@ -123,14 +116,10 @@ def write_robustness(run_root: Path, out_dir: Path) -> list[Path]:
         metrics = robustness_columns(benchmark, cls.report)
         columns = ["run", "method", *key, "attack", *metrics]
         titles = ["run", "method", *key, "attack", *(cls.report.column(name).title for name in metrics)]
-        stem = out_dir / f"{benchmark}_robustness"
-        written.append(_write_table(stem, f"{benchmark}: forget metrics under attack", rows, columns, titles, metrics))
-        headline = cls.report.column(metrics[0]).title
-        pivot = attack_pivot(rows, metrics[0], key)
-        section = f"\n## {headline} under each attack\n\nOne row per run, one column per attack (the first of " \
-                  f"robustness.columns).\n\n{pivot}\n"
-        atomic_write_text(stem.with_suffix(".md"), stem.with_suffix(".md").read_text() + section)
-        print(section)
+        section = (f"\n## {cls.report.column(metrics[0]).title} under each attack\n\nOne row per run, one column "
+                   f"per attack (the first of robustness.columns).\n\n{attack_pivot(rows, metrics[0], key)}\n")
+        written.append(_write_table(out_dir / f"{benchmark}_robustness", f"{benchmark}: forget metrics under attack",
+                                    rows, columns, titles, metrics, section=section))
         curve = write_relearning_curve(benchmark, rows, key, metrics, cls.report, out_dir)
         written += [curve] if curve else []
     return written

@@ -63,6 +63,11 @@ def launch_exports(config_path: str | Path, environ: dict[str, str] | None = Non
     return {"DS_ACCELERATOR": "cpu"} if cpu_named else {}
 
 
+def _config_name(default: str) -> str:
+    """The accelerate config the launch named (``scripts/launch.sh`` exports it), for messages."""
+    return os.environ.get("ACCELERATE_CONFIG") or default
+
+
 def deepspeed_requested(environ: dict[str, str] | None = None) -> bool:
     """Whether ``accelerate launch`` started this process for DeepSpeed."""
     return _truthy((os.environ if environ is None else environ).get("ACCELERATE_USE_DEEPSPEED", "false"))
@@ -87,7 +92,7 @@ def check_launch(accelerator: Any) -> None:
 
     if not deepspeed_requested():
         return
-    config = os.environ.get("ACCELERATE_CONFIG") or "the accelerate config"
+    config = _config_name("the accelerate config")
     if accelerator.distributed_type != DistributedType.DEEPSPEED:
         cpu = os.environ.get("ACCELERATE_USE_CPU")
         why = (f" because ACCELERATE_USE_CPU={cpu}, with which accelerate drops DeepSpeed: unset ACCELERATE_USE_CPU "
@@ -115,7 +120,7 @@ def match_clipping(accelerator: Any, max_grad_norm: float) -> None:
     if clipping == "auto":
         config["gradient_clipping"] = float(max_grad_norm)
     elif float(clipping) != float(max_grad_norm):
-        name = os.environ.get("ACCELERATE_CONFIG") or "the DeepSpeed config"
+        name = _config_name("the DeepSpeed config")
         raise ValueError(f"{name} clips gradients at {clipping} (gradient_clipping) but the recipe asks for "
                          f"max_grad_norm={max_grad_norm}, which DeepSpeed would ignore: pass max_grad_norm={clipping} "
                          "or change the config's gradient_clipping")
@@ -129,7 +134,7 @@ def note_accumulation(accelerator: Any, grad_accum: int) -> None:
 
     used = accelerator.gradient_accumulation_steps
     if accelerator.distributed_type == DistributedType.DEEPSPEED and used != grad_accum:
-        name = os.environ.get("ACCELERATE_CONFIG") or "the DeepSpeed config"
+        name = _config_name("the DeepSpeed config")
         log.warning("%s accumulates %d micro-batches per optimiser step (gradient_accumulation_steps), not the "
                     "recipe's %d: its value is used", name, used, grad_accum)
 
